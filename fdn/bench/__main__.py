@@ -1,0 +1,28 @@
+"""Dispatch ``python -m fdn.bench WHAT ...`` to ``fdn.bench.WHAT.main``."""
+
+import importlib
+import pkgutil
+import sys
+
+import fdn.bench
+
+
+def _available():
+    return sorted(m.name for m in pkgutil.iter_modules(fdn.bench.__path__) if not m.name.startswith("_"))
+
+
+def main(argv):
+    names = _available()
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        print("usage: python -m fdn.bench {%s} [flags]" % ",".join(names))
+        return 0 if len(argv) >= 2 else 2
+    what = argv[1]
+    if what not in names:
+        print(f"fdn.bench: unknown benchmark {what!r}; choose one of: {', '.join(names)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"fdn.bench.{what}")
+    return module.main([f"fdn.bench {what}"] + argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv) or 0)
