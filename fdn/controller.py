@@ -1,0 +1,235 @@
+"""The LSTM policy that proposes genotypes: sample, log_prob_and_entropy.
+
+The controller follows the 2019 search code that found the released architectures (paper.md §2): a 2-layer
+LSTM (hidden 100) starts from a learned input, runs 4 warm-up steps (one per encoder output, nothing
+sampled), then makes 19 decisions, each read off the LSTM output by its own linear head:
+
+    in1, in2 of blocks 1..3   heads of 4, 4, 5, 5, 6, 6 choices (the decoder pool grows by one per block)
+    op0                       the shared op head (11 ops)
+    for each of the 3 pairs   pos1, pos2 (heads of 2, 2, 5, 5, 8, 8), then op1, op2 (the shared op head)
+
+The LSTM input of every step is the LSTM's previous *output*; the sampled token is never fed back. So the
+hidden trajectory, and with it every decision's logits, depends on the parameters only, and the policy is a
+product of 19 independent categoricals. fdn uses that: `decision_logits` runs the 23 LSTM steps once per
+parameter set and every sample / log-prob / entropy is a gather on that one (19, 11) table. This is exact,
+not an approximation: running the LSTM again per genotype would feed it the very same inputs.
+
+Decisions are made in the LSTM order above; genotypes travel as fdn's flattened action vectors
+``[0, op0, (p1, p2, o1, o2) x 3, (i1, i2) x 3]`` (`fdn.genotype.Genotype.to_actions`).
+
+Entropy is that of the whole policy: the sum over the 19 decisions of each categorical's entropy, which is
+what the official ``evaluate`` returns (35.0928 at the parity fixture's seed, the same for every genotype,
+since the distributions do not depend on the samples).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fdn import genotype as gt
+
+HIDDEN_SIZE = 100
+NUM_LAYERS = 2
+WARMUP_STEPS = gt.NUM_ENCODER_OUTPUTS
+INIT_RANGE = 0.1
+
+# Number of choices of each decision, in the order the LSTM makes them.
+DECISION_CHOICES = (
+    *[c for c in gt.BLOCK_INPUT_CHOICES for _ in range(2)],
+    gt.NUM_OPS,
+    *[v for c in gt.CELL_POSITION_CHOICES for v in (c, c, gt.NUM_OPS, gt.NUM_OPS)],
+)
+NUM_DECISIONS = len(DECISION_CHOICES)  # 19; the action vector's leading constant 0 makes 20 entries
+MAX_CHOICES = max(DECISION_CHOICES)
+_CONN = 2 * gt.NUM_BLOCKS  # decisions 0..5 are block inputs, 6 is op0, 7..18 the pairs
+# DECISION_ORDER[k] = index in the action vector of the k-th decision the LSTM makes.
+DECISION_ORDER = np.array([gt.ACTION_SIZE - _CONN + k for k in range(_CONN)] + list(range(1, _CONN + 8)))
+_VALID = np.arange(MAX_CHOICES)[None, :] < np.array(DECISION_CHOICES)[:, None]  # (19, 11)
+
+Params = Any
+
+
+def _uniform(key, shape, dtype=jnp.float32):
+    """Every parameter (weights, biases, start input) is drawn from U(-0.1, 0.1), as in the official code."""
+    return jax.random.uniform(key, shape, dtype, -INIT_RANGE, INIT_RANGE)
+
+
+class LSTMLayer(nn.Module):
+    """One PyTorch-layout LSTM layer: gates ``x @ w_ih + h @ w_hh + b`` in the order i, f, g, o.
+
+    Kept in PyTorch's gate order and with a single bias (``b_ih + b_hh``) so that an official state dict
+    converts by transposition and one addition (`fdn.convert.controller_params_from_torch`).
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x, carry):
+        h, c = carry
+        w_ih = self.param("w_ih", _uniform, (x.shape[-1], 4 * self.features))
+        w_hh = self.param("w_hh", _uniform, (self.features, 4 * self.features))
+        # PyTorch has two biases, each U(-0.1, 0.1); their sum is what matters, and it is what we store.
+        b = self.param("b", lambda k, s: _uniform(k, (2,) + s).sum(0), (4 * self.features,))
+        gates = x @ w_ih + h @ w_hh + b
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return h, (h, c)
+
+
+class Controller(nn.Module):
+    """Returns the (19, 11) decision-logit table; entries past a decision's number of choices are -inf."""
+
+    hidden_size: int = HIDDEN_SIZE
+    num_layers: int = NUM_LAYERS
+
+    @nn.compact
+    def __call__(self):
+        start = self.param("start", _uniform, (self.hidden_size,))
+        layers = [LSTMLayer(self.hidden_size, name=f"lstm_{i}") for i in range(self.num_layers)]
+        dense = functools.partial(nn.Dense, kernel_init=_uniform, bias_init=_uniform)
+        conn_heads = [dense(n, name=f"conn_{i}") for i, n in enumerate(DECISION_CHOICES[:_CONN])]
+        pos_heads = [dense(c, name=f"pos_{2 * i + j}") for i, c in enumerate(gt.CELL_POSITION_CHOICES)
+                     for j in range(2)]
+        op_head = dense(gt.NUM_OPS, name="op")
+        heads = [*conn_heads, op_head]
+        for pair in range(gt.NUM_PAIRS):
+            heads += [pos_heads[2 * pair], pos_heads[2 * pair + 1], op_head, op_head]
+
+        zeros = jnp.zeros((self.hidden_size,), start.dtype)
+        carries = [(zeros, zeros)] * self.num_layers
+
+        def step(x, carries):
+            new = []
+            for layer, carry in zip(layers, carries):
+                x, carry = layer(x, carry)
+                new.append(carry)
+            return x, new
+
+        x = start
+        for _ in range(WARMUP_STEPS):
+            x, carries = step(x, carries)
+        rows = []
+        for head in heads:
+            x, carries = step(x, carries)  # the next input is this output, whatever gets sampled
+            logits = head(x)
+            rows.append(jnp.pad(logits, (0, MAX_CHOICES - logits.shape[0]), constant_values=-jnp.inf))
+        return jnp.stack(rows)
+
+
+_MODEL = Controller()
+
+
+def init_params(key: jax.Array) -> Params:
+    """Fresh controller parameters (a dict of arrays), every entry ~ U(-0.1, 0.1)."""
+    return _MODEL.init(key)["params"]
+
+
+def decision_logits(params: Params) -> jax.Array:
+    """The (19, 11) logit table, one row per decision in LSTM order, invalid choices at -inf."""
+    return _MODEL.apply({"params": params})
+
+
+def decision_log_probs(params: Params) -> jax.Array:
+    """Row-wise log-softmax of `decision_logits` (invalid entries stay -inf)."""
+    return jax.nn.log_softmax(decision_logits(params), axis=-1)
+
+
+def policy_entropy(log_probs: jax.Array) -> jax.Array:
+    """Sum over decisions of each categorical's entropy (the official ``evaluate``'s entropy)."""
+    p = jnp.exp(log_probs)
+    return -jnp.sum(jnp.where(_VALID, p * jnp.where(_VALID, log_probs, 0.0), 0.0))
+
+
+def decisions_to_actions(decisions: jax.Array) -> jax.Array:
+    """(..., 19) decisions in LSTM order -> (..., 20) action vectors in fdn's flattened layout."""
+    lead = jnp.zeros(decisions.shape[:-1] + (1,), decisions.dtype)
+    return jnp.concatenate([lead, decisions[..., _CONN:], decisions[..., :_CONN]], axis=-1)
+
+
+def actions_to_decisions(actions: jax.Array) -> jax.Array:
+    """(..., 20) action vectors -> (..., 19) decisions in LSTM order (the leading constant 0 is dropped)."""
+    return actions[..., DECISION_ORDER]
+
+
+def log_prob_of_actions(log_probs: jax.Array, actions: jax.Array) -> jax.Array:
+    """Log-probability of each (n, 20) action vector under the (19, 11) log-prob table; vmapped gather."""
+    rows = jnp.arange(NUM_DECISIONS)
+
+    def one(a):
+        return jnp.sum(log_probs[rows, actions_to_decisions(a)])
+
+    return jax.vmap(one)(actions)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def sample(params: Params, key: jax.Array, n: int):
+    """n genotypes from the policy in one jitted call.
+
+    Returns ``(actions (n, 20) int32, log_probs (n,) float32, entropies (n,) float32)``; the actions are in
+    fdn's flattened layout and always valid (each decision draws only among its own choices).
+    """
+    log_probs = decision_log_probs(params)
+    decisions = jax.random.categorical(key, log_probs, axis=-1, shape=(n, NUM_DECISIONS)).astype(jnp.int32)
+    actions = decisions_to_actions(decisions)
+    entropy = policy_entropy(log_probs)
+    return actions, log_prob_of_actions(log_probs, actions), jnp.full((n,), entropy)
+
+
+@jax.jit
+def _log_prob_and_entropy(params, actions):
+    log_probs = decision_log_probs(params)
+    entropy = policy_entropy(log_probs)
+    return log_prob_of_actions(log_probs, actions), jnp.full(actions.shape[:1], entropy)
+
+
+def as_actions(genotypes: Any) -> np.ndarray:
+    """An (n, 20) int32 array from an action array or a sequence of Genotypes / nested lists / texts.
+
+    Lists are validated through `fdn.genotype.parse` so an invalid genotype is an error, not an
+    out-of-range gather.
+    """
+    if hasattr(genotypes, "shape") and getattr(genotypes, "ndim", 0) == 2:
+        actions = np.asarray(genotypes, dtype=np.int32)
+        if actions.shape[1] != gt.ACTION_SIZE:
+            raise gt.GenotypeError(f"action arrays are (n, {gt.ACTION_SIZE}), got {actions.shape}")
+        bad = (actions[:, DECISION_ORDER] < 0) | (actions[:, DECISION_ORDER] >= np.array(DECISION_CHOICES))
+        if bad.any():
+            row = int(np.argwhere(bad.any(1))[0, 0])
+            gt.Genotype.from_actions(actions[row])  # raises with the field's name
+        return actions
+    if isinstance(genotypes, (gt.Genotype, str)):
+        genotypes = [genotypes]
+    rows = [gt.parse(g).to_actions() for g in genotypes]
+    return np.asarray(rows, dtype=np.int32).reshape(len(rows), gt.ACTION_SIZE)
+
+
+def log_prob_and_entropy(params: Params, genotypes: Any) -> tuple[jax.Array, jax.Array]:
+    """Log-prob and entropy of each genotype, one jitted vmapped call: returns two (n,) float32 arrays.
+
+    ``genotypes`` is an (n, 20) int array of action vectors or a sequence of `Genotype` objects, nested lists
+    or genotype texts. The entropy is the policy's (sum of the 19 decisions' entropies), equal for all n.
+    """
+    return _log_prob_and_entropy(params, jnp.asarray(as_actions(genotypes)))
+
+
+def sample_genotypes(params: Params, key: jax.Array, n: int) -> tuple[list[gt.Genotype], np.ndarray, np.ndarray]:
+    """`sample` for plain Python: n `Genotype` objects, their log-probs and entropies as numpy arrays."""
+    actions, log_probs, entropies = jax.device_get(sample(params, key, n))
+    return [gt.Genotype.from_actions(a) for a in actions], log_probs, entropies
+
+
+def num_params(params: Params) -> int:
+    """Parameter count: 168,071.
+
+    That is the 2019 controller's 169,971 less its unused ``enc_op`` table (1,100) and less PyTorch's second
+    LSTM bias per layer (2 x 400; only the sum of the two ever matters). paper.md's 169,365 counts the 2020
+    controller, whose position heads are one entry shorter.
+    """
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
