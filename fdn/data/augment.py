@@ -1,0 +1,156 @@
+"""The paper's augmentations (paper.md 3.1) on NumPy arrays, with PIL for resizing (no cv2, no TF).
+
+Train: s ~ U(0.7, 1.4), raised to ``min_side / shorter_side`` when the scaled shorter side would fall below
+``min_side``; image bicubic, segmentation and depth nearest; random mirror; random crop, where an image
+smaller than the crop is padded symmetrically (image with the mean, i.e. 0 after normalisation;
+segmentation with 255; depth with 0 = invalid). Validation: shorter side scaled *up* to ``min_side``
+(never down), central crop with the same padding.
+
+The transforms are picklable classes (grain ships them to worker processes) and take the random
+generator from the caller, so a record's augmentation depends only on (seed, position in the stream).
+"""
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+IGNORE_LABEL = 255
+TASKS = ('segmentation', 'depth', 'both')
+
+
+def task_keys(task):
+    """Label keys a task needs: ``segmentation``, ``depth`` or both."""
+    if task not in TASKS:
+        raise ValueError(f'task must be one of {TASKS}, got {task!r}')
+    return ('segmentation', 'depth') if task == 'both' else (task,)
+
+
+def _pair(size):
+    return (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+
+
+def normalise(image):
+    """uint8 RGB -> float32, /255 then ImageNet mean/std (what the encoder was trained with)."""
+    return (image.astype(np.float32) * np.float32(1 / 255) - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def denormalise(image):
+    """Inverse of ``normalise`` back to uint8 (for pictures and tests)."""
+    return np.clip(np.round((image * IMAGENET_STD + IMAGENET_MEAN) * 255), 0, 255).astype(np.uint8)
+
+
+def train_scale(rng, shorter_side, scale_range, min_side):
+    """The paper's ResizeScale factor: U(scale_range), but at least ``min_side / shorter_side``."""
+    s = rng.uniform(*scale_range)
+    if shorter_side * s < min_side:
+        s = min_side / shorter_side
+    return s
+
+
+def resize(example, scale):
+    """Scale every array of ``example`` by ``scale``: image bicubic, label maps and depth nearest."""
+    h, w = example['image'].shape[:2]
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))  # PIL wants (W, H)
+    if size == (w, h):
+        return dict(example)
+    out = dict(example)
+    out['image'] = np.asarray(Image.fromarray(example['image']).resize(size, Image.BICUBIC))
+    for key in ('segmentation', 'depth'):
+        if key in example:
+            out[key] = np.asarray(Image.fromarray(example[key]).resize(size, Image.NEAREST))
+    return out
+
+
+def mirror(example):
+    """Flip every array left-right."""
+    return {k: v[:, ::-1] for k, v in example.items()}
+
+
+def _window(length, crop, start):
+    """Source and destination slices of a crop of ``crop`` starting at ``start`` (negative = padding)."""
+    src0, src1 = max(start, 0), min(start + crop, length)
+    return slice(src0, src1), slice(src0 - start, src1 - start)
+
+
+def crop(example, size, top, left):
+    """Crop ``size`` at (top, left); parts outside the array are padded (image 0 after normalising,
+    segmentation 255, depth 0). Returns the normalised float32 image and the cropped label maps."""
+    ch, cw = size
+    h, w = example['image'].shape[:2]
+    (sy, dy), (sx, dx) = _window(h, ch, top), _window(w, cw, left)
+    out = {'image': np.zeros((ch, cw, 3), np.float32)}
+    out['image'][dy, dx] = normalise(example['image'][sy, sx])
+    if 'segmentation' in example:
+        out['segmentation'] = np.full((ch, cw), IGNORE_LABEL, np.uint8)
+        out['segmentation'][dy, dx] = example['segmentation'][sy, sx]
+    if 'depth' in example:
+        out['depth'] = np.zeros((ch, cw), np.float32)
+        out['depth'][dy, dx] = example['depth'][sy, sx]
+    return out
+
+
+def _offset(rng, length, crop_len):
+    """Random crop start; centred (negative) padding where the array is shorter than the crop."""
+    if length >= crop_len:
+        return int(rng.integers(0, length - crop_len + 1)) if rng is not None else (length - crop_len) // 2
+    return -((crop_len - length) // 2)
+
+
+def select(record, keys):
+    """The arrays of a data-source record that a task needs, with a clear error if one is missing."""
+    example = {'image': np.asarray(record['image'])}
+    for key in keys:
+        if key not in record:
+            raise KeyError(f'the dataset has no {key!r} (it has {sorted(record)}); choose another task')
+        example[key] = np.asarray(record[key])
+    return example
+
+
+class TrainTransform:
+    """Record -> augmented, normalised crop (a grain random-map callable: ``fn(record, rng)``)."""
+
+    def __init__(self, crop_size, min_side=None, scale_range=(0.7, 1.4), task='segmentation'):
+        self.crop_size = _pair(crop_size)
+        self.min_side = max(self.crop_size) if min_side is None else int(min_side)
+        self.scale_range = tuple(scale_range)
+        self.keys = task_keys(task)
+
+    def __call__(self, record, rng):
+        example = select(record, self.keys)
+        h, w = example['image'].shape[:2]
+        example = resize(example, train_scale(rng, min(h, w), self.scale_range, self.min_side))
+        if rng.integers(2):
+            example = mirror(example)
+        h, w = example['image'].shape[:2]
+        top, left = _offset(rng, h, self.crop_size[0]), _offset(rng, w, self.crop_size[1])
+        return crop(example, self.crop_size, top, left)
+
+
+class EvalTransform:
+    """Record -> shorter side up to ``min_side`` (no down-scaling), central crop, normalised.
+
+    An empty record (a padding slot of the last batch) becomes an all-ignore example; every output has
+    ``valid`` telling the two apart so that each real image is scored exactly once.
+    """
+
+    def __init__(self, crop_size, min_side=None, task='segmentation'):
+        self.crop_size = _pair(crop_size)
+        self.min_side = max(self.crop_size) if min_side is None else int(min_side)
+        self.keys = task_keys(task)
+
+    def __call__(self, record):
+        if not record:
+            out = crop({'image': np.zeros((0, 0, 3), np.uint8),
+                        **{k: np.zeros((0, 0), np.uint8 if k == 'segmentation' else np.float32) for k in self.keys}},
+                       self.crop_size, 0, 0)
+            out['valid'] = np.bool_(False)
+            return out
+        example = select(record, self.keys)
+        h, w = example['image'].shape[:2]
+        if min(h, w) < self.min_side:
+            example = resize(example, self.min_side / min(h, w))
+        h, w = example['image'].shape[:2]
+        out = crop(example, self.crop_size, _offset(None, h, self.crop_size[0]), _offset(None, w, self.crop_size[1]))
+        out['valid'] = np.bool_(True)
+        return out
