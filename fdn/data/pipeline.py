@@ -37,12 +37,20 @@ from fdn.data import augment
 
 
 def data_source(name, split, data_dir=None):
-    """``tfds.data_source(name, data_dir)[split]`` with the fdn builders registered; never downloads."""
+    """``tfds.data_source(name, data_dir)[split]`` with the fdn builders registered; never prepares.
+
+    Raises ``FileNotFoundError`` naming the prepare command when the dataset is not completely prepared
+    (tfds itself would return an empty dict for an unprepared dataset).
+    """
     import tensorflow_datasets as tfds
 
     import fdn.data  # noqa: F401  (registers the builders)
 
-    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        raise FileNotFoundError(f'{name} is not prepared in {builder.data_dir}; run '
+                                f'python -m fdn.data.prepare {name} --data_dir=... [--manual_dir=...]')
+    return builder.as_data_source(split=split)
 
 
 class Subset:
