@@ -8,7 +8,8 @@ Training (``train_dataset``)::
 
 Every host shuffles with the same seed and takes its own strided slice (disjoint, deterministic). The
 augmentation of an element depends only on (seed, position in the stream), not on the number of
-workers, so a seed fixes the batches, and ``iterator.get_state()`` / ``set_state()`` resume exactly.
+workers, so a seed fixes the batches, and ``iterator.get_state()`` / ``set_state()`` resume exactly
+(a state belongs to one configuration: restore it into a pipeline with the same ``worker_count``).
 Batches are ``{'image': float32 (B, H, W, 3) normalised, 'segmentation': uint8 (B, H, W) 255 = ignore,
 'depth': float32 (B, H, W) 0 = invalid}`` (label keys as the task asks), with ``B = batch_size //
 process_count`` on each host.
@@ -123,6 +124,10 @@ def augmented(source, *, crop_size, seed, indices=None, min_side=None, scale_ran
 def _to_iter(ds, worker_count, read_threads, prefetch_batches):
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_batches))
     if worker_count > 0:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain's worker processes read absl flags (unparsed outside app.run)
+            flags.FLAGS.mark_as_parsed()
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
                                                          per_worker_buffer_size=prefetch_batches))
     return ds
