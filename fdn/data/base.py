@@ -79,6 +79,6 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         """The manual directory, or a ``ManualDataError`` explaining what to put there."""
         try:
             return Path(os.fspath(dl_manager.manual_dir))
-        except (AssertionError, ValueError) as e:
+        except (AssertionError, ValueError):
             raise ManualDataError(
-                f'{self.name}: no usable manual directory ({e}); pass --manual_dir=DIR holding\n  {how}') from None
+                f'{self.name}: the manual directory is missing or empty; pass --manual_dir=DIR holding\n  {how}') from None
