@@ -61,66 +61,87 @@ def _uniform(key, shape, dtype=jnp.float32):
 
 
 class LSTMLayer(nn.Module):
-    """One PyTorch-layout LSTM layer: gates ``x @ w_ih + h @ w_hh + b`` in the order i, f, g, o.
+    """The parameters of one PyTorch-layout LSTM layer: gates ``x @ w_ih + h @ w_hh + b`` in order i, f, g, o.
 
     Kept in PyTorch's gate order and with a single bias (``b_ih + b_hh``) so that an official state dict
     converts by transposition and one addition (`fdn.convert.controller_params_from_torch`).
     """
 
+    in_features: int
     features: int
 
-    @nn.compact
+    def setup(self):
+        self.w_ih = self.param("w_ih", _uniform, (self.in_features, 4 * self.features))
+        self.w_hh = self.param("w_hh", _uniform, (self.features, 4 * self.features))
+        # PyTorch has two biases, each U(-0.1, 0.1); only their sum matters, and it is what we store.
+        self.b = self.param("b", lambda k, s: _uniform(k, (2,) + s).sum(0), (4 * self.features,))
+
     def __call__(self, x, carry):
+        """One step: ``[x, h] @ [w_ih; w_hh]`` as one matmul (half the dots of two, which the backward
+        pass of 23 unrolled steps feels)."""
         h, c = carry
-        w_ih = self.param("w_ih", _uniform, (x.shape[-1], 4 * self.features))
-        w_hh = self.param("w_hh", _uniform, (self.features, 4 * self.features))
-        # PyTorch has two biases, each U(-0.1, 0.1); their sum is what matters, and it is what we store.
-        b = self.param("b", lambda k, s: _uniform(k, (2,) + s).sum(0), (4 * self.features,))
-        gates = x @ w_ih + h @ w_hh + b
-        i, f, g, o = jnp.split(gates, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        gates = jnp.concatenate([x, h], -1) @ jnp.concatenate([self.w_ih, self.w_hh], 0) + self.b
+        n = self.features
+        i, f, o = (jax.nn.sigmoid(gates[..., k * n:(k + 1) * n]) for k in (0, 1, 3))
+        c = f * c + i * jnp.tanh(gates[..., 2 * n:3 * n])
+        h = o * jnp.tanh(c)
         return h, (h, c)
 
 
+class Linear(nn.Module):
+    """A decision head's parameters (``x @ kernel + bias``); the controller applies all heads in one matmul."""
+
+    in_features: int
+    features: int
+
+    def setup(self):
+        self.kernel = self.param("kernel", _uniform, (self.in_features, self.features))
+        self.bias = self.param("bias", _uniform, (self.features,))
+
+
+# The heads in the order their columns are concatenated: conn_0..5, pos_0..5, op.
+_HEAD_SIZES = (*DECISION_CHOICES[:_CONN], *[c for c in gt.CELL_POSITION_CHOICES for _ in range(2)], gt.NUM_OPS)
+_HEAD_OFFSETS = np.cumsum((0,) + _HEAD_SIZES)
+_OP_HEAD = len(_HEAD_SIZES) - 1
+# Which head each decision reads: conn_0..5, op, then per pair pos_{2j}, pos_{2j+1}, op, op.
+_DECISION_HEAD = (*range(_CONN), _OP_HEAD,
+                  *[h for j in range(gt.NUM_PAIRS) for h in (_CONN + 2 * j, _CONN + 2 * j + 1, _OP_HEAD, _OP_HEAD)])
+# _GATHER[k, j] = column of choice j of decision k in the concatenated head output (0 where invalid).
+_GATHER = np.where(_VALID, _HEAD_OFFSETS[list(_DECISION_HEAD)][:, None] + np.arange(MAX_CHOICES)[None], 0)
+
+
 class Controller(nn.Module):
-    """Returns the (19, 11) decision-logit table; entries past a decision's number of choices are -inf."""
+    """Returns the (19, 11) decision-logit table; entries past a decision's number of choices are -inf.
+
+    Parameter names: ``start``, ``lstm_{0,1}`` (w_ih, w_hh, b), ``conn_{0..5}``, ``pos_{0..5}`` and the shared
+    ``op`` head (kernel, bias).
+    """
 
     hidden_size: int = HIDDEN_SIZE
     num_layers: int = NUM_LAYERS
 
-    @nn.compact
+    def setup(self):
+        n = self.hidden_size
+        self.start = self.param("start", _uniform, (n,))
+        self.lstm = [LSTMLayer(n, n) for _ in range(self.num_layers)]
+        self.conn = [Linear(n, c) for c in _HEAD_SIZES[:_CONN]]
+        self.pos = [Linear(n, c) for c in _HEAD_SIZES[_CONN:_OP_HEAD]]
+        self.op = Linear(n, gt.NUM_OPS)
+
     def __call__(self):
-        start = self.param("start", _uniform, (self.hidden_size,))
-        layers = [LSTMLayer(self.hidden_size, name=f"lstm_{i}") for i in range(self.num_layers)]
-        dense = functools.partial(nn.Dense, kernel_init=_uniform, bias_init=_uniform)
-        conn_heads = [dense(n, name=f"conn_{i}") for i, n in enumerate(DECISION_CHOICES[:_CONN])]
-        pos_heads = [dense(c, name=f"pos_{2 * i + j}") for i, c in enumerate(gt.CELL_POSITION_CHOICES)
-                     for j in range(2)]
-        op_head = dense(gt.NUM_OPS, name="op")
-        heads = [*conn_heads, op_head]
-        for pair in range(gt.NUM_PAIRS):
-            heads += [pos_heads[2 * pair], pos_heads[2 * pair + 1], op_head, op_head]
-
-        zeros = jnp.zeros((self.hidden_size,), start.dtype)
+        zeros = jnp.zeros((self.hidden_size,), self.start.dtype)
         carries = [(zeros, zeros)] * self.num_layers
-
-        def step(x, carries):
-            new = []
-            for layer, carry in zip(layers, carries):
-                x, carry = layer(x, carry)
-                new.append(carry)
-            return x, new
-
-        x = start
-        for _ in range(WARMUP_STEPS):
-            x, carries = step(x, carries)
-        rows = []
-        for head in heads:
-            x, carries = step(x, carries)  # the next input is this output, whatever gets sampled
-            logits = head(x)
-            rows.append(jnp.pad(logits, (0, MAX_CHOICES - logits.shape[0]), constant_values=-jnp.inf))
-        return jnp.stack(rows)
+        x, outputs = self.start, []
+        for step in range(WARMUP_STEPS + NUM_DECISIONS):
+            for layer in range(self.num_layers):
+                x, carries[layer] = self.lstm[layer](x, carries[layer])
+            if step >= WARMUP_STEPS:
+                outputs.append(x)  # the next input is this output, whatever gets sampled
+        heads = [*self.conn, *self.pos, self.op]
+        kernel = jnp.concatenate([h.kernel for h in heads], 1)
+        bias = jnp.concatenate([h.bias for h in heads])
+        logits = jnp.take_along_axis(jnp.stack(outputs) @ kernel + bias, jnp.asarray(_GATHER), axis=1)
+        return jnp.where(_VALID, logits, -jnp.inf)
 
 
 _MODEL = Controller()
