@@ -1,0 +1,101 @@
+"""What every agent does the same way: make its state, propose genotypes, turn device results into Python.
+
+An agent is a small object holding its config and jitted functions; all that changes lives in the
+`AgentState` pytree it is handed and returns, so a search loop is::
+
+    agent = make_agent("ppo", config)
+    state = agent.init(key)
+    genotypes, state, info = agent.propose(state, n)
+    ...train the candidates, get their rewards...
+    state, metrics = agent.update(state, info["actions"], info["log_probs"], rewards)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from fdn import controller
+from fdn import genotype as gt
+from fdn.agents import state as state_lib
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Settings of the policy agents; the defaults are the official PPO's."""
+    return ml_collections.ConfigDict(dict(
+        learning_rate=1e-4,  # Adam
+        max_grad_norm=2.0,  # global-norm gradient clip before Adam
+        baseline_decay=0.95,  # EMA of rewards; advantage = reward - baseline
+        entropy_coef=0.0,  # weight of the policy entropy bonus (the official code computes it, weight 0)
+        clip_epsilon=0.1,  # PPO ratio clip
+        buffer_size=100,  # PPO rollout buffer: the latest results
+        minibatch_size=1,  # PPO: 1 = official (100 Adam steps per update); larger = fewer, faster steps
+        ppo_epochs=1,  # PPO passes over the buffer per update
+    ))
+
+
+class Agent:
+    """Base of the agents: `init`, `propose`, `update` (the last is each agent's own)."""
+
+    name = "agent"
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                              optax.adam(config.learning_rate))
+        self._propose = jax.jit(self._propose_impl, static_argnums=1)
+        self._update = jax.jit(self._update_impl)
+
+    # ------------------------------------------------------------------------------------------ state
+    def init(self, key: jax.Array) -> state_lib.AgentState:
+        key = state_lib.raw_key(key)
+        init_key, key = jax.random.split(key)
+        params = controller.init_params(init_key)
+        return state_lib.new_state(params, self.tx.init(params), key, self.config.buffer_size)
+
+    # --------------------------------------------------------------------------------------- propose
+    def _sample(self, params, key, n):
+        return controller.sample(params, key, n)
+
+    def _propose_impl(self, state, n):
+        key, sample_key = jax.random.split(state.key)
+        actions, log_probs, entropies = self._sample(state.params, sample_key, n)
+        return state.replace(key=key), (actions, log_probs, entropies)
+
+    def propose(self, state, n: int = 1) -> tuple[list[gt.Genotype], state_lib.AgentState, dict[str, Any]]:
+        """n genotypes to try; ``info`` holds their ``actions``, ``log_probs`` and ``entropies`` (numpy)."""
+        state, out = self._propose(state, n)
+        actions, log_probs, entropies = jax.device_get(out)
+        info = {"actions": actions, "log_probs": log_probs, "entropies": entropies}
+        return [gt.Genotype.from_actions(a) for a in actions], state, info
+
+    # ---------------------------------------------------------------------------------------- update
+    def update(self, state, actions, log_probs, rewards) -> tuple[state_lib.AgentState, dict[str, jax.Array]]:
+        """Feeds back k results (actions (k, 20) or Genotypes, sampling-time log-probs (k,), rewards (k,)).
+
+        One jitted call; the metrics stay on the device (read them with ``jax.device_get`` when logging).
+        """
+        actions = jnp.asarray(controller.as_actions(actions))
+        log_probs = jnp.asarray(log_probs, jnp.float32).reshape(-1)
+        rewards = jnp.asarray(rewards, jnp.float32).reshape(-1)
+        if not actions.shape[0] == log_probs.shape[0] == rewards.shape[0]:
+            raise ValueError(f"update needs as many actions, log-probs and rewards, got "
+                             f"{actions.shape[0]}, {log_probs.shape[0]}, {rewards.shape[0]}")
+        return self._update(state, actions, log_probs, rewards)
+
+    def _update_impl(self, state, actions, log_probs, rewards):
+        raise NotImplementedError
+
+    def _record(self, state, actions, log_probs, rewards):
+        return state_lib.record(state, actions, log_probs, rewards, self.config.baseline_decay)
+
+    # ------------------------------------------------------------------------------------- inspection
+    def decision_probs(self, state) -> np.ndarray:
+        """The policy's (19, 11) decision probabilities (rows in LSTM order; 0 past a row's choices)."""
+        return np.asarray(jnp.exp(controller.decision_log_probs(state.params)))
+
