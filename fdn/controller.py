@@ -25,6 +25,7 @@ since the distributions do not depend on the samples).
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -57,7 +58,16 @@ Params = Any
 
 def _uniform(key, shape, dtype=jnp.float32):
     """Every parameter (weights, biases, start input) is drawn from U(-0.1, 0.1), as in the official code."""
-    return jax.random.uniform(key, shape, dtype, -INIT_RANGE, INIT_RANGE)
+    return flat_random(jax.random.uniform, key, shape, dtype, -INIT_RANGE, INIT_RANGE)
+
+
+def flat_random(fn, key, shape, *args, **kwargs):
+    """``fn(key, shape, ...)`` drawn as a flat vector and reshaped.
+
+    Same distribution; the reason is compile time: with JAX's partitionable threefry, XLA:CPU takes ~5 s to
+    compile a draw of a 2-D or 3-D shape and ~0.3 s for a 1-D one (jax 0.10, this 2-core CPU).
+    """
+    return fn(key, (math.prod(shape),), *args, **kwargs).reshape(shape)
 
 
 class LSTMLayer(nn.Module):
@@ -76,16 +86,23 @@ class LSTMLayer(nn.Module):
         # PyTorch has two biases, each U(-0.1, 0.1); only their sum matters, and it is what we store.
         self.b = self.param("b", lambda k, s: _uniform(k, (2,) + s).sum(0), (4 * self.features,))
 
-    def __call__(self, x, carry):
-        """One step: ``[x, h] @ [w_ih; w_hh]`` as one matmul (half the dots of two, which the backward
-        pass of 23 unrolled steps feels)."""
-        h, c = carry
-        gates = jnp.concatenate([x, h], -1) @ jnp.concatenate([self.w_ih, self.w_hh], 0) + self.b
-        n = self.features
+    def fused(self):
+        """``([w_ih; w_hh], b)``: a step is then one ``[x, h]`` matmul (half the dots of two, which the
+        backward pass of 23 steps feels)."""
+        return jnp.concatenate([self.w_ih, self.w_hh], 0), self.b
+
+
+def lstm_step(weights, x, carries):
+    """One step of the stacked LSTM; ``weights`` is a list of `LSTMLayer.fused`, ``carries`` of (h, c)."""
+    new = []
+    for (w, b), (h, c) in zip(weights, carries):
+        gates = jnp.concatenate([x, h], -1) @ w + b
+        n = h.shape[-1]
         i, f, o = (jax.nn.sigmoid(gates[..., k * n:(k + 1) * n]) for k in (0, 1, 3))
         c = f * c + i * jnp.tanh(gates[..., 2 * n:3 * n])
-        h = o * jnp.tanh(c)
-        return h, (h, c)
+        x = h = o * jnp.tanh(c)
+        new.append((h, c))
+    return x, new
 
 
 class Linear(nn.Module):
@@ -129,27 +146,47 @@ class Controller(nn.Module):
         self.op = Linear(n, gt.NUM_OPS)
 
     def __call__(self):
+        weights = [layer.fused() for layer in self.lstm]
         zeros = jnp.zeros((self.hidden_size,), self.start.dtype)
-        carries = [(zeros, zeros)] * self.num_layers
-        x, outputs = self.start, []
-        for step in range(WARMUP_STEPS + NUM_DECISIONS):
-            for layer in range(self.num_layers):
-                x, carries[layer] = self.lstm[layer](x, carries[layer])
-            if step >= WARMUP_STEPS:
-                outputs.append(x)  # the next input is this output, whatever gets sampled
+
+        def step(carry, _):
+            x, carries = carry
+            x, carries = lstm_step(weights, x, carries)
+            return (x, carries), x  # the next input is this output, whatever gets sampled
+
+        # A scan, not an unrolled loop: the same speed at run time, and several times faster to compile.
+        carry = (self.start, [(zeros, zeros)] * self.num_layers)
+        _, outputs = jax.lax.scan(step, carry, length=WARMUP_STEPS + NUM_DECISIONS)
+        outputs = outputs[WARMUP_STEPS:]  # the warm-up steps decide nothing
         heads = [*self.conn, *self.pos, self.op]
         kernel = jnp.concatenate([h.kernel for h in heads], 1)
         bias = jnp.concatenate([h.bias for h in heads])
-        logits = jnp.take_along_axis(jnp.stack(outputs) @ kernel + bias, jnp.asarray(_GATHER), axis=1)
+        logits = jnp.take_along_axis(outputs @ kernel + bias, jnp.asarray(_GATHER), axis=1)
         return jnp.where(_VALID, logits, -jnp.inf)
 
 
 _MODEL = Controller()
 
 
+@jax.jit
 def init_params(key: jax.Array) -> Params:
-    """Fresh controller parameters (a dict of arrays), every entry ~ U(-0.1, 0.1)."""
-    return _MODEL.init(key)["params"]
+    """Fresh controller parameters (a dict of arrays), every entry ~ U(-0.1, 0.1).
+
+    The same distribution as ``Controller().init(key)``, drawn as one flat vector that is cut into the
+    parameters: one random draw instead of 35 compiles several times faster on XLA:CPU (see `flat_random`).
+    """
+    shapes = jax.eval_shape(_MODEL.init, key)["params"]
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+    # The LSTM bias `b` stands for PyTorch's b_ih + b_hh: two draws summed.
+    draws = [2 if path[-1].key == "b" else 1 for path, _ in leaves]
+    sizes = [math.prod(leaf.shape) for _, leaf in leaves]
+    flat = jax.random.uniform(key, (sum(d * n for d, n in zip(draws, sizes)),), jnp.float32, -INIT_RANGE,
+                              INIT_RANGE)
+    out, offset = [], 0
+    for (_, leaf), d, n in zip(leaves, draws, sizes):
+        out.append(flat[offset:offset + d * n].reshape((d,) + leaf.shape).sum(0))
+        offset += d * n
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def decision_logits(params: Params) -> jax.Array:
@@ -197,7 +234,9 @@ def sample(params: Params, key: jax.Array, n: int):
     fdn's flattened layout and always valid (each decision draws only among its own choices).
     """
     log_probs = decision_log_probs(params)
-    decisions = jax.random.categorical(key, log_probs, axis=-1, shape=(n, NUM_DECISIONS)).astype(jnp.int32)
+    # Gumbel-max: jax.random.categorical's own draw, but from a flat noise vector (see `flat_random`).
+    noise = flat_random(jax.random.gumbel, key, (n, NUM_DECISIONS, MAX_CHOICES))
+    decisions = jnp.argmax(log_probs + noise, axis=-1).astype(jnp.int32)
     actions = decisions_to_actions(decisions)
     entropy = policy_entropy(log_probs)
     return actions, log_prob_of_actions(log_probs, actions), jnp.full((n,), entropy)

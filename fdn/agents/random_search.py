@@ -27,7 +27,8 @@ class RandomSearch(base.Agent):
     def _sample(self, params, key, n):
         del params
         maxval = jnp.asarray(controller.DECISION_CHOICES, jnp.int32)
-        decisions = jax.random.randint(key, (n, controller.NUM_DECISIONS), 0, maxval, jnp.int32)
+        decisions = controller.flat_random(jax.random.randint, key, (n, controller.NUM_DECISIONS), 0,
+                                           jnp.tile(maxval, n), jnp.int32)
         actions = controller.decisions_to_actions(decisions)
         return actions, jnp.full((n,), -_LOG_CHOICES), jnp.full((n,), _LOG_CHOICES)
 
