@@ -1,0 +1,68 @@
+"""Image files in, normalised arrays out: the official preprocessing (RGB / 255, ImageNet mean and std)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm")
+
+
+def normalize(rgb_uint8: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> float32 normalised as the official code (and torchvision's ImageNet models)."""
+    return ((np.asarray(rgb_uint8, np.float32) / 255.0) - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def read_rgb(path) -> np.ndarray:
+    """(H, W, 3) uint8; greyscale, palette and RGBA files are converted to RGB."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def load_inputs(paths) -> tuple[np.ndarray, list[str]]:
+    """Normalised (N, H, W, 3) float32 batch and one name per image from image files and/or ``.npy`` batches.
+
+    A ``.npy`` must already be normalised, (N, H, W, 3) float32 (a single (H, W, 3) image is accepted too).
+    All inputs must share one size, since they form one batch.
+    """
+    from fdn.errors import InputError
+
+    arrays, names = [], []
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise InputError(f"input {p} does not exist")
+        if p.suffix.lower() == ".npy":
+            try:
+                a = np.load(p, allow_pickle=False)
+            except ValueError as err:
+                raise InputError(f"{p} is not a readable .npy array: {err}") from None
+            if a.ndim == 3:
+                a = a[None]
+            if a.ndim != 4 or a.shape[-1] != 3:
+                raise InputError(f"{p} has shape {a.shape}; expected (N, H, W, 3) normalised float32 (NHWC)")
+            if not np.issubdtype(a.dtype, np.floating):
+                raise InputError(f"{p} has dtype {a.dtype}; expected normalised float32 (images as .jpg/.png "
+                                 "files are normalised for you)")
+            arrays.append(a.astype(np.float32))
+            names += [f"{p.stem}_{i}" for i in range(a.shape[0])] if a.shape[0] > 1 else [p.stem]
+        elif p.suffix.lower() in IMAGE_SUFFIXES:
+            try:
+                arrays.append(normalize(read_rgb(p))[None])
+            except OSError as err:
+                raise InputError(f"{p} is not a readable image: {err}") from None
+            names.append(p.stem)
+        else:
+            raise InputError(f"{p}: unsupported input type {p.suffix!r}; give .jpg/.png images or .npy arrays")
+    if not arrays:
+        raise InputError("no inputs given")
+    sizes = sorted({a.shape[1:3] for a in arrays})
+    if len(sizes) > 1:
+        raise InputError(f"inputs have different sizes {sizes}; predict each size in a separate call")
+    batch = np.concatenate(arrays)
+    if not np.isfinite(batch).all():
+        raise InputError("inputs contain NaN or Inf values")
+    return batch, names
