@@ -209,9 +209,12 @@ def _correlate(x, kernel, stride, dilation, pad_config, out_dtype):
     return acc.astype(out_dtype)
 
 
-# Output rows of the kernel grad are summed in this many chunks inside one loop fusion before the final
-# reduction; see _kernel_grad for why. 16 measured best on the 64x64 benchmark (8: +10%, 64: +3x).
-_DK_CHUNKS = 16
+# Output rows of the kernel grad are summed in at most this many chunks inside one loop fusion before the
+# final reduction; see _kernel_grad for why. 16 measured best on the 64x64 benchmark (8: +10%, 64: +2.5x).
+_DK_MAX_CHUNKS = 16
+# ... and in as few as keep the stacked partial sums below this many elements (or half of g): more chunks
+# only cost compile time (taps * chunks slices) on small maps, where the partial array is cheap anyway.
+_DK_PARTIAL_ELEMENTS = 1 << 16
 
 
 def _kernel_grad(x, g, kshape, stride, dilation, pads):
@@ -229,11 +232,12 @@ def _kernel_grad(x, g, kshape, stride, dilation, pads):
     ho, taps_h, pad_h = _tap_plan(h, kh, stride[0], dilation[0], *pads[0])
     wo, taps_w, pad_w = _tap_plan(w, kw, stride[1], dilation[1], *pads[1])
     acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
-    dk = jnp.zeros((kh, kw, c), acc_dtype)
     if not taps_h or not taps_w:
-        return dk
-    chunks = min(ho, _DK_CHUNKS)
-    rows = -(-ho // chunks)
+        return jnp.zeros((kh, kw, c), acc_dtype)
+    taps = len(taps_h) * len(taps_w)
+    budget = max(_DK_PARTIAL_ELEMENTS, g.size // 2)
+    rows = max(1, min(ho, budget // (taps * n * wo * c)), -(-ho // _DK_MAX_CHUNKS))
+    chunks = -(-ho // rows)
     extra = chunks * rows - ho  # zero rows appended to g so the chunks tile it; x rows there are don't-care
     g = jnp.pad(g.astype(acc_dtype), [(0, 0), (0, extra), (0, 0), (0, 0)])
     pad_h = (pad_h[0], pad_h[1] + extra * stride[0], pad_h[2])
@@ -250,10 +254,13 @@ def _kernel_grad(x, g, kshape, stride, dilation, pads):
                 acc = term if acc is None else acc + term
             partial.append(acc)
     partial = lax.optimization_barrier(jnp.stack(partial))
-    kept = jnp.sum(partial, axis=(1, 2, 3)).reshape(len(taps_h), len(taps_w), c)
-    ih = np.array([i for i, _ in taps_h])
-    iw = np.array([j for j, _ in taps_w])
-    return dk.at[ih[:, None], iw[None, :]].set(kept)
+    kept = jnp.sum(partial, axis=(1, 2, 3))
+    if taps == kh * kw:
+        return kept.reshape(kh, kw, c)
+    index = {(i, j): t for t, (i, j) in enumerate((i, j) for i, _ in taps_h for j, _ in taps_w)}
+    zero = jnp.zeros((c,), acc_dtype)
+    return jnp.stack([kept[index[i, j]] if (i, j) in index else zero
+                      for i in range(kh) for j in range(kw)]).reshape(kh, kw, c)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
