@@ -37,8 +37,7 @@ def make_agent(name: str, config: Mapping[str, Any] | None = None) -> Agent:
     cfg.update(overrides)
     if cfg.minibatch_size < 1 or cfg.buffer_size < 1 or cfg.ppo_epochs < 1:
         raise ValueError("buffer_size, minibatch_size and ppo_epochs must be positive")
-    cfg.lock()
-    return AGENTS[name](cfg)
+    return AGENTS[name](ml_collections.FrozenConfigDict(cfg))
 
 
 __all__ = ["AGENTS", "Agent", "AgentState", "Buffer", "PPO", "RandomSearch", "Reinforce", "default_config",

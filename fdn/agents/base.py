@@ -12,6 +12,7 @@ An agent is a small object holding its config and jitted functions; all that cha
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -44,12 +45,23 @@ class Agent:
 
     name = "agent"
 
-    def __init__(self, config: ml_collections.ConfigDict):
+    def __init__(self, config: ml_collections.FrozenConfigDict):
         self.config = config
         self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
                               optax.adam(config.learning_rate))
-        self._propose = jax.jit(self._propose_impl, static_argnums=1)
-        self._update = jax.jit(self._update_impl)
+
+    # Agents of the same class and settings are equal, so they share compiled functions (`_jitted_*`).
+    def _identity(self):
+        return type(self), tuple(sorted(self.config.items()))
+
+    def __eq__(self, other):
+        return isinstance(other, Agent) and self._identity() == other._identity()
+
+    def __hash__(self):
+        return hash(self._identity())
+
+    def __repr__(self):
+        return f"{type(self).__name__}({dict(self._identity()[1])})"
 
     # ------------------------------------------------------------------------------------------ state
     def init(self, key: jax.Array) -> state_lib.AgentState:
@@ -69,7 +81,7 @@ class Agent:
 
     def propose(self, state, n: int = 1) -> tuple[list[gt.Genotype], state_lib.AgentState, dict[str, Any]]:
         """n genotypes to try; ``info`` holds their ``actions``, ``log_probs`` and ``entropies`` (numpy)."""
-        state, out = self._propose(state, n)
+        state, out = _jitted_propose(self, state, n)
         actions, log_probs, entropies = jax.device_get(out)
         info = {"actions": actions, "log_probs": log_probs, "entropies": entropies}
         return [gt.Genotype.from_actions(a) for a in actions], state, info
@@ -78,7 +90,8 @@ class Agent:
     def update(self, state, actions, log_probs, rewards) -> tuple[state_lib.AgentState, dict[str, jax.Array]]:
         """Feeds back k results (actions (k, 20) or Genotypes, sampling-time log-probs (k,), rewards (k,)).
 
-        One jitted call; the metrics stay on the device (read them with ``jax.device_get`` when logging).
+        One jitted call (compiled once per k); the metrics stay on the device (``jax.device_get`` them when
+        logging).
         """
         actions = jnp.asarray(controller.as_actions(actions))
         log_probs = jnp.asarray(log_probs, jnp.float32).reshape(-1)
@@ -86,7 +99,7 @@ class Agent:
         if not actions.shape[0] == log_probs.shape[0] == rewards.shape[0]:
             raise ValueError(f"update needs as many actions, log-probs and rewards, got "
                              f"{actions.shape[0]}, {log_probs.shape[0]}, {rewards.shape[0]}")
-        return self._update(state, actions, log_probs, rewards)
+        return _jitted_update(self, state, actions, log_probs, rewards)
 
     def _update_impl(self, state, actions, log_probs, rewards):
         raise NotImplementedError
@@ -99,3 +112,13 @@ class Agent:
         """The policy's (19, 11) decision probabilities (rows in LSTM order; 0 past a row's choices)."""
         return np.asarray(jnp.exp(controller.decision_log_probs(state.params)))
 
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _jitted_propose(agent, state, n):
+    return agent._propose_impl(state, n)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_update(agent, state, actions, log_probs, rewards):
+    return agent._update_impl(state, actions, log_probs, rewards)

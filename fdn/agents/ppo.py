@@ -47,6 +47,26 @@ def surrogate_loss(params, actions, old_log_probs, advantages, mask, clip_epsilo
     return action_loss - entropy_coef * entropy, (action_loss, entropy, clip_fraction)
 
 
+def minibatch_schedule(key, valid, minibatch_size, epochs):
+    """Buffer slot indices (num_minibatches, minibatch_size) and their mask for ``epochs`` passes.
+
+    Each pass is a fresh random permutation with the filled slots first and the unfilled ones after them
+    (masked), padded to whole mini-batches with masked copies of slot 0; so every filled slot is visited
+    once per pass and a mini-batch holds unfilled slots only at the end of a pass.
+    """
+    capacity = valid.shape[0]
+    num_mb = math.ceil(capacity / minibatch_size)
+    in_range = jnp.arange(num_mb * minibatch_size) < capacity
+    orders, masks = [], []
+    for epoch_key in jax.random.split(key, epochs):
+        noise = jax.random.uniform(epoch_key, (capacity,))
+        order = jnp.pad(jnp.argsort(jnp.where(valid, noise, 2.0)), (0, num_mb * minibatch_size - capacity))
+        orders.append(order)
+        masks.append(valid[order] & in_range)
+    shape = (epochs * num_mb, minibatch_size)
+    return jnp.concatenate(orders).reshape(shape), jnp.concatenate(masks).reshape(shape)
+
+
 class PPO(base.Agent):
     name = "ppo"
 
@@ -54,22 +74,10 @@ class PPO(base.Agent):
         cfg = self.config
         state = self._record(state, actions, log_probs, rewards)
         buf = state.buffer
-        capacity, mb = buf.capacity, cfg.minibatch_size
-        num_mb = math.ceil(capacity / mb)
-        valid = buf.valid()
         advantages = buf.rewards - state.baseline
 
         key, perm_key = jax.random.split(state.key)
-        # Each epoch: filled slots first, in random order, then the unfilled ones (masked), padded to whole
-        # mini-batches with masked copies of slot 0.
-        orders = []
-        for epoch_key in jax.random.split(perm_key, cfg.ppo_epochs):
-            noise = jax.random.uniform(epoch_key, (capacity,))
-            order = jnp.argsort(jnp.where(valid, noise, 2.0))
-            orders.append(jnp.pad(order, (0, num_mb * mb - capacity)))
-        order = jnp.concatenate(orders).reshape(-1, mb)
-        pad = jnp.arange(num_mb * mb) < capacity
-        mask = (valid[order] & jnp.tile(pad, cfg.ppo_epochs).reshape(-1, mb))
+        order, mask = minibatch_schedule(perm_key, buf.valid(), cfg.minibatch_size, cfg.ppo_epochs)
 
         grad_fn = jax.value_and_grad(surrogate_loss, has_aux=True)
 
@@ -79,7 +87,7 @@ class PPO(base.Agent):
                 params, buf.actions[idx], buf.log_probs[idx], advantages[idx], m, cfg.clip_epsilon,
                 cfg.entropy_coef)
             updates, opt_state = self.tx.update(grads, opt_state, params)
-            stats = jnp.stack([action_loss, entropy, clip_fraction, optax.global_norm(grads), 1.0])
+            stats = jnp.stack([action_loss, entropy, clip_fraction, optax.tree.norm(grads), 1.0])
             return (optax.apply_updates(params, updates), opt_state), stats
 
         def body(carry, batch):
@@ -90,6 +98,7 @@ class PPO(base.Agent):
         steps = jnp.maximum(stats[:, 4].sum(), 1.0)
         mean = stats.sum(0) / steps
         state = state.replace(params=params, opt_state=opt_state, key=key, step=state.step + 1)
+        capacity = buf.capacity
         metrics = {
             "loss": mean[0], "entropy": mean[1], "clip_fraction": mean[2], "grad_norm": mean[3],
             "adam_steps": stats[:, 4].sum().astype(jnp.int32), "baseline": state.baseline,

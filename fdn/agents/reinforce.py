@@ -36,7 +36,7 @@ class Reinforce(base.Agent):
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         state = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
                               step=state.step + 1)
-        metrics = {"loss": policy_loss, "entropy": entropy, "grad_norm": optax.global_norm(grads),
+        metrics = {"loss": policy_loss, "entropy": entropy, "grad_norm": optax.tree.norm(grads),
                    "baseline": state.baseline, "advantage": advantages[-1],
                    "buffer_fill": jnp.minimum(state.buffer.count, state.buffer.capacity)}
         return state, metrics
