@@ -62,6 +62,12 @@ class Segmenter(nn.Module):
         """``images``: (N, H, W, 3) normalised. Returns ``(logits, aux_logits)`` as ``Decoder``."""
         return self.decoder(self.encoder(images, train), train, with_aux)
 
+    def forward_with_features(self, images, train: bool = False, with_aux: bool = True):
+        """``(encoder_outputs, logits, aux_logits)`` from one pass (parity checks, feature caching)."""
+        features = self.encoder(images, train)
+        logits, aux = self.decoder(features, train, with_aux)
+        return features, logits, aux
+
     def encode(self, images, train: bool = False):
         return self.encoder(images, train)
 
