@@ -1,0 +1,80 @@
+"""Shared pieces of the search configs: the ``:arg`` parser and the full set of search settings.
+
+Every field a search reads is defined here with its paper default (paper.md 3); ``configs/voc.py`` and
+``configs/demo.py`` change what differs. With ``lock_config=True`` a misspelled override is an error.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from fdn.agents import default_config as agent_default_config
+from fdn.candidate.config import default_config as candidate_default_config
+
+
+def parse_arg(arg: str | None, **defaults):
+    """``'tiny,seed=3'`` -> ConfigDict(tiny=True, seed=3, ...): typed by the defaults (big_vision style)."""
+    values = dict(defaults)
+    for part in filter(None, (arg or "").split(",")):
+        name, _, raw = part.partition("=")
+        if name not in values:
+            raise ValueError(f"unknown config arg {name!r}; known: {sorted(values)}")
+        kind = type(values[name])
+        if not raw:
+            values[name] = True
+        elif kind is bool:
+            values[name] = raw.lower() in ("1", "true", "yes")
+        else:
+            values[name] = kind(raw)
+    return ml_collections.ConfigDict(values)
+
+
+def search_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 9314  # the official seed: agent, early stop, data order, meta split, every candidate's init
+    c.num_candidates = 4000  # candidates to evaluate (the official search has no end and is stopped by hand)
+
+    c.trainer = "fdn.candidate"  # module with CandidateTrainer, build_stage1_cache, CandidateFailure
+    c.agent = "ppo"  # ppo | reinforce | random
+    c.agent_config = agent_default_config()
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "voc_sbd"  # a registered fdn tfds dataset
+    c.data.split = "train_aug"  # the search's training pool; split 90/10 into meta-train / meta-val
+    c.data.data_dir = ""  # tfds data dir ('' = tfds default, or WORKDIR/data when auto_prepare)
+    c.data.auto_prepare = False  # prepare the dataset first if missing (only for datasets without downloads)
+    c.data.num_classes = 0  # 0 = from the dataset's features
+    c.data.val_fraction = 0.1  # meta-val share
+    c.data.val_examples = 0  # >0: score only the first n meta-val images (the official loader scores 1,024)
+    c.data.scale_range = (0.7, 1.4)  # random scale of the training crops
+    c.data.cache_batch = 64  # images per encoder call while the stage-1 cache is built
+    c.data.worker_count = 0  # grain worker processes for the stage-2 stream (0 = threads in this process)
+
+    c.encoder = ml_collections.ConfigDict()
+    c.encoder.checkpoint = ""  # fdn model checkpoint whose encoder starts every candidate ('' = random, seeded)
+    c.encoder.expand_first_block = True  # the official MobileNet-v2 layout
+
+    c.teacher = ml_collections.ConfigDict()
+    c.teacher.kind = "none"  # none | checkpoint | logits | train (see fdn.teacher)
+    c.teacher.path = ""  # checkpoint dir, .npy/.npz of logits, or where 'train' caches (default WORKDIR/teacher)
+    c.teacher.train = ml_collections.ConfigDict()
+    c.teacher.train.genotype = "arch0"  # the teacher's decoder design
+    c.teacher.train.agg_size = 64  # wider than the candidates (48)
+    c.teacher.train.repeats = 1
+    c.teacher.train.steps = 300  # end-to-end Adam steps on the stage-2 stream (meta-train only)
+    c.teacher.train.learning_rate = 2e-3
+    c.teacher.train.from_encoder = True  # start from the search's encoder (pretrained or random)
+    c.teacher.train.log_every = 50
+
+    c.candidate = candidate_default_config()
+
+    c.early_stop = ml_collections.ConfigDict()
+    c.early_stop.enabled = True  # the official TaskPerformer rule after stage 1
+    c.early_stop.maxval = 0.01  # initial running mean of stage-1 rewards
+    c.early_stop.delta = 0.9  # initial tolerance
+
+    c.log = ml_collections.ConfigDict()
+    c.log.progress = True  # the live tqdm line
+    c.log.plot_every = 10  # refresh the leaderboard figures every n candidates (0 = only at the end)
+    c.log.top_k = 10  # rows of the leaderboard table, genotypes drawn
+    return c

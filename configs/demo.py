@@ -1,0 +1,76 @@
+"""The demo search: the embedded fdn_shapes data, a random encoder, a self-trained teacher, laptop-CPU sized.
+
+COMMAND::
+
+    python -m fdn.search --config=configs/demo.py --workdir=/tmp/fdn_demo
+    python -m fdn.search --config=configs/demo.py --workdir=/tmp/fdn_demo_random --config.agent=random
+    python -m fdn.leaderboard /tmp/fdn_demo
+
+fdn_shapes is prepared into ``--config.data.data_dir`` (default ``WORKDIR/data``) on first use (~40 s), and
+the teacher (arch0 at agg 64, trained end to end on meta-train) is trained once and cached in
+``WORKDIR/teacher``. Sizes are chosen so that a 2-core CPU evaluates >= 40 candidates in 10 minutes; the
+paper's schedule (optimisers, losses, Polyak, KD, early stopping, PPO) is unchanged, only shorter.
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+    arg = common.parse_arg(arg, tiny=False)
+    c = common.search_config()
+    c.num_candidates = 60
+
+    c.data.name = "fdn_shapes"
+    c.data.split = "train"
+    c.data.auto_prepare = True
+    c.data.num_classes = 7
+    c.data.val_examples = 96
+    c.data.cache_batch = 64
+
+    c.teacher.kind = "train"
+    c.teacher.train.steps = 300
+
+    cc = c.candidate
+    cc.stage1.num_examples = 256
+    cc.stage1.crop_size = 64
+    cc.stage1.min_side = 64
+    cc.stage1.epochs = 5
+    cc.stage1.batch_size = 32
+    cc.stage2.epochs = 1
+    cc.stage2.steps_per_epoch = 16
+    cc.stage2.batch_size = 8
+    cc.stage2.crop_size = 64
+    cc.stage2.min_side = 64
+    cc.stage2.check_every = 8
+    cc.val.crop_size = 128
+    cc.val.min_side = 128
+    cc.val.batch_size = 48
+
+    c.agent_config.minibatch_size = 1
+    c.log.plot_every = 10
+    if arg.tiny:
+        _tiny(c)
+    return c
+
+
+def _tiny(c):
+    """Seconds per candidate, for tests: 2-3 candidates, a few steps each."""
+    c.num_candidates = 3
+    c.teacher.kind = "none"
+    c.data.val_examples = 8
+    cc = c.candidate
+    cc.stage1.num_examples = 16
+    cc.stage1.crop_size = 32
+    cc.stage1.min_side = 32
+    cc.stage1.epochs = 1
+    cc.stage1.batch_size = 8
+    cc.stage2.steps_per_epoch = 2
+    cc.stage2.batch_size = 4
+    cc.stage2.crop_size = 32
+    cc.stage2.min_side = 32
+    cc.val.crop_size = 32
+    cc.val.min_side = 32
+    cc.val.batch_size = 8
+    cc.decoder.agg_size = 8
+    c.log.plot_every = 0
+    c.log.progress = False

@@ -1,0 +1,196 @@
+"""``python -m fdn.leaderboard WORKDIR``: what a search found, how it learned, and where its time went.
+
+Reads ``WORKDIR/candidates.jsonl`` (a run in progress is fine) and writes ``WORKDIR/report/``:
+
+* ``leaderboard.md``: the de-duplicated top-k (a genotype sampled several times counts once: best and mean
+  reward, times seen), the compile share of wall time and per-quarter mean rewards; also printed;
+* ``rewards.png``: reward per candidate (stopped early / failed marked), its running mean and the
+  early-stop threshold;
+* ``reward_vs_params.png``, ``entropy.png`` (the controller's policy entropy per candidate);
+* ``top{k}_{hash}.png/.svg``: cell and decoder drawings of the top genotypes.
+
+The search calls `write_report` every ``log.plot_every`` candidates, so the figures follow a live run.
+Matplotlib's Agg canvas only (no display, thread-safe figures, no pyplot state).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from fdn import genotype as gt  # noqa: E402
+from fdn import run_log  # noqa: E402
+from fdn.genotype_drawing import draw_genotype  # noqa: E402
+
+REPORT_DIR = "report"
+
+
+def unique_genotypes(records: list[dict]) -> list[dict]:
+    """One row per genotype hash, best reward first: best and mean reward, params, times seen."""
+    rows: dict[str, dict] = {}
+    for r in records:
+        row = rows.setdefault(r["hash"], {"hash": r["hash"], "genotype": r["genotype"], "rewards": [],
+                                          "first_index": r["index"], "params": r.get("params_without_aux"),
+                                          "params_total": r.get("params")})
+        row["rewards"].append(float(r["reward"] or 0.0))
+        if row["params"] is None:
+            row["params"], row["params_total"] = r.get("params_without_aux"), r.get("params")
+    out = []
+    for row in rows.values():
+        row["best"] = max(row["rewards"])
+        row["mean"] = float(np.mean(row["rewards"]))
+        row["seen"] = len(row["rewards"])
+        out.append(row)
+    return sorted(out, key=lambda r: (-r["best"], r["first_index"]))
+
+
+def summary(records: list[dict]) -> dict:
+    """Counts, time shares and quarter means of a run's records."""
+    n = len(records)
+    seconds = {k: float(sum(r["seconds"].get(k, 0.0) for r in records)) for k in
+               ("compile", "stage1", "stage2", "eval", "total")}
+    rewards = np.array([float(r["reward"] or 0.0) for r in records])
+    q = max(n // 4, 1)
+    return {
+        "candidates": n,
+        "unique": len({r["hash"] for r in records}),
+        "stopped_early": sum(bool(r.get("stopped_early")) for r in records),
+        "failed": sum(bool(r.get("failure")) for r in records),
+        "best_reward": float(rewards.max()) if n else 0.0,
+        "first_quarter_mean": float(rewards[:q].mean()) if n else 0.0,
+        "last_quarter_mean": float(rewards[-q:].mean()) if n else 0.0,
+        "compile_share": seconds["compile"] / seconds["total"] if seconds["total"] else 0.0,
+        "seconds": seconds,
+    }
+
+
+def table(records: list[dict], top_k: int = 10) -> str:
+    s = summary(records)
+    lines = [
+        f"{s['candidates']} candidates ({s['unique']} unique genotypes, {s['stopped_early']} stopped after stage 1, "
+        f"{s['failed']} failed); best reward {s['best_reward']:.4f}",
+        f"mean reward: first quarter {s['first_quarter_mean']:.4f}, last quarter {s['last_quarter_mean']:.4f}",
+        f"time: {s['seconds']['total']:.0f} s in candidates; compile {100 * s['compile_share']:.1f}% of it, "
+        f"stage 1 {s['seconds']['stage1']:.0f} s, stage 2 {s['seconds']['stage2']:.0f} s, eval {s['seconds']['eval']:.0f} s",
+        "",
+        "| rank | best reward | mean | seen | params (no aux) | hash | genotype |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for rank, row in enumerate(unique_genotypes(records)[:top_k], start=1):
+        params = f"{row['params']:,}" if row["params"] else "-"
+        lines.append(f"| {rank} | {row['best']:.4f} | {row['mean']:.4f} | {row['seen']} | {params} | {row['hash']} | "
+                     f"`{gt.parse(row['genotype']).describe()}` |")
+    return "\n".join(lines)
+
+
+def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    out = np.empty_like(values)
+    for i in range(len(values)):
+        out[i] = values[max(0, i - window + 1):i + 1].mean()
+    return out
+
+
+def plot_rewards(records: list[dict], path: Path) -> None:
+    idx = np.array([r["index"] for r in records])
+    rewards = np.array([float(r["reward"] or 0.0) for r in records])
+    stopped = np.array([bool(r.get("stopped_early")) for r in records])
+    failed = np.array([bool(r.get("failure")) for r in records])
+    full = ~stopped & ~failed
+    fig = Figure(figsize=(9, 4))
+    ax = fig.subplots()
+    ax.scatter(idx[full], rewards[full], s=12, label="stage 2 reward", color="#2b5d8a")
+    ax.scatter(idx[stopped], rewards[stopped], s=12, marker="x", label="stopped after stage 1", color="#a05a00")
+    if failed.any():
+        ax.scatter(idx[failed], rewards[failed], s=16, marker="v", label="failed", color="#c0392b")
+    ax.plot(idx, _running_mean(rewards, max(5, len(rewards) // 10)), color="black", lw=1.5, label="running mean")
+    thr = [(r["index"], r["early_stop_threshold"]) for r in records if r.get("early_stop_threshold") is not None]
+    if thr:
+        ax.plot(*zip(*thr), color="#a05a00", lw=1.0, ls="--", label="early-stop threshold (stage-1 mean)")
+    ax.set_xlabel("candidate")
+    ax.set_ylabel("reward")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_reward_vs_params(records: list[dict], path: Path) -> None:
+    pts = [(r["params_without_aux"], float(r["reward"] or 0.0), bool(r.get("stopped_early"))) for r in records
+           if r.get("params_without_aux")]
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    if pts:
+        p, rw, st = (np.array(v) for v in zip(*pts))
+        ax.scatter(p[~st], rw[~st], s=12, color="#2b5d8a", label="stage 2")
+        ax.scatter(p[st], rw[st], s=12, marker="x", color="#a05a00", label="stopped after stage 1")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("parameters (without auxiliary heads)")
+    ax.set_ylabel("reward")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_entropy(records: list[dict], path: Path) -> None:
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    ax.plot([r["index"] for r in records], [r.get("entropy") for r in records], color="#2b5d8a")
+    ax.set_xlabel("candidate")
+    ax.set_ylabel("policy entropy (nats, 19 decisions)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def write_report(workdir, top_k: int = 10, draw_k: int = 3) -> Path | None:
+    """Writes ``WORKDIR/report/`` (table, plots, drawings); returns the table's path (None without records)."""
+    workdir = Path(workdir)
+    records = run_log.read(workdir)
+    if not records:
+        return None
+    out = workdir / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    plot_rewards(records, out / "rewards.png")
+    plot_reward_vs_params(records, out / "reward_vs_params.png")
+    plot_entropy(records, out / "entropy.png")
+    for rank, row in enumerate(unique_genotypes(records)[:draw_k], start=1):
+        stem = out / f"top{rank}"
+        for old in out.glob(f"top{rank}_*"):
+            old.unlink()
+        draw_genotype(gt.parse(row["genotype"]), f"{stem}_{row['hash']}",
+                      f"#{rank} reward {row['best']:.4f} ({row['hash']}): {gt.parse(row['genotype'])}")
+    path = out / "leaderboard.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(table(records, top_k) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m fdn.leaderboard", description=__doc__.splitlines()[0])
+    parser.add_argument("workdir")
+    parser.add_argument("--top_k", type=int, default=10, help="rows of the table")
+    parser.add_argument("--draw_k", type=int, default=3, help="genotypes to draw")
+    args = parser.parse_args(argv)
+    if not (Path(args.workdir) / run_log.FILENAME).exists():
+        print(f"fdn.leaderboard: error: no {run_log.FILENAME} in {args.workdir}", file=sys.stderr)
+        return 2
+    path = write_report(args.workdir, args.top_k, args.draw_k)
+    if path is None:
+        print(f"fdn.leaderboard: {args.workdir} has no finished candidate yet")
+        return 0
+    print(path.read_text())
+    print(f"figures in {path.parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
