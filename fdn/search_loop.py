@@ -192,15 +192,19 @@ def run(config, workdir, *, trainer_cls=None, refresh_report: Callable | None = 
                 start = time.time()
                 index = state.counter
                 key, cand_key = jax.random.split(jax.random.wrap_key_data(state.rng))
+                agent_start = time.time()
                 genotypes, agent_state, info = agent.propose(state.agent, 1)
+                agent_seconds = time.time() - agent_start
                 genotype = genotypes[0]
                 _set_stage(bar, index, "1", state.best_reward)
                 rec, es_state = run_candidate(
                     setup.trainer, genotype, cand_key, state.early_stop, config,
                     on_stage=lambda s: _set_stage(bar, index, str(s), state.best_reward))
+                agent_start = time.time()
                 agent_state, metrics = agent.update(agent_state, info["actions"], info["log_probs"],
                                                     [rec["reward"]])
                 metrics = jax.device_get(metrics)
+                rec["seconds"]["agent"] = agent_seconds + time.time() - agent_start
                 rec["seconds"]["total"] = time.time() - start
                 record = {"index": index, "genotype": genotype.to_list(), "hash": genotype.short_hash,
                           **{k: rec[k] for k in rec if k != "seconds"},

@@ -1,0 +1,81 @@
+"""The leaderboard: de-duplication, summary figures, the report files and the genotype drawings."""
+
+import json
+
+import pytest
+
+from fdn import genotype as gt
+from fdn import leaderboard, run_log
+from fdn.genotype_drawing import draw_genotype
+
+
+def record(index, genotype, reward, stopped=False, failure=None, compile_s=1.0, total=4.0):
+    g = gt.parse(genotype)
+    return {"index": index, "genotype": g.to_list(), "hash": g.short_hash, "reward": reward,
+            "stage1_reward": reward, "miou": reward, "macc": reward, "fwiou": reward, "params": 2000 + index,
+            "params_without_aux": 1500 + index, "stage": 1 if stopped else 2, "stopped_early": stopped,
+            "failure": failure, "controller_step": index + 1, "entropy": 35.0 - 0.1 * index,
+            "early_stop_threshold": 0.01 + 0.001 * index,
+            "seconds": {"compile": compile_s, "stage1": 1.0, "stage2": 1.0, "eval": 0.5, "total": total}}
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    log = run_log.RunLog(tmp_path)
+    rows = [("arch0", 0.30), ("arch1", 0.50), ("arch0", 0.40), ("arch2", 0.10), ("arch1", 0.45),
+            ("arch2", 0.0), ("arch0", 0.35), ("arch1", 0.55)]
+    for i, (name, reward) in enumerate(rows):
+        log.append(record(i, name, reward, stopped=(i == 3), failure="boom" if i == 5 else None))
+    log.close()
+    return tmp_path
+
+
+def test_unique_genotypes_best_first(workdir):
+    rows = leaderboard.unique_genotypes(run_log.read(workdir))
+    assert [r["hash"] for r in rows] == [gt.ARCH1.short_hash, gt.ARCH0.short_hash, gt.ARCH2.short_hash]
+    assert [r["seen"] for r in rows] == [3, 3, 2]
+    assert rows[0]["best"] == 0.55 and rows[0]["mean"] == pytest.approx(0.5)
+
+
+def test_summary_compile_share_and_quarters(workdir):
+    s = leaderboard.summary(run_log.read(workdir))
+    assert s["candidates"] == 8 and s["unique"] == 3 and s["stopped_early"] == 1 and s["failed"] == 1
+    assert s["compile_share"] == pytest.approx(0.25)
+    assert s["first_quarter_mean"] == pytest.approx(0.4) and s["last_quarter_mean"] == pytest.approx(0.45)
+
+
+def test_report_files_and_cli(workdir, capsys):
+    assert leaderboard.main([str(workdir), "--top_k", "2"]) == 0
+    out = capsys.readouterr().out
+    ranks = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "hash" not in line]
+    assert "compile 25.0%" in out and ranks == ["1", "2"]
+    report = workdir / leaderboard.REPORT_DIR
+    for name in ("leaderboard.md", "rewards.png", "reward_vs_params.png", "entropy.png"):
+        assert (report / name).stat().st_size > 0
+    assert len(list(report.glob("top*_*.png"))) == 3 and len(list(report.glob("top*_*.svg"))) == 3
+    # refreshing (as the search does during a run) replaces the drawings instead of piling them up
+    leaderboard.write_report(workdir)
+    assert len(list(report.glob("top1_*"))) == 2
+
+
+def test_torn_last_line_is_ignored(workdir):
+    with open(workdir / run_log.FILENAME, "ab") as f:
+        f.write(b'{"index": 8, "rew')
+    assert len(run_log.read(workdir)) == 8
+
+
+def test_missing_log_is_an_error(tmp_path, capsys):
+    assert leaderboard.main([str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("name", ["arch0", "arch1", "arch2"])
+def test_drawings(tmp_path, name):
+    png, svg = draw_genotype(gt.released(name), tmp_path / name)
+    assert png.read_bytes()[:4] == b"\x89PNG" and b"<svg" in svg.read_bytes()[:500]
+
+
+def test_nan_is_written_as_null(tmp_path):
+    log = run_log.RunLog(tmp_path)
+    log.append({"index": 0, "reward": float("nan")})
+    log.close()
+    assert json.loads((tmp_path / run_log.FILENAME).read_text())["reward"] is None

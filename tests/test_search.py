@@ -1,0 +1,160 @@
+"""The search loop end to end: resume after SIGKILL, failures, determinism, and the real trainer on
+``configs/voc.py:tiny`` with a miniature VOC tree.
+
+Most tests plug in ``tests.fake_candidate`` (instant, deterministic training behind the real interface) so
+that they check the loop, not the models; ``test_voc_tiny_real_trainer`` runs `fdn.candidate` itself.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from configs import voc
+from fdn import run_log, search_loop
+from tests.data import trees
+
+ROOT = Path(__file__).resolve().parents[1]
+XLA_CACHE = Path(os.environ.get("FDN_TEST_XLA_CACHE", "/tmp/fdn_test_xla_cache"))
+
+
+@pytest.fixture(scope="module")
+def voc_dir(tmp_path_factory):
+    """A prepared miniature voc_sbd (train_aug: 4 images, so meta-train 3 / meta-val 1)."""
+    from fdn.data import prepare
+
+    root = tmp_path_factory.mktemp("voc")
+    trees.write_voc_sbd(root / "manual", np.random.default_rng(0), size=(40, 56))
+    prepare.prepare("voc_sbd", data_dir=root / "tfds", manual_dir=root / "manual")
+    return root / "tfds"
+
+
+def tiny_config(data_dir, fake=True, n=4, agent="ppo"):
+    c = voc.get_config("tiny")
+    c.data.data_dir = str(data_dir)
+    c.num_candidates = n
+    c.agent = agent
+    c.candidate.compilation_cache_dir = str(XLA_CACHE)
+    if fake:
+        c.trainer = "tests.fake_candidate"
+    return c
+
+
+def strip_times(records):
+    return [{k: v for k, v in r.items() if k not in ("seconds", "time")} for r in records]
+
+
+def run(config, workdir):
+    return search_loop.run(config, workdir, progress=False, log=lambda *a: None)
+
+
+def test_failures_get_reward_zero_and_the_search_goes_on(voc_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FDN_FAKE_FAIL", "stage1:1,nan:2")
+    summary = run(tiny_config(voc_dir, n=4), tmp_path)
+    records = run_log.read(tmp_path)
+    assert summary["candidates"] == 4 and [r["index"] for r in records] == [0, 1, 2, 3]
+    assert records[1]["reward"] == 0.0 and records[1]["failure"] == "injected stage-1 failure"
+    assert records[1]["stage"] == 1 and not records[1]["stopped_early"]
+    assert records[2]["reward"] == 0.0 and "non-finite" in records[2]["failure"]
+    assert records[0]["failure"] is None and records[0]["reward"] > 0
+    assert records[3]["failure"] is None
+    # the agent saw the zeros: its step counts every candidate
+    assert [r["controller_step"] for r in records] == [1, 2, 3, 4]
+
+
+def test_same_seed_same_search_and_resume_is_seamless(voc_dir, tmp_path):
+    """Two runs with one seed agree; a run stopped after 2 and resumed to 5 equals an uninterrupted one."""
+    straight = strip_times(run_log.read(_run_to(voc_dir, tmp_path / "a", 5)))
+    again = strip_times(run_log.read(_run_to(voc_dir, tmp_path / "b", 5)))
+    assert straight == again
+    _run_to(voc_dir, tmp_path / "c", 2)
+    resumed = strip_times(run_log.read(_run_to(voc_dir, tmp_path / "c", 5)))
+    assert resumed == straight
+    other = tiny_config(voc_dir, n=5)
+    other.seed = 1
+    run(other, tmp_path / "d")
+    assert [r["genotype"] for r in run_log.read(tmp_path / "d")] != [r["genotype"] for r in straight]
+
+
+def _run_to(voc_dir, workdir, n):
+    run(tiny_config(voc_dir, n=n), workdir)
+    return workdir
+
+
+def test_resume_refuses_other_settings(voc_dir, tmp_path):
+    run(tiny_config(voc_dir, n=1), tmp_path)
+    c = tiny_config(voc_dir, n=2)
+    c.candidate.stage1.lr = 0.1
+    with pytest.raises(ValueError, match="other search settings"):
+        run(c, tmp_path)
+
+
+def test_sigkill_mid_run_then_resume(voc_dir, tmp_path):
+    """Kill -9 a running search, tear its last line, resume: indexes continue, no duplicate/corrupt line."""
+    n = 8
+    cmd = [sys.executable, "-m", "fdn.search", "--config=configs/voc.py:tiny", f"--workdir={tmp_path}",
+           "--config.trainer=tests.fake_candidate", f"--config.data.data_dir={voc_dir}",
+           f"--config.num_candidates={n}", f"--config.candidate.compilation_cache_dir={XLA_CACHE}"]
+    env = dict(os.environ, FDN_FAKE_SLEEP="0.4")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / run_log.FILENAME
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_bytes().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    time.sleep(0.3)  # somewhere inside the next candidate, or inside its log/checkpoint write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_lines = len(log.read_bytes().splitlines())
+    with open(log, "ab") as f:  # a torn line, as a kill during the write would leave
+        f.write(b'{"index": 99, "rew')
+    assert killed_lines < n
+    env["FDN_FAKE_SLEEP"] = "0"
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=240)
+    lines = log.read_bytes().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is complete JSON
+    assert [r["index"] for r in records] == list(range(n))
+    assert len({r["index"] for r in records}) == n
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(voc_dir, tmp_path):
+    cmd = [sys.executable, "-m", "fdn.search", "--config=configs/voc.py:tiny", f"--workdir={tmp_path}",
+           "--config.trainer=tests.fake_candidate", f"--config.data.data_dir={voc_dir}",
+           "--config.num_candidates=50", f"--config.candidate.compilation_cache_dir={XLA_CACHE}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, FDN_FAKE_SLEEP="0.2"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = tmp_path / run_log.FILENAME
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.exists() and len(log.read_bytes().splitlines()) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out.decode()[-2000:]
+    assert b"interrupted" in out
+    records = run_log.read(tmp_path)
+    from fdn.search_state import SearchCheckpointer
+
+    assert SearchCheckpointer(tmp_path).latest_step() == len(records)
+
+
+def test_voc_tiny_real_trainer(voc_dir, tmp_path):
+    """configs/voc.py:tiny with the real candidate trainer: every candidate is scored and logged."""
+    pytest.importorskip("fdn.candidate")
+    config = tiny_config(voc_dir, fake=False, n=2)
+    summary = run(config, tmp_path)
+    records = run_log.read(tmp_path)
+    assert summary["candidates"] == 2 and len(records) == 2
+    for r in records:
+        assert r["failure"] is None, r["failure"]
+        assert 0.0 <= r["reward"] <= 1.0 and r["params"] > r["params_without_aux"] > 0
+        assert set(r["seconds"]) >= {"compile", "stage1", "stage2", "eval", "total"}
+        assert r["stage"] in (1, 2)
