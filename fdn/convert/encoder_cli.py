@@ -1,7 +1,8 @@
 """The logic behind ``python -m fdn.convert --torchvision``: a model checkpoint that starts from ImageNet.
 
 A user downloads torchvision's MobileNet-v2 ImageNet weights (``mobilenet_v2-7ebf99e0.pth``) and gets an fdn
-model checkpoint for a genotype: the encoder from the file, the decoder freshly initialised (seeded), so
+model checkpoint for a genotype: the encoder from the file, the decoder freshly initialised (seeded; numpy draws in fdn's init scheme, which
+is PyTorch's default, see ``fdn.export_lib.random_variables``), so
 ``fdn.train`` / ``fdn.search`` / ``fdn.predict`` take it like any other checkpoint::
 
     python -m fdn.convert --torchvision --from=mobilenet_v2-7ebf99e0.pth --genotype=arch0 --out=ckpt/arch0_in1k
@@ -13,14 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
-
 from fdn import checkpoint
 from fdn import genotype as G
 from fdn.convert.files import read_state_dict
 from fdn.convert.torchvision import EncoderImport, encoder_variables_from_torchvision, with_encoder
 from fdn.decoder import DecoderSettings
-from fdn.segmenter import ModelSpec, init_variables, param_counts
+from fdn.export_lib import random_variables
+from fdn.segmenter import ModelSpec, param_counts
 
 
 def encoder_from_file(path, expand_first_block: bool = True, expand_init: str = "identity",
@@ -40,9 +40,7 @@ def torchvision_to_fdn(src, out, genotype, num_classes=21, agg_size=64, repeats=
     spec = ModelSpec(G.parse(genotype), DecoderSettings(num_classes, agg_size, repeats, aux_cell), task,
                      expand_first_block)
     imported = encoder_from_file(src, expand_first_block, expand_init, seed)
-    model = spec.build()
-    variables = jax.jit(lambda key: init_variables(model, key, (32, 32)))(jax.random.PRNGKey(seed))
-    variables = with_encoder(jax.device_get(dict(variables)), imported.variables)
+    variables = with_encoder(random_variables(spec, seed), imported.variables)
     metadata = {"encoder_from": str(Path(src).absolute()), "encoder_source": "torchvision mobilenet_v2",
                 "decoder_init_seed": seed, "first_block_expand_init": imported.expand_init}
     path = checkpoint.save_model(out, variables, spec, metadata, overwrite)

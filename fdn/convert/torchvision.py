@@ -125,6 +125,14 @@ def _identity_expand(abstract_leaf_path, shape, dtype):
     return np.zeros(shape, dtype)  # bias, mean
 
 
+def _default_init(leaf, shape, dtype, rng):
+    """fdn's (PyTorch's default) initialisation of one variable, drawn with numpy."""
+    if leaf == "kernel":
+        bound = 1 / np.sqrt(shape[0] * shape[1] * shape[2])
+        return rng.uniform(-bound, bound, shape).astype(dtype)
+    return (np.ones(shape) if leaf in ("scale", "var") else np.zeros(shape)).astype(dtype)
+
+
 def encoder_variables_from_torchvision(state_dict: dict, expand_first_block: bool = False,
                                        expand_init: str = "identity", seed: int = 0) -> EncoderImport:
     """Variables of ``MobileNetV2Encoder(expand_first_block)`` from a torchvision MobileNet-v2 state dict.
@@ -137,7 +145,7 @@ def encoder_variables_from_torchvision(state_dict: dict, expand_first_block: boo
     sd = unwrap_state_dict(state_dict)
     abstract = abstract_encoder_variables(expand_first_block)
     flat_abstract = traverse_util.flatten_dict(dict(abstract))
-    random_init = None
+    rng = np.random.default_rng(seed)
     problems, flat, used, not_from_file = [], {}, set(), []
     for (collection, *path), want in flat_abstract.items():
         key = torchvision_key(tuple(path))
@@ -146,11 +154,7 @@ def encoder_variables_from_torchvision(state_dict: dict, expand_first_block: boo
             if expand_init == "identity":
                 flat[(collection, *path)] = _identity_expand((collection, *path), want.shape, want.dtype)
             else:
-                if random_init is None:
-                    model = MobileNetV2Encoder(expand_first_block)
-                    init = jax.jit(lambda key: model.init(key, np.zeros((1, 32, 32, 3), np.float32), train=False))
-                    random_init = traverse_util.flatten_dict(jax.device_get(dict(init(jax.random.PRNGKey(seed)))))
-                flat[(collection, *path)] = np.asarray(random_init[(collection, *path)])
+                flat[(collection, *path)] = _default_init(path[-1], want.shape, want.dtype, rng)
             continue
         if key not in sd:
             problems.append(f"missing key {key}")
