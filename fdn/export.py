@@ -1,0 +1,64 @@
+"""``python -m fdn.export``: a model checkpoint -> a self-contained inference artifact (runs without fdn).
+
+StableHLO (``jax.export``; needs only jax to run, on CPU or CUDA from the same file)::
+
+    python -m fdn.export --checkpoint=ckpt/arch0_voc --format=stablehlo --size=512x512 --out=arch0.stablehlo
+    # elsewhere: jax.export.deserialize(bytearray(open('arch0.stablehlo', 'rb').read())).call(images)
+
+ONNX (through jax2onnx; run with onnxruntime)::
+
+    python -m fdn.export --checkpoint=ckpt/arch0_voc --format=onnx --size=512x512 --out=arch0.onnx
+
+Inputs are normalised NHWC float32 images, outputs logits at the decoder's resolution; eval mode, no
+auxiliary heads, BN folded into the convs, weights baked in. ``--batch=0`` exports a symbolic batch size.
+``PATH.json`` beside the artifact says all this. See ``fdn.export_lib``.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from fdn.errors import report_user_errors
+
+flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory (from fdn.train or fdn.convert).")
+flags.DEFINE_enum("format", "stablehlo", ["stablehlo", "onnx"], "Artifact format.")
+flags.DEFINE_string("out", None, "Artifact file to write (a PATH.json description is written beside it).")
+flags.DEFINE_integer("batch", 1, "Batch size compiled in; 0 for a symbolic batch dimension.")
+flags.DEFINE_string("size", "512x512", "Input HxW compiled in (the model accepts any size; the artifact one).")
+flags.DEFINE_bool("fold_bn", True, "Fold eval-mode BatchNorm into the preceding convs.")
+flags.DEFINE_list("platforms", ["cpu", "cuda"], "StableHLO: platforms the one artifact can run on.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
+flags.mark_flags_as_required(["checkpoint", "out"])
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    from fdn.errors import InputError
+
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size must be HxW, e.g. 512x512, got {text!r}") from None
+    if h < 32 or w < 32:
+        raise InputError(f"--size must be at least 32x32 (the encoder's stride), got {text!r}")
+    return h, w
+
+
+@report_user_errors("fdn.export")
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    from fdn import export_lib
+
+    f = flags.FLAGS
+    h, w = parse_size(f.size)
+    shape = export_lib.ExportSpec(f.batch or None, h, w)
+    try:
+        print(export_lib.export_checkpoint(f.checkpoint, f.format, f.out, shape, f.fold_bn, f.platforms,
+                                           f.overwrite))
+    except export_lib.ExportError as err:  # not (yet) one of fdn.errors' user error types
+        print(f"fdn.export: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)
