@@ -148,6 +148,7 @@ def make_teacher_fn(cfg, workdir: str | Path, num_classes: int, train_batches: C
                                       init_encoder)
             ckpt.save_model(directory, variables, spec,
                             {"source": "fdn.teacher", "seconds": round(time.time() - start, 1)}, overwrite=True)
+            return _forward_fn(spec, variables)
     spec, variables, _ = ckpt.load_model(directory)
     if spec.task != "segmentation" or spec.decoder.num_classes != num_classes:
         raise InputError(f"the teacher in {directory} predicts {spec.decoder.num_classes} {spec.task} channels; "
