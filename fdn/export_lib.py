@@ -191,9 +191,16 @@ def load_stablehlo(path_or_bytes):
 
 
 def export_onnx(spec: ModelSpec, variables, path, shape_spec: ExportSpec = ExportSpec(), fold_bn: bool = True,
-                opset: int = 23) -> Path:
-    """An ONNX file through jax2onnx. Depthwise convs are traced as XLA grouped convs (ONNX ``Conv`` with
-    ``group=C``, which onnxruntime runs natively), not as fdn's shifted sums."""
+                opset: int = 23, jax2onnx_optimizer: bool = False) -> Path:
+    """One self-contained ONNX file through jax2onnx.
+
+    Depthwise convs are traced as XLA grouped convs (ONNX ``Conv`` with ``group=C``, which onnxruntime runs
+    natively), not as fdn's shifted sums. jax2onnx's own graph optimizer is skipped by default: in jax2onnx
+    0.17 it finds producers by scanning the whole graph and restarts after every rewrite, which takes minutes
+    on the segmenter's ~1,400 nodes (mostly the Transposes around NHWC convs); onnxruntime's optimizer removes
+    the same transposes when it loads the file. Unused initializers are dropped and every tensor is stored
+    inline (no ``.onnx.data`` beside the file).
+    """
     try:
         from jax2onnx import to_onnx
     except ImportError:
@@ -206,11 +213,53 @@ def export_onnx(spec: ModelSpec, variables, path, shape_spec: ExportSpec = Expor
     previous = depthwise._default_impl
     depthwise.set_default_impl("xla")
     try:
-        to_onnx(fn, [tuple(shape)], model_name="fdn_segmenter", opset=opset, return_mode="file",
-                output_path=str(path), input_names=["images"], output_names=["logits"])
+        with contextlib.nullcontext() if jax2onnx_optimizer else _without_jax2onnx_optimizer():
+            to_onnx(fn, [tuple(shape)], model_name="fdn_segmenter", opset=opset, return_mode="file",
+                    output_path=str(path), input_names=["images"], output_names=["logits"])
+    except ExportError:
+        raise
+    except Exception as err:  # jax2onnx raises NotImplementedError / ValueError / ... for unsupported ops
+        raise ExportError(f"jax2onnx could not convert the model: {type(err).__name__}: {err}") from err
     finally:
         depthwise.set_default_impl(previous)
+    _make_self_contained(path)
     return path
+
+
+@contextlib.contextmanager
+def _without_jax2onnx_optimizer():
+    try:
+        from jax2onnx.converter import conversion_api
+    except ImportError:  # another jax2onnx layout: leave it alone
+        yield
+        return
+    name = "_optimize_graph_with_failure_policy"
+    original = getattr(conversion_api, name, None)
+    if original is None:
+        yield
+        return
+    setattr(conversion_api, name, lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        setattr(conversion_api, name, original)
+
+
+def _make_self_contained(path: Path):
+    """Drops initializers no node reads and rewrites the model with every tensor inline (< 2 GiB here)."""
+    import onnx
+
+    model = onnx.load(str(path))  # also reads any external .data file
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {name for f in model.functions for node in f.node for name in node.input}
+    used |= {o.name for o in model.graph.output}
+    keep = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    for data in path.parent.glob(path.name + ".data"):
+        data.unlink()
+    onnx.save_model(model, str(path), save_as_external_data=False)
+    onnx.checker.check_model(str(path))
 
 
 def onnx_session(path, threads: int | None = None):
@@ -218,6 +267,7 @@ def onnx_session(path, threads: int | None = None):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
