@@ -1,0 +1,90 @@
+"""Encoder and decoder forward / forward+backward time for one genotype, batch and size.
+
+Run: ``python -m fdn.bench forward --genotype=arch0 --batch=16 --size=256 [--settings=search|released]
+[--impls=shifted,xla]``. Each depthwise implementation (``fdn.depthwise``) is timed side by side in this one
+process, so the table shows what the fast CPU kernel buys. Medians over ``--repeats`` calls after one warm-up
+call; the first call (compile + run) is reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fdn import depthwise
+from fdn import genotype as G
+from fdn.decoder import DecoderSettings
+from fdn.segmenter import ModelSpec
+
+
+def _time(fn, *args, repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return first, float(np.median(times))
+
+
+def measure(spec: ModelSpec, batch: int, size: int, repeats: int) -> dict:
+    model = spec.build()
+    x = jax.random.normal(jax.random.PRNGKey(0), (batch, size, size, 3))
+    variables = model.init(jax.random.PRNGKey(1), x[:2])
+    features = model.apply(variables, x, method=model.encode)
+
+    def enc_loss(params, x):
+        out, _ = model.apply({**variables, "params": params}, x, train=True, method=model.encode,
+                             mutable=["batch_stats"])
+        return sum(jnp.mean(o) for o in out)
+
+    def dec_loss(params, feats):
+        (logits, aux), _ = model.apply({**variables, "params": params}, feats, train=True, method=model.decode,
+                                       mutable=["batch_stats"])
+        return jnp.mean(logits) + sum(jnp.mean(a) for a in aux)
+
+    fns = {
+        "encoder fwd": (jax.jit(lambda v, x: model.apply(v, x, method=model.encode)), (variables, x)),
+        "encoder fwd+bwd": (jax.jit(jax.grad(enc_loss)), (variables["params"], x)),
+        "decoder fwd": (jax.jit(lambda v, f: model.apply(v, f, method=model.decode)), (variables, features)),
+        "decoder fwd+bwd": (jax.jit(jax.grad(dec_loss)), (variables["params"], features)),
+    }
+    return {name: _time(fn, *args, repeats=repeats) for name, (fn, args) in fns.items()}
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(prog="python -m fdn.bench forward", description=__doc__.split("\n")[0])
+    parser.add_argument("--genotype", default="arch0")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--settings", choices=["search", "released"], default="search")
+    parser.add_argument("--num_classes", type=int, default=21)
+    parser.add_argument("--impls", default="shifted,xla", help="depthwise implementations to compare")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv[1:])
+    settings = getattr(DecoderSettings, args.settings)(args.num_classes)
+    spec = ModelSpec(G.parse(args.genotype), settings)
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), genotype {spec.genotype}, "
+          f"{args.settings} settings, batch {args.batch}, {args.size}x{args.size}")
+    results = {}
+    for impl in args.impls.split(","):
+        depthwise.set_default_impl(impl)
+        results[impl] = measure(spec, args.batch, args.size, args.repeats)
+    depthwise.set_default_impl(None)
+    print(f"{'part':<18}" + "".join(f"{impl + ' ms':>16}{'(1st call s)':>14}" for impl in results))
+    for part in next(iter(results.values())):
+        row = f"{part:<18}"
+        for impl in results:
+            first, median = results[impl][part]
+            row += f"{median * 1e3:>16.1f}{first:>14.2f}"
+        print(row)
+    print(json.dumps({impl: {part: {"median_s": m, "first_call_s": f} for part, (f, m) in r.items()}
+                      for impl, r in results.items()}))
+    return 0
