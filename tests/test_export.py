@@ -95,3 +95,15 @@ def test_onnx_artifact_matches_fdn(model, tmp_path):
     got = session.run(None, {"images": images})[0]
     assert got.shape == want.shape
     assert rel_l2(got, want) < 1e-4
+
+
+def test_cli_reports_user_errors(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "fdn.export", f"--checkpoint={tmp_path}/none", "--out=x.stablehlo"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "fdn.export: error: no checkpoint directory" in proc.stderr, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "fdn.export", f"--checkpoint={tmp_path}", "--size=64", "--out=x"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--size must be HxW" in proc.stderr, proc.stderr
