@@ -67,6 +67,8 @@ def search_config() -> ml_collections.ConfigDict:
     c.teacher.train.log_every = 50
 
     c.candidate = candidate_default_config()
+    c.compile_ahead = False  # propose one candidate ahead and compile it while the current one trains (see
+    #                          fdn.search_loop._next_proposal: a one-step policy lag, so off by default)
 
     c.early_stop = ml_collections.ConfigDict()
     c.early_stop.enabled = True  # the official TaskPerformer rule after stage 1

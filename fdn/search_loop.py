@@ -183,6 +183,7 @@ def run(config, workdir, *, trainer_cls=None, refresh_report: Callable | None = 
 
     # ------------------------------------------------------------------------------------ loop
     bar = _progress_bar(config, state, progress)
+    ahead = _CompileAhead()
     session_start = time.time()
     elapsed0 = state.elapsed
     stopped = False
@@ -193,9 +194,11 @@ def run(config, workdir, *, trainer_cls=None, refresh_report: Callable | None = 
                 index = state.counter
                 key, cand_key = jax.random.split(jax.random.wrap_key_data(state.rng))
                 agent_start = time.time()
-                genotypes, agent_state, info = agent.propose(state.agent, 1)
+                genotype, agent_state, info, pending = _next_proposal(agent, state, config.compile_ahead)
                 agent_seconds = time.time() - agent_start
-                genotype = genotypes[0]
+                ahead.wait()  # the previous look-ahead compile, if still running
+                if pending is not None:
+                    ahead.start(setup.trainer, pending)
                 _set_stage(bar, index, "1", state.best_reward)
                 rec, es_state = run_candidate(
                     setup.trainer, genotype, cand_key, state.early_stop, config,
@@ -217,7 +220,7 @@ def run(config, workdir, *, trainer_cls=None, refresh_report: Callable | None = 
                         agent=agent_state, rng=np.asarray(jax.random.key_data(key)), counter=index + 1,
                         log_size=log_size, early_stop=es_state, data=setup_lib.iterator_states(setup.iterators),
                         best_reward=max(state.best_reward, rec["reward"]),
-                        elapsed=elapsed0 + time.time() - session_start)
+                        elapsed=elapsed0 + time.time() - session_start, pending=pending)
                     checkpointer.save(state)
                 _after_candidate(bar, record, state)
                 if refresh_report and config.log.plot_every and state.counter % config.log.plot_every == 0:
@@ -226,6 +229,7 @@ def run(config, workdir, *, trainer_cls=None, refresh_report: Callable | None = 
         stopped = True
         log(f"\nsearch: interrupted; {state.counter} candidates are saved in {workdir} (run again to resume)")
     finally:
+        ahead.wait()
         if bar is not None:
             bar.close()
         logfile.close()
@@ -234,6 +238,72 @@ def run(config, workdir, *, trainer_cls=None, refresh_report: Callable | None = 
         _refresh(refresh_report, workdir, log)
     return {"candidates": state.counter, "best_reward": state.best_reward, "interrupted": stopped,
             "setup_seconds": setup.seconds, "wall_seconds": time.time() - wall_start}
+
+
+def _next_proposal(agent, state, compile_ahead: bool):
+    """``(genotype, agent_state, info, pending)`` of the candidate to run now.
+
+    Without compile-ahead: one fresh proposal. With it, proposals run one candidate ahead: the candidate to run
+    now was proposed (and its compile started) while the previous one trained, and the one after it is
+    proposed now, from the policy before this candidate's update. PPO corrects for that lag with the
+    sampling-time log-probabilities it stores; it is a deviation from the official loop, hence a setting.
+    ``pending`` (JSON-able) goes into the checkpoint so that a resumed run runs the same candidate.
+    """
+    agent_state = state.agent
+    if not compile_ahead:
+        genotypes, agent_state, info = agent.propose(agent_state, 1)
+        return genotypes[0], agent_state, info, None
+    if state.pending is None:
+        genotypes, agent_state, info = agent.propose(agent_state, 1)
+        current = _pending_of(info)
+    else:
+        current = state.pending
+    _, agent_state, info_next = agent.propose(agent_state, 1)
+    info = {"actions": np.asarray([current["actions"]], np.int32), "log_probs": np.asarray([current["log_prob"]]),
+            "entropies": np.asarray([current["entropy"]])}
+    from fdn import genotype as gt
+
+    return gt.Genotype.from_actions(current["actions"]), agent_state, info, _pending_of(info_next)
+
+
+def _pending_of(info) -> dict:
+    return {"actions": [int(a) for a in info["actions"][0]], "log_prob": float(info["log_probs"][0]),
+            "entropy": float(info["entropies"][0])}
+
+
+class _CompileAhead:
+    """Compiles the next candidate's programs in a background thread while the current one trains.
+
+    XLA compiles mostly on one thread, so on a small CPU this overlaps with training rather than competing
+    with it for every core. Any error is left for the candidate itself to meet (and record).
+    """
+
+    def __init__(self):
+        self._thread = None
+
+    def start(self, trainer, pending: dict) -> None:
+        import threading
+
+        from fdn import genotype as gt
+
+        precompile = getattr(trainer, "precompile", None)
+        if precompile is None:
+            return
+        genotype = gt.Genotype.from_actions(pending["actions"])
+
+        def work():
+            try:
+                precompile(genotype)
+            except Exception:  # noqa: BLE001
+                pass
+
+        self._thread = threading.Thread(target=work, name="fdn-compile-ahead", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 def _refresh(refresh_report, workdir, log) -> None:

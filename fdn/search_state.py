@@ -39,11 +39,12 @@ class SearchState:
     data: dict = dataclasses.field(default_factory=dict)  # name -> grain iterator state (JSON-able)
     best_reward: float = 0.0
     elapsed: float = 0.0  # wall seconds of search (over all sessions)
+    pending: dict | None = None  # compile-ahead: the next candidate, proposed already (actions, log_prob, entropy)
 
     def meta(self, fingerprint: str) -> dict:
         return {
             "counter": int(self.counter), "log_size": int(self.log_size), "best_reward": float(self.best_reward),
-            "elapsed": float(self.elapsed), "data": self.data, "fingerprint": fingerprint,
+            "elapsed": float(self.elapsed), "data": self.data, "fingerprint": fingerprint, "pending": self.pending,
             "early_stop": {k: (float(v) if isinstance(v, (float, np.floating)) else int(v))
                            for k, v in self.early_stop.items()},
         }
@@ -91,7 +92,8 @@ class SearchCheckpointer:
         return SearchState(agent=arrays["agent"], rng=np.asarray(arrays["rng"], np.uint32),
                            counter=int(meta["counter"]), log_size=int(meta["log_size"]),
                            early_stop=_early_stop_from_json(meta["early_stop"]), data=meta.get("data", {}),
-                           best_reward=float(meta["best_reward"]), elapsed=float(meta["elapsed"]))
+                           best_reward=float(meta["best_reward"]), elapsed=float(meta["elapsed"]),
+                           pending=meta.get("pending"))
 
     def close(self) -> None:
         self.manager.close()

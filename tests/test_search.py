@@ -82,9 +82,20 @@ def test_same_seed_same_search_and_resume_is_seamless(voc_dir, tmp_path):
     assert [r["genotype"] for r in run_log.read(tmp_path / "d")] != [r["genotype"] for r in straight]
 
 
-def _run_to(voc_dir, workdir, n):
-    run(tiny_config(voc_dir, n=n), workdir)
+def _run_to(voc_dir, workdir, n, **overrides):
+    config = tiny_config(voc_dir, n=n)
+    config.update(overrides)
+    run(config, workdir)
     return workdir
+
+
+def test_compile_ahead_resumes_the_pending_candidate(voc_dir, tmp_path):
+    """With look-ahead proposals the next candidate is checkpointed, so resuming changes nothing either."""
+    straight = strip_times(run_log.read(_run_to(voc_dir, tmp_path / "a", 4, compile_ahead=True)))
+    _run_to(voc_dir, tmp_path / "b", 2, compile_ahead=True)
+    resumed = strip_times(run_log.read(_run_to(voc_dir, tmp_path / "b", 4, compile_ahead=True)))
+    assert resumed == straight
+    assert len({json.dumps(r["genotype"]) for r in straight}) == 4
 
 
 def test_resume_refuses_other_settings(voc_dir, tmp_path):
