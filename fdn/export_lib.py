@@ -120,6 +120,9 @@ def fold_batch_norm(variables) -> dict:
         mul = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + BatchNorm.epsilon)
         kernel = flat[kernel_key]
         out[kernel_key] = (kernel.astype(np.float64) * mul).astype(kernel.dtype)  # output channels are last
+        conv_bias = ("params", *parent, conv, "bias")
+        if conv_bias in flat:  # none in fdn's segmenter today, but folding must stay exact if one appears
+            out[conv_bias] = (flat[conv_bias].astype(np.float64) * mul).astype(flat[conv_bias].dtype)
         out[("params", *parent, bn, "bias")] = (bias - value.astype(np.float64) * mul).astype(bias.dtype)
         out[("params", *parent, bn, "scale")] = np.ones_like(scale)
     return traverse_util.unflatten_dict(out)
