@@ -106,7 +106,8 @@ def lstm_step(weights, x, carries):
 
 
 class Linear(nn.Module):
-    """A decision head's parameters (``x @ kernel + bias``); the controller applies all heads in one matmul."""
+    """A decision head's parameters (``x @ kernel + bias``); the controller applies all heads in one
+    matmul."""
 
     in_features: int
     features: int
@@ -117,12 +118,14 @@ class Linear(nn.Module):
 
 
 # The heads in the order their columns are concatenated: conn_0..5, pos_0..5, op.
-_HEAD_SIZES = (*DECISION_CHOICES[:_CONN], *[c for c in gt.CELL_POSITION_CHOICES for _ in range(2)], gt.NUM_OPS)
+_HEAD_SIZES = (*DECISION_CHOICES[:_CONN], *[c for c in gt.CELL_POSITION_CHOICES for _ in range(2)],
+               gt.NUM_OPS)
 _HEAD_OFFSETS = np.cumsum((0,) + _HEAD_SIZES)
 _OP_HEAD = len(_HEAD_SIZES) - 1
 # Which head each decision reads: conn_0..5, op, then per pair pos_{2j}, pos_{2j+1}, op, op.
 _DECISION_HEAD = (*range(_CONN), _OP_HEAD,
-                  *[h for j in range(gt.NUM_PAIRS) for h in (_CONN + 2 * j, _CONN + 2 * j + 1, _OP_HEAD, _OP_HEAD)])
+                  *[h for j in range(gt.NUM_PAIRS)
+                    for h in (_CONN + 2 * j, _CONN + 2 * j + 1, _OP_HEAD, _OP_HEAD)])
 # _GATHER[k, j] = column of choice j of decision k in the concatenated head output (0 where invalid).
 _GATHER = np.where(_VALID, _HEAD_OFFSETS[list(_DECISION_HEAD)][:, None] + np.arange(MAX_CHOICES)[None], 0)
 
@@ -197,6 +200,12 @@ def decision_logits(params: Params) -> jax.Array:
 def decision_log_probs(params: Params) -> jax.Array:
     """Row-wise log-softmax of `decision_logits` (invalid entries stay -inf)."""
     return jax.nn.log_softmax(decision_logits(params), axis=-1)
+
+
+@jax.jit
+def decision_probs(params: Params) -> jax.Array:
+    """The (19, 11) table of decision probabilities (0 past a decision's choices), e.g. to plot the policy."""
+    return jnp.exp(decision_log_probs(params))
 
 
 def policy_entropy(log_probs: jax.Array) -> jax.Array:
@@ -275,11 +284,21 @@ def log_prob_and_entropy(params: Params, genotypes: Any) -> tuple[jax.Array, jax
 
     ``genotypes`` is an (n, 20) int array of action vectors or a sequence of `Genotype` objects, nested lists
     or genotype texts. The entropy is the policy's (sum of the 19 decisions' entropies), equal for all n.
+    The batch is padded to a power of two (at least 8) so that varying n does not recompile every time.
     """
-    return _log_prob_and_entropy(params, jnp.asarray(as_actions(genotypes)))
+    actions = as_actions(genotypes)
+    n = actions.shape[0]
+    bucket = max(8, 1 << max(n - 1, 0).bit_length())
+    if bucket == n:
+        return _log_prob_and_entropy(params, actions)
+    padded = np.zeros((bucket, gt.ACTION_SIZE), np.int32)
+    padded[:n] = actions
+    log_probs, entropies = _log_prob_and_entropy(params, padded)
+    return log_probs[:n], entropies[:n]
 
 
-def sample_genotypes(params: Params, key: jax.Array, n: int) -> tuple[list[gt.Genotype], np.ndarray, np.ndarray]:
+def sample_genotypes(params: Params, key: jax.Array,
+                     n: int) -> tuple[list[gt.Genotype], np.ndarray, np.ndarray]:
     """`sample` for plain Python: n `Genotype` objects, their log-probs and entropies as numpy arrays."""
     actions, log_probs, entropies = jax.device_get(sample(params, key, n))
     return [gt.Genotype.from_actions(a) for a in actions], log_probs, entropies

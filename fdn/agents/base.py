@@ -47,8 +47,10 @@ class Agent:
 
     def __init__(self, config: ml_collections.FrozenConfigDict):
         self.config = config
-        self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                              optax.adam(config.learning_rate))
+        # Flattened into one vector: the same maths as per-leaf clip + Adam, but a handful of fused kernels
+        # instead of a few per parameter leaf, which halves the update's compile time on XLA:CPU.
+        self.tx = optax.flatten(optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                                            optax.adam(config.learning_rate)))
 
     # Agents of the same class and settings are equal, so they share compiled functions (`_jitted_*`).
     def _identity(self):
@@ -71,17 +73,13 @@ class Agent:
         return state_lib.new_state(params, self.tx.init(params), key, self.config.buffer_size)
 
     # --------------------------------------------------------------------------------------- propose
-    def _sample(self, params, key, n):
+    @staticmethod
+    def _sample(params, key, n):
         return controller.sample(params, key, n)
-
-    def _propose_impl(self, state, n):
-        key, sample_key = jax.random.split(state.key)
-        actions, log_probs, entropies = self._sample(state.params, sample_key, n)
-        return state.replace(key=key), (actions, log_probs, entropies)
 
     def propose(self, state, n: int = 1) -> tuple[list[gt.Genotype], state_lib.AgentState, dict[str, Any]]:
         """n genotypes to try; ``info`` holds their ``actions``, ``log_probs`` and ``entropies`` (numpy)."""
-        state, out = _jitted_propose(self, state, n)
+        state, out = _jitted_propose(self._sample, state, n)
         actions, log_probs, entropies = jax.device_get(out)
         info = {"actions": actions, "log_probs": log_probs, "entropies": entropies}
         return [gt.Genotype.from_actions(a) for a in actions], state, info
@@ -110,13 +108,14 @@ class Agent:
     # ------------------------------------------------------------------------------------- inspection
     def decision_probs(self, state) -> np.ndarray:
         """The policy's (19, 11) decision probabilities (rows in LSTM order; 0 past a row's choices)."""
-        return np.asarray(jnp.exp(controller.decision_log_probs(state.params)))
-
+        return np.asarray(controller.decision_probs(state.params))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
-def _jitted_propose(agent, state, n):
-    return agent._propose_impl(state, n)
+def _jitted_propose(sample_fn, state, n):
+    """Keyed on the sampling function, so the policy agents (PPO, REINFORCE) share one compile."""
+    key, sample_key = jax.random.split(state.key)
+    return state.replace(key=key), sample_fn(state.params, sample_key, n)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -24,7 +24,8 @@ class RandomSearch(base.Agent):
     def init(self, key):
         return state_lib.new_state({}, {}, state_lib.raw_key(key), self.config.buffer_size)
 
-    def _sample(self, params, key, n):
+    @staticmethod
+    def _sample(params, key, n):
         del params
         maxval = jnp.asarray(controller.DECISION_CHOICES, jnp.int32)
         decisions = controller.flat_random(jax.random.randint, key, (n, controller.NUM_DECISIONS), 0,

@@ -1,7 +1,8 @@
 """Official controller state dict -> fdn controller params, so a user can continue an official search.
 
 The official 2019 controller (``MicroController`` at commit 1a74410) names its tensors ``g_emb`` (1, 1, 100),
-``rnn.{weight_ih,weight_hh,bias_ih,bias_hh}_l{0,1}`` (PyTorch ``nn.LSTM``: weights (4H, in), gates i, f, g, o),
+``rnn.{weight_ih,weight_hh,bias_ih,bias_hh}_l{0,1}`` (PyTorch ``nn.LSTM``: weights (4H, in), gates
+i, f, g, o),
 ``conn_fcs.{0..5}``, ``ctx_fcs.{0..5}`` and ``linear_op`` (``nn.Linear``: weight (out, in)) and ``enc_op``,
 an embedding it never uses. fdn keeps PyTorch's gate order, so the LSTM converts by transposing the weights
 and adding the two biases; linear heads transpose their weight.
@@ -32,7 +33,8 @@ def _linear(sd, name, out_features):
     if weight.shape[0] != out_features:
         raise ValueError(
             f"{name}.weight has {weight.shape[0]} outputs, fdn's controller expects {out_features} "
-            "(the 2020 controller's position heads have 1, 4, 7 entries: only the 2019 one (2, 5, 8) converts)")
+            "(the 2020 controller's position heads have 1, 4, 7 entries: only the 2019 one (2, 5, 8) "
+            "converts)")
     return {"kernel": weight.T.copy(), "bias": bias.copy()}
 
 
@@ -56,7 +58,8 @@ def controller_params_from_torch(state_dict: Mapping[str, Any]) -> dict:
                  for w in ("weight", "bias")}
     missing, unknown = sorted(required - set(sd)), sorted(set(sd) - required - set(UNUSED))
     if missing or unknown:
-        raise ValueError(f"not an official 2019 controller state dict: missing {missing}, unexpected {unknown}")
+        raise ValueError(f"not an official 2019 controller state dict: missing {missing}, "
+                         f"unexpected {unknown}")
 
     params: dict[str, Any] = {"start": sd["g_emb"].reshape(-1).copy()}
     for layer in range(NUM_LAYERS):
