@@ -24,7 +24,7 @@ flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory (from fd
 flags.DEFINE_enum("format", "stablehlo", ["stablehlo", "onnx"], "Artifact format.")
 flags.DEFINE_string("out", None, "Artifact file to write (a PATH.json description is written beside it).")
 flags.DEFINE_integer("batch", 1, "Batch size compiled in; 0 for a symbolic batch dimension.")
-flags.DEFINE_string("size", "512x512", "Input HxW compiled in (the model accepts any size; the artifact one).")
+flags.DEFINE_string("size", "512x512", "Input HxW compiled into the artifact.")
 flags.DEFINE_bool("fold_bn", True, "Fold eval-mode BatchNorm into the preceding convs.")
 flags.DEFINE_list("platforms", ["cpu", "cuda"], "StableHLO: platforms the one artifact can run on.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output.")

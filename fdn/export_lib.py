@@ -87,8 +87,9 @@ def random_variables(spec: ModelSpec, seed: int = 0, random_bn_stats: bool = Fal
         if bound is not None:
             value = rng.uniform(-bound, bound, shape)
         elif random_bn_stats:
-            value = {"scale": lambda: rng.uniform(0.5, 1.5, shape), "bias": lambda: rng.normal(0, 0.1, shape),
-                     "mean": lambda: rng.normal(0, 0.2, shape), "var": lambda: rng.uniform(0.5, 2.0, shape)}[leaf]()
+            draw = {"scale": lambda: rng.uniform(0.5, 1.5, shape), "bias": lambda: rng.normal(0, 0.1, shape),
+                    "mean": lambda: rng.normal(0, 0.2, shape), "var": lambda: rng.uniform(0.5, 2.0, shape)}
+            value = draw[leaf]()
         else:
             value = np.ones(shape) if leaf in ("scale", "var") else np.zeros(shape)
         out[path] = np.asarray(value, dtype)
@@ -184,7 +185,9 @@ def export_stablehlo(spec: ModelSpec, variables, shape_spec: ExportSpec = Export
 
 def load_stablehlo(path_or_bytes):
     """``f(images) -> logits`` from a serialized artifact; needs only jax (``jax.export.deserialize``)."""
-    data = path_or_bytes if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes).read_bytes()
+    data = path_or_bytes
+    if not isinstance(data, (bytes, bytearray)):
+        data = Path(data).read_bytes()
     exported = jax.export.deserialize(bytearray(data))
     return jax.jit(exported.call)
 
@@ -294,8 +297,8 @@ def describe(spec: ModelSpec, shape_spec: ExportSpec, fmt: str, fold_bn: bool, *
         "eval_mode": True, "aux_heads": False, "bn_folded": fold_bn, **extra}
 
 
-def export_checkpoint(checkpoint_dir, fmt: str, out, shape_spec: ExportSpec = ExportSpec(), fold_bn: bool = True,
-                      platforms=DEFAULT_PLATFORMS, overwrite: bool = False) -> str:
+def export_checkpoint(checkpoint_dir, fmt: str, out, shape_spec: ExportSpec = ExportSpec(),
+                      fold_bn: bool = True, platforms=DEFAULT_PLATFORMS, overwrite: bool = False) -> str:
     """Exports a model checkpoint directory to ``out`` in ``fmt``; returns a one-line report."""
     from fdn import checkpoint
 

@@ -19,7 +19,8 @@ from fdn.encoder import MobileNetV2Encoder
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURE = SHARED / "parity" / "torchvision_mobilenet_v2_seed1.npz"
 # torchvision's inverted_residual_setting: (t, c, n, s).
-SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+           (6, 320, 1, 1)]
 
 
 def torchvision_state_dict(seed=0):
@@ -82,16 +83,20 @@ def test_key_mapping_and_layouts(written, expand_first_block):
     imported = encoder_variables_from_torchvision(written, expand_first_block)
     got = flat(imported.variables)
     assert got["params/layer1/conv/kernel"].shape == (3, 3, 3, 32)
-    np.testing.assert_array_equal(got["params/layer1/conv/kernel"], written["features.0.0.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(got["params/layer1/conv/kernel"],
+                                  written["features.0.0.weight"].transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(got["batch_stats/layer1/bn/var"], written["features.0.1.running_var"])
     # First block: no expansion in torchvision, so its depthwise conv is conv.0.0 and its projection conv.1.
     np.testing.assert_array_equal(got["params/layer2_0/dw_conv/kernel"],
                                   written["features.1.conv.0.0.weight"].transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(got["params/layer2_0/project_bn/scale"], written["features.1.conv.2.weight"])
-    # Other blocks: conv.0 expansion, conv.1 depthwise, conv.2 projection, conv.3 its BN; features.17 = layer8_0.
+    np.testing.assert_array_equal(got["params/layer2_0/project_bn/scale"],
+                                  written["features.1.conv.2.weight"])
+    # Other blocks: conv.0 expansion, conv.1 depthwise, conv.2 projection, conv.3 its BN;
+    # features.17 = layer8_0.
     np.testing.assert_array_equal(got["params/layer3_1/expand/conv/kernel"],
                                   written["features.3.conv.0.0.weight"].transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(got["batch_stats/layer5_3/dw_bn/mean"], written["features.10.conv.1.1.running_mean"])
+    np.testing.assert_array_equal(got["batch_stats/layer5_3/dw_bn/mean"],
+                                  written["features.10.conv.1.1.running_mean"])
     np.testing.assert_array_equal(got["params/layer8_0/project_conv/kernel"],
                                   written["features.17.conv.2.weight"].transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(got["params/layer8_0/project_bn/bias"], written["features.17.conv.3.bias"])
@@ -108,7 +113,8 @@ def test_key_mapping_and_layouts(written, expand_first_block):
 
 def test_identity_and_random_expansion(written):
     ident = flat(encoder_variables_from_torchvision(written, True).variables)
-    np.testing.assert_array_equal(ident["params/layer2_0/expand/conv/kernel"][0, 0], np.eye(32, dtype=np.float32))
+    np.testing.assert_array_equal(ident["params/layer2_0/expand/conv/kernel"][0, 0],
+                                  np.eye(32, dtype=np.float32))
     np.testing.assert_allclose(ident["batch_stats/layer2_0/expand/bn/var"] + 1e-5, 1.0, rtol=1e-7)
     rand = flat(encoder_variables_from_torchvision(written, True, expand_init="random", seed=3).variables)
     assert not np.allclose(rand["params/layer2_0/expand/conv/kernel"][0, 0], np.eye(32))
@@ -178,6 +184,7 @@ def test_taps_match_torchvision(fixture_arrays, expand_first_block):
         errors = {f"eval/tap{i}": rel_l2(t, a[f"eval/tap{i}"]) for i, t in enumerate(taps)}
         assert max(errors.values()) < 1e-4, errors
         if not expand_first_block:
-            taps, _ = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
+            train = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
+            taps, _ = train(variables, x)
             errors = {f"train/tap{i}": rel_l2(t, a[f"train/tap{i}"]) for i, t in enumerate(taps)}
             assert max(errors.values()) < 1e-3, errors

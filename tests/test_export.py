@@ -68,7 +68,8 @@ def test_stablehlo_artifact_matches_fdn(model, tmp_path):
 
 def test_stablehlo_symbolic_batch(model):
     _, spec, variables, images, want = model
-    call = E.load_stablehlo(E.export_stablehlo(spec, variables, E.ExportSpec(None, *SIZE), platforms=("cpu",)))
+    blob = E.export_stablehlo(spec, variables, E.ExportSpec(None, *SIZE), platforms=("cpu",))
+    call = E.load_stablehlo(blob)
     got = np.asarray(call(np.concatenate([images, images[:, ::-1]])))
     assert got.shape[0] == 2 and rel_l2(got[:1], want) < 1e-4
 
@@ -82,7 +83,10 @@ def test_export_refuses_to_overwrite_and_unknown_formats(model, tmp_path):
         E.export_checkpoint(directory, "tflite", tmp_path / "y")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("jax2onnx") is None,
+ONNX_MISSING = importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("jax2onnx") is None
+
+
+@pytest.mark.skipif(ONNX_MISSING,
                     reason="onnxruntime / jax2onnx not installed (pip install fdn[export])")
 def test_onnx_artifact_matches_fdn(model, tmp_path):
     import onnxruntime as ort
@@ -101,9 +105,10 @@ def test_cli_reports_user_errors(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "fdn.export", f"--checkpoint={tmp_path}/none", "--out=x.stablehlo"],
+    cli = [sys.executable, "-m", "fdn.export"]
+    proc = subprocess.run(cli + [f"--checkpoint={tmp_path}/none", "--out=x.stablehlo"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "fdn.export: error: no checkpoint directory" in proc.stderr, proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "fdn.export", f"--checkpoint={tmp_path}", "--size=64", "--out=x"],
+    proc = subprocess.run(cli + [f"--checkpoint={tmp_path}", "--size=64", "--out=x"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "--size must be HxW" in proc.stderr, proc.stderr

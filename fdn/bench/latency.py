@@ -31,7 +31,8 @@ from absl import flags
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory; else --genotype with random weights",
                     flag_values=FLAGS)
-flags.DEFINE_string("genotype", "arch0", "released name or literal, used without --checkpoint", flag_values=FLAGS)
+flags.DEFINE_string("genotype", "arch0", "released name or literal, used without --checkpoint",
+                    flag_values=FLAGS)
 flags.DEFINE_integer("num_classes", 21, "output channels, used without --checkpoint", flag_values=FLAGS)
 flags.DEFINE_list("sizes", ["64", "128", "256", "384", "512"], "square input sizes", flag_values=FLAGS)
 flags.DEFINE_integer("batch", 1, "batch size", flag_values=FLAGS)
@@ -75,7 +76,8 @@ def load_model(checkpoint_dir, genotype, num_classes):
         return spec, variables, str(checkpoint_dir)
     spec = ModelSpec(G.parse(genotype), DecoderSettings.released(num_classes),
                      "depth" if num_classes == 1 else "segmentation")
-    return spec, random_variables(spec, seed=0, random_bn_stats=True), f"{genotype} (released settings, random weights)"
+    what = f"{genotype} (released settings, random weights)"
+    return spec, random_variables(spec, seed=0, random_bn_stats=True), what
 
 
 def runtimes_available(requested) -> list[str]:
@@ -134,8 +136,8 @@ def format_table(rows, header: str) -> str:
     lines = [header, f"{'size':>9} {'runtime':<10} {'median':>9} {'p10':>9} {'p90':>9} {'prepare':>9}",
              f"{'':>9} {'':<10} {'ms':>9} {'ms':>9} {'ms':>9} {'s':>9}"]
     for size, runtime, r in rows:
-        lines.append(f"{f'{size}x{size}':>9} {runtime:<10} {r['median']:9.2f} {r['p10']:9.2f} {r['p90']:9.2f} "
-                     f"{r['prepare_s']:9.1f}")
+        lines.append(f"{f'{size}x{size}':>9} {runtime:<10} {r['median']:9.2f} {r['p10']:9.2f} "
+                     f"{r['p90']:9.2f} {r['prepare_s']:9.1f}")
     return "\n".join(lines)
 
 
@@ -151,7 +153,8 @@ def main(argv):
     header = (f"eval-mode latency, batch {FLAGS.batch}: {what}; "
               f"{param_counts(variables['params'])['without_aux']:,} parameters without aux heads\n"
               f"device: {device.platform} ({device.device_kind}), jax {jax.__version__}, precision "
-              f"{FLAGS.precision}, {FLAGS.warmup} warm-up + {FLAGS.runs} timed calls; prepare = compile/export")
+              f"{FLAGS.precision}, {FLAGS.warmup} warm-up + {FLAGS.runs} timed calls; "
+              "prepare = compile/export")
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for size in (int(s) for s in FLAGS.sizes):

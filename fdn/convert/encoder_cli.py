@@ -1,11 +1,12 @@
 """The logic behind ``python -m fdn.convert --torchvision``: a model checkpoint that starts from ImageNet.
 
 A user downloads torchvision's MobileNet-v2 ImageNet weights (``mobilenet_v2-7ebf99e0.pth``) and gets an fdn
-model checkpoint for a genotype: the encoder from the file, the decoder freshly initialised (seeded; numpy draws in fdn's init scheme, which
-is PyTorch's default, see ``fdn.export_lib.random_variables``), so
-``fdn.train`` / ``fdn.search`` / ``fdn.predict`` take it like any other checkpoint::
+model checkpoint for a genotype: the encoder from the file, the decoder freshly initialised (seeded numpy
+draws in fdn's init scheme, PyTorch's default; see ``fdn.export_lib.random_variables``), so ``fdn.train``,
+``fdn.search`` and ``fdn.predict`` take it like any other checkpoint::
 
-    python -m fdn.convert --torchvision --from=mobilenet_v2-7ebf99e0.pth --genotype=arch0 --out=ckpt/arch0_in1k
+    python -m fdn.convert --torchvision --from=mobilenet_v2-7ebf99e0.pth --genotype=arch0 \
+        --out=ckpt/arch0_in1k
 
 Trainers that only want the encoder call ``encoder_from_file``.
 """
@@ -29,12 +30,14 @@ def encoder_from_file(path, expand_first_block: bool = True, expand_init: str = 
     return encoder_variables_from_torchvision(read_state_dict(path), expand_first_block, expand_init, seed)
 
 
-def torchvision_to_fdn(src, out, genotype, num_classes=21, agg_size=64, repeats=2, aux_cell=False, task="auto",
-                       overwrite=False, expand_first_block=True, expand_init="identity", seed=0) -> str:
+def torchvision_to_fdn(src, out, genotype, num_classes=21, agg_size=64, repeats=2, aux_cell=False,
+                       task="auto", overwrite=False, expand_first_block=True, expand_init="identity",
+                       seed=0) -> str:
     """Writes an fdn model checkpoint: ImageNet encoder from ``src``, decoder initialised from ``seed``."""
     if genotype is None:
-        raise G.GenotypeError("--genotype is required: the checkpoint holds a whole segmenter, and the ImageNet "
-                              "file says nothing about the decoder (arch0, arch1, arch2 or a literal)")
+        raise G.GenotypeError("--genotype is required: the checkpoint holds a whole segmenter, and the "
+                              "ImageNet file says nothing about the decoder (arch0, arch1, arch2 or a "
+                              "literal)")
     if task == "auto":
         task = "depth" if num_classes == 1 else "segmentation"
     spec = ModelSpec(G.parse(genotype), DecoderSettings(num_classes, agg_size, repeats, aux_cell), task,

@@ -5,15 +5,15 @@ torchvision's (``mobilenet_v2-7ebf99e0.pth`` and the older ``-b0353104.pth``; bo
 official encoder is the same network with one difference: its first inverted residual (expansion 1) has a
 32->32 1x1 expansion conv + BN + ReLU6 that torchvision's lacks.
 
-* ``expand_first_block=False`` builds torchvision's layout: every tensor has a source and the encoder reproduces
-  torchvision's ``features[3]``, ``[6]``, ``[13]``, ``[17]`` outputs (the four taps) exactly.
+* ``expand_first_block=False`` builds torchvision's layout: every tensor has a source and the encoder
+  reproduces torchvision's ``features[3]``, ``[6]``, ``[13]``, ``[17]`` outputs (the four taps) exactly.
 * ``expand_first_block=True`` (the official layout, what released and searched models use) needs a value for
-  the missing conv. ``expand_init="identity"`` (the default) sets the conv to the identity and the BN to an exact
-  identity in eval mode (scale 1, bias 0, mean 0, var ``1 - eps``); the block's input is the stem's ReLU6
-  output, already in [0, 6], so ReLU6 is the identity too and **eval-mode** taps equal torchvision's. In
-  train mode that BN normalises with batch statistics, so train-mode outputs differ from torchvision's: an
-  approximate initialisation that fine-tuning adapts, not a converted network. ``expand_init="random"`` leaves
-  the conv at fdn's default initialisation (PyTorch's default, as the official code would have it).
+  the missing conv. ``expand_init="identity"`` (the default) sets the conv to the identity and the BN to
+  an exact identity in eval mode (scale 1, bias 0, mean 0, var ``1 - eps``); the block's input is the stem's
+  ReLU6 output, already in [0, 6], so ReLU6 is the identity too and **eval-mode** taps equal torchvision's.
+  In train mode that BN normalises with batch statistics, so train-mode outputs differ from torchvision's:
+  an approximate initialisation that fine-tuning adapts, not a converted network. ``expand_init="random"``
+  leaves the conv at fdn's default initialisation (PyTorch's default, as the official code would have it).
 
 ``features.18`` (the 1x1 conv to 1280 channels) and ``classifier.*`` are ImageNet-only: the segmenter has no
 use for them; they are reported in ``unused_keys``, not as errors. Any other missing, extra or wrongly shaped
@@ -45,8 +45,8 @@ _FIRST_EXPAND = "layer2_0/expand"
 
 @dataclasses.dataclass
 class EncoderImport:
-    """What ``encoder_variables_from_torchvision`` produced: the encoder's variables ({'params', 'batch_stats'},
-    numpy) and what it did not take from the file."""
+    """What ``encoder_variables_from_torchvision`` produced: the encoder's variables
+    ({'params', 'batch_stats'}, numpy) and what it did not take from the file."""
 
     variables: dict
     unused_keys: list[str]  # ImageNet-head keys in the file, intentionally not used
@@ -161,7 +161,8 @@ def encoder_variables_from_torchvision(state_dict: dict, expand_first_block: boo
             continue
         torch_shape = L.to_torch_array(path[-1], np.zeros(want.shape, np.int8)).shape
         if tuple(sd[key].shape) != tuple(torch_shape):
-            problems.append(f"wrong shape for {key}: got {tuple(sd[key].shape)}, expected {tuple(torch_shape)}")
+            problems.append(f"wrong shape for {key}: got {tuple(sd[key].shape)}, "
+                            f"expected {tuple(torch_shape)}")
             continue
         flat[(collection, *path)] = np.asarray(L.from_torch_array(path[-1], sd[key]), dtype=want.dtype)
         used.add(key)
