@@ -110,7 +110,8 @@ def run_candidate(trainer, genotype, key, es_state, config, on_stage=None) -> tu
            "miou": None, "macc": None, "fwiou": None, "params": None, "params_without_aux": None,
            "early_stop_threshold": None}
     seconds = {"compile": 0.0, "stage1": 0.0, "stage2": 0.0, "eval": 0.0}
-    k1, k2 = jax.random.split(key)
+    # Raw uint32 keys (``PRNGKey`` style): what the trainer's ahead-of-time compiled programs take.
+    k1, k2 = (jax.random.key_data(k) for k in jax.random.split(key))
 
     def account(result, stage):
         s = result.seconds
