@@ -47,10 +47,9 @@ class Agent:
 
     def __init__(self, config: ml_collections.FrozenConfigDict):
         self.config = config
-        # Flattened into one vector: the same maths as per-leaf clip + Adam, but a handful of fused kernels
-        # instead of a few per parameter leaf, which halves the update's compile time on XLA:CPU.
-        self.tx = optax.flatten(optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                                            optax.adam(config.learning_rate)))
+        # Per-leaf, not optax.flatten: flattening compiles ~2 s faster on XLA:CPU but runs the 100-step
+        # update 20-100 % slower (the concatenation every Adam step).
+        self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate))
 
     # Agents of the same class and settings are equal, so they share compiled functions (`_jitted_*`).
     def _identity(self):
