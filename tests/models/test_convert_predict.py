@@ -144,3 +144,19 @@ def test_command_line_errors_are_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fdn.predict", f"--checkpoint={tmp_path}", f"--out={tmp_path}/o.npz",
                            "x.png"], capture_output=True, text=True)
     assert proc.returncode == 2 and "fdn_model.json is missing" in proc.stderr
+
+
+def test_reads_pth_files_with_torch(tiny_checkpoint, tmp_path):
+    torch = pytest.importorskip("torch")
+    _, variables = tiny_checkpoint
+    sd = {k: torch.from_numpy(np.array(v)) for k, v in torch_from_variables(variables).items()}
+    torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, tmp_path / "model.pth.tar")
+    message = cli.run(str(tmp_path / "model.pth.tar"), tmp_path / "ck", str(TINY.genotype), 4, 8, 1, False)
+    assert "wrote" in message
+    _, restored, _ = checkpoint.load_model(tmp_path / "ck")
+    for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(restored)):
+        np.testing.assert_array_equal(a, b)
+    (tmp_path / "junk.pth").write_bytes(b"garbage")
+    from fdn.convert.files import StateDictError
+    with pytest.raises(StateDictError, match="could not be loaded"):
+        cli.run(str(tmp_path / "junk.pth"), tmp_path / "ck2", "arch0")
