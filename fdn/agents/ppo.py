@@ -8,10 +8,10 @@ Adam(1e-4) after a global-norm clip of 2.0. The mini-batches are a random permut
 
 The whole pass is a `lax.scan` over mini-batches inside the one jitted update, and the 19 decision
 distributions are one LSTM run per Adam step (see `fdn.controller`), so a full-buffer update at mini-batch 1
-(100 Adam steps) costs about 0.2 s on a 2-core CPU against the official 1.4-1.8 s (`python -m fdn.bench
-controller`). ``minibatch_size`` > 1 is the faster option (fewer, larger Adam steps: about 45 ms at 10,
-8 ms at 100); it changes the optimisation (fewer steps of the same learning rate), so it is not the
-official schedule. The first call compiles (10-30 s on that CPU).
+(100 Adam steps) costs 0.23-0.49 s on a loaded 2-core CPU against the official 1.4-1.8 s (`python -m fdn.bench
+controller`). ``minibatch_size`` > 1 is the faster option (fewer, larger Adam steps: 28-46 ms at 10, 7-9 ms
+at 100); it changes the optimisation (fewer steps of the same learning rate), so it is not the official
+schedule. The first call compiles (10-30 s on that CPU).
 
 Unfilled slots: the official buffer is zero-initialised and its pass always visits all 100 slots, so while
 the buffer fills, the zero slots (action all zeros, old log-prob 0, reward 0) are visited too. Their
