@@ -17,8 +17,9 @@ def user_error_types() -> tuple[type, ...]:
     from fdn.checkpoint import CheckpointError
     from fdn.convert.files import StateDictError
     from fdn.convert.segmenter import ConversionError
-    return (GenotypeError, CheckpointError, StateDictError, ConversionError, InputError, FileNotFoundError,
-            FileExistsError)
+    from fdn.export_lib import ExportError
+    return (GenotypeError, CheckpointError, StateDictError, ConversionError, ExportError, InputError,
+            FileNotFoundError, FileExistsError)
 
 
 class InputError(ValueError):

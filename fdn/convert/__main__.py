@@ -9,6 +9,11 @@ fdn -> official (an ``.npz`` under the official keys; ``torch.load``-able dicts 
 ``{k: torch.from_numpy(v) for k, v in np.load(f).items()}``)::
 
     python -m fdn.convert --from=ckpt/arch0_voc --out=arch0_voc_official.npz
+
+torchvision's ImageNet MobileNet-v2 (user-downloaded ``.pth``) as the encoder of a new model, decoder freshly
+initialised (the starting point of a search or a full training)::
+
+    python -m fdn.convert --torchvision --from=mobilenet_v2-7ebf99e0.pth --genotype=arch0 --out=ckpt/arch0_in1k
 """
 
 from absl import app, flags, logging
@@ -25,6 +30,13 @@ flags.DEFINE_integer("repeats", 2, "Depth of each separable conv (1 in the searc
 flags.DEFINE_bool("aux_cell", False, "Whether the auxiliary heads have an auxiliary cell (search: true).")
 flags.DEFINE_enum("task", "auto", ["auto", "segmentation", "depth"], "auto: depth iff num_classes == 1.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
+flags.DEFINE_bool("torchvision", False, "--from is torchvision's ImageNet MobileNet-v2: import it as the encoder "
+                  "of a new model whose decoder is initialised from --seed.")
+flags.DEFINE_enum("encoder_layout", "official", ["official", "torchvision"],
+                  "With --torchvision: official (the first block has the 32->32 expansion conv, initialised as "
+                  "--expand_init) or torchvision (no such conv).")
+flags.DEFINE_enum("expand_init", "identity", ["identity", "random"], "See --encoder_layout.")
+flags.DEFINE_integer("seed", 0, "With --torchvision: seed of the decoder's initialisation.")
 flags.mark_flags_as_required(["from", "out"])
 
 
@@ -33,6 +45,12 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     f = flags.FLAGS
+    if f.torchvision:
+        from fdn.convert import encoder_cli
+        print(encoder_cli.torchvision_to_fdn(getattr(f, "from"), f.out, f.genotype, f.num_classes, f.agg_size,
+                                             f.repeats, f.aux_cell, f.task, f.overwrite,
+                                             f.encoder_layout == "official", f.expand_init, f.seed))
+        return
     print(cli.run(getattr(f, "from"), f.out, f.genotype, f.num_classes, f.agg_size, f.repeats, f.aux_cell, f.task,
                   f.overwrite))
 

@@ -142,7 +142,8 @@ def encoder_variables_from_torchvision(state_dict: dict, expand_first_block: boo
     """
     if expand_init not in EXPAND_INITS:
         raise ValueError(f"expand_init must be one of {EXPAND_INITS}, got {expand_init!r}")
-    sd = unwrap_state_dict(state_dict)
+    # 'input' and keys with '/' are test data stored beside the state dict in fixture .npz files
+    sd = {k: v for k, v in unwrap_state_dict(state_dict).items() if "/" not in k and k != "input"}
     abstract = abstract_encoder_variables(expand_first_block)
     flat_abstract = traverse_util.flatten_dict(dict(abstract))
     rng = np.random.default_rng(seed)
