@@ -49,7 +49,8 @@ class Agent:
         self.config = config
         # Per-leaf, not optax.flatten: flattening compiles ~2 s faster on XLA:CPU but runs the 100-step
         # update 20-100 % slower (the concatenation every Adam step).
-        self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate))
+        self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                              optax.adam(config.learning_rate))
 
     # Agents of the same class and settings are equal, so they share compiled functions (`_jitted_*`).
     def _identity(self):
