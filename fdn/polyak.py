@@ -8,12 +8,15 @@ are averaged: BatchNorm running statistics keep their live values, as the offici
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import optax
 
 
 def init(params):
-    """The average starts at the current parameters (the official ``init_polyak`` copies them)."""
-    return params
+    """The average starts at a copy of the current parameters (the official ``init_polyak`` copies them; a
+    separate buffer also lets a jitted step donate both)."""
+    return jax.tree.map(lambda p: jnp.array(p, copy=True), params)
 
 
 def update(avg, params, decay: float):

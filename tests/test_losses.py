@@ -53,6 +53,7 @@ def test_berhu_by_hand():
 
 def test_polyak_update_and_write_back():
     avg = polyak.init({"w": np.array([1.0, 2.0])})
+    np.testing.assert_array_equal(avg["w"], [1.0, 2.0])
     new = polyak.update(avg, {"w": np.array([3.0, 4.0])}, 0.9)
     np.testing.assert_allclose(new["w"], [0.9 * 1 + 0.1 * 3, 0.9 * 2 + 0.1 * 4])
     assert polyak.write_back(new, {"w": None}) is new

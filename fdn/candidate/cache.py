@@ -1,0 +1,64 @@
+"""The stage-1 cache: what the search computes once and every candidate's decoder trains on (paper.md 3.2).
+
+For N augmented meta-train crops: the four encoder outputs (encoder in eval mode), the labels
+nearest-downsampled to the l1 resolution (1/4 of the crop) and, with a teacher, its logits bilinearly resized
+to that resolution. All of it stays on the device; features may be stored in bfloat16 to halve the memory
+(they are cast back to float32 inside the step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+
+from fdn.resize import resize_bilinear, resize_nearest
+
+
+@dataclasses.dataclass
+class Stage1Cache:
+    """``features``: l1..l4 (N, h_i, w_i, C_i); ``labels``: uint8 (N, h1, w1), 255 = ignore; ``teacher``:
+    float32 (N, h1, w1, K) or None."""
+
+    features: tuple
+    labels: jax.Array
+    teacher: jax.Array | None = None
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def label_size(self) -> tuple[int, int]:
+        return tuple(self.labels.shape[1:3])
+
+    def nbytes(self) -> int:
+        arrays = list(self.features) + [self.labels] + ([self.teacher] if self.teacher is not None else [])
+        return int(sum(a.size * a.dtype.itemsize for a in arrays))
+
+
+def build_stage1_cache(encoder_apply: Callable, encoder_variables, batches: Iterable[dict],
+                       teacher_fn: Callable | None = None, feature_dtype=jnp.float32) -> Stage1Cache:
+    """Run the encoder (and teacher) once over ``batches`` ({'image', 'segmentation'} NumPy dicts, e.g.
+    ``fdn.data.split.stage1_batches``) and keep the results on the device.
+
+    ``encoder_apply(encoder_variables, images) -> [l1, l2, l3, l4]`` must run the encoder in eval mode (jit it:
+    it is called once per batch). ``teacher_fn(images) -> logits`` (NHWC, any resolution) is optional.
+    """
+    feats, labels, teacher = [[] for _ in range(4)], [], []
+    resize_teacher = jax.jit(resize_bilinear, static_argnums=1)
+    for batch in batches:
+        images = jnp.asarray(batch["image"], jnp.float32)
+        out = encoder_apply(encoder_variables, images)
+        for i, f in enumerate(out):
+            feats[i].append(f.astype(feature_dtype))
+        size = tuple(out[0].shape[1:3])
+        labels.append(jnp.asarray(resize_nearest(batch["segmentation"], size), jnp.uint8))
+        if teacher_fn is not None:
+            teacher.append(resize_teacher(teacher_fn(images).astype(jnp.float32), size))
+    if not labels:
+        raise ValueError("build_stage1_cache: no batches")
+    return Stage1Cache(tuple(jnp.concatenate(f) for f in feats), jnp.concatenate(labels),
+                       jnp.concatenate(teacher) if teacher_fn is not None else None)

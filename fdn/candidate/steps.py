@@ -1,0 +1,141 @@
+"""The pure functions a candidate runs: stage-1 and stage-2 steps, the whole stage-1 program, evaluation.
+
+Everything here is a function of arrays only (the genotype, settings and shapes are fixed when the closures are
+built), so ``CandidateTrainer`` can compile each once per genotype ahead of time and reuse it. Parameters
+travel as flat vectors (``fdn.candidate.flat``) so the optimiser and Polyak code is a few fused loops.
+
+Stage 1 runs as *one* program: ``epochs`` x ``lax.scan`` over the steps of an epoch, the shuffle drawn on the
+device, Polyak averaging every step and the write-back at every epoch end. One compile covers all of it (the
+scan body is compiled once), and the host waits on nothing until it is over.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fdn import losses, polyak
+from fdn.metrics import confusion_matrix
+from fdn.resize import resize_bilinear, resize_nearest
+
+
+# ------------------------------------------------------------------------------------------------ stage 1
+def stage1_loss(decoder, params, batch_stats, feats, labels, teacher, cfg):
+    """Loss of one stage-1 batch at the label resolution (l1): NLL + kd * MSE + aux * sum(aux NLL).
+
+    Returns ``(loss, (parts, new_batch_stats))``; ``parts`` holds ``nll``, ``kd`` and ``aux`` (3,).
+    """
+    (logits, aux), updates = decoder.apply({"params": params, "batch_stats": batch_stats}, list(feats),
+                                           train=True, with_aux=True, mutable=["batch_stats"])
+    size = labels.shape[1:3]
+    out = resize_bilinear(logits, size)
+    main = losses.nll(out, labels)
+    aux_parts = losses.aux_nll(aux, labels)
+    loss = main + cfg.aux_weight * jnp.sum(aux_parts)
+    kd = jnp.zeros((), jnp.float32)
+    if teacher is not None:
+        kd = losses.kd_mse(out, teacher)
+        loss = loss + cfg.kd_weight * kd
+    return loss, ({"nll": main, "kd": kd, "aux": aux_parts}, updates["batch_stats"])
+
+
+def stage1_step(decoder, tx, flattener, cfg, state, feats, labels, teacher):
+    """One optimiser step + Polyak update. ``state`` = {params (flat vector), batch_stats, opt_state, avg}."""
+
+    # Differentiate w.r.t. the tree and concatenate the gradients: the transpose of unflatten's slices would
+    # be one full-length pad per leaf.
+    grad_fn = jax.value_and_grad(stage1_loss, argnums=1, has_aux=True)
+    (loss, (parts, batch_stats)), grads = grad_fn(decoder, flattener.unflatten(state["params"]),
+                                                   state["batch_stats"], feats, labels, teacher, cfg)
+    grads = flattener.flatten(grads)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = state["params"] + updates
+    avg = polyak.update(state["avg"], params, cfg.polyak_decay)
+    metrics = dict(parts, loss=loss, grad_norm=optax.tree.norm(grads))
+    return {"params": params, "batch_stats": batch_stats, "opt_state": opt_state, "avg": avg}, metrics
+
+
+def init_state(tx, flat_params, batch_stats):
+    return {"params": flat_params, "batch_stats": batch_stats, "opt_state": tx.init(flat_params),
+            "avg": polyak.init(flat_params)}
+
+
+def make_stage1_program(decoder, tx, flattener, cfg, *, num_examples: int, batch_size: int, epochs: int):
+    """``program(state, key, feats, labels, teacher_or_None) -> (state, losses (epochs, steps))``.
+
+    Each epoch draws a fresh permutation of the cache on the device and drops the remainder
+    (``num_examples // batch_size`` steps), as the official ``train_task0``; the Polyak averages are written
+    back at every epoch end.
+    """
+    steps = num_examples // batch_size
+
+    def program(state, key, feats, labels, teacher):
+        def step(state, idx):
+            batch_feats = [jnp.take(f, idx, axis=0).astype(jnp.float32) for f in feats]
+            batch_teacher = None if teacher is None else jnp.take(teacher, idx, axis=0).astype(jnp.float32)
+            state, metrics = stage1_step(decoder, tx, flattener, cfg, state, batch_feats,
+                                         jnp.take(labels, idx, axis=0), batch_teacher)
+            return state, metrics["loss"]
+
+        def epoch(state, epoch_key):
+            order = jax.random.permutation(epoch_key, num_examples)[:steps * batch_size]
+            state, epoch_losses = jax.lax.scan(step, state, order.reshape(steps, batch_size))
+            return end_epoch(state), epoch_losses
+
+        return jax.lax.scan(epoch, state, jax.random.split(key, epochs))
+
+    return program
+
+
+def end_epoch(state):
+    """Polyak write-back at an epoch end (parameters only; BN statistics keep their live values)."""
+    out = dict(state)
+    for name, avg_name in (("params", "avg"), ("enc", "avg_enc"), ("dec", "avg_dec")):
+        if name in state:
+            out[name] = polyak.write_back(state[avg_name], state[name])
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ stage 2
+def stage2_loss(model, params, batch_stats, images, labels, cfg):
+    """NLL at the output resolution (labels nearest-downsampled to it) + aux * sum of aux NLLs (aux outputs
+    bilinearly resized to the output size). No distillation in stage 2."""
+    (logits, aux), updates = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
+                                         with_aux=True, mutable=["batch_stats"])
+    size = logits.shape[1:3]
+    small = resize_nearest(labels, size)
+    main = losses.nll(logits, small)
+    aux_parts = jnp.stack([losses.nll(resize_bilinear(a, size), small) for a in aux])
+    loss = main + cfg.aux_weight * jnp.sum(aux_parts)
+    return loss, ({"nll": main, "aux": aux_parts}, updates["batch_stats"])
+
+
+def stage2_step(model, tx_enc, tx_dec, flat_enc, flat_dec, cfg, state, images, labels):
+    """One end-to-end step. ``state`` = {enc, dec (flat vectors), batch_stats, opt_enc, opt_dec, avg_enc,
+    avg_dec}; encoder and decoder are clipped and updated by their own optimisers."""
+
+    params = {"encoder": flat_enc.unflatten(state["enc"]), "decoder": flat_dec.unflatten(state["dec"])}
+    grad_fn = jax.value_and_grad(stage2_loss, argnums=1, has_aux=True)
+    (loss, (_, batch_stats)), grads = grad_fn(model, params, state["batch_stats"], images, labels, cfg)
+    g_enc, g_dec = flat_enc.flatten(grads["encoder"]), flat_dec.flatten(grads["decoder"])
+    u_enc, opt_enc = tx_enc.update(g_enc, state["opt_enc"], state["enc"])
+    u_dec, opt_dec = tx_dec.update(g_dec, state["opt_dec"], state["dec"])
+    enc, dec = state["enc"] + u_enc, state["dec"] + u_dec
+    return {"enc": enc, "dec": dec, "batch_stats": batch_stats, "opt_enc": opt_enc, "opt_dec": opt_dec,
+            "avg_enc": polyak.update(state["avg_enc"], enc, cfg.polyak_decay),
+            "avg_dec": polyak.update(state["avg_dec"], dec, cfg.polyak_decay)}, loss
+
+
+def init_stage2_state(tx_enc, tx_dec, enc, dec, batch_stats):
+    return {"enc": enc, "dec": dec, "batch_stats": batch_stats, "opt_enc": tx_enc.init(enc),
+            "opt_dec": tx_dec.init(dec), "avg_enc": polyak.init(enc), "avg_dec": polyak.init(dec)}
+
+
+# ------------------------------------------------------------------------------------------------ eval
+def decoder_confusion(decoder, num_classes: int, variables, feats, labels, valid, cm):
+    """``cm`` + the confusion matrix of one batch: eval-mode decoder (no aux heads), prediction bilinearly
+    resized to the label size, argmax; padding slots (``valid`` False) and labels >= K are skipped."""
+    logits, _ = decoder.apply(variables, [f.astype(jnp.float32) for f in feats], train=False, with_aux=False)
+    pred = jnp.argmax(resize_bilinear(logits, labels.shape[1:3]), axis=-1)
+    return cm + confusion_matrix(pred, labels, num_classes, valid)

@@ -1,0 +1,293 @@
+"""``CandidateTrainer``: one candidate's two-stage training and its reward, built for throughput.
+
+Compiled once per search (shapes only): the encoder in eval mode (meta-val features, stage-2 validation).
+Compiled once per genotype, ahead of time (``jit(...).lower(...).compile()``, timed) and kept in a table keyed
+by (genotype, program): the whole stage-1 program, the decoder's validation step and the stage-2 step. A
+genotype seen again costs no compilation; ``precompile(genotype)`` fills the table from another thread while
+the current candidate trains (a stage waiting for a compile in flight joins it instead of compiling twice),
+and ``enable_compilation_cache(dir)`` turns on XLA's persistent cache across runs.
+
+Nothing syncs with the host inside stage 1; stage 2 checks its loss every ``check_every`` steps. A NaN or
+Inf loss, an out-of-memory error or a compile error raises ``CandidateFailure`` with the reason (the official
+code silently turned every ``RuntimeError`` into reward 0).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import threading
+import time
+from typing import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fdn import genotype as G
+from fdn.candidate import flat, optim, steps
+from fdn.candidate.cache import Stage1Cache
+from fdn.decoder import Decoder, DecoderSettings
+from fdn.encoder import MobileNetV2Encoder
+from fdn.metrics import segmentation_metrics
+from fdn.segmenter import Segmenter, count_params
+
+
+class CandidateFailure(RuntimeError):
+    """A candidate that cannot be scored (NaN/Inf loss, out of memory, compile error); ``reason`` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclasses.dataclass
+class StageResult:
+    variables: dict  # full segmenter variables {'params': {encoder, decoder}, 'batch_stats': {...}}
+    reward: float
+    metrics: dict  # miou, macc, fwiou, reward
+    params_total: int
+    params_without_aux: int
+    seconds: dict  # compile (waited for in this call), train, eval, total
+
+
+def enable_compilation_cache(path: str, min_compile_seconds: float = 0.5):
+    """XLA's persistent compilation cache: a genotype compiled by any earlier run loads from ``path``."""
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
+
+
+def _failure_reason(err: Exception, what: str) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "RESOURCE_EXHAUSTED" in str(err) or isinstance(err, MemoryError):
+        return f"out of memory in {what}: {text[:300]}"
+    return f"{what} failed: {type(err).__name__}: {text[:300]}"
+
+
+class CandidateTrainer:
+    """Trains and scores candidates for one search (fixed data, shapes and encoder start point).
+
+    Args:
+      config: ``fdn.candidate.default_config()`` (or the search config's ``candidate`` block).
+      num_classes: segmentation classes (labels >= num_classes are ignored).
+      encoder_variables: {'params', 'batch_stats'} of the pretrained ``MobileNetV2Encoder``; every candidate
+        starts stage 2 from them.
+      stage1_cache: ``build_stage1_cache(...)`` output.
+      train_batches: ``() -> iterator`` of stage-2 batches {'image' (B, H, W, 3), 'segmentation' (B, H, W)}
+        (a fresh iterator per candidate, e.g. over ``fdn.data.pipeline.train_dataset``).
+      val_batches: meta-val batches {'image', 'segmentation', 'valid'} (``eval_dataset``), read once.
+    """
+
+    def __init__(self, config, num_classes: int, encoder_variables, stage1_cache: Stage1Cache,
+                 train_batches: Callable[[], Iterable[dict]] | None, val_batches: Iterable[dict]):
+        self.config = config
+        self.num_classes = int(num_classes)
+        d = config.decoder
+        self.settings = DecoderSettings(self.num_classes, d.agg_size, d.repeats, d.aux_cell)
+        self.encoder_variables = jax.device_put(encoder_variables)
+        self.cache = stage1_cache
+        self.train_batches = train_batches
+        if config.compilation_cache_dir:
+            enable_compilation_cache(config.compilation_cache_dir)
+        self._lock = threading.Lock()
+        self._compiled: dict = {}
+        encoder = MobileNetV2Encoder()
+        self._encode = jax.jit(lambda v, x: encoder.apply(v, x, train=False))
+        self._val = [{"image": np.asarray(b["image"], np.float32), "segmentation": np.asarray(b["segmentation"]),
+                      "valid": np.asarray(b.get("valid", np.ones(len(b["image"]), bool)))} for b in val_batches]
+        if not self._val:
+            raise ValueError("CandidateTrainer: no validation batches")
+        self._val_feats = None
+        if config.val.cache_features:  # stage 1 never changes the encoder: its meta-val features are fixed
+            self._val_feats = [self._encode(self.encoder_variables, jnp.asarray(b["image"])) for b in self._val]
+
+    # ------------------------------------------------------------------------------------------ compiling
+    def _executable(self, key, build):
+        """The compiled program for ``key`` and the seconds this call waited for it (0 if ready)."""
+        with self._lock:
+            future = self._compiled.get(key)
+            owner = future is None
+            if owner:
+                future = self._compiled[key] = concurrent.futures.Future()
+        start = time.perf_counter()
+        if owner:
+            try:
+                future.set_result(build())
+            except Exception as err:  # noqa: BLE001  (reported as the candidate's failure reason)
+                future.set_exception(CandidateFailure(_failure_reason(err, f"compiling {key[1]}")))
+        exe = future.result()
+        return exe, (time.perf_counter() - start)
+
+    def precompile(self, genotype, stages=("stage1", "eval", "stage2")) -> dict:
+        """Compile ``genotype``'s programs now (call it from a thread while another candidate trains).
+
+        Returns the seconds spent per program; compile errors are not raised here but by the stage that
+        needs the program.
+        """
+        genotype = G.parse(genotype)
+        out = {}
+        for stage in stages:
+            start = time.perf_counter()
+            try:
+                {"stage1": self._stage1_exe, "eval": self._eval_exe, "stage2": self._stage2_exe}[stage](genotype)
+            except CandidateFailure:
+                pass
+            out[stage] = time.perf_counter() - start
+        return out
+
+    def _decoder_parts(self, genotype):
+        decoder = Decoder(genotype, self.settings)
+        small = [jax.ShapeDtypeStruct((2, *f.shape[1:]), jnp.float32) for f in self.cache.features]
+        abstract = jax.eval_shape(lambda: decoder.init(jax.random.PRNGKey(0), small, train=False))
+        flattener = flat.Flattener(abstract["params"])
+        trainable = 1.0 - flattener.mask(optim.decoder_labels(abstract["params"], genotype), optim.FROZEN)
+        return decoder, abstract, flattener, trainable
+
+    def _stage1_exe(self, genotype):
+        def build():
+            c = self.config.stage1
+            decoder, abstract, flattener, trainable = self._decoder_parts(genotype)
+            tx = optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, trainable)
+            batch = min(c.batch_size, self.cache.num_examples)
+            program = steps.make_stage1_program(decoder, tx, flattener, c, num_examples=self.cache.num_examples,
+                                                batch_size=batch, epochs=c.epochs)
+            variables = flat.numpy_init(abstract, 0)
+            state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
+            args = (state, jax.random.PRNGKey(0), list(self.cache.features), self.cache.labels, self.cache.teacher)
+            exe = jax.jit(program, donate_argnums=0).lower(*args).compile()
+            return exe, (tx, flattener, abstract)
+        return self._executable((genotype, "stage1"), build)
+
+    def _eval_exe(self, genotype):
+        def build():
+            decoder = Decoder(genotype, self.settings)
+            feats = self._val_feats[0] if self._val_feats is not None else jax.eval_shape(
+                self._encode, self.encoder_variables, jnp.asarray(self._val[0]["image"]))
+            feats = [jax.ShapeDtypeStruct(f.shape, jnp.float32) for f in feats]
+            abstract = jax.eval_shape(lambda: decoder.init(jax.random.PRNGKey(0), feats, train=False))
+            b = self._val[0]
+            fn = lambda v, f, y, m, cm: steps.decoder_confusion(decoder, self.num_classes, v, f, y, m, cm)  # noqa
+            cm = jax.ShapeDtypeStruct((self.num_classes, self.num_classes), jnp.int32)
+            return jax.jit(fn).lower(abstract, feats, b["segmentation"], b["valid"], cm).compile()
+        return self._executable((genotype, "eval"), build)
+
+    def _stage2_exe(self, genotype):
+        def build():
+            c = self.config.stage2
+            model = Segmenter(genotype, self.settings)
+            size = (c.crop_size, c.crop_size)
+            abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((2, *size, 3)),
+                                                         train=False))
+            f_enc = flat.Flattener(abstract["params"]["encoder"])
+            f_dec = flat.Flattener(abstract["params"]["decoder"])
+            enc_on = 1.0 - f_enc.mask(optim.encoder_labels(abstract["params"]["encoder"], genotype), optim.FROZEN)
+            dec_on = 1.0 - f_dec.mask(optim.decoder_labels(abstract["params"]["decoder"], genotype), optim.FROZEN)
+            tx_enc = optim.flat_sgd(c.enc_lr, c.enc_momentum, c.enc_weight_decay, c.grad_clip, enc_on)
+            tx_dec = optim.flat_adam(c.dec_lr, c.dec_weight_decay, c.grad_clip, dec_on)
+            fn = lambda s, x, y: steps.stage2_step(model, tx_enc, tx_dec, f_enc, f_dec, c, s, x, y)  # noqa
+            state = jax.eval_shape(lambda: steps.init_stage2_state(
+                tx_enc, tx_dec, jnp.zeros(f_enc.size), jnp.zeros(f_dec.size), abstract["batch_stats"]))
+            images = jax.ShapeDtypeStruct((c.batch_size, *size, 3), jnp.float32)
+            labels = jax.ShapeDtypeStruct((c.batch_size, *size), jnp.uint8)
+            exe = jax.jit(fn, donate_argnums=0).lower(state, images, labels).compile()
+            return exe, (tx_enc, tx_dec, f_enc, f_dec)
+        return self._executable((genotype, "stage2"), build)
+
+    # ------------------------------------------------------------------------------------------ stages
+    def stage1(self, genotype, key) -> StageResult:
+        """Decoder-only training on the cache, then the meta-val reward."""
+        genotype = G.parse(genotype)
+        start = time.perf_counter()
+        (exe, (tx, flattener, abstract)), compile_s = self._stage1_exe(genotype)
+        init_key, run_key = jax.random.split(key)
+        variables = flat.numpy_init(abstract, int(jax.random.randint(init_key, (), 0, 2 ** 31 - 1)))
+        state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
+        t0 = time.perf_counter()
+        try:
+            state, losses = exe(state, run_key, list(self.cache.features), self.cache.labels, self.cache.teacher)
+            losses = np.asarray(losses)
+        except Exception as err:  # noqa: BLE001
+            raise CandidateFailure(_failure_reason(err, "stage 1")) from err
+        train_s = time.perf_counter() - t0
+        _check_finite(losses, "stage 1")
+        decoder_vars = {"params": flattener.unflatten(state["params"]), "batch_stats": state["batch_stats"]}
+        variables = {"params": {"encoder": self.encoder_variables["params"], "decoder": decoder_vars["params"]},
+                     "batch_stats": {"encoder": self.encoder_variables["batch_stats"],
+                                     "decoder": decoder_vars["batch_stats"]}}
+        return self._finish(genotype, variables, self._val_feats, compile_s, train_s, start)
+
+    def stage2(self, genotype, stage1_result: StageResult, key=None) -> StageResult:
+        """End-to-end training from the stage-1 variables for ``epochs`` over the train stream, then the reward."""
+        del key  # the order of the stage-2 data comes from ``train_batches``
+        genotype = G.parse(genotype)
+        c = self.config.stage2
+        start = time.perf_counter()
+        (exe, (tx_enc, tx_dec, f_enc, f_dec)), compile_s = self._stage2_exe(genotype)
+        v = stage1_result.variables
+        state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(v["params"]["encoder"]),
+                                        f_dec.flatten(v["params"]["decoder"]), v["batch_stats"])
+        t0 = time.perf_counter()
+        batches = iter(self.train_batches())
+        pending = []
+        try:
+            for _ in range(c.epochs):
+                done = 0
+                while c.steps_per_epoch <= 0 or done < c.steps_per_epoch:
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    state, loss = exe(state, jnp.asarray(batch["image"], jnp.float32),
+                                      jnp.asarray(batch["segmentation"], jnp.uint8))
+                    pending.append(loss)
+                    done += 1
+                    if done % max(c.check_every, 1) == 0:
+                        _check_finite(np.asarray(jnp.stack(pending)), "stage 2")
+                        pending = []
+                if done == 0:
+                    raise CandidateFailure("stage 2: the train batch iterator is empty")
+                state = steps.end_epoch(state)
+            if pending:
+                _check_finite(np.asarray(jnp.stack(pending)), "stage 2")
+        except CandidateFailure:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise CandidateFailure(_failure_reason(err, "stage 2")) from err
+        train_s = time.perf_counter() - t0
+        variables = {"params": {"encoder": f_enc.unflatten(state["enc"]), "decoder": f_dec.unflatten(state["dec"])},
+                     "batch_stats": state["batch_stats"]}
+        return self._finish(genotype, variables, None, compile_s, train_s, start)
+
+    # ------------------------------------------------------------------------------------------ eval
+    def evaluate(self, genotype, variables, val_feats=None) -> dict:
+        """Reward metrics of full segmenter ``variables`` on meta-val; ``val_feats``: cached encoder outputs."""
+        (exe, compile_s) = self._eval_exe(genotype)
+        dec_vars = {"params": variables["params"]["decoder"], "batch_stats": variables["batch_stats"]["decoder"]}
+        enc_vars = {"params": variables["params"]["encoder"], "batch_stats": variables["batch_stats"]["encoder"]}
+        cm = jnp.zeros((self.num_classes, self.num_classes), jnp.int32)
+        for i, b in enumerate(self._val):
+            feats = val_feats[i] if val_feats is not None else self._encode(enc_vars, jnp.asarray(b["image"]))
+            cm = exe(dec_vars, [f.astype(jnp.float32) for f in feats], b["segmentation"], b["valid"], cm)
+        metrics = segmentation_metrics(np.asarray(cm), tuple(self.config.val.omit_classes))
+        return metrics, compile_s
+
+    def _finish(self, genotype, variables, val_feats, compile_s, train_s, start):
+        t0 = time.perf_counter()
+        try:
+            metrics, eval_compile_s = self.evaluate(genotype, variables, val_feats)
+        except CandidateFailure:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise CandidateFailure(_failure_reason(err, "validation")) from err
+        eval_s = time.perf_counter() - t0 - eval_compile_s
+        params = variables["params"]
+        seconds = {"compile": compile_s + eval_compile_s, "train": train_s, "eval": eval_s,
+                   "total": time.perf_counter() - start}
+        return StageResult(variables, metrics["reward"], metrics, count_params(params, True),
+                           count_params(params, False), seconds)
+
+
+def _check_finite(losses: np.ndarray, what: str):
+    bad = ~np.isfinite(losses)
+    if bad.any():
+        first = int(np.argmax(bad.ravel()))
+        raise CandidateFailure(f"{what}: non-finite loss ({losses.ravel()[first]}) at step {first}")
