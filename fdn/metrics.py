@@ -39,7 +39,8 @@ def confusion_matrix(pred, labels, num_classes: int, valid=None):
     keep = (labels >= 0) & (labels < num_classes)
     if valid is not None:
         keep = keep & jnp.reshape(valid, (-1,) + (1,) * (labels.ndim - 1))
-    index = jnp.where(keep, labels * num_classes + jnp.clip(pred, 0, num_classes - 1), num_classes * num_classes)
+    flat_index = labels * num_classes + jnp.clip(pred, 0, num_classes - 1)
+    index = jnp.where(keep, flat_index, num_classes * num_classes)
     counts = jnp.bincount(index.ravel(), length=num_classes * num_classes + 1)
     return counts[:-1].reshape(num_classes, num_classes).astype(jnp.int32)
 
@@ -58,7 +59,8 @@ def per_class(cm) -> dict[str, np.ndarray]:
 
 
 def segmentation_metrics(cm, omit: Sequence[int] = DEFAULT_OMIT) -> dict[str, float]:
-    """``miou``, ``macc``, ``fwiou`` and ``reward`` (their geometric mean) over present classes not omitted."""
+    """``miou``, ``macc``, ``fwiou`` and ``reward`` (their geometric mean), over present classes not in
+    ``omit``."""
     c = per_class(cm)
     mask = c["present"].copy()
     for k in omit:
@@ -88,7 +90,8 @@ def class_table(cm, class_names: Sequence[str] | None = None, omit: Sequence[int
     lines = [f"{'class':<{width}}  {'IoU':>6}  {'acc':>6}  {'GT px':>12}  note"]
     for i in range(k):
         note = "omitted" if i in omit else ("" if c["present"][i] else "absent")
-        lines.append(f"{names[i]:<{width}}  {c['iou'][i]:6.3f}  {c['acc'][i]:6.3f}  {int(c['gt'][i]):12d}  {note}")
+        row = f"{names[i]:<{width}}  {c['iou'][i]:6.3f}  {c['acc'][i]:6.3f}  {int(c['gt'][i]):12d}"
+        lines.append(f"{row}  {note}")
     return "\n".join(lines)
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fdn import genotype as G
-from fdn.candidate import (CandidateFailure, CandidateTrainer, Stage1Cache, build_stage1_cache, default_config,
-                           flat, optim, steps)
+from fdn.candidate import (CandidateFailure, CandidateTrainer, Stage1Cache, build_stage1_cache,
+                           default_config, flat, optim, steps)
 from fdn.decoder import Decoder, DecoderSettings
 from fdn.encoder import MobileNetV2Encoder
 
@@ -55,14 +55,15 @@ def official_step():
     labels = jnp.asarray(arrays["y"].astype(np.int32))
     teacher = jnp.asarray(arrays["kd_y"].transpose(0, 2, 3, 1))
     with jax.default_matmul_precision("highest"):
-        new_state, metrics = jax.jit(lambda s, f, y, t: steps.stage1_step(decoder, tx, flattener, cfg, s, f, y, t))(
-            state, feats, labels, teacher)
+        step = jax.jit(lambda s, f, y, t: steps.stage1_step(decoder, tx, flattener, cfg, s, f, y, t))
+        new_state, metrics = step(state, feats, labels, teacher)
 
     def official_names(params, batch_stats=None):
         v = {"params": {"decoder": params}}
         if batch_stats is not None:
             v["batch_stats"] = {"decoder": batch_stats}
-        return {k[len("decoder."):]: x for k, x in torch_from_variables(v).items() if not k.endswith("tracked")}
+        sd = torch_from_variables(v)
+        return {k[len("decoder."):]: x for k, x in sd.items() if not k.endswith("tracked")}
 
     return {"arrays": arrays, "meta": meta, "metrics": jax.device_get(metrics), "tx": tx, "state": state,
             "flattener": flattener, "init": official_names(dec_vars["params"]),
@@ -141,8 +142,9 @@ def _batches(rng, n, size, num_classes, batch):
     for i in range(0, n, batch):
         labels = rng.integers(0, num_classes, (batch, size, size)).astype(np.uint8)
         labels[:, :2] = 255
-        out.append({"image": rng.normal(size=(batch, size, size, 3)).astype(np.float32), "segmentation": labels,
-                    "valid": np.array([True] * (batch - 1) + [i > 0])})
+        images = rng.normal(size=(batch, size, size, 3)).astype(np.float32)
+        valid = np.array([True] * (batch - 1) + [i > 0])  # one padding slot in the first batch
+        out.append({"image": images, "segmentation": labels, "valid": valid})
     return out
 
 
@@ -156,7 +158,8 @@ def tiny():
     teacher = lambda x: jnp.tile(x[:, ::2, ::2, :1], (1, 1, 1, 3))  # noqa: E731  (a fixed "teacher")
     cache = build_stage1_cache(encode, enc_vars, _batches(rng, 8, 32, 3, 4), teacher_fn=teacher)
     train = _batches(rng, 6, 32, 3, 2)
-    trainer = CandidateTrainer(_tiny_config(), 3, enc_vars, cache, lambda: iter(train), _batches(rng, 4, 32, 3, 2))
+    val = _batches(rng, 4, 32, 3, 2)
+    trainer = CandidateTrainer(_tiny_config(), 3, enc_vars, cache, lambda: iter(train), val)
     return trainer, cache
 
 

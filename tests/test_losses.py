@@ -35,7 +35,7 @@ def test_kd_mse_is_mean_over_all_elements():
 def test_aux_nll_resizes_each_head_to_the_label_size():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 4, (2, 8, 8))
-    heads = [rng.normal(size=(2, 4, 4, 4)).astype(np.float32), rng.normal(size=(2, 8, 8, 4)).astype(np.float32)]
+    heads = [rng.normal(size=(2, s, s, 4)).astype(np.float32) for s in (4, 8)]
     got = np.asarray(losses.aux_nll(heads, labels))
     want = [float(losses.nll(resize_bilinear(h, (8, 8)), labels)) for h in heads]
     np.testing.assert_allclose(got, want, rtol=1e-6)

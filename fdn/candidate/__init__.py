@@ -6,7 +6,7 @@ Public API::
     build_stage1_cache(encoder_apply, encoder_variables, batches, teacher_fn=None, feature_dtype=...)
     trainer = CandidateTrainer(config, num_classes, encoder_variables, cache, train_batches, val_batches)
     trainer.precompile(genotype)                       # from a thread, while another candidate trains
-    r1 = trainer.stage1(genotype, key)                 # StageResult: variables, reward, metrics, params, seconds
+    r1 = trainer.stage1(genotype, key)                 # StageResult: variables, reward, metrics, seconds
     r2 = trainer.stage2(genotype, r1, key)
     CandidateFailure(reason)                           # NaN/Inf loss, OOM, compile error
 """

@@ -44,8 +44,9 @@ def build_stage1_cache(encoder_apply: Callable, encoder_variables, batches: Iter
     """Run the encoder (and teacher) once over ``batches`` ({'image', 'segmentation'} NumPy dicts, e.g.
     ``fdn.data.split.stage1_batches``) and keep the results on the device.
 
-    ``encoder_apply(encoder_variables, images) -> [l1, l2, l3, l4]`` must run the encoder in eval mode (jit it:
-    it is called once per batch). ``teacher_fn(images) -> logits`` (NHWC, any resolution) is optional.
+    ``encoder_apply(encoder_variables, images) -> [l1, l2, l3, l4]`` must run the encoder in eval mode
+    (jit it: it is called once per batch). ``teacher_fn(images) -> logits`` (NHWC, any resolution) is
+    optional.
     """
     feats, labels, teacher = [[] for _ in range(4)], [], []
     resize_teacher = jax.jit(resize_bilinear, static_argnums=1)

@@ -36,11 +36,12 @@ class Flattener:
         return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in leaves])
 
     def unflatten(self, vec):
-        leaves = [vec[int(a):int(b)].reshape(s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
+        bounds = zip(self.offsets[:-1], self.offsets[1:], self.shapes)
+        leaves = [vec[int(a):int(b)].reshape(s) for a, b, s in bounds]
         return jax.tree.unflatten(self.treedef, leaves)
 
     def mask(self, labels_tree, label) -> np.ndarray:
-        """A float32 vector that is 1 where the leaf's label equals ``label`` (labels tree like the params)."""
+        """A float32 vector, 1 where the leaf's label is ``label`` (``labels_tree`` mirrors the params)."""
         out = np.zeros(self.size, np.float32)
         for a, b, lab in zip(self.offsets[:-1], self.offsets[1:], jax.tree.leaves(labels_tree)):
             out[a:b] = float(lab == label)

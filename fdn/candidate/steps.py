@@ -1,7 +1,7 @@
 """The pure functions a candidate runs: stage-1 and stage-2 steps, the whole stage-1 program, evaluation.
 
-Everything here is a function of arrays only (the genotype, settings and shapes are fixed when the closures are
-built), so ``CandidateTrainer`` can compile each once per genotype ahead of time and reuse it. Parameters
+Everything here is a function of arrays only (the genotype, settings and shapes are fixed when the closures
+are built), so ``CandidateTrainer`` can compile each once per genotype ahead of time and reuse it. Parameters
 travel as flat vectors (``fdn.candidate.flat``) so the optimiser and Polyak code is a few fused loops.
 
 Stage 1 runs as *one* program: ``epochs`` x ``lax.scan`` over the steps of an epoch, the shuffle drawn on the

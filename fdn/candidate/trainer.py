@@ -93,13 +93,16 @@ class CandidateTrainer:
         self._compiled: dict = {}
         encoder = MobileNetV2Encoder()
         self._encode = jax.jit(lambda v, x: encoder.apply(v, x, train=False))
-        self._val = [{"image": np.asarray(b["image"], np.float32), "segmentation": np.asarray(b["segmentation"]),
-                      "valid": np.asarray(b.get("valid", np.ones(len(b["image"]), bool)))} for b in val_batches]
+        self._val = [{"image": np.asarray(b["image"], np.float32),
+                      "segmentation": np.asarray(b["segmentation"]),
+                      "valid": np.asarray(b.get("valid", np.ones(len(b["image"]), bool)))}
+                     for b in val_batches]
         if not self._val:
             raise ValueError("CandidateTrainer: no validation batches")
         self._val_feats = None
         if config.val.cache_features:  # stage 1 never changes the encoder: its meta-val features are fixed
-            self._val_feats = [self._encode(self.encoder_variables, jnp.asarray(b["image"])) for b in self._val]
+            self._val_feats = [self._encode(self.encoder_variables, jnp.asarray(b["image"]))
+                               for b in self._val]
 
     # ------------------------------------------------------------------------------------------ compiling
     def _executable(self, key, build):
@@ -129,7 +132,8 @@ class CandidateTrainer:
         for stage in stages:
             start = time.perf_counter()
             try:
-                {"stage1": self._stage1_exe, "eval": self._eval_exe, "stage2": self._stage2_exe}[stage](genotype)
+                builders = {"stage1": self._stage1_exe, "eval": self._eval_exe, "stage2": self._stage2_exe}
+                builders[stage](genotype)
             except CandidateFailure:
                 pass
             out[stage] = time.perf_counter() - start
@@ -149,11 +153,11 @@ class CandidateTrainer:
             decoder, abstract, flattener, trainable = self._decoder_parts(genotype)
             tx = optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, trainable)
             batch = min(c.batch_size, self.cache.num_examples)
-            program = steps.make_stage1_program(decoder, tx, flattener, c, num_examples=self.cache.num_examples,
-                                                batch_size=batch, epochs=c.epochs)
+            program = steps.make_stage1_program(decoder, tx, flattener, c, batch_size=batch, epochs=c.epochs,
+                                                num_examples=self.cache.num_examples)
             variables = flat.numpy_init(abstract, 0)
             state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
-            args = (state, jax.random.PRNGKey(0), list(self.cache.features), self.cache.labels, self.cache.teacher)
+            args = (state, jax.random.PRNGKey(0), *self._cache_args())
             exe = jax.jit(program, donate_argnums=0).lower(*args).compile()
             return exe, (tx, flattener, abstract)
         return self._executable((genotype, "stage1"), build)
@@ -166,7 +170,8 @@ class CandidateTrainer:
             feats = [jax.ShapeDtypeStruct(f.shape, jnp.float32) for f in feats]
             abstract = jax.eval_shape(lambda: decoder.init(jax.random.PRNGKey(0), feats, train=False))
             b = self._val[0]
-            fn = lambda v, f, y, m, cm: steps.decoder_confusion(decoder, self.num_classes, v, f, y, m, cm)  # noqa
+            def fn(v, f, y, m, cm):
+                return steps.decoder_confusion(decoder, self.num_classes, v, f, y, m, cm)
             cm = jax.ShapeDtypeStruct((self.num_classes, self.num_classes), jnp.int32)
             return jax.jit(fn).lower(abstract, feats, b["segmentation"], b["valid"], cm).compile()
         return self._executable((genotype, "eval"), build)
@@ -180,8 +185,9 @@ class CandidateTrainer:
                                                          train=False))
             f_enc = flat.Flattener(abstract["params"]["encoder"])
             f_dec = flat.Flattener(abstract["params"]["decoder"])
-            enc_on = 1.0 - f_enc.mask(optim.encoder_labels(abstract["params"]["encoder"], genotype), optim.FROZEN)
-            dec_on = 1.0 - f_dec.mask(optim.decoder_labels(abstract["params"]["decoder"], genotype), optim.FROZEN)
+            p = abstract["params"]
+            enc_on = 1.0 - f_enc.mask(optim.encoder_labels(p["encoder"], genotype), optim.FROZEN)
+            dec_on = 1.0 - f_dec.mask(optim.decoder_labels(p["decoder"], genotype), optim.FROZEN)
             tx_enc = optim.flat_sgd(c.enc_lr, c.enc_momentum, c.enc_weight_decay, c.grad_clip, enc_on)
             tx_dec = optim.flat_adam(c.dec_lr, c.dec_weight_decay, c.grad_clip, dec_on)
             fn = lambda s, x, y: steps.stage2_step(model, tx_enc, tx_dec, f_enc, f_dec, c, s, x, y)  # noqa
@@ -192,6 +198,9 @@ class CandidateTrainer:
             exe = jax.jit(fn, donate_argnums=0).lower(state, images, labels).compile()
             return exe, (tx_enc, tx_dec, f_enc, f_dec)
         return self._executable((genotype, "stage2"), build)
+
+    def _cache_args(self):
+        return list(self.cache.features), self.cache.labels, self.cache.teacher
 
     # ------------------------------------------------------------------------------------------ stages
     def stage1(self, genotype, key) -> StageResult:
@@ -204,20 +213,21 @@ class CandidateTrainer:
         state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
         t0 = time.perf_counter()
         try:
-            state, losses = exe(state, run_key, list(self.cache.features), self.cache.labels, self.cache.teacher)
+            state, losses = exe(state, run_key, *self._cache_args())
             losses = np.asarray(losses)
         except Exception as err:  # noqa: BLE001
             raise CandidateFailure(_failure_reason(err, "stage 1")) from err
         train_s = time.perf_counter() - t0
         _check_finite(losses, "stage 1")
         decoder_vars = {"params": flattener.unflatten(state["params"]), "batch_stats": state["batch_stats"]}
-        variables = {"params": {"encoder": self.encoder_variables["params"], "decoder": decoder_vars["params"]},
+        variables = {"params": {"encoder": self.encoder_variables["params"],
+                                "decoder": decoder_vars["params"]},
                      "batch_stats": {"encoder": self.encoder_variables["batch_stats"],
                                      "decoder": decoder_vars["batch_stats"]}}
         return self._finish(genotype, variables, self._val_feats, compile_s, train_s, start)
 
     def stage2(self, genotype, stage1_result: StageResult, key=None) -> StageResult:
-        """End-to-end training from the stage-1 variables for ``epochs`` over the train stream, then the reward."""
+        """End-to-end training from the stage-1 variables over the train stream, then the reward."""
         del key  # the order of the stage-2 data comes from ``train_batches``
         genotype = G.parse(genotype)
         c = self.config.stage2
@@ -253,16 +263,17 @@ class CandidateTrainer:
         except Exception as err:  # noqa: BLE001
             raise CandidateFailure(_failure_reason(err, "stage 2")) from err
         train_s = time.perf_counter() - t0
-        variables = {"params": {"encoder": f_enc.unflatten(state["enc"]), "decoder": f_dec.unflatten(state["dec"])},
+        variables = {"params": {"encoder": f_enc.unflatten(state["enc"]),
+                                "decoder": f_dec.unflatten(state["dec"])},
                      "batch_stats": state["batch_stats"]}
         return self._finish(genotype, variables, None, compile_s, train_s, start)
 
     # ------------------------------------------------------------------------------------------ eval
     def evaluate(self, genotype, variables, val_feats=None) -> dict:
-        """Reward metrics of full segmenter ``variables`` on meta-val; ``val_feats``: cached encoder outputs."""
+        """Reward metrics of segmenter ``variables`` on meta-val (``val_feats``: cached encoder outputs)."""
         (exe, compile_s) = self._eval_exe(genotype)
-        dec_vars = {"params": variables["params"]["decoder"], "batch_stats": variables["batch_stats"]["decoder"]}
-        enc_vars = {"params": variables["params"]["encoder"], "batch_stats": variables["batch_stats"]["encoder"]}
+        dec_vars = {k: variables[k]["decoder"] for k in ("params", "batch_stats")}
+        enc_vars = {k: variables[k]["encoder"] for k in ("params", "batch_stats")}
         cm = jnp.zeros((self.num_classes, self.num_classes), jnp.int32)
         for i, b in enumerate(self._val):
             feats = val_feats[i] if val_feats is not None else self._encode(enc_vars, jnp.asarray(b["image"]))

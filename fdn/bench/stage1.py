@@ -1,0 +1,145 @@
+"""``python -m fdn.bench stage1``: seconds per stage-1 step of one candidate at the search settings.
+
+Search settings: agg 48, auxiliary cells, repeats 1, KD (0.3) and Polyak (0.9) on, Adam with clip and L2, on
+synthetic cached encoder outputs of the right shapes for ``--crop`` (l1 at 1/4: 64x64 for 256). Times
+``--steps`` calls of the compiled step after ``--warmup`` calls (median), and the AOT compile
+(``jit(...).lower(...).compile()``) of the step. ``--scan`` also compiles and times the trainer's form: the
+steps of an epoch as one ``lax.scan`` program (per-step time = program time / steps).
+
+The official PyTorch code needs 1.5-1.6 s per step for the default genotype at batch 16 on the 2-core CI CPU
+(``shared/reference/official-baseline.md``). The last line printed is a JSON object.
+
+    python -m fdn.bench stage1 --batch=16 --crop=256 --steps=20 \
+        --genotype='[[7, [0, 0, 6, 3], [2, 1, 4, 2], [4, 1, 6, 1]], [[0, 0], [3, 2], [2, 0]]]'
+"""
+
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+from fdn import genotype as G
+from fdn.candidate import default_config, flat, optim, steps
+from fdn.decoder import Decoder, DecoderSettings
+from fdn.segmenter import count_params
+
+SEARCH_A = "[[7, [0, 0, 6, 3], [2, 1, 4, 2], [4, 1, 6, 1]], [[0, 0], [3, 2], [2, 0]]]"
+TAP_STRIDES = (4, 8, 16, 32)
+TAP_CHANNELS = (24, 32, 96, 320)
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("genotype", SEARCH_A, "genotype to time", flag_values=FLAGS)
+flags.DEFINE_integer("batch", 16, "batch size", flag_values=FLAGS)
+flags.DEFINE_integer("crop", 256, "crop side the cached features come from", flag_values=FLAGS)
+flags.DEFINE_integer("steps", 20, "timed steps", flag_values=FLAGS)
+flags.DEFINE_integer("warmup", 2, "untimed steps after compiling", flag_values=FLAGS)
+flags.DEFINE_integer("num_classes", 21, "classes", flag_values=FLAGS)
+flags.DEFINE_bool("scan", False, "also time the lax.scan epoch program", flag_values=FLAGS)
+
+
+def tap_size(crop: int, stride: int) -> int:
+    """Side of an encoder tap for a crop (PyTorch padding: each stride-2 conv gives ceil(n / 2))."""
+    n = crop
+    for _ in range(int(np.log2(stride))):
+        n = (n + 1) // 2
+    return n
+
+
+def synthetic_features(rng, n: int, crop: int, dtype=np.float32):
+    return [jnp.asarray(rng.normal(size=(n, tap_size(crop, s), tap_size(crop, s), c)).astype(dtype))
+            for s, c in zip(TAP_STRIDES, TAP_CHANNELS)]
+
+
+def synthetic_labels(rng, n: int, size: int, num_classes: int):
+    labels = rng.integers(0, num_classes, (n, size, size)).astype(np.uint8)
+    labels[rng.random(labels.shape) < 0.05] = 255
+    return jnp.asarray(labels)
+
+
+def time_calls(fn, args_fn, steps: int, warmup: int):
+    """Median and all per-call wall seconds of ``fn(*args_fn())`` (blocking on the result)."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args_fn()))
+    times = []
+    for _ in range(steps):
+        args = args_fn()
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def print_table(rows):
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+def main(argv):
+    FLAGS(argv)
+    genotype = G.parse(FLAGS.genotype)
+    settings = DecoderSettings.search(FLAGS.num_classes)
+    cfg = default_config().stage1
+    rng = np.random.default_rng(0)
+    b, k = FLAGS.batch, FLAGS.num_classes
+    feats = synthetic_features(rng, b, FLAGS.crop)
+    l1 = feats[0].shape[1]
+    labels = synthetic_labels(rng, b, l1, k)
+    teacher = jnp.asarray(rng.normal(size=(b, l1, l1, k)).astype(np.float32))
+
+    decoder = Decoder(genotype, settings)
+    small = [jax.ShapeDtypeStruct((2, *f.shape[1:]), jnp.float32) for f in feats]
+    abstract = jax.eval_shape(lambda: decoder.init(jax.random.PRNGKey(0), small, train=False))
+    variables = flat.numpy_init(abstract, 0)
+    flattener = flat.Flattener(abstract["params"])
+    trainable = 1.0 - flattener.mask(optim.decoder_labels(abstract["params"], genotype), optim.FROZEN)
+    tx = optim.flat_adam(cfg.lr, cfg.weight_decay, cfg.grad_clip, trainable)
+    state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
+
+    def step(state, f, y, t):
+        state, metrics = steps.stage1_step(decoder, tx, flattener, cfg, state, f, y, t)
+        return state, metrics["loss"]
+
+    t0 = time.perf_counter()
+    lowered = jax.jit(step, donate_argnums=0).lower(state, feats, labels, teacher)
+    t1 = time.perf_counter()
+    exe = lowered.compile()
+    t2 = time.perf_counter()
+    holder = {"state": state}
+
+    def call(f, y, t):
+        holder["state"], loss = exe(holder["state"], f, y, t)
+        return loss
+
+    median, times = time_calls(call, lambda: (feats, labels, teacher), FLAGS.steps, FLAGS.warmup)
+    rows = [("genotype", str(genotype)), ("batch / crop / l1", f"{b} / {FLAGS.crop} / {l1}x{l1}"),
+            ("decoder params (total / without aux)",
+             f"{flattener.size} / {count_params(abstract['params'], False)}"),
+            ("trace+lower s", f"{t1 - t0:.2f}"), ("compile s", f"{t2 - t1:.2f}"),
+            ("step s (median)", f"{median:.4f}"),
+            ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
+            ("images/s", f"{b / median:.1f}")]
+    result = {"bench": "stage1", "genotype": genotype.to_list(), "batch": b, "crop": FLAGS.crop,
+              "seconds_per_step": median, "compile_seconds": t2 - t1, "lower_seconds": t1 - t0,
+              "device": jax.devices()[0].device_kind}
+    if FLAGS.scan:
+        n = b * max(FLAGS.steps, 1)
+        cache_f = synthetic_features(rng, n, FLAGS.crop)
+        cache_y = synthetic_labels(rng, n, l1, k)
+        cache_t = jnp.asarray(rng.normal(size=(n, l1, l1, k)), jnp.float32)
+        program = steps.make_stage1_program(decoder, tx, flattener, cfg, num_examples=n, batch_size=b,
+                                            epochs=1)
+        args = (state, jax.random.PRNGKey(0), cache_f, cache_y, cache_t)
+        t0 = time.perf_counter()
+        scan_exe = jax.jit(program).lower(*args).compile()
+        t1 = time.perf_counter()
+        med, _ = time_calls(lambda *a: scan_exe(*a)[1], lambda: args, 2, 1)
+        rows += [("scan program compile s", f"{t1 - t0:.2f}"), ("scan step s", f"{med / FLAGS.steps:.4f}")]
+        result.update(scan_compile_seconds=t1 - t0, scan_seconds_per_step=med / FLAGS.steps)
+    print_table(rows)
+    print(json.dumps(result))
+    return 0

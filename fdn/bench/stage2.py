@@ -1,0 +1,84 @@
+"""``python -m fdn.bench stage2``: seconds per end-to-end (stage-2) step of a candidate, search settings.
+
+Encoder + decoder (agg 48, auxiliary cells, repeats 1) in train mode on synthetic ``--crop`` images: NLL at
+the output resolution + 0.15 x aux NLL, encoder SGD and decoder Adam with separate clips, Polyak 0.99 over
+both.
+Prints a table and, as the last line, a JSON object with ``seconds_per_step`` (median after warm-up) and
+``compile_seconds`` (AOT compile of the step). The official code: 0.93-0.98 s per step at batch 4, 350x350 on
+the 2-core CI CPU (``shared/reference/official-baseline.md``).
+
+    python -m fdn.bench stage2 --batch=4 --crop=350
+"""
+
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+from fdn import genotype as G
+from fdn.bench.stage1 import SEARCH_A, print_table, time_calls
+from fdn.candidate import default_config, flat, optim, steps
+from fdn.decoder import DecoderSettings
+from fdn.segmenter import Segmenter, count_params
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("genotype", SEARCH_A, "genotype to time", flag_values=FLAGS)
+flags.DEFINE_integer("batch", 4, "batch size", flag_values=FLAGS)
+flags.DEFINE_integer("crop", 350, "square crop side", flag_values=FLAGS)
+flags.DEFINE_integer("steps", 10, "timed steps", flag_values=FLAGS)
+flags.DEFINE_integer("warmup", 2, "untimed steps after compiling", flag_values=FLAGS)
+flags.DEFINE_integer("num_classes", 21, "classes", flag_values=FLAGS)
+
+
+def main(argv):
+    FLAGS(argv)
+    genotype = G.parse(FLAGS.genotype)
+    cfg = default_config().stage2
+    model = Segmenter(genotype, DecoderSettings.search(FLAGS.num_classes))
+    b, size = FLAGS.batch, FLAGS.crop
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.normal(size=(b, size, size, 3)).astype(np.float32))
+    labels = rng.integers(0, FLAGS.num_classes, (b, size, size)).astype(np.uint8)
+    labels[rng.random(labels.shape) < 0.05] = 255
+    labels = jnp.asarray(labels)
+
+    dummy = jnp.zeros((2, size, size, 3))
+    abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, train=False))
+    variables = flat.numpy_init(abstract, 0)
+    p = abstract["params"]
+    f_enc, f_dec = flat.Flattener(p["encoder"]), flat.Flattener(p["decoder"])
+    enc_on = 1.0 - f_enc.mask(optim.encoder_labels(p["encoder"], genotype), optim.FROZEN)
+    dec_on = 1.0 - f_dec.mask(optim.decoder_labels(p["decoder"], genotype), optim.FROZEN)
+    tx_enc = optim.flat_sgd(cfg.enc_lr, cfg.enc_momentum, cfg.enc_weight_decay, cfg.grad_clip, enc_on)
+    tx_dec = optim.flat_adam(cfg.dec_lr, cfg.dec_weight_decay, cfg.grad_clip, dec_on)
+    state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(variables["params"]["encoder"]),
+                                    f_dec.flatten(variables["params"]["decoder"]), variables["batch_stats"])
+
+    def step(state, x, y):
+        return steps.stage2_step(model, tx_enc, tx_dec, f_enc, f_dec, cfg, state, x, y)
+
+    t0 = time.perf_counter()
+    lowered = jax.jit(step, donate_argnums=0).lower(state, images, labels)
+    t1 = time.perf_counter()
+    exe = lowered.compile()
+    t2 = time.perf_counter()
+    holder = {"state": state}
+
+    def call(x, y):
+        holder["state"], loss = exe(holder["state"], x, y)
+        return loss
+
+    median, times = time_calls(call, lambda: (images, labels), FLAGS.steps, FLAGS.warmup)
+    print_table([("genotype", str(genotype)), ("batch / crop", f"{b} / {size}"),
+                 ("params (total / without aux)", f"{count_params(p)} / {count_params(p, False)}"),
+                 ("trace+lower s", f"{t1 - t0:.2f}"), ("compile s", f"{t2 - t1:.2f}"),
+                 ("step s (median)", f"{median:.4f}"),
+                 ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
+                 ("images/s", f"{b / median:.1f}")])
+    print(json.dumps({"bench": "stage2", "genotype": genotype.to_list(), "batch": b, "crop": size,
+                      "seconds_per_step": median, "compile_seconds": t2 - t1, "lower_seconds": t1 - t0,
+                      "device": jax.devices()[0].device_kind}))
+    return 0
