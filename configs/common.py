@@ -67,6 +67,7 @@ def search_config() -> ml_collections.ConfigDict:
     c.teacher.train.log_every = 50
 
     c.candidate = candidate_default_config()
+    c.max_stage = 2  # 1: score candidates by their stage-1 reward only (no end-to-end stage; quick looks)
     c.compile_ahead = False  # propose one candidate ahead and compile it while the current one trains (see
     #                          fdn.search_loop._next_proposal: a one-step policy lag, so off by default)
 

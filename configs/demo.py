@@ -16,7 +16,7 @@ from configs import common
 
 
 def get_config(arg=None):
-    arg = common.parse_arg(arg, tiny=False)
+    arg = common.parse_arg(arg, tiny=False, stage1_only=False)
     c = common.search_config()
     c.num_candidates = 60
 
@@ -51,6 +51,10 @@ def get_config(arg=None):
     # quarter, random search +0.02); every other PPO setting is the official one.
     c.agent_config.learning_rate = 3e-3
     c.log.plot_every = 10
+    if arg.stage1_only:
+        # Stage 2 trains the whole segmenter, whose compile (the encoder's backward above all) is paid per
+        # genotype; stage-1-only searches show the controller's learning at several times the candidate rate.
+        c.max_stage = 1
     if arg.tiny:
         _tiny(c)
     return c

@@ -137,7 +137,7 @@ def run_candidate(trainer, genotype, key, es_state, config, on_stage=None) -> tu
             rec["early_stop_threshold"] = info["threshold"]
         if not go_on:
             rec["stopped_early"] = True
-        else:
+        elif config.max_stage >= 2:
             stage = 2
             if on_stage:
                 on_stage(2)
