@@ -151,7 +151,19 @@ def run_candidate(trainer, genotype, key, es_state, config, on_stage=None) -> tu
             es_state, _, info = early_stop.step(es_state, 0.0)
             rec["early_stop_threshold"] = info["threshold"]
     rec["seconds"] = seconds
+    rec["steps_per_s"] = _steps_per_second(config.candidate, seconds)
     return rec, es_state
+
+
+def _steps_per_second(cc, seconds) -> dict:
+    """Training steps per second of each stage run (from the configured step counts and the train seconds)."""
+    n1 = cc.stage1.epochs * (cc.stage1.num_examples // max(min(cc.stage1.batch_size, cc.stage1.num_examples), 1))
+    n2 = cc.stage2.epochs * max(cc.stage2.steps_per_epoch, 0)
+    out = {}
+    for stage, n in (("stage1", n1), ("stage2", n2)):
+        if seconds[stage] > 0 and n:
+            out[stage] = round(n / seconds[stage], 2)
+    return out
 
 
 def run(config, workdir, *, trainer_cls=None, refresh_report: Callable | None = None, progress: bool | None = None,
@@ -337,8 +349,9 @@ def _after_candidate(bar, record, state) -> None:
     s = record["seconds"]
     status = "failed" if record["failure"] else ("stopped" if record["stopped_early"] else "done")
     bar.update(1)
+    rates = " ".join(f"{k[-1]}:{v:.1f}" for k, v in record.get("steps_per_s", {}).items())
     bar.set_postfix_str(f"cand {record['index']} {status} r {record['reward']:.4f} best {state.best_reward:.4f} "
-                        f"{s['total']:.1f}s (compile {s['compile']:.1f}s)", refresh=True)
+                        f"{s['total']:.1f}s (compile {s['compile']:.1f}s) steps/s {rates or '-'}", refresh=True)
 
 
 def records(workdir) -> list[dict[str, Any]]:
