@@ -3,7 +3,8 @@
 After every optimiser step ``avg <- decay * avg + (1 - decay) * params`` (0.9 over the decoder in stage 1,
 0.99 over the whole network in stage 2), starting from the parameters before the first step; at the end of
 every epoch the averages are *copied into the live parameters* and training continues from them. Only
-parameters are averaged: BatchNorm running statistics keep their live values, as the official ``apply_polyak``.
+parameters are averaged: BatchNorm running statistics keep their live values, as in the official
+``apply_polyak``.
 """
 
 from __future__ import annotations

@@ -234,8 +234,10 @@ class CandidateTrainer:
         start = time.perf_counter()
         (exe, (tx_enc, tx_dec, f_enc, f_dec)), compile_s = self._stage2_exe(genotype)
         v = stage1_result.variables
+        # The step donates its state: copy the BN statistics, which stage 1's result shares with the trainer.
+        batch_stats = jax.tree.map(lambda a: jnp.array(a, copy=True), v["batch_stats"])
         state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(v["params"]["encoder"]),
-                                        f_dec.flatten(v["params"]["decoder"]), v["batch_stats"])
+                                        f_dec.flatten(v["params"]["decoder"]), batch_stats)
         t0 = time.perf_counter()
         batches = iter(self.train_batches())
         pending = []
