@@ -157,9 +157,23 @@ def test_ctrl_c_stops_cleanly_and_resumes(voc_dir, tmp_path):
     assert SearchCheckpointer(tmp_path).latest_step() == len(records)
 
 
+def test_voc_tiny_real_trainer_stage1(voc_dir, tmp_path):
+    """configs/voc.py:tiny with the real candidate trainer, stage 1 only (the stage-2 compile of a whole
+    segmenter takes minutes on a loaded 2-core CPU; the slow test below runs it)."""
+    config = tiny_config(voc_dir, fake=False, n=2)
+    config.max_stage = 1
+    run(config, tmp_path)
+    records = run_log.read(tmp_path)
+    assert [r["index"] for r in records] == [0, 1]
+    for r in records:
+        assert r["failure"] is None, r["failure"]
+        assert r["stage"] == 1 and 0.0 <= r["reward"] <= 1.0 and r["params"] > r["params_without_aux"] > 0
+        assert r["seconds"]["compile"] > 0 and r["steps_per_s"]["stage1"] > 0
+
+
+@pytest.mark.slow
 def test_voc_tiny_real_trainer(voc_dir, tmp_path):
-    """configs/voc.py:tiny with the real candidate trainer: every candidate is scored and logged."""
-    pytest.importorskip("fdn.candidate")
+    """configs/voc.py:tiny with the real candidate trainer, both stages: every candidate is scored and logged."""
     config = tiny_config(voc_dir, fake=False, n=2)
     summary = run(config, tmp_path)
     records = run_log.read(tmp_path)
