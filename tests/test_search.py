@@ -47,7 +47,7 @@ def tiny_config(data_dir, fake=True, n=4, agent="ppo"):
 
 
 def strip_times(records):
-    return [{k: v for k, v in r.items() if k not in ("seconds", "time")} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "time", "steps_per_s")} for r in records]
 
 
 def run(config, workdir):
@@ -169,6 +169,9 @@ def test_voc_tiny_real_trainer_stage1(voc_dir, tmp_path):
         assert r["failure"] is None, r["failure"]
         assert r["stage"] == 1 and 0.0 <= r["reward"] <= 1.0 and r["params"] > r["params_without_aux"] > 0
         assert r["seconds"]["compile"] > 0 and r["steps_per_s"]["stage1"] > 0
+    # same seed, same genotypes and rewards with the real trainer too (CPU; compiles now come from the cache)
+    run(config, tmp_path / "again")
+    assert strip_times(run_log.read(tmp_path / "again")) == strip_times(records)
 
 
 @pytest.mark.slow
