@@ -14,7 +14,8 @@ from fdn.convert import cli
 from fdn.convert.segmenter import ConversionError, torch_from_variables, variables_from_torch
 from fdn.decoder import DecoderSettings
 from fdn.errors import InputError
-from fdn.segmenter import ModelSpec, init_variables
+from fdn.export_lib import random_variables
+from fdn.segmenter import ModelSpec
 from tests.models.conftest import PARITY, SAMPLES, load_case, nchw, rel_l2
 
 TINY = ModelSpec(G.ARCH0, DecoderSettings(num_classes=4, agg_size=8, repeats=1, aux_cell=False))
@@ -22,7 +23,7 @@ TINY = ModelSpec(G.ARCH0, DecoderSettings(num_classes=4, agg_size=8, repeats=1, 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    variables = init_variables(TINY.build(), jax.random.PRNGKey(0), (64, 64))
+    variables = random_variables(TINY, 0)
     return checkpoint.save_model(tmp_path_factory.mktemp("ck") / "tiny", variables, TINY), variables
 
 

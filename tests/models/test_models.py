@@ -8,6 +8,7 @@ import pytest
 from fdn import genotype as G
 from fdn.convert import torch_layout
 from fdn.decoder import DecoderSettings
+from fdn.export_lib import random_variables
 from fdn.ops import make_op
 from fdn.resize import resize_bilinear, resize_nearest
 from fdn.segmenter import ModelSpec, abstract_variables, param_counts
@@ -36,7 +37,7 @@ def test_output_strides_and_aux_heads():
     spec = ModelSpec(g, DecoderSettings(num_classes=5, agg_size=8, repeats=1, aux_cell=True))
     model = spec.build()
     x = jnp.zeros((2, 67, 93, 3))
-    variables = model.init(jax.random.PRNGKey(0), x)
+    variables = random_variables(spec, 0)  # model.init compiles op by op: minutes on a 2-core CPU
     logits, aux = model.apply(variables, x)
     assert logits.shape == (2, 9, 12, 5)  # 67 -> 34 -> 17 -> 9
     assert [a.shape[1:3] for a in aux] == [(5, 6), (9, 12), (5, 6)]  # b1=(l3,l4), b2=(l4,l2), b3=(b1,b1)
@@ -48,7 +49,7 @@ def test_train_mode_uses_batch_statistics_and_updates_them():
     spec = ModelSpec(G.ARCH2, DecoderSettings(num_classes=3, agg_size=8, repeats=1, aux_cell=False))
     model = spec.build()
     x = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 64, 3))
-    variables = model.init(jax.random.PRNGKey(0), x)
+    variables = random_variables(spec, 0)
     eval_logits, _ = model.apply(variables, x, train=False)
     (train_logits, _), updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
     assert not np.allclose(eval_logits, train_logits)

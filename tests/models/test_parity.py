@@ -9,10 +9,24 @@ import numpy as np
 import pytest
 
 from fdn.convert.segmenter import torch_from_variables, variables_from_torch
-from tests.models.conftest import load_case, nchw, rel_l2, spec_of
+from tests.models.conftest import PARITY, load_case, nchw, rel_l2, spec_of
 
-CASES = ["search_a", "voc_arch0", "nyud_arch0"]
-SIZES = ["131x173", "128x160"]
+
+def _forward_cases():
+    """Every forward case in ../shared/parity (a .json with decoder settings beside its .npz), so new cases
+    added there are checked without touching this file; the three known ones when ../shared is absent
+    (they then skip)."""
+    import json
+
+    found = []
+    for meta_file in sorted(PARITY.glob("*.json")) if PARITY.is_dir() else []:
+        meta = json.loads(meta_file.read_text())
+        if isinstance(meta.get("decoder"), dict) and "kwargs" in meta["decoder"] and "genotype" in meta:
+            found.append(meta_file.stem)
+    return found or ["search_a", "voc_arch0", "nyud_arch0"]
+
+
+CASES = _forward_cases()
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -30,16 +44,34 @@ def case(request):
         return eval_out, eval_enc, train_out, train_enc, updates["batch_stats"]
 
     results = {}
+    sizes = sorted(k.split("/")[0] for k in arrays if k.endswith("/input"))
+    assert sizes, "a parity case holds at least one '<H>x<W>/input'"
     with jax.default_matmul_precision("highest"):
-        for size in SIZES:
+        for size in sizes:
             x = arrays[f"{size}/input"].transpose(0, 2, 3, 1)
             results[size] = jax.device_get(both_modes(variables, x))
     return request.param, arrays, results
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_eval_mode_matches_official(case, size):
+def test_eval_mode_matches_official(case):
     name, arrays, results = case
+    for size in results:
+        _check_eval(name, size, arrays, results)
+
+
+def test_train_mode_matches_official(case):
+    name, arrays, results = case
+    for size in results:
+        _check_train(name, size, arrays, results)
+
+
+def test_batchnorm_statistics_after_train_forward(case):
+    name, arrays, results = case
+    for size in results:
+        _check_batch_stats(name, size, arrays, results)
+
+
+def _check_eval(name, size, arrays, results):
     (logits, aux), enc, _, _, _ = results[size]
     errors = {"out": rel_l2(nchw(logits), arrays[f"{size}/eval/out"])}
     errors.update({f"aux{k}": rel_l2(nchw(a), arrays[f"{size}/eval/aux{k}"]) for k, a in enumerate(aux)})
@@ -48,9 +80,7 @@ def test_eval_mode_matches_official(case, size):
     assert max(errors.values()) < 1e-4, (name, size, errors)
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_train_mode_matches_official(case, size):
-    name, arrays, results = case
+def _check_train(name, size, arrays, results):
     _, _, (logits, aux), enc, _ = results[size]
     errors = {"out": rel_l2(nchw(logits), arrays[f"{size}/train/out"])}
     errors.update({f"aux{k}": rel_l2(nchw(a), arrays[f"{size}/train/aux{k}"]) for k, a in enumerate(aux)})
@@ -58,9 +88,7 @@ def test_train_mode_matches_official(case, size):
     assert max(errors.values()) < 1e-3, (name, size, errors)
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_batchnorm_statistics_after_train_forward(case, size):
-    name, arrays, results = case
+def _check_batch_stats(name, size, arrays, results):
     batch_stats = results[size][4]
     post = torch_from_variables({"batch_stats": batch_stats})
     keys = [k for k in post if k.endswith(("running_mean", "running_var"))]
