@@ -36,7 +36,8 @@ from flax import traverse_util
 
 from fdn import depthwise
 from fdn.layers import BatchNorm
-from fdn.segmenter import ModelSpec, abstract_variables
+from fdn.init import random_variables  # noqa: F401  (public here: export and latency tools use it)
+from fdn.segmenter import ModelSpec
 
 FORMATS = ("stablehlo", "onnx")
 MEAN = (0.485, 0.456, 0.406)
@@ -61,39 +62,6 @@ class ExportSpec:
 
     def input_shape(self):
         return (self.batch if self.batch else "b", self.height, self.width, 3)
-
-
-def random_variables(spec: ModelSpec, seed: int = 0, random_bn_stats: bool = False) -> dict:
-    """Variables for ``spec`` drawn with numpy in fdn's initialisation scheme (PyTorch's defaults: kernels and
-    biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), BN scale 1, bias 0, mean 0, var 1).
-
-    Why not ``model.init``: on XLA:CPU, initialising a whole segmenter costs from tens of seconds (eager) to
-    minutes (jitted: one huge RNG program), and exports, benchmarks and tests only need the right shapes and
-    plausible values. ``random_bn_stats`` draws scales, shifts and running statistics too (mean N(0, 0.2),
-    var U(0.5, 2), as the parity fixtures), so that tests exercise BN folding with non-trivial numbers.
-    """
-    rng = np.random.default_rng(seed)
-    flat = traverse_util.flatten_dict(dict(abstract_variables(spec, (32, 32))))
-    out = {}
-    for path in sorted(flat):
-        shape, dtype, leaf = flat[path].shape, flat[path].dtype, path[-1]
-        if leaf == "kernel":
-            bound = 1 / np.sqrt(shape[0] * shape[1] * shape[2])
-        elif leaf == "bias" and path[:-1] + ("kernel",) in flat:
-            k = flat[path[:-1] + ("kernel",)].shape
-            bound = 1 / np.sqrt(k[0] * k[1] * k[2])
-        else:
-            bound = None
-        if bound is not None:
-            value = rng.uniform(-bound, bound, shape)
-        elif random_bn_stats:
-            draw = {"scale": lambda: rng.uniform(0.5, 1.5, shape), "bias": lambda: rng.normal(0, 0.1, shape),
-                    "mean": lambda: rng.normal(0, 0.2, shape), "var": lambda: rng.uniform(0.5, 2.0, shape)}
-            value = draw[leaf]()
-        else:
-            value = np.ones(shape) if leaf in ("scale", "var") else np.zeros(shape)
-        out[path] = np.asarray(value, dtype)
-    return traverse_util.unflatten_dict(out)
 
 
 def _conv_of(bn_name: str) -> str | None:

@@ -33,7 +33,8 @@ from fdn import genotype as gt
 from fdn.decoder import DecoderSettings
 from fdn.errors import InputError
 from fdn.resize import resize_bilinear
-from fdn.segmenter import ModelSpec, init_variables
+from fdn.init import random_variables
+from fdn.segmenter import ModelSpec
 
 KINDS = ("none", "checkpoint", "logits", "train")
 TEACHER_DIR = "teacher"
@@ -79,7 +80,7 @@ def train_teacher(spec: ModelSpec, batches: Iterable[dict], steps: int, learning
     """
     model = spec.build()
     it = iter(batches)
-    variables = init_variables(model, key, image_size=(64, 64))
+    variables = random_variables(spec, int(jax.random.randint(key, (), 0, 2 ** 31 - 1)))
     if encoder_variables is not None:
         variables = {c: {**variables[c], "encoder": encoder_variables[c]} for c in variables}
     tx = optax.chain(optax.clip_by_global_norm(3.0), optax.adam(learning_rate))

@@ -13,6 +13,7 @@ from fdn.candidate import (CandidateFailure, CandidateTrainer, Stage1Cache, buil
                            default_config, flat, optim, steps)
 from fdn.decoder import Decoder, DecoderSettings
 from fdn.encoder import MobileNetV2Encoder
+from fdn.init import draw_variables
 
 PARITY = Path(__file__).resolve().parents[1].parent / "shared" / "parity"
 # Cheap ops only (conv1x1, skip, GAP) so the tiny run compiles quickly; uses l1, l4 and a block output.
@@ -153,7 +154,7 @@ def tiny():
     rng = np.random.default_rng(0)
     encoder = MobileNetV2Encoder()
     abstract = jax.eval_shape(lambda: encoder.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))
-    enc_vars = jax.device_put(flat.numpy_init(abstract, 1))
+    enc_vars = jax.device_put(draw_variables(abstract, 1))
     encode = jax.jit(lambda v, x: encoder.apply(v, x, train=False))
     teacher = lambda x: jnp.tile(x[:, ::2, ::2, :1], (1, 1, 1, 3))  # noqa: E731  (a fixed "teacher")
     cache = build_stage1_cache(encode, enc_vars, _batches(rng, 8, 32, 3, 4), teacher_fn=teacher)

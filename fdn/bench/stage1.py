@@ -25,6 +25,7 @@ from absl import flags
 from fdn import genotype as G
 from fdn.candidate import default_config, flat, optim, steps
 from fdn.decoder import Decoder, DecoderSettings
+from fdn.init import draw_variables
 from fdn.segmenter import count_params
 
 SEARCH_A = "[[7, [0, 0, 6, 3], [2, 1, 4, 2], [4, 1, 6, 1]], [[0, 0], [3, 2], [2, 0]]]"
@@ -94,7 +95,7 @@ def main(argv):
     decoder = Decoder(genotype, settings)
     small = [jax.ShapeDtypeStruct((2, *f.shape[1:]), jnp.float32) for f in feats]
     abstract = jax.eval_shape(lambda: decoder.init(jax.random.PRNGKey(0), small, train=False))
-    variables = flat.numpy_init(abstract, 0)
+    variables = draw_variables(abstract, 0)
     flattener = flat.Flattener(abstract["params"])
     trainable = 1.0 - flattener.mask(optim.decoder_labels(abstract["params"], genotype), optim.FROZEN)
     tx = optim.flat_adam(cfg.lr, cfg.weight_decay, cfg.grad_clip, trainable)

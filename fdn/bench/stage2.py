@@ -22,6 +22,7 @@ from fdn import genotype as G
 from fdn.bench.stage1 import SEARCH_A, print_table, time_calls
 from fdn.candidate import default_config, flat, optim, steps
 from fdn.decoder import DecoderSettings
+from fdn.init import draw_variables
 from fdn.segmenter import Segmenter, count_params
 
 FLAGS = flags.FlagValues()
@@ -47,7 +48,7 @@ def main(argv):
 
     dummy = jnp.zeros((2, size, size, 3))
     abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, train=False))
-    variables = flat.numpy_init(abstract, 0)
+    variables = draw_variables(abstract, 0)
     p = abstract["params"]
     f_enc, f_dec = flat.Flattener(p["encoder"]), flat.Flattener(p["decoder"])
     enc_on = 1.0 - f_enc.mask(optim.encoder_labels(p["encoder"], genotype), optim.FROZEN)

@@ -29,6 +29,7 @@ from fdn.candidate import flat, optim, steps
 from fdn.candidate.cache import Stage1Cache
 from fdn.decoder import Decoder, DecoderSettings
 from fdn.encoder import MobileNetV2Encoder
+from fdn.init import draw_variables
 from fdn.metrics import segmentation_metrics
 from fdn.segmenter import Segmenter, count_params
 
@@ -155,7 +156,7 @@ class CandidateTrainer:
             batch = min(c.batch_size, self.cache.num_examples)
             program = steps.make_stage1_program(decoder, tx, flattener, c, batch_size=batch, epochs=c.epochs,
                                                 num_examples=self.cache.num_examples)
-            variables = flat.numpy_init(abstract, 0)
+            variables = draw_variables(abstract, 0)
             state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
             args = (state, jax.random.PRNGKey(0), *self._cache_args())
             exe = jax.jit(program, donate_argnums=0).lower(*args).compile()
@@ -209,7 +210,7 @@ class CandidateTrainer:
         start = time.perf_counter()
         (exe, (tx, flattener, abstract)), compile_s = self._stage1_exe(genotype)
         init_key, run_key = jax.random.split(key)
-        variables = flat.numpy_init(abstract, int(jax.random.randint(init_key, (), 0, 2 ** 31 - 1)))
+        variables = draw_variables(abstract, int(jax.random.randint(init_key, (), 0, 2 ** 31 - 1)))
         state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
         t0 = time.perf_counter()
         try:
