@@ -6,7 +6,8 @@ fdn must compute what the official PyTorch models compute (parity tests against 
 * BatchNorm uses momentum 0.1 in PyTorch's sense and updates the running variance with the *unbiased* batch
   variance while normalising with the biased one (Flax's BatchNorm uses the biased one for both; it matters for
   the GAP op's BN, which sees one value per channel and image);
-* depthwise convolutions go through ``fdn.depthwise`` (fast on XLA:CPU, cuDNN elsewhere).
+* depthwise convolutions go through ``fdn.depthwise`` (fast on XLA:CPU, cuDNN elsewhere), dense ones through
+  ``fdn.conv`` (gradients that stay fast inside scans and switches on XLA:CPU).
 
 Parameter names follow Flax (``kernel`` HWIO, ``scale``/``bias``, batch stats ``mean``/``var``).
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+
+from fdn.conv import conv2d
 
 try:  # the fast depthwise kernel; plain XLA grouped conv until it is available
     from fdn.depthwise import depthwise_conv as _depthwise_conv
@@ -46,9 +49,7 @@ class Conv(nn.Module):
     def __call__(self, x):
         k = self.kernel_size
         kernel = self.param("kernel", torch_default_kernel_init, (k, k, x.shape[-1], self.features))
-        y = jax.lax.conv_general_dilated(
-            x, kernel.astype(x.dtype), (self.stride, self.stride), [(self.padding, self.padding)] * 2,
-            rhs_dilation=(self.dilation, self.dilation), dimension_numbers=_DIMS)
+        y = conv2d(x, kernel.astype(x.dtype), self.stride, self.padding, self.dilation)
         if self.use_bias:
             fan_in = k * k * x.shape[-1]
             bias = self.param(
