@@ -11,7 +11,8 @@ import pytest
 from fdn import genotype as G
 from fdn.candidate import (CandidateFailure, CandidateTrainer, Stage1Cache, build_stage1_cache,
                            default_config, flat, optim, steps)
-from fdn.decoder import Decoder, DecoderSettings
+from fdn.candidate.programs import make_programs
+from fdn.decoder import DecoderSettings
 from fdn.encoder import MobileNetV2Encoder
 from fdn.init import draw_variables
 
@@ -26,8 +27,9 @@ def rel_l2(got, want):
 
 
 # ------------------------------------------------------------------------------------------------ parity
-@pytest.fixture(scope="module")
-def official_step():
+@pytest.fixture(scope="module", params=["per_genotype", "universal"])
+def official_step(request):
+    """One official stage-1 step through each decoder program (``fdn.candidate.programs``)."""
     if not (PARITY / "search_a_stage1.npz").is_file():
         pytest.skip("parity fixture search_a_stage1 not available (../shared absent)")
     from fdn.convert.segmenter import torch_from_variables, variables_from_torch
@@ -46,27 +48,32 @@ def official_step():
     state_dict.update({"decoder." + k[len("init/"):]: v for k, v in arrays.items() if k.startswith("init/")})
     variables = variables_from_torch(state_dict, spec)
     dec_vars = {"params": variables["params"]["decoder"], "batch_stats": variables["batch_stats"]["decoder"]}
-    decoder = Decoder(genotype, settings)
+    programs = make_programs(request.param, settings)
+    prog_vars = programs.to_program(dec_vars, genotype)
     cfg = default_config().stage1
-    flattener = flat.Flattener(dec_vars["params"])
-    trainable = 1.0 - flattener.mask(optim.decoder_labels(dec_vars["params"], genotype), optim.FROZEN)
+    flattener = flat.Flattener(prog_vars["params"])
+    trainable = 1.0 - flattener.mask(optim.decoder_labels(prog_vars["params"], genotype), optim.FROZEN)
     tx = optim.flat_adam(cfg.lr, cfg.weight_decay, cfg.grad_clip, trainable)
-    state = steps.init_state(tx, flattener.flatten(dec_vars["params"]), dec_vars["batch_stats"])
+    state = steps.init_state(tx, flattener.flatten(prog_vars["params"]), prog_vars["batch_stats"])
+    predict, data = programs.stage1_predict(genotype), programs.data(genotype)
     feats = [jnp.asarray(arrays[f"enc_out{i}"].transpose(0, 2, 3, 1)) for i in range(4)]
     labels = jnp.asarray(arrays["y"].astype(np.int32))
     teacher = jnp.asarray(arrays["kd_y"].transpose(0, 2, 3, 1))
     with jax.default_matmul_precision("highest"):
-        step = jax.jit(lambda s, f, y, t: steps.stage1_step(decoder, tx, flattener, cfg, s, f, y, t))
-        new_state, metrics = step(state, feats, labels, teacher)
+        step = jax.jit(lambda s, f, y, t, d: steps.stage1_step(predict, tx, flattener, cfg, s, f, y, t, d))
+        new_state, metrics = step(state, feats, labels, teacher, data)
 
     def official_names(params, batch_stats=None):
-        v = {"params": {"decoder": params}}
+        ordinary = programs.to_ordinary({"params": params, "batch_stats": batch_stats or prog_vars["batch_stats"]},
+                                        genotype)
+        v = {"params": {"decoder": ordinary["params"]}}
         if batch_stats is not None:
-            v["batch_stats"] = {"decoder": batch_stats}
+            v["batch_stats"] = {"decoder": ordinary["batch_stats"]}
         sd = torch_from_variables(v)
         return {k[len("decoder."):]: x for k, x in sd.items() if not k.endswith("tracked")}
 
-    return {"arrays": arrays, "meta": meta, "metrics": jax.device_get(metrics), "tx": tx, "state": state,
+    return {"programs": request.param, "arrays": arrays, "meta": meta, "metrics": jax.device_get(metrics),
+            "tx": tx, "state": state,
             "flattener": flattener, "init": official_names(dec_vars["params"]),
             "after": official_names(flattener.unflatten(new_state["params"]), new_state["batch_stats"]),
             "avg": official_names(flattener.unflatten(new_state["avg"])), "names": official_names}
@@ -99,6 +106,8 @@ def test_stage1_params_after_one_adam_step(official_step):
 
 def test_stage1_optimizer_on_official_gradient(official_step):
     """Clip 3.0 -> coupled L2 1e-5 -> Adam 3e-3, fed the official raw gradient, gives the official step."""
+    if official_step["programs"] != "per_genotype":
+        pytest.skip("checks the optimiser alone, in the ordinary parameter layout")
     a, f, init = official_step["arrays"], official_step["flattener"], official_step["init"]
     names = official_step["names"]
     zero = jax.tree.map(np.zeros_like, f.unflatten(official_step["state"]["params"]))

@@ -24,7 +24,8 @@ from absl import flags
 
 from fdn import genotype as G
 from fdn.candidate import default_config, flat, optim, steps
-from fdn.decoder import Decoder, DecoderSettings
+from fdn.candidate.programs import make_programs, ordinary_abstract
+from fdn.decoder import DecoderSettings
 from fdn.init import draw_variables
 from fdn.segmenter import count_params
 
@@ -40,6 +41,9 @@ flags.DEFINE_integer("steps", 20, "timed steps", flag_values=FLAGS)
 flags.DEFINE_integer("warmup", 2, "untimed steps after compiling", flag_values=FLAGS)
 flags.DEFINE_integer("num_classes", 21, "classes", flag_values=FLAGS)
 flags.DEFINE_bool("scan", False, "also time the lax.scan epoch program", flag_values=FLAGS)
+flags.DEFINE_enum("programs", "universal", ["universal", "per_genotype"],
+                  "decoder program: one for every genotype, or compiled per genotype (fdn.candidate.programs)",
+                  flag_values=FLAGS)
 
 
 def tap_size(crop: int, stride: int) -> int:
@@ -92,53 +96,58 @@ def main(argv):
     labels = synthetic_labels(rng, b, l1, k)
     teacher = jnp.asarray(rng.normal(size=(b, l1, l1, k)).astype(np.float32))
 
-    decoder = Decoder(genotype, settings)
-    small = [jax.ShapeDtypeStruct((2, *f.shape[1:]), jnp.float32) for f in feats]
-    abstract = jax.eval_shape(lambda: decoder.init(jax.random.PRNGKey(0), small, train=False))
-    variables = draw_variables(abstract, 0)
+    programs = make_programs(FLAGS.programs, settings)
+    abstract = programs.abstract(genotype, [f.shape for f in feats])
+    ordinary = ordinary_abstract(genotype, settings, [f.shape for f in feats])
+    variables = programs.to_program(draw_variables(ordinary, 0), genotype)
     flattener = flat.Flattener(abstract["params"])
     trainable = 1.0 - flattener.mask(optim.decoder_labels(abstract["params"], genotype), optim.FROZEN)
     tx = optim.flat_adam(cfg.lr, cfg.weight_decay, cfg.grad_clip, trainable)
-    state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
+    predict, data = programs.stage1_predict(genotype), programs.data(genotype)
 
-    def step(state, f, y, t):
-        state, metrics = steps.stage1_step(decoder, tx, flattener, cfg, state, f, y, t)
+    def fresh_state():
+        return steps.init_state(tx, flattener.flatten(variables["params"]),
+                                jax.tree.map(jnp.array, variables["batch_stats"]))
+
+    def step(state, f, y, t, d):
+        state, metrics = steps.stage1_step(predict, tx, flattener, cfg, state, f, y, t, d)
         return state, metrics["loss"]
 
+    state = fresh_state()
     t0 = time.perf_counter()
-    lowered = jax.jit(step, donate_argnums=0).lower(state, feats, labels, teacher)
+    lowered = jax.jit(step, donate_argnums=0).lower(state, feats, labels, teacher, data)
     t1 = time.perf_counter()
     exe = lowered.compile()
     t2 = time.perf_counter()
     holder = {"state": state}
 
     def call(f, y, t):
-        holder["state"], loss = exe(holder["state"], f, y, t)
+        holder["state"], loss = exe(holder["state"], f, y, t, data)
         return loss
 
     median, times = time_calls(call, lambda: (feats, labels, teacher), FLAGS.steps, FLAGS.warmup)
-    rows = [("genotype", str(genotype)), ("batch / crop / l1", f"{b} / {FLAGS.crop} / {l1}x{l1}"),
+    rows = [("genotype", str(genotype)), ("programs", FLAGS.programs),
+            ("batch / crop / l1", f"{b} / {FLAGS.crop} / {l1}x{l1}"),
             ("decoder params (total / without aux)",
-             f"{flattener.size} / {count_params(abstract['params'], False)}"),
+             f"{count_params(ordinary['params'])} / {count_params(ordinary['params'], False)}"),
             ("trace+lower s", f"{t1 - t0:.2f}"), ("compile s", f"{t2 - t1:.2f}"),
             ("step s (median)", f"{median:.4f}"),
             ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
             ("images/s", f"{b / median:.1f}")]
-    result = {"bench": "stage1", "genotype": genotype.to_list(), "batch": b, "crop": FLAGS.crop,
-              "seconds_per_step": median, "compile_seconds": t2 - t1, "lower_seconds": t1 - t0,
-              "device": jax.devices()[0].device_kind}
+    result = {"bench": "stage1", "genotype": genotype.to_list(), "programs": FLAGS.programs, "batch": b,
+              "crop": FLAGS.crop, "seconds_per_step": median, "compile_seconds": t2 - t1,
+              "lower_seconds": t1 - t0, "device": jax.devices()[0].device_kind}
     if FLAGS.scan:
         n = b * max(FLAGS.steps, 1)
         cache_f = synthetic_features(rng, n, FLAGS.crop)
         cache_y = synthetic_labels(rng, n, l1, k)
         cache_t = jnp.asarray(rng.normal(size=(n, l1, l1, k)), jnp.float32)
-        program = steps.make_stage1_program(decoder, tx, flattener, cfg, num_examples=n, batch_size=b,
-                                            epochs=1)
-        args = (state, jax.random.PRNGKey(0), cache_f, cache_y, cache_t)
+        program = steps.make_stage1_program(predict, tx, flattener, cfg, num_examples=n, batch_size=b, epochs=1)
+        args = lambda: (fresh_state(), jax.random.PRNGKey(0), cache_f, cache_y, cache_t, data)  # noqa: E731
         t0 = time.perf_counter()
-        scan_exe = jax.jit(program).lower(*args).compile()
+        scan_exe = jax.jit(program, donate_argnums=0).lower(*args()).compile()
         t1 = time.perf_counter()
-        med, _ = time_calls(lambda *a: scan_exe(*a)[1], lambda: args, 2, 1)
+        med, _ = time_calls(lambda *a: scan_exe(*a)[1], args, 2, 1)
         rows += [("scan program compile s", f"{t1 - t0:.2f}"), ("scan step s", f"{med / FLAGS.steps:.4f}")]
         result.update(scan_compile_seconds=t1 - t0, scan_seconds_per_step=med / FLAGS.steps)
     print_table(rows)

@@ -59,5 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.val.cache_features = True  # stage 1: keep meta-val encoder outputs on the device (encoder is fixed)
 
     # Compilation.
+    c.programs = "universal"  # 'universal': one compile per search (the genotype is data); 'per_genotype':
+    #                           one compile per genotype (see fdn.candidate.programs and the README)
     c.compilation_cache_dir = ""  # persistent XLA cache shared by runs ('' = off)
     return c

@@ -1,7 +1,9 @@
 """The pure functions a candidate runs: stage-1 and stage-2 steps, the whole stage-1 program, evaluation.
 
-Everything here is a function of arrays only (the genotype, settings and shapes are fixed when the closures
-are built), so ``CandidateTrainer`` can compile each once per genotype ahead of time and reuse it. Parameters
+Everything here is a function of arrays only, so ``CandidateTrainer`` compiles each once ahead of time and
+reuses it. The decoder enters through *predict* functions (``fdn.candidate.programs``): the ordinary decoder
+(the genotype fixed in the closure: one compile per genotype) or the universal one (the genotype passed as
+``data``, a plan of arrays: one compile for the whole search). Parameters
 travel as flat vectors (``fdn.candidate.flat``) so the optimiser and Polyak code is a few fused loops.
 
 Stage 1 runs as *one* program: ``epochs`` x ``lax.scan`` over the steps of an epoch, the shuffle drawn on the
@@ -17,37 +19,35 @@ import optax
 
 from fdn import losses, polyak
 from fdn.metrics import confusion_matrix
-from fdn.resize import resize_bilinear, resize_nearest
 
 
 # ------------------------------------------------------------------------------------------------ stage 1
-def stage1_loss(decoder, params, batch_stats, feats, labels, teacher, cfg):
+def stage1_loss(predict, params, batch_stats, feats, labels, teacher, data, cfg):
     """Loss of one stage-1 batch at the label resolution (l1): NLL + kd * MSE + aux * sum(aux NLL).
 
-    Returns ``(loss, (parts, new_batch_stats))``; ``parts`` holds ``nll``, ``kd`` and ``aux`` (3,).
+    ``predict(params, batch_stats, feats, size, data) -> (logits, aux_logits, new_batch_stats)``, every
+    output bilinearly resized to ``size`` (train mode). Returns ``(loss, (parts, new_batch_stats))``;
+    ``parts`` holds ``nll``, ``kd`` and ``aux`` (3,).
     """
-    (logits, aux), updates = decoder.apply({"params": params, "batch_stats": batch_stats}, list(feats),
-                                           train=True, with_aux=True, mutable=["batch_stats"])
-    size = labels.shape[1:3]
-    out = resize_bilinear(logits, size)
+    out, aux, new_stats = predict(params, batch_stats, list(feats), labels.shape[1:3], data)
     main = losses.nll(out, labels)
-    aux_parts = losses.aux_nll(aux, labels)
+    aux_parts = jnp.stack([losses.nll(a, labels) for a in aux])
     loss = main + cfg.aux_weight * jnp.sum(aux_parts)
     kd = jnp.zeros((), jnp.float32)
     if teacher is not None:
         kd = losses.kd_mse(out, teacher)
         loss = loss + cfg.kd_weight * kd
-    return loss, ({"nll": main, "kd": kd, "aux": aux_parts}, updates["batch_stats"])
+    return loss, ({"nll": main, "kd": kd, "aux": aux_parts}, new_stats)
 
 
-def stage1_step(decoder, tx, flattener, cfg, state, feats, labels, teacher):
+def stage1_step(predict, tx, flattener, cfg, state, feats, labels, teacher, data=None):
     """One optimiser step + Polyak update. ``state`` = {params (flat vector), batch_stats, opt_state, avg}."""
 
     # Differentiate w.r.t. the tree and concatenate the gradients: the transpose of unflatten's slices would
     # be one full-length pad per leaf.
     grad_fn = jax.value_and_grad(stage1_loss, argnums=1, has_aux=True)
-    (loss, (parts, batch_stats)), grads = grad_fn(decoder, flattener.unflatten(state["params"]),
-                                                   state["batch_stats"], feats, labels, teacher, cfg)
+    (loss, (parts, batch_stats)), grads = grad_fn(predict, flattener.unflatten(state["params"]),
+                                                   state["batch_stats"], feats, labels, teacher, data, cfg)
     grads = flattener.flatten(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = state["params"] + updates
@@ -61,8 +61,8 @@ def init_state(tx, flat_params, batch_stats):
             "avg": polyak.init(flat_params)}
 
 
-def make_stage1_program(decoder, tx, flattener, cfg, *, num_examples: int, batch_size: int, epochs: int):
-    """``program(state, key, feats, labels, teacher_or_None) -> (state, losses (epochs, steps))``.
+def make_stage1_program(predict, tx, flattener, cfg, *, num_examples: int, batch_size: int, epochs: int):
+    """``program(state, key, feats, labels, teacher_or_None, data) -> (state, losses (epochs, steps))``.
 
     Each epoch draws a fresh permutation of the cache on the device and drops the remainder
     (``num_examples // batch_size`` steps), as the official ``train_task0``; the Polyak averages are written
@@ -70,12 +70,12 @@ def make_stage1_program(decoder, tx, flattener, cfg, *, num_examples: int, batch
     """
     steps = num_examples // batch_size
 
-    def program(state, key, feats, labels, teacher):
+    def program(state, key, feats, labels, teacher, data=None):
         def step(state, idx):
             batch_feats = [jnp.take(f, idx, axis=0).astype(jnp.float32) for f in feats]
             batch_teacher = None if teacher is None else jnp.take(teacher, idx, axis=0).astype(jnp.float32)
-            state, metrics = stage1_step(decoder, tx, flattener, cfg, state, batch_feats,
-                                         jnp.take(labels, idx, axis=0), batch_teacher)
+            state, metrics = stage1_step(predict, tx, flattener, cfg, state, batch_feats,
+                                         jnp.take(labels, idx, axis=0), batch_teacher, data)
             return state, metrics["loss"]
 
         def epoch(state, epoch_key):
@@ -98,26 +98,26 @@ def end_epoch(state):
 
 
 # ------------------------------------------------------------------------------------------------ stage 2
-def stage2_loss(model, params, batch_stats, images, labels, cfg):
+def stage2_loss(predict, params, batch_stats, images, labels, data, cfg):
     """NLL at the output resolution (labels nearest-downsampled to it) + aux * sum of aux NLLs (aux outputs
-    bilinearly resized to the output size). No distillation in stage 2."""
-    (logits, aux), updates = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
-                                         with_aux=True, mutable=["batch_stats"])
-    size = logits.shape[1:3]
-    small = resize_nearest(labels, size)
+    bilinearly resized to the output size). No distillation in stage 2.
+
+    ``predict(params, batch_stats, images, labels, data) -> (logits, labels at their size, aux logits at
+    that size, new_batch_stats)`` (train mode)."""
+    logits, small, aux, new_stats = predict(params, batch_stats, images, labels, data)
     main = losses.nll(logits, small)
-    aux_parts = jnp.stack([losses.nll(resize_bilinear(a, size), small) for a in aux])
+    aux_parts = jnp.stack([losses.nll(a, small) for a in aux])
     loss = main + cfg.aux_weight * jnp.sum(aux_parts)
-    return loss, ({"nll": main, "aux": aux_parts}, updates["batch_stats"])
+    return loss, ({"nll": main, "aux": aux_parts}, new_stats)
 
 
-def stage2_step(model, tx_enc, tx_dec, flat_enc, flat_dec, cfg, state, images, labels):
+def stage2_step(predict, tx_enc, tx_dec, flat_enc, flat_dec, cfg, state, images, labels, data=None):
     """One end-to-end step. ``state`` = {enc, dec (flat vectors), batch_stats, opt_enc, opt_dec, avg_enc,
     avg_dec}; encoder and decoder are clipped and updated by their own optimisers."""
 
     params = {"encoder": flat_enc.unflatten(state["enc"]), "decoder": flat_dec.unflatten(state["dec"])}
     grad_fn = jax.value_and_grad(stage2_loss, argnums=1, has_aux=True)
-    (loss, (_, batch_stats)), grads = grad_fn(model, params, state["batch_stats"], images, labels, cfg)
+    (loss, (_, batch_stats)), grads = grad_fn(predict, params, state["batch_stats"], images, labels, data, cfg)
     g_enc, g_dec = flat_enc.flatten(grads["encoder"]), flat_dec.flatten(grads["decoder"])
     u_enc, opt_enc = tx_enc.update(g_enc, state["opt_enc"], state["enc"])
     u_dec, opt_dec = tx_dec.update(g_dec, state["opt_dec"], state["dec"])
@@ -133,9 +133,10 @@ def init_stage2_state(tx_enc, tx_dec, enc, dec, batch_stats):
 
 
 # ------------------------------------------------------------------------------------------------ eval
-def decoder_confusion(decoder, num_classes: int, variables, feats, labels, valid, cm):
+def decoder_confusion(predict, num_classes: int, variables, feats, labels, valid, cm, data=None):
     """``cm`` + the confusion matrix of one batch: eval-mode decoder (no aux heads), prediction bilinearly
-    resized to the label size, argmax; padding slots (``valid`` False) and labels >= K are skipped."""
-    logits, _ = decoder.apply(variables, [f.astype(jnp.float32) for f in feats], train=False, with_aux=False)
-    pred = jnp.argmax(resize_bilinear(logits, labels.shape[1:3]), axis=-1)
+    resized to the label size (``predict(variables, feats, size, data)`` does both), argmax; padding slots
+    (``valid`` False) and labels >= K are skipped."""
+    logits = predict(variables, [f.astype(jnp.float32) for f in feats], labels.shape[1:3], data)
+    pred = jnp.argmax(logits, axis=-1)
     return cm + confusion_matrix(pred, labels, num_classes, valid)

@@ -1,11 +1,13 @@
 """``CandidateTrainer``: one candidate's two-stage training and its reward, built for throughput.
 
 Compiled once per search (shapes only): the encoder in eval mode (meta-val features, stage-2 validation).
-Compiled once per genotype, ahead of time (``jit(...).lower(...).compile()``, timed) and kept in a table keyed
-by (genotype, program): the whole stage-1 program, the decoder's validation step and the stage-2 step. A
-genotype seen again costs no compilation; ``precompile(genotype)`` fills the table from another thread while
-the current candidate trains (a stage waiting for a compile in flight joins it instead of compiling twice),
-and ``enable_compilation_cache(dir)`` turns on XLA's persistent cache across runs.
+The whole stage-1 program, the decoder's validation step and the stage-2 step are compiled ahead of time
+(``jit(...).lower(...).compile()``, timed) and kept in a table keyed by (program key, program): with the
+default ``programs='universal'`` (``fdn.candidate.programs``) the key is the same for every genotype, so a
+search compiles each program once; with ``'per_genotype'`` every new genotype compiles its own.
+``precompile(genotype)`` fills the table from another thread while the current candidate trains (a stage
+waiting for a compile in flight joins it instead of compiling twice), and ``enable_compilation_cache(dir)``
+turns on XLA's persistent cache across runs.
 
 Nothing syncs with the host inside stage 1; stage 2 checks its loss every ``check_every`` steps. A NaN or
 Inf loss, an out-of-memory error or a compile error raises ``CandidateFailure`` with the reason (the official
@@ -27,7 +29,8 @@ import numpy as np
 from fdn import genotype as G
 from fdn.candidate import flat, optim, steps
 from fdn.candidate.cache import Stage1Cache
-from fdn.decoder import Decoder, DecoderSettings
+from fdn.candidate.programs import make_programs, ordinary_abstract
+from fdn.decoder import DecoderSettings
 from fdn.encoder import MobileNetV2Encoder
 from fdn.init import draw_variables
 from fdn.metrics import segmentation_metrics
@@ -88,6 +91,7 @@ class CandidateTrainer:
         self.encoder_variables = jax.device_put(encoder_variables)
         self.cache = stage1_cache
         self.train_batches = train_batches
+        self.programs = make_programs(config.programs, self.settings)
         if config.compilation_cache_dir:
             enable_compilation_cache(config.compilation_cache_dir)
         self._lock = threading.Lock()
@@ -141,64 +145,75 @@ class CandidateTrainer:
         return out
 
     def _decoder_parts(self, genotype):
-        decoder = Decoder(genotype, self.settings)
-        small = [jax.ShapeDtypeStruct((2, *f.shape[1:]), jnp.float32) for f in self.cache.features]
-        abstract = jax.eval_shape(lambda: decoder.init(jax.random.PRNGKey(0), small, train=False))
+        shapes = [f.shape for f in self.cache.features]
+        abstract = self.programs.abstract(genotype, shapes)
         flattener = flat.Flattener(abstract["params"])
-        trainable = 1.0 - flattener.mask(optim.decoder_labels(abstract["params"], genotype), optim.FROZEN)
-        return decoder, abstract, flattener, trainable
+        return abstract, flattener
+
+    def _trainable(self, flattener, abstract, genotype):
+        return 1.0 - flattener.mask(optim.decoder_labels(abstract["params"], genotype), optim.FROZEN)
 
     def _stage1_exe(self, genotype):
         def build():
             c = self.config.stage1
-            decoder, abstract, flattener, trainable = self._decoder_parts(genotype)
-            tx = optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, trainable)
+            abstract, flattener = self._decoder_parts(genotype)
+            tx = optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, self._trainable(flattener, abstract, genotype))
             batch = min(c.batch_size, self.cache.num_examples)
-            program = steps.make_stage1_program(decoder, tx, flattener, c, batch_size=batch, epochs=c.epochs,
+            program = steps.make_stage1_program(self.programs.stage1_predict(genotype), tx, flattener, c,
+                                                batch_size=batch, epochs=c.epochs,
                                                 num_examples=self.cache.num_examples)
-            variables = draw_variables(abstract, 0)
-            state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
-            args = (state, jax.random.PRNGKey(0), *self._cache_args())
-            exe = jax.jit(program, donate_argnums=0).lower(*args).compile()
-            return exe, (tx, flattener, abstract)
-        return self._executable((genotype, "stage1"), build)
+            state = jax.eval_shape(lambda: steps.init_state(tx, jnp.zeros(flattener.size), abstract["batch_stats"]))
+            args = (state, jax.random.PRNGKey(0), *self._cache_args(), self.programs.data(genotype))
+            return jax.jit(program, donate_argnums=0).lower(*args).compile()
+        return self._executable((self.programs.key(genotype), "stage1"), build)
 
     def _eval_exe(self, genotype):
         def build():
-            decoder = Decoder(genotype, self.settings)
             feats = self._val_feats[0] if self._val_feats is not None else jax.eval_shape(
                 self._encode, self.encoder_variables, jnp.asarray(self._val[0]["image"]))
             feats = [jax.ShapeDtypeStruct(f.shape, jnp.float32) for f in feats]
-            abstract = jax.eval_shape(lambda: decoder.init(jax.random.PRNGKey(0), feats, train=False))
+            abstract = self.programs.abstract(genotype, [f.shape for f in feats])
+            predict = self.programs.eval_predict(genotype)
             b = self._val[0]
-            def fn(v, f, y, m, cm):
-                return steps.decoder_confusion(decoder, self.num_classes, v, f, y, m, cm)
+
+            def fn(v, f, y, m, cm, data):
+                return steps.decoder_confusion(predict, self.num_classes, v, f, y, m, cm, data)
             cm = jax.ShapeDtypeStruct((self.num_classes, self.num_classes), jnp.int32)
-            return jax.jit(fn).lower(abstract, feats, b["segmentation"], b["valid"], cm).compile()
-        return self._executable((genotype, "eval"), build)
+            return jax.jit(fn).lower(abstract, feats, b["segmentation"], b["valid"], cm,
+                                     self.programs.data(genotype)).compile()
+        return self._executable((self.programs.key(genotype), "eval"), build)
+
+    def _stage2_parts(self, genotype):
+        c = self.config.stage2
+        size = (c.crop_size, c.crop_size)
+        model = Segmenter(genotype, self.settings)
+        ordinary = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((2, *size, 3)), train=False))
+        feature_shapes = [f.shape for f in jax.eval_shape(
+            lambda v: model.apply(v, jnp.zeros((2, *size, 3)), method=Segmenter.encode), ordinary)]
+        dec = self.programs.abstract(genotype, feature_shapes)
+        abstract = {k: {"encoder": ordinary[k]["encoder"], "decoder": dec[k]} for k in ("params", "batch_stats")}
+        f_enc = flat.Flattener(abstract["params"]["encoder"])
+        f_dec = flat.Flattener(abstract["params"]["decoder"])
+        p = abstract["params"]
+        enc_on = 1.0 - f_enc.mask(optim.encoder_labels(p["encoder"], genotype), optim.FROZEN)
+        dec_on = 1.0 - f_dec.mask(optim.decoder_labels(p["decoder"], genotype), optim.FROZEN)
+        tx_enc = optim.flat_sgd(c.enc_lr, c.enc_momentum, c.enc_weight_decay, c.grad_clip, enc_on)
+        tx_dec = optim.flat_adam(c.dec_lr, c.dec_weight_decay, c.grad_clip, dec_on)
+        return abstract, tx_enc, tx_dec, f_enc, f_dec
 
     def _stage2_exe(self, genotype):
         def build():
             c = self.config.stage2
-            model = Segmenter(genotype, self.settings)
-            size = (c.crop_size, c.crop_size)
-            abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((2, *size, 3)),
-                                                         train=False))
-            f_enc = flat.Flattener(abstract["params"]["encoder"])
-            f_dec = flat.Flattener(abstract["params"]["decoder"])
-            p = abstract["params"]
-            enc_on = 1.0 - f_enc.mask(optim.encoder_labels(p["encoder"], genotype), optim.FROZEN)
-            dec_on = 1.0 - f_dec.mask(optim.decoder_labels(p["decoder"], genotype), optim.FROZEN)
-            tx_enc = optim.flat_sgd(c.enc_lr, c.enc_momentum, c.enc_weight_decay, c.grad_clip, enc_on)
-            tx_dec = optim.flat_adam(c.dec_lr, c.dec_weight_decay, c.grad_clip, dec_on)
-            fn = lambda s, x, y: steps.stage2_step(model, tx_enc, tx_dec, f_enc, f_dec, c, s, x, y)  # noqa
+            abstract, tx_enc, tx_dec, f_enc, f_dec = self._stage2_parts(genotype)
+            predict = self.programs.stage2_predict(genotype)
+            fn = lambda s, x, y, d: steps.stage2_step(predict, tx_enc, tx_dec, f_enc, f_dec, c, s, x, y, d)  # noqa
             state = jax.eval_shape(lambda: steps.init_stage2_state(
                 tx_enc, tx_dec, jnp.zeros(f_enc.size), jnp.zeros(f_dec.size), abstract["batch_stats"]))
+            size = (c.crop_size, c.crop_size)
             images = jax.ShapeDtypeStruct((c.batch_size, *size, 3), jnp.float32)
             labels = jax.ShapeDtypeStruct((c.batch_size, *size), jnp.uint8)
-            exe = jax.jit(fn, donate_argnums=0).lower(state, images, labels).compile()
-            return exe, (tx_enc, tx_dec, f_enc, f_dec)
-        return self._executable((genotype, "stage2"), build)
+            return jax.jit(fn, donate_argnums=0).lower(state, images, labels, self.programs.data(genotype)).compile()
+        return self._executable((self.programs.key(genotype), "stage2"), build)
 
     def _cache_args(self):
         return list(self.cache.features), self.cache.labels, self.cache.teacher
@@ -208,24 +223,28 @@ class CandidateTrainer:
         """Decoder-only training on the cache, then the meta-val reward."""
         genotype = G.parse(genotype)
         start = time.perf_counter()
-        (exe, (tx, flattener, abstract)), compile_s = self._stage1_exe(genotype)
+        exe, compile_s = self._stage1_exe(genotype)
+        c = self.config.stage1
+        abstract, flattener = self._decoder_parts(genotype)
+        tx = optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, self._trainable(flattener, abstract, genotype))
         init_key, run_key = jax.random.split(key)
-        variables = draw_variables(abstract, int(jax.random.randint(init_key, (), 0, 2 ** 31 - 1)))
+        shapes = [f.shape for f in self.cache.features]
+        ordinary = draw_variables(ordinary_abstract(genotype, self.settings, shapes),
+                                  int(jax.random.randint(init_key, (), 0, 2 ** 31 - 1)))
+        variables = self.programs.to_program(ordinary, genotype)
         state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
+        data = self.programs.data(genotype)
         t0 = time.perf_counter()
         try:
-            state, losses = exe(state, run_key, *self._cache_args())
+            state, losses = exe(state, run_key, *self._cache_args(), data)
             losses = np.asarray(losses)
         except Exception as err:  # noqa: BLE001
             raise CandidateFailure(_failure_reason(err, "stage 1")) from err
         train_s = time.perf_counter() - t0
         _check_finite(losses, "stage 1")
         decoder_vars = {"params": flattener.unflatten(state["params"]), "batch_stats": state["batch_stats"]}
-        variables = {"params": {"encoder": self.encoder_variables["params"],
-                                "decoder": decoder_vars["params"]},
-                     "batch_stats": {"encoder": self.encoder_variables["batch_stats"],
-                                     "decoder": decoder_vars["batch_stats"]}}
-        return self._finish(genotype, variables, self._val_feats, compile_s, train_s, start)
+        return self._finish(genotype, decoder_vars, self.encoder_variables, self._val_feats, compile_s, train_s,
+                            start)
 
     def stage2(self, genotype, stage1_result: StageResult, key=None) -> StageResult:
         """End-to-end training from the stage-1 variables over the train stream, then the reward."""
@@ -233,12 +252,16 @@ class CandidateTrainer:
         genotype = G.parse(genotype)
         c = self.config.stage2
         start = time.perf_counter()
-        (exe, (tx_enc, tx_dec, f_enc, f_dec)), compile_s = self._stage2_exe(genotype)
+        exe, compile_s = self._stage2_exe(genotype)
+        _, tx_enc, tx_dec, f_enc, f_dec = self._stage2_parts(genotype)
         v = stage1_result.variables
-        # The step donates its state: copy the BN statistics, which stage 1's result shares with the trainer.
-        batch_stats = jax.tree.map(lambda a: jnp.array(a, copy=True), v["batch_stats"])
+        dec = self.programs.to_program({k: v[k]["decoder"] for k in ("params", "batch_stats")}, genotype)
+        # The step donates its state: copy what stage 1's result shares with the trainer.
+        batch_stats = jax.tree.map(lambda a: jnp.array(a, copy=True),
+                                   {"encoder": v["batch_stats"]["encoder"], "decoder": dec["batch_stats"]})
         state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(v["params"]["encoder"]),
-                                        f_dec.flatten(v["params"]["decoder"]), batch_stats)
+                                        f_dec.flatten(dec["params"]), batch_stats)
+        data = self.programs.data(genotype)
         t0 = time.perf_counter()
         batches = iter(self.train_batches())
         pending = []
@@ -250,7 +273,7 @@ class CandidateTrainer:
                     if batch is None:
                         break
                     state, loss = exe(state, jnp.asarray(batch["image"], jnp.float32),
-                                      jnp.asarray(batch["segmentation"], jnp.uint8))
+                                      jnp.asarray(batch["segmentation"], jnp.uint8), data)
                     pending.append(loss)
                     done += 1
                     if done % max(c.check_every, 1) == 0:
@@ -266,33 +289,40 @@ class CandidateTrainer:
         except Exception as err:  # noqa: BLE001
             raise CandidateFailure(_failure_reason(err, "stage 2")) from err
         train_s = time.perf_counter() - t0
-        variables = {"params": {"encoder": f_enc.unflatten(state["enc"]),
-                                "decoder": f_dec.unflatten(state["dec"])},
-                     "batch_stats": state["batch_stats"]}
-        return self._finish(genotype, variables, None, compile_s, train_s, start)
+        decoder_vars = {"params": f_dec.unflatten(state["dec"]), "batch_stats": state["batch_stats"]["decoder"]}
+        encoder_vars = {"params": f_enc.unflatten(state["enc"]), "batch_stats": state["batch_stats"]["encoder"]}
+        return self._finish(genotype, decoder_vars, encoder_vars, None, compile_s, train_s, start)
 
     # ------------------------------------------------------------------------------------------ eval
-    def evaluate(self, genotype, variables, val_feats=None) -> dict:
-        """Reward metrics of segmenter ``variables`` on meta-val (``val_feats``: cached encoder outputs)."""
-        (exe, compile_s) = self._eval_exe(genotype)
-        dec_vars = {k: variables[k]["decoder"] for k in ("params", "batch_stats")}
-        enc_vars = {k: variables[k]["encoder"] for k in ("params", "batch_stats")}
+    def evaluate(self, genotype, variables, val_feats=None) -> tuple[dict, float]:
+        """Reward metrics of ordinary segmenter ``variables`` on meta-val (``val_feats``: cached encoder
+        outputs) and the compile seconds waited for."""
+        genotype = G.parse(genotype)
+        dec = self.programs.to_program({k: variables[k]["decoder"] for k in ("params", "batch_stats")}, genotype)
+        enc = {k: variables[k]["encoder"] for k in ("params", "batch_stats")}
+        return self._evaluate(genotype, dec, enc, val_feats)
+
+    def _evaluate(self, genotype, decoder_vars, encoder_vars, val_feats):
+        exe, compile_s = self._eval_exe(genotype)
+        data = self.programs.data(genotype)
         cm = jnp.zeros((self.num_classes, self.num_classes), jnp.int32)
         for i, b in enumerate(self._val):
-            feats = val_feats[i] if val_feats is not None else self._encode(enc_vars, jnp.asarray(b["image"]))
-            cm = exe(dec_vars, [f.astype(jnp.float32) for f in feats], b["segmentation"], b["valid"], cm)
+            feats = val_feats[i] if val_feats is not None else self._encode(encoder_vars, jnp.asarray(b["image"]))
+            cm = exe(decoder_vars, [f.astype(jnp.float32) for f in feats], b["segmentation"], b["valid"], cm, data)
         metrics = segmentation_metrics(np.asarray(cm), tuple(self.config.val.omit_classes))
         return metrics, compile_s
 
-    def _finish(self, genotype, variables, val_feats, compile_s, train_s, start):
+    def _finish(self, genotype, decoder_vars, encoder_vars, val_feats, compile_s, train_s, start):
         t0 = time.perf_counter()
         try:
-            metrics, eval_compile_s = self.evaluate(genotype, variables, val_feats)
+            metrics, eval_compile_s = self._evaluate(genotype, decoder_vars, encoder_vars, val_feats)
         except CandidateFailure:
             raise
         except Exception as err:  # noqa: BLE001
             raise CandidateFailure(_failure_reason(err, "validation")) from err
         eval_s = time.perf_counter() - t0 - eval_compile_s
+        dec = self.programs.to_ordinary(decoder_vars, genotype)
+        variables = {k: {"encoder": encoder_vars[k], "decoder": dec[k]} for k in ("params", "batch_stats")}
         params = variables["params"]
         seconds = {"compile": compile_s + eval_compile_s, "train": train_s, "eval": eval_s,
                    "total": time.perf_counter() - start}

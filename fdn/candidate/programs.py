@@ -1,0 +1,159 @@
+"""How a candidate's decoder enters the compiled programs: per genotype, or universal.
+
+``OrdinaryPrograms``: the genotype is fixed in the traced code (``fdn.decoder.Decoder``), so every new
+genotype compiles its own stage-1, stage-2 and evaluation programs. Fastest per step; right when compiles are
+cheap relative to training (long candidates on an accelerator) or for one genotype.
+
+``UniversalPrograms``: the decoder is ``fdn.universal.UniversalDecoder`` and the genotype is *data* (a plan of
+small arrays), so one compile of each program serves the whole search. Costs per step: the slot switch's
+recomputation in the backward pass and canvas-sized buffers; saves a compile per candidate.
+
+Both expose the same pieces to ``CandidateTrainer``: a cache key, the plan data, the decoder variables'
+abstract shapes in the program's layout, conversions from and to the ordinary layout (what checkpoints,
+parameter counts and the rest of fdn use), and the three *predict* functions ``fdn.candidate.steps`` takes.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fdn import genotype as G
+from fdn.decoder import Decoder, DecoderSettings
+from fdn.encoder import MobileNetV2Encoder
+from fdn.resize import resize_bilinear, resize_nearest
+from fdn.segmenter import Segmenter
+from fdn.universal import Geometry, UniversalDecoder, make_plan
+from fdn.universal.decoder import resize_from_level, resize_levels
+
+IGNORE = 255
+
+
+def ordinary_abstract(genotype, settings: DecoderSettings, feature_shapes) -> dict:
+    decoder = Decoder(genotype, settings)
+    small = [jax.ShapeDtypeStruct((2, *s[1:]), jnp.float32) for s in feature_shapes]
+    return jax.eval_shape(lambda: decoder.init(jax.random.PRNGKey(0), small, train=False))
+
+
+class OrdinaryPrograms:
+    universal = False
+
+    def __init__(self, settings: DecoderSettings, expand_first_block: bool = True):
+        self.settings = settings
+        self.expand_first_block = expand_first_block
+
+    def key(self, genotype):
+        return genotype
+
+    def data(self, genotype):
+        return None
+
+    def abstract(self, genotype, feature_shapes):
+        return ordinary_abstract(genotype, self.settings, feature_shapes)
+
+    def to_program(self, variables, genotype):
+        return variables
+
+    def to_ordinary(self, variables, genotype):
+        return variables
+
+    def stage1_predict(self, genotype):
+        decoder = Decoder(genotype, self.settings)
+
+        def predict(params, batch_stats, feats, size, data):
+            (logits, aux), upd = decoder.apply({"params": params, "batch_stats": batch_stats}, feats, train=True,
+                                               with_aux=True, mutable=["batch_stats"])
+            return resize_bilinear(logits, size), [resize_bilinear(a, size) for a in aux], upd["batch_stats"]
+        return predict
+
+    def stage2_predict(self, genotype):
+        model = Segmenter(genotype, self.settings, self.expand_first_block)
+
+        def predict(params, batch_stats, images, labels, data):
+            (logits, aux), upd = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
+                                             with_aux=True, mutable=["batch_stats"])
+            size = logits.shape[1:3]
+            return (logits, resize_nearest(labels, size), [resize_bilinear(a, size) for a in aux],
+                    upd["batch_stats"])
+        return predict
+
+    def eval_predict(self, genotype):
+        decoder = Decoder(genotype, self.settings)
+
+        def predict(variables, feats, size, data):
+            logits, _ = decoder.apply(variables, feats, train=False, with_aux=False)
+            return resize_bilinear(logits, size)
+        return predict
+
+
+class UniversalPrograms:
+    universal = True
+
+    def __init__(self, settings: DecoderSettings, expand_first_block: bool = True):
+        self.settings = settings
+        self.expand_first_block = expand_first_block
+        self.decoder = UniversalDecoder(settings)
+        self.layout = self.decoder.layout
+        self._any = G.released("arch0")  # any genotype gives the (genotype-independent) universal shapes
+
+    def key(self, genotype):
+        return "universal"
+
+    def data(self, genotype):
+        return {k: jnp.asarray(v) for k, v in make_plan(genotype, self.settings.aux_cell).items()}
+
+    def abstract(self, genotype, feature_shapes):
+        return self.layout.abstract(ordinary_abstract(self._any, self.settings, feature_shapes), self._any)
+
+    def to_program(self, variables, genotype):
+        return jax.tree.map(jnp.asarray, self.layout.to_universal(variables, genotype))
+
+    def to_ordinary(self, variables, genotype):
+        return self.layout.from_universal(variables, genotype)
+
+    def stage1_predict(self, genotype=None):
+        dec = self.decoder
+
+        def predict(params, batch_stats, feats, size, plan):
+            geom = Geometry.of(feats)
+            logits, level, aux, new = dec.apply({"params": params, "batch_stats": batch_stats}, feats, plan,
+                                                train=True, with_aux=True)
+            out = resize_from_level(logits, level, size, geom)
+            return out, [resize_from_level(a, plan["block_level"][b], size, geom) for b, a in enumerate(aux)], new
+        return predict
+
+    def stage2_predict(self, genotype=None):
+        dec = self.decoder
+        encoder = MobileNetV2Encoder(self.expand_first_block)
+
+        def predict(params, batch_stats, images, labels, plan):
+            feats, upd = encoder.apply({"params": params["encoder"], "batch_stats": batch_stats["encoder"]},
+                                       images, True, mutable=["batch_stats"])
+            geom = Geometry.of(feats)
+            logits, level, aux, new = dec.apply({"params": params["decoder"], "batch_stats": batch_stats["decoder"]},
+                                                feats, plan, train=True, with_aux=True)
+            h0, w0 = geom.canvas
+            per_level = jnp.stack([
+                jnp.pad(resize_nearest(labels, s), ((0, 0), (0, h0 - s[0]), (0, w0 - s[1])),
+                        constant_values=IGNORE) for s in geom.sizes])
+            small = jax.lax.dynamic_index_in_dim(per_level, level, keepdims=False)
+            aux = [resize_levels(a, plan["block_level"][b], level, geom) for b, a in enumerate(aux)]
+            return logits, small, aux, {"encoder": upd["batch_stats"], "decoder": new}
+        return predict
+
+    def eval_predict(self, genotype=None):
+        dec = self.decoder
+
+        def predict(variables, feats, size, plan):
+            logits, level, _, _ = dec.apply(variables, feats, plan, train=False, with_aux=False)
+            return resize_from_level(logits, level, size, Geometry.of(feats))
+        return predict
+
+
+def make_programs(kind: str, settings: DecoderSettings, expand_first_block: bool = True):
+    """``'universal'`` or ``'per_genotype'`` (see the module docstring)."""
+    if kind == "universal":
+        return UniversalPrograms(settings, expand_first_block)
+    if kind == "per_genotype":
+        return OrdinaryPrograms(settings, expand_first_block)
+    raise ValueError(f"candidate.programs must be 'universal' or 'per_genotype', got {kind!r}")

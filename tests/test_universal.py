@@ -1,0 +1,133 @@
+"""The universal decoder computes what the ordinary decoder computes, for any genotype, from one compile."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fdn import genotype as G
+from fdn.decoder import Decoder, DecoderSettings
+from fdn.init import draw_variables
+from fdn.resize import resize_bilinear
+from fdn.universal import Geometry, Layout, UniversalDecoder, make_plan
+from fdn.universal.decoder import resize_from_level
+
+SETTINGS = DecoderSettings(5, 8, 1, True)
+SIZES = (8, 4, 2, 1)  # encoder outputs of a 32x32 crop
+OUT = (8, 8)
+# Every op, cells at every level, blocks reading earlier blocks, one and several collected outputs.
+GENOTYPES = [
+    G.parse("[[7, [1, 0, 10, 7], [2, 1, 10, 6], [0, 5, 7, 4]], [[2, 1], [0, 0], [4, 1]]]"),
+    G.parse("[[3, [0, 1, 5, 0], [3, 2, 2, 8], [2, 2, 6, 9]], [[3, 2], [1, 4], [0, 5]]]"),
+]
+
+
+def random_genotype(rng):
+    while True:
+        actions = [0, int(rng.integers(G.NUM_OPS))]
+        for n in G.CELL_POSITION_CHOICES:
+            actions += [int(rng.integers(n)), int(rng.integers(n)), int(rng.integers(G.NUM_OPS)),
+                        int(rng.integers(G.NUM_OPS))]
+        for n in G.BLOCK_INPUT_CHOICES:
+            actions += [int(rng.integers(n)), int(rng.integers(n))]
+        try:
+            return G.Genotype.from_actions(actions)
+        except G.GenotypeError:
+            continue
+
+
+@pytest.fixture(scope="module")
+def features():
+    rng = np.random.default_rng(0)
+    return [jnp.asarray(rng.normal(size=(2, s, s, c)).astype(np.float32)) for s, c in zip(SIZES, (24, 32, 96, 320))]
+
+
+def ordinary_variables(genotype, features, seed):
+    decoder = Decoder(genotype, SETTINGS)
+    abstract = jax.eval_shape(lambda: decoder.init(jax.random.PRNGKey(0), features, train=False))
+    return decoder, draw_variables(abstract, seed, random_bn_stats=True)
+
+
+def test_layout_round_trip_is_exact(features):
+    layout = Layout(SETTINGS)
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        g = random_genotype(rng)
+        _, v = ordinary_variables(g, features, i)
+        back = layout.from_universal(layout.to_universal(v, g), g)
+        assert jax.tree.structure(back) == jax.tree.structure(v)
+        for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(v)):
+            np.testing.assert_array_equal(np.asarray(a), b)
+        # Every genotype gets the same universal shapes: one compile serves them all.
+        reference = layout.to_universal(ordinary_variables(GENOTYPES[0], features, 0)[1], GENOTYPES[0])
+        assert jax.tree.map(np.shape, layout.to_universal(v, g)) == jax.tree.map(np.shape, reference)
+
+
+def test_plan_levels():
+    plan = make_plan(GENOTYPES[0])
+    # blocks: [2, 1] -> level 1, [0, 0] -> 0, [4 (b1, level 1), 1] -> 1; collected: b2, b3 (b1 is read by b3)
+    assert plan["block_level"].tolist() == [1, 0, 1]
+    assert plan["job_level"].tolist() == [[2, 1, 1], [0, 0, 0], [1, 1, 1]]
+    assert plan["collected"].tolist() == [False, True, True] and int(plan["final_level"]) == 0
+
+
+def rel(a, b, floor):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), floor))
+
+
+def test_train_outputs_stats_and_gradients_match_the_ordinary_decoder(features):
+    universal = UniversalDecoder(SETTINGS)
+    geom = Geometry.of(features)
+    rng = np.random.default_rng(2)
+    weights = [jnp.asarray(rng.normal(size=(2, *OUT, 5)).astype(np.float32)) for _ in range(4)]
+
+    def score(out, aux):
+        return jnp.sum(out * weights[0]) + sum(jnp.sum(a * w) for a, w in zip(aux, weights[1:]))
+
+    def universal_loss(params, stats, plan):
+        logits, level, aux, new = universal.apply({"params": params, "batch_stats": stats}, features, plan,
+                                                  train=True)
+        out = resize_from_level(logits, level, OUT, geom)
+        aux = [resize_from_level(a, plan["block_level"][b], OUT, geom) for b, a in enumerate(aux)]
+        return score(out, aux), (out, aux, new)
+
+    universal_step = jax.jit(jax.value_and_grad(universal_loss, has_aux=True))  # compiled once, for both
+    for seed, g in enumerate(GENOTYPES):
+        decoder, v = ordinary_variables(g, features, seed)
+
+        def ordinary_loss(params):
+            (logits, aux), upd = decoder.apply({"params": params, "batch_stats": v["batch_stats"]}, features,
+                                               train=True, mutable=["batch_stats"])
+            out, aux = resize_bilinear(logits, OUT), [resize_bilinear(a, OUT) for a in aux]
+            return score(out, aux), (out, aux, upd["batch_stats"])
+
+        (loss, (out, aux, stats)), grads = jax.value_and_grad(ordinary_loss, has_aux=True)(v["params"])
+        uv = universal.layout.to_universal(v, g)
+        plan = {k: jnp.asarray(x) for k, x in make_plan(g).items()}
+        (u_loss, (u_out, u_aux, u_stats)), u_grads = universal_step(uv["params"], uv["batch_stats"], plan)
+        assert rel(u_loss, loss, 1e-6) < 1e-5
+        assert rel(u_out, out, 1e-6) < 1e-5
+        assert max(rel(a, b, 1e-6) for a, b in zip(u_aux, aux)) < 1e-5
+        back = universal.layout.from_universal({"params": u_grads, "batch_stats": u_stats}, g)
+        for a, b in zip(jax.tree.leaves(back["batch_stats"]), jax.tree.leaves(stats)):
+            assert rel(a, b, 1e-6) < 1e-5
+        # Per-leaf gradient error relative to the leaf, floored at 1e-3 of the largest leaf gradient (GAP
+        # branches after batch-statistics BN have gradients that are float noise around zero).
+        scale = max(float(np.linalg.norm(np.asarray(x))) for x in jax.tree.leaves(grads))
+        errs = [rel(a, b, 1e-3 * scale) for a, b in zip(jax.tree.leaves(back["params"]), jax.tree.leaves(grads))]
+        assert jax.tree.structure(back["params"]) == jax.tree.structure(grads)
+        assert max(errs) < 1e-3, max(errs)
+
+
+def test_eval_outputs_match_the_ordinary_decoder(features):
+    universal = UniversalDecoder(SETTINGS)
+    fn = jax.jit(lambda v, plan: universal.apply(v, features, plan, train=False, with_aux=False)[:2])
+    for seed, g in enumerate(GENOTYPES):
+        decoder, v = ordinary_variables(g, features, seed)
+        logits, _ = decoder.apply(v, features, train=False, with_aux=False)
+        plan = {k: jnp.asarray(x) for k, x in make_plan(g).items()}
+        u_logits, level = fn(universal.layout.to_universal(v, g), plan)
+        h, w = SIZES[int(level)], SIZES[int(level)]
+        assert u_logits[:, :h, :w].shape == logits.shape
+        assert rel(u_logits[:, :h, :w], logits, 1e-6) < 1e-5
