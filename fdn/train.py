@@ -20,6 +20,9 @@ config_flags.DEFINE_config_file("config", None, "training config (configs/voc_tr
                                 "demo_train.py[:depth])", lock_config=True)
 flags.DEFINE_string("workdir", None, "where the run lives; an existing run there is resumed")
 flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host: TPU pods, Slurm, ...)")
+flags.DEFINE_string("coordinator_address", None, "with --distributed: host:port of process 0 (default: detected)")
+flags.DEFINE_integer("num_processes", None, "with --distributed: number of processes (default: detected)")
+flags.DEFINE_integer("process_id", None, "with --distributed: this process's index (default: detected)")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -31,7 +34,8 @@ def main(argv):
     import jax
 
     if FLAGS.distributed:
-        jax.distributed.initialize()  # before any device is touched; auto-detects TPU / Slurm / MPI / k8s
+        # before any device is touched; without arguments it detects Cloud TPU / Slurm / Open MPI / Kubernetes
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     from fdn import train_loop
 
     try:

@@ -73,6 +73,8 @@ def export_variables(params, batch_stats) -> dict:
         for name in list(dec):
             if name.startswith("aux_clfs_"):
                 dec[name] = {k: v for k, v in dec[name].items() if k != "aux_cell"}
+                if not dec[name]:  # batch stats: nothing left (the classifier has none)
+                    del dec[name]
         return {**tree, "decoder": dec}
 
     return {"params": strip(params), "batch_stats": strip(batch_stats)}
