@@ -8,6 +8,7 @@ fill) are masked out by ``valid``.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import jax
@@ -63,3 +64,64 @@ def write_pictures(directory, start: int, batch: dict, prediction: np.ndarray, t
 
 def summarise(task, sums, omit=()):
     return train_step.summarise(task, sums, omit)
+
+
+def evaluate_checkpoint(checkpoint_dir, split=None, dataset=None, data_dir=None, crop=None, min_side=None, batch_size=None,
+        num_examples=0, omit_classes=None, png_dir=None, num_png=8, depth_max=8.0) -> tuple[dict, str]:
+    """``(metrics, report text)`` of an fdn checkpoint (``python -m fdn.evaluate``)."""
+    from fdn import checkpoint, metrics
+    from fdn.errors import InputError
+
+    evaluation = sys.modules[__name__]
+
+    spec, variables, info = checkpoint.load_model(checkpoint_dir)
+    meta = info.get("metadata", {})
+    ev = meta.get("eval", {})
+    dataset = dataset or meta.get("dataset")
+    if not dataset:
+        raise InputError(f"{checkpoint_dir} does not say which dataset it was trained on; pass --dataset")
+    split = split or meta.get("eval_split") or "val"
+    data_dir = data_dir or meta.get("data_dir") or None
+    task = spec.task
+    if crop:
+        try:
+            crop = tuple(int(v) for v in crop.lower().split("x"))
+        except ValueError:
+            raise InputError(f"--crop must be HxW, e.g. 512x512, got {crop!r}") from None
+    crop = tuple(crop or ev.get("crop_size") or (512, 512))
+    crop = crop * 2 if len(crop) == 1 else crop
+    min_side = ev.get("min_side", 0) if min_side is None else min_side
+    omit = [int(c) for c in (omit_classes if omit_classes is not None else ev.get("omit_classes", []))]
+    mesh = sharding.make_mesh()
+    batch_size = batch_size or ev.get("batch_size") or 8
+    batch_size = -(-batch_size // mesh.size) * mesh.size
+    num_classes = spec.decoder.num_classes
+
+    source = pipeline.data_source(dataset, split, data_dir)
+    model = spec.build()
+    eval_fn = jax.jit(train_step.make_eval_step(model, task, num_classes))
+    predict = jax.jit(train_step.make_predict(model, task)) if png_dir else None
+    variables = sharding.replicate(variables, mesh)
+    written = [0]
+
+    def pictures(i, batch, sharded):
+        if predict is not None and written[0] < num_png:
+            pred = np.asarray(predict(variables, sharded["image"]))
+            written[0] += evaluation.write_pictures(png_dir, written[0], batch, pred, task, num_png, depth_max)
+
+    batches = evaluation.eval_batches(source, crop_size=crop, min_side=min_side, batch_size=batch_size, task=task,
+                                      num_examples=num_examples)
+    sums = evaluation.accumulate(eval_fn, variables, batches, mesh, on_batch=pictures)
+    scores = evaluation.summarise(task, sums, omit)
+    n = min(num_examples, len(source)) if num_examples else len(source)
+    lines = [f"{checkpoint_dir}: {spec.genotype} ({task}) on {dataset}/{split}, {n} images, crop "
+             f"{crop[0]}x{crop[1]}, single scale, no flip"]
+    if task == "segmentation":
+        lines.append(metrics.class_table(sums["cm"], meta.get("class_names"), omit=omit))
+        lines.append(f"mIoU {scores['miou']:.4f}  pixel acc {scores['pixel_acc']:.4f}  mean acc {scores['macc']:.4f}"
+                     + (f"  (classes {omit} omitted)" if omit else ""))
+    else:
+        lines.append("  ".join(f"{k} {scores[k]:.4f}" for k in metrics.DEPTH_KEYS))
+    if png_dir:
+        lines.append(f"wrote {written[0]} picture(s) (image, gt, pred) to {png_dir}")
+    return scores, "\n".join(lines)

@@ -156,9 +156,9 @@ def test_train_resume_export_evaluate(xla_cache, shapes_dir, tmp_path, monkeypat
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
     # the exported model scores the same with fdn.evaluate as during training, and draws pictures
-    from fdn import evaluate
+    from fdn.evaluation import evaluate_checkpoint
 
-    scores, text = evaluate.run(str(full / "final_model"), png_dir=str(tmp_path / "png"), num_png=3)
+    scores, text = evaluate_checkpoint(str(full / "final_model"), png_dir=str(tmp_path / "png"), num_png=3)
     assert scores["miou"] == pytest.approx(result["metrics"]["miou"], abs=1e-6)
     assert "striped_disc" in text and "mIoU" in text
     assert len(list((tmp_path / "png").glob("*_pred.png"))) == 3
@@ -178,8 +178,8 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(xla_cac
 
 @pytest.mark.slow
 def test_depth_on_shapes_and_on_a_miniature_nyu_tree(xla_cache, shapes_dir, tmp_path):
-    from fdn import evaluate
     from fdn.data import prepare
+    from fdn.evaluation import evaluate_checkpoint
 
     result = run(tiny(shapes_dir, depth=True), tmp_path / "shapes")
     m = result["metrics"]
@@ -199,5 +199,6 @@ def test_depth_on_shapes_and_on_a_miniature_nyu_tree(xla_cache, shapes_dir, tmp_
     assert result["steps"] == 8 and result["metrics"]["rmse"] > 0
     spec, _, info = checkpoint.load_model(tmp_path / "nyu" / "final_model")
     assert spec.task == "depth" and spec.decoder.num_classes == 1
-    scores, text = evaluate.run(str(tmp_path / "nyu" / "final_model"), png_dir=str(tmp_path / "png"), num_png=2)
+    scores, text = evaluate_checkpoint(str(tmp_path / "nyu" / "final_model"), png_dir=str(tmp_path / "png"),
+                                       num_png=2)
     assert scores["rmse"] == pytest.approx(result["metrics"]["rmse"], rel=1e-5) and "abs_rel" in text
