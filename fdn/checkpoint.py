@@ -82,3 +82,56 @@ def load_model(directory) -> tuple[ModelSpec, dict, dict]:
             f"cannot restore the variables in {var_dir} for the model described in {SPEC_FILE} "
             f"({spec.genotype}): {type(err).__name__}: {str(err)[:500]}") from None
     return spec, variables, info
+
+
+# ------------------------------------------------------------------------------------------ training state
+class TrainCheckpoints:
+    """``WORKDIR/checkpoints``: full training states (Orbax ``CheckpointManager``), the latest and the best.
+
+    Each step directory holds ``state`` (params, batch stats, optimiser state, Polyak average, step), ``data``
+    (the grain iterator, per host) and ``extra`` (JSON: epoch, best score, ...). A save with ``score`` (after
+    an evaluation) takes part in the best-of ranking; the latest save is always kept, so resuming continues
+    from it and the best one survives until a better one comes.
+    """
+
+    def __init__(self, directory):
+        from orbax.checkpoint import checkpoint_managers as cm
+
+        policy = cm.AnyPreservationPolicy([
+            cm.LatestN(1),
+            cm.BestN(get_metric_fn=lambda m: m["score"], n=1, keep_checkpoints_without_metrics=False)])
+        options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True)
+        self.directory = Path(directory).absolute()
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def save(self, step: int, state, iterator, extra: dict, score: float | None = None) -> None:
+        import grain
+
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator),
+                                  extra=ocp.args.JsonSave(extra))
+        self.manager.save(step, args=args, metrics=None if score is None else {"score": float(score)}, force=True)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def best_step(self) -> int | None:
+        return self.manager.best_step()
+
+    def restore(self, step: int, abstract_state, iterator):
+        """``(state, extra)`` of ``step``; ``iterator`` is set to the saved position in place."""
+        import grain
+
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                  data=grain.checkpoint.CheckpointRestore(iterator), extra=ocp.args.JsonRestore())
+        try:
+            restored = self.manager.restore(step, args=args)
+        except Exception as err:  # orbax raises many types for damaged or mismatching files
+            raise CheckpointError(f"cannot resume from {self.directory} step {step} (a checkpoint of another "
+                                  f"config or genotype?): {type(err).__name__}: {str(err)[:500]}") from None
+        return restored.state, restored.extra
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()

@@ -1,0 +1,67 @@
+"""Full training on the embedded demo data (fdn_shapes), sized for a couple of minutes on a 2-core CPU.
+
+COMMAND::
+
+    python -m fdn.train --config=configs/demo_train.py --workdir=workdirs/demo_train
+    python -m fdn.train --config=configs/demo_train.py --workdir=workdirs/demo_train \\
+        --config.genotype=workdirs/demo#1 --config.data.data_dir=workdirs/demo/data   # the demo search's best
+    python -m fdn.train --config=configs/demo_train.py:depth --workdir=workdirs/demo_depth   # depth (berHu)
+    python -m fdn.evaluate --checkpoint=workdirs/demo_train/best_model --png_dir=workdirs/demo_train/png
+
+fdn_shapes is prepared into ``--config.data.data_dir`` (default ``WORKDIR/data``) on first use. The model has
+the released settings (agg 64, separable repeats 2, auxiliary cells in training only) and a random encoder;
+the schedule is Light-Weight RefineNet's (``configs/train_common.py``) with its three stages shortened to
+2 + 1 + 1 epochs of 40 steps (batch 8, 64-pixel crops); evaluation every 2 epochs on 96 val images.
+``:depth`` trains the depth head on the same images (berHu loss; RMSE etc.); ``:tiny`` is for tests.
+"""
+
+from configs import common, train_common
+
+
+def get_config(arg=None):
+    arg = common.parse_arg(arg, depth=False, tiny=False)
+    c = train_common.train_config()
+    c.genotype = "arch0"
+    c.model.num_classes = 7
+    c.data.name = "fdn_shapes"
+    c.data.train_split = "train"
+    c.data.eval_split = "val"
+    c.data.auto_prepare = True
+    c.data.batch_size = 8
+    c.data.crop_size = 64
+    c.data.min_side = 64
+    c.data.scale_range = (0.5, 1.0)
+    c.eval.crop_size = (128, 160)  # fdn_shapes images are 128x160: whole images
+    c.eval.batch_size = 16
+    c.eval.num_examples = 96
+    c.eval.every_epochs = 2
+    c.eval.omit_classes = ()
+    c.optim.stage_epochs = (2, 1, 1)
+    c.optim.steps_per_epoch = 40
+    c.optim.reference_batch = 8  # the demo's learning rates are RF-LW's as they are
+    c.checkpoint_every_steps = 40
+    c.log_every_steps = 20
+    if arg.depth:
+        c.task = "depth"
+        c.model.num_classes = 1
+        c.teacher.weight = 0.0
+    if arg.tiny:
+        _tiny(c)
+    return c
+
+
+def _tiny(c):
+    """Seconds, for tests: agg 8, 32-pixel crops, 2 + 1 + 1 epochs of 2 steps, 8 val images."""
+    c.model.agg_size = 8
+    c.data.batch_size = 4
+    c.data.crop_size = 32
+    c.data.min_side = 32
+    c.eval.crop_size = (32, 32)
+    c.eval.min_side = 32
+    c.eval.batch_size = 4
+    c.eval.num_examples = 8
+    c.eval.every_epochs = 2
+    c.optim.steps_per_epoch = 2
+    c.checkpoint_every_steps = 3
+    c.log_every_steps = 2
+    c.progress = False
