@@ -20,6 +20,7 @@ from absl import flags
 
 from fdn import genotype as G
 from fdn.bench.stage1 import SEARCH_A, print_table, time_calls
+from fdn.candidate.programs import make_programs
 from fdn.candidate import default_config, flat, optim, steps
 from fdn.decoder import DecoderSettings
 from fdn.init import draw_variables
@@ -32,6 +33,8 @@ flags.DEFINE_integer("crop", 350, "square crop side", flag_values=FLAGS)
 flags.DEFINE_integer("steps", 10, "timed steps", flag_values=FLAGS)
 flags.DEFINE_integer("warmup", 2, "untimed steps after compiling", flag_values=FLAGS)
 flags.DEFINE_integer("num_classes", 21, "classes", flag_values=FLAGS)
+flags.DEFINE_enum("programs", "universal", ["universal", "per_genotype"],
+                  "decoder program (fdn.candidate.programs)", flag_values=FLAGS)
 
 
 def main(argv):
@@ -47,8 +50,12 @@ def main(argv):
     labels = jnp.asarray(labels)
 
     dummy = jnp.zeros((2, size, size, 3))
-    abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, train=False))
-    variables = draw_variables(abstract, 0)
+    ordinary = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, train=False))
+    programs = make_programs(FLAGS.programs, model.settings)
+    drawn = draw_variables(ordinary, 0)
+    dec = programs.to_program({k: drawn[k]["decoder"] for k in ("params", "batch_stats")}, genotype)
+    variables = {k: {"encoder": drawn[k]["encoder"], "decoder": dec[k]} for k in ("params", "batch_stats")}
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.float32), variables)
     p = abstract["params"]
     f_enc, f_dec = flat.Flattener(p["encoder"]), flat.Flattener(p["decoder"])
     enc_on = 1.0 - f_enc.mask(optim.encoder_labels(p["encoder"], genotype), optim.FROZEN)
@@ -58,8 +65,10 @@ def main(argv):
     state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(variables["params"]["encoder"]),
                                     f_dec.flatten(variables["params"]["decoder"]), variables["batch_stats"])
 
+    predict, data = programs.stage2_predict(genotype), programs.data(genotype)
+
     def step(state, x, y):
-        return steps.stage2_step(model, tx_enc, tx_dec, f_enc, f_dec, cfg, state, x, y)
+        return steps.stage2_step(predict, tx_enc, tx_dec, f_enc, f_dec, cfg, state, x, y, data)
 
     t0 = time.perf_counter()
     lowered = jax.jit(step, donate_argnums=0).lower(state, images, labels)
@@ -74,12 +83,15 @@ def main(argv):
 
     median, times = time_calls(call, lambda: (images, labels), FLAGS.steps, FLAGS.warmup)
     print_table([("genotype", str(genotype)), ("batch / crop", f"{b} / {size}"),
-                 ("params (total / without aux)", f"{count_params(p)} / {count_params(p, False)}"),
+                 ("programs", FLAGS.programs),
+                 ("params (total / without aux)",
+                  f"{count_params(ordinary['params'])} / {count_params(ordinary['params'], False)}"),
                  ("trace+lower s", f"{t1 - t0:.2f}"), ("compile s", f"{t2 - t1:.2f}"),
                  ("step s (median)", f"{median:.4f}"),
                  ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
                  ("images/s", f"{b / median:.1f}")])
-    print(json.dumps({"bench": "stage2", "genotype": genotype.to_list(), "batch": b, "crop": size,
+    print(json.dumps({"bench": "stage2", "genotype": genotype.to_list(), "programs": FLAGS.programs, "batch": b,
+                      "crop": size,
                       "seconds_per_step": median, "compile_seconds": t2 - t1, "lower_seconds": t1 - t0,
                       "device": jax.devices()[0].device_kind}))
     return 0
