@@ -11,7 +11,9 @@ such bodies, so on CPU the VJP here computes
 
 which run at top-level speed everywhere (the tap dots are even faster than XLA's top-level kernel gradient:
 10 ms vs 18 ms above). Other platforms, and convolutions that are strided or change the spatial size, use
-XLA's convolution and its own gradient.
+XLA's convolution and its own gradient. ``fdn.depthwise.set_default_impl`` / ``$FDN_DEPTHWISE_IMPL`` pick
+for both kernels: ``'xla'`` (what export uses: no platform-dependent code in the traced program),
+``'shifted'`` (the CPU kernels everywhere) or ``'auto'``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from fdn import depthwise
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -63,5 +67,10 @@ def conv2d(x, kernel, stride: int = 1, padding: int = 0, dilation: int = 1):
     if not same:
         return lax.conv_general_dilated(x, kernel, (stride, stride), [(padding, padding)] * 2,
                                         rhs_dilation=(dilation, dilation), dimension_numbers=_DIMS)
+    impl = depthwise.default_impl()  # one process-wide switch for fdn's CPU kernels (export sets 'xla')
+    if impl == "xla":
+        return _xla(x, kernel, padding, dilation)
+    if impl == "shifted":
+        return _same_conv(x, kernel, padding, dilation)
     return lax.platform_dependent(x, kernel, cpu=lambda a, b: _same_conv(a, b, padding, dilation),
                                   default=lambda a, b: _xla(a, b, padding, dilation))

@@ -174,7 +174,6 @@ def test_voc_tiny_real_trainer_stage1(voc_dir, tmp_path):
     assert strip_times(run_log.read(tmp_path / "again")) == strip_times(records)
 
 
-@pytest.mark.slow
 def test_voc_tiny_real_trainer(voc_dir, tmp_path):
     """configs/voc.py:tiny with the real candidate trainer, both stages: every candidate is scored and logged."""
     config = tiny_config(voc_dir, fake=False, n=2)

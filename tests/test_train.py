@@ -166,7 +166,6 @@ def test_train_resume_export_evaluate(xla_cache, shapes_dir, tmp_path, monkeypat
     assert len(list((tmp_path / "png").glob("*_pred.png"))) == 3
 
 
-@pytest.mark.slow
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(xla_cache, shapes_dir, tmp_path,
                                                                          monkeypatch):
     interrupt_after(monkeypatch, 5, poison=True)  # step 6 sees a NaN pixel
