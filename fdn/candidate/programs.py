@@ -95,6 +95,7 @@ class UniversalPrograms:
         self.decoder = UniversalDecoder(settings)
         self.layout = self.decoder.layout
         self._any = G.released("arch0")  # any genotype gives the (genotype-independent) universal shapes
+        self._abstract: dict = {}
 
     def key(self, genotype):
         return "universal"
@@ -103,7 +104,11 @@ class UniversalPrograms:
         return {k: jnp.asarray(v) for k, v in make_plan(genotype, self.settings.aux_cell).items()}
 
     def abstract(self, genotype, feature_shapes):
-        return self.layout.abstract(ordinary_abstract(self._any, self.settings, feature_shapes), self._any)
+        key = tuple(tuple(s) for s in feature_shapes)
+        if key not in self._abstract:  # the same for every genotype: built once per feature shapes
+            self._abstract[key] = self.layout.abstract(ordinary_abstract(self._any, self.settings, feature_shapes),
+                                                       self._any)
+        return self._abstract[key]
 
     def to_program(self, variables, genotype):
         return jax.tree.map(jnp.asarray, self.layout.to_universal(variables, genotype))

@@ -53,6 +53,9 @@ class StageResult:
     params_total: int
     params_without_aux: int
     seconds: dict  # compile (waited for in this call), train, eval, total
+    # The decoder's variables in the trainer's program layout (what stage 2 starts from without converting
+    # ``variables`` back); None when the result did not come from a CandidateTrainer.
+    decoder_program_variables: dict | None = None
 
 
 def enable_compilation_cache(path: str, min_compile_seconds: float = 0.5):
@@ -96,6 +99,7 @@ class CandidateTrainer:
             enable_compilation_cache(config.compilation_cache_dir)
         self._lock = threading.Lock()
         self._compiled: dict = {}
+        self._parts: dict = {}
         encoder = MobileNetV2Encoder()
         self._encode = jax.jit(lambda v, x: encoder.apply(v, x, train=False))
         self._val = [{"image": np.asarray(b["image"], np.float32),
@@ -144,11 +148,18 @@ class CandidateTrainer:
             out[stage] = time.perf_counter() - start
         return out
 
+    def _cached(self, what, genotype, build):
+        """Shapes and flatteners depend on the program key only (one entry per search when universal)."""
+        key = (self.programs.key(genotype), what)
+        if key not in self._parts:
+            self._parts[key] = build()
+        return self._parts[key]
+
     def _decoder_parts(self, genotype):
-        shapes = [f.shape for f in self.cache.features]
-        abstract = self.programs.abstract(genotype, shapes)
-        flattener = flat.Flattener(abstract["params"])
-        return abstract, flattener
+        def build():
+            abstract = self.programs.abstract(genotype, [f.shape for f in self.cache.features])
+            return abstract, flat.Flattener(abstract["params"])
+        return self._cached("stage1", genotype, build)
 
     def _trainable(self, flattener, abstract, genotype):
         return 1.0 - flattener.mask(optim.decoder_labels(abstract["params"], genotype), optim.FROZEN)
@@ -185,15 +196,19 @@ class CandidateTrainer:
 
     def _stage2_parts(self, genotype):
         c = self.config.stage2
-        size = (c.crop_size, c.crop_size)
-        model = Segmenter(genotype, self.settings)
-        ordinary = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((2, *size, 3)), train=False))
-        feature_shapes = [f.shape for f in jax.eval_shape(
-            lambda v: model.apply(v, jnp.zeros((2, *size, 3)), method=Segmenter.encode), ordinary)]
-        dec = self.programs.abstract(genotype, feature_shapes)
-        abstract = {k: {"encoder": ordinary[k]["encoder"], "decoder": dec[k]} for k in ("params", "batch_stats")}
-        f_enc = flat.Flattener(abstract["params"]["encoder"])
-        f_dec = flat.Flattener(abstract["params"]["decoder"])
+
+        def build():
+            size = (c.crop_size, c.crop_size)
+            model = Segmenter(genotype, self.settings)
+            dummy = jnp.zeros((2, *size, 3))
+            ordinary = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, train=False))
+            feature_shapes = [f.shape for f in jax.eval_shape(
+                lambda v: model.apply(v, dummy, method=Segmenter.encode), ordinary)]
+            dec = self.programs.abstract(genotype, feature_shapes)
+            abstract = {k: {"encoder": ordinary[k]["encoder"], "decoder": dec[k]} for k in ("params", "batch_stats")}
+            return abstract, flat.Flattener(abstract["params"]["encoder"]), flat.Flattener(abstract["params"]["decoder"])
+
+        abstract, f_enc, f_dec = self._cached("stage2", genotype, build)
         p = abstract["params"]
         enc_on = 1.0 - f_enc.mask(optim.encoder_labels(p["encoder"], genotype), optim.FROZEN)
         dec_on = 1.0 - f_dec.mask(optim.decoder_labels(p["decoder"], genotype), optim.FROZEN)
@@ -255,7 +270,9 @@ class CandidateTrainer:
         exe, compile_s = self._stage2_exe(genotype)
         _, tx_enc, tx_dec, f_enc, f_dec = self._stage2_parts(genotype)
         v = stage1_result.variables
-        dec = self.programs.to_program({k: v[k]["decoder"] for k in ("params", "batch_stats")}, genotype)
+        dec = stage1_result.decoder_program_variables
+        if dec is None:
+            dec = self.programs.to_program({k: v[k]["decoder"] for k in ("params", "batch_stats")}, genotype)
         # The step donates its state: copy what stage 1's result shares with the trainer.
         batch_stats = jax.tree.map(lambda a: jnp.array(a, copy=True),
                                    {"encoder": v["batch_stats"]["encoder"], "decoder": dec["batch_stats"]})
@@ -327,7 +344,7 @@ class CandidateTrainer:
         seconds = {"compile": compile_s + eval_compile_s, "train": train_s, "eval": eval_s,
                    "total": time.perf_counter() - start}
         return StageResult(variables, metrics["reward"], metrics, count_params(params, True),
-                           count_params(params, False), seconds)
+                           count_params(params, False), seconds, decoder_vars)
 
 
 def _check_finite(losses: np.ndarray, what: str):
