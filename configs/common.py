@@ -53,6 +53,8 @@ def search_config() -> ml_collections.ConfigDict:
     c.encoder = ml_collections.ConfigDict()
     c.encoder.checkpoint = ""  # fdn model checkpoint whose encoder starts every candidate ('' = random, seeded)
     c.encoder.expand_first_block = True  # the official MobileNet-v2 layout
+    c.encoder.calibrate_batches = 0  # >0: re-estimate the encoder's BN statistics on this many meta-train
+    #                                  batches first (for random encoders: see fdn.bn_calibration)
 
     c.teacher = ml_collections.ConfigDict()
     c.teacher.kind = "none"  # none | checkpoint | logits | train (see fdn.teacher)

@@ -94,6 +94,18 @@ def random_encoder_variables(expand_first_block: bool, key) -> dict:
     return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
+def calibrate_encoder(config, enc_vars, batches) -> dict:
+    """The encoder with its BN running statistics re-estimated on meta-train crops (`fdn.bn_calibration`)."""
+    from fdn.bn_calibration import calibrate_batch_stats
+
+    model = MobileNetV2Encoder(config.encoder.expand_first_block)
+
+    def apply_train(variables, images):
+        return model.apply(variables, images, True, mutable=["batch_stats"])[1]["batch_stats"]
+
+    return calibrate_batch_stats(apply_train, enc_vars, batches, config.encoder.calibrate_batches)
+
+
 def make_encoder_apply(config) -> Callable:
     model = MobileNetV2Encoder(config.encoder.expand_first_block)
     return jax.jit(lambda variables, images: model.apply(variables, images, False))
@@ -145,6 +157,8 @@ def build(config, workdir, *, trainer_cls=None, log=print) -> SearchSetup:
     # ------------------------------------------------------------------------------- encoder, teacher
     start = time.time()
     enc_vars = encoder_variables(config, enc_key)
+    if config.encoder.calibrate_batches:
+        enc_vars = calibrate_encoder(config, enc_vars, stage2_stream(config.seed + 2))
     teacher_stream = lambda: stage2_stream(config.seed + 1)  # noqa: E731  (its own stream, own seed)
     teacher_fn = teacher_lib.make_teacher_fn(config.teacher, workdir, num_classes, teacher_stream, teacher_key,
                                              enc_vars)

@@ -162,6 +162,7 @@ def test_voc_tiny_real_trainer_stage1(voc_dir, tmp_path):
     segmenter takes minutes on a loaded 2-core CPU; the slow test below runs it)."""
     config = tiny_config(voc_dir, fake=False, n=2)
     config.max_stage = 1
+    config.encoder.calibrate_batches = 1  # the demo's random-encoder BN re-estimation, through the search
     run(config, tmp_path)
     records = run_log.read(tmp_path)
     assert [r["index"] for r in records] == [0, 1]
