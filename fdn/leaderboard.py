@@ -9,6 +9,9 @@ Reads ``WORKDIR/candidates.jsonl`` (a run in progress is fine) and writes ``WORK
 * ``reward_vs_params.png``, ``entropy.png`` (the controller's policy entropy per candidate);
 * ``top{k}_{hash}.png/.svg``: cell and decoder drawings of the top genotypes.
 
+``--compare OTHER [OTHER ...]`` also sets this run beside other runs (e.g. the random-search control of the
+same length): a table of their quarter means and ``report/compare.png`` with each run's running mean reward.
+
 The search calls `write_report` every ``log.plot_every`` candidates, so the figures follow a live run.
 Matplotlib's Agg canvas only (no display, thread-safe figures, no pyplot state).
 """
@@ -172,6 +175,58 @@ def write_report(workdir, top_k: int = 10, draw_k: int = 3) -> Path | None:
     return path
 
 
+def _run_label(workdir: Path) -> str:
+    """``agent @ workdir`` from the run's config.json (the workdir name alone if it has none)."""
+    import json
+
+    try:
+        agent = json.loads((workdir / "config.json").read_text()).get("agent", "?")
+    except (OSError, ValueError):
+        agent = "?"
+    return f"{agent} @ {workdir.name}"
+
+
+def compare_table(runs: dict[str, list[dict]]) -> str:
+    """One row per run: candidates, mean reward per quarter, overall mean, best."""
+    lines = ["| run | candidates | Q1 mean | Q2 mean | Q3 mean | Q4 mean | mean | best |", "|---|---|---|---|---|---|---|---|"]
+    for label, records in runs.items():
+        rewards = np.array([float(r["reward"] or 0.0) for r in records])
+        quarters = np.array_split(rewards, 4) if len(rewards) >= 4 else [rewards] * 4
+        qs = " | ".join(f"{q.mean():.4f}" for q in quarters)
+        lines.append(f"| {label} | {len(rewards)} | {qs} | {rewards.mean():.4f} | {rewards.max():.4f} |")
+    return "\n".join(lines)
+
+
+def plot_compare(runs: dict[str, list[dict]], path: Path) -> None:
+    fig = Figure(figsize=(9, 4))
+    ax = fig.subplots()
+    for label, records in runs.items():
+        rewards = np.array([float(r["reward"] or 0.0) for r in records])
+        idx = np.array([r["index"] for r in records])
+        line, = ax.plot(idx, _running_mean(rewards, max(5, len(rewards) // 6)), lw=1.8, label=label)
+        ax.scatter(idx, rewards, s=6, alpha=0.35, color=line.get_color())
+    ax.set_xlabel("candidate")
+    ax.set_ylabel("reward (dots) and running mean (lines)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def write_comparison(workdirs: list, out_dir) -> str:
+    """``compare.png`` in ``out_dir`` and the comparison table (returned) of the runs in ``workdirs``."""
+    runs = {}
+    for w in map(Path, workdirs):
+        records = run_log.read(w)
+        if records:
+            runs[_run_label(w)] = records
+    if not runs:
+        return "no run to compare has finished candidates"
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    plot_compare(runs, Path(out_dir) / "compare.png")
+    return compare_table(runs)
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -179,15 +234,21 @@ def main(argv=None) -> int:
     parser.add_argument("workdir")
     parser.add_argument("--top_k", type=int, default=10, help="rows of the table")
     parser.add_argument("--draw_k", type=int, default=3, help="genotypes to draw")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="OTHER",
+                        help="other search workdirs to set beside this one (table + report/compare.png)")
     args = parser.parse_args(argv)
-    if not (Path(args.workdir) / run_log.FILENAME).exists():
-        print(f"fdn.leaderboard: error: no {run_log.FILENAME} in {args.workdir}", file=sys.stderr)
-        return 2
+    for w in [args.workdir, *args.compare]:
+        if not (Path(w) / run_log.FILENAME).exists():
+            print(f"fdn.leaderboard: error: no {run_log.FILENAME} in {w}", file=sys.stderr)
+            return 2
     path = write_report(args.workdir, args.top_k, args.draw_k)
     if path is None:
         print(f"fdn.leaderboard: {args.workdir} has no finished candidate yet")
         return 0
     print(path.read_text())
+    if args.compare:
+        print()
+        print(write_comparison([args.workdir, *args.compare], path.parent))
     print(f"figures in {path.parent}")
     return 0
 

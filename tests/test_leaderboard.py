@@ -79,3 +79,22 @@ def test_nan_is_written_as_null(tmp_path):
     log.append({"index": 0, "reward": float("nan")})
     log.close()
     assert json.loads((tmp_path / run_log.FILENAME).read_text())["reward"] is None
+
+
+def test_compare_runs_table_and_plot(workdir, tmp_path_factory, capsys):
+    other = tmp_path_factory.mktemp("random")
+    (other / "config.json").write_text(json.dumps({"agent": "random"}))
+    log = run_log.RunLog(other)
+    for i, reward in enumerate([0.1, 0.2, 0.1, 0.2, 0.1, 0.2, 0.1, 0.2]):
+        log.append(record(i, "arch2", reward))
+    log.close()
+    assert leaderboard.main([str(workdir), "--compare", str(other)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if " @ " in line}
+    assert set(rows) == {f"? @ {workdir.name}", f"random @ {other.name}"}
+    cells = [c.strip() for c in rows[f"random @ {other.name}"].split("|")[2:-1]]
+    assert cells == ["8", "0.1500", "0.1500", "0.1500", "0.1500", "0.1500", "0.2000"]
+    cells = [c.strip() for c in rows[f"? @ {workdir.name}"].split("|")[2:-1]]
+    assert cells[1:5] == ["0.4000", "0.2500", "0.2250", "0.4500"]
+    assert (workdir / leaderboard.REPORT_DIR / "compare.png").stat().st_size > 0
+    assert leaderboard.main([str(workdir), "--compare", str(tmp_path_factory.mktemp("empty"))]) == 2
