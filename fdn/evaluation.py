@@ -119,7 +119,10 @@ def evaluate_checkpoint(checkpoint_dir, split=None, dataset=None, data_dir=None,
     if task == "segmentation":
         lines.append(metrics.class_table(sums["cm"], meta.get("class_names"), omit=omit))
         lines.append(f"mIoU {scores['miou']:.4f}  pixel acc {scores['pixel_acc']:.4f}  mean acc {scores['macc']:.4f}"
+                     f"  fwIoU {scores['fwiou']:.4f}  search reward {scores['reward']:.4f}"
                      + (f"  (classes {omit} omitted)" if omit else ""))
+        if not omit:
+            lines.append("(the search's reward omits background: compare with --omit_classes=0)")
     else:
         lines.append("  ".join(f"{k} {scores[k]:.4f}" for k in metrics.DEPTH_KEYS))
     if png_dir:

@@ -20,6 +20,7 @@ import concurrent.futures
 import dataclasses
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Iterable
 
 import jax
@@ -60,7 +61,7 @@ class StageResult:
 
 def enable_compilation_cache(path: str, min_compile_seconds: float = 0.5):
     """XLA's persistent compilation cache: a genotype compiled by any earlier run loads from ``path``."""
-    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_compilation_cache_dir", str(Path(path).expanduser()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
 
 
