@@ -21,7 +21,7 @@ from configs import common
 def get_config(arg=None):
     arg = common.parse_arg(arg, tiny=False, stage1_only=False)
     c = common.search_config()
-    c.num_candidates = 60
+    c.num_candidates = 100
 
     c.data.name = "fdn_shapes"
     c.data.split = "train"
@@ -63,10 +63,12 @@ def get_config(arg=None):
     cc.val.min_side = 128
     cc.val.batch_size = 48
 
-    # The paper's Adam 1e-4 is tuned for thousands of candidates; in 60 the policy would barely move. 3e-3
-    # learns within the demo's length (measured on a simulated reward: last-quarter mean +0.05 over the first
-    # quarter, random search +0.02); every other PPO setting is the official one.
-    c.agent_config.learning_rate = 3e-3
+    # The paper's Adam 1e-4 is tuned for thousands of candidates; in 100 the policy would barely move. At 3e-3
+    # the first demo run's policy entropy stayed within 10% of uniform over 60 candidates. 1e-2 was chosen on
+    # a simulated reward shaped like the measured one (designs without an l1 input score ~0.045 instead of
+    # ~0.09, noise sd 0.012; 4 seeds x 60 candidates): last-quarter mean 0.0867 (3e-3: 0.0836, random 0.0801).
+    # Every other PPO setting is the official one.
+    c.agent_config.learning_rate = 1e-2
     c.log.plot_every = 10
     if arg.stage1_only:
         # Stage 2 trains the whole segmenter, whose compile (the encoder's backward above all) is paid per
