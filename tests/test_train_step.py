@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from configs import demo_train
+from configs import demo_train, train_common
 from fdn import genotype as G
 from fdn import sharding, train_step
 from fdn.layers import Conv, ConvBN
@@ -125,6 +125,8 @@ def test_unused_parameters_stay_put_and_polyak_moves():
 
 def test_lr_schedule_is_rf_lw_scaled_by_batch():
     c = config()
+    rf_lw = train_common.train_config().optim  # the demo config uses its own rates for a random encoder
+    c.optim.enc_lrs, c.optim.dec_lrs = rf_lw.enc_lrs, rf_lw.dec_lrs
     c.optim.stage_epochs = (2, 1, 1)
     c.optim.reference_batch = 6
     enc, dec = train_step.lr_schedules(c.optim, steps_per_epoch=10, batch_size=12)
