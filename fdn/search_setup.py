@@ -159,6 +159,7 @@ def build(config, workdir, *, trainer_cls=None, log=print) -> SearchSetup:
     enc_vars = encoder_variables(config, enc_key)
     if config.encoder.calibrate_batches:
         enc_vars = calibrate_encoder(config, enc_vars, stage2_stream(config.seed + 2))
+        log(f"search: encoder BN statistics re-estimated on {config.encoder.calibrate_batches} meta-train batches")
     teacher_stream = lambda: stage2_stream(config.seed + 1)  # noqa: E731  (its own stream, own seed)
     teacher_fn = teacher_lib.make_teacher_fn(config.teacher, workdir, num_classes, teacher_stream, teacher_key,
                                              enc_vars)
