@@ -71,8 +71,8 @@ def get_config(arg=None):
     c.agent_config.learning_rate = 1e-2
     c.log.plot_every = 10
     if arg.stage1_only:
-        # Stage 2 trains the whole segmenter, whose compile (the encoder's backward above all) is paid per
-        # genotype; stage-1-only searches show the controller's learning at several times the candidate rate.
+        # Scores candidates by their stage-1 reward only: no end-to-end stage and no stage-2 compile (in the
+        # demo stage 2 and its evaluation are ~3 of a candidate's ~12 s), for quick looks at the controller.
         c.max_stage = 1
     if arg.tiny:
         _tiny(c)
