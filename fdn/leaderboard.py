@@ -58,7 +58,7 @@ def summary(records: list[dict]) -> dict:
     n = len(records)
     seconds = {k: float(sum(r["seconds"].get(k, 0.0) for r in records)) for k in
                ("compile", "stage1", "stage2", "eval", "total")}
-    rewards = np.array([float(r["reward"] or 0.0) for r in records])
+    rewards = _rewards(records)
     q = max(n // 4, 1)
     return {
         "candidates": n,
@@ -99,9 +99,23 @@ def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def _rewards(records: list[dict]) -> np.ndarray:
+    return np.array([float(r["reward"] or 0.0) for r in records])
+
+
+def _save(fig, ax, path: Path, xlabel: str, ylabel: str, legend: str | None = None) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if legend:
+        ax.legend(fontsize=8, loc=legend)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def plot_rewards(records: list[dict], path: Path) -> None:
     idx = np.array([r["index"] for r in records])
-    rewards = np.array([float(r["reward"] or 0.0) for r in records])
+    rewards = _rewards(records)
     stopped = np.array([bool(r.get("stopped_early")) for r in records])
     failed = np.array([bool(r.get("failure")) for r in records])
     full = ~stopped & ~failed
@@ -115,12 +129,7 @@ def plot_rewards(records: list[dict], path: Path) -> None:
     thr = [(r["index"], r["early_stop_threshold"]) for r in records if r.get("early_stop_threshold") is not None]
     if thr:
         ax.plot(*zip(*thr), color="#a05a00", lw=1.0, ls="--", label="early-stop threshold (stage-1 mean)")
-    ax.set_xlabel("candidate")
-    ax.set_ylabel("reward")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, ax, path, "candidate", "reward", legend="lower right")
 
 
 def plot_reward_vs_params(records: list[dict], path: Path) -> None:
@@ -132,23 +141,14 @@ def plot_reward_vs_params(records: list[dict], path: Path) -> None:
         p, rw, st = (np.array(v) for v in zip(*pts))
         ax.scatter(p[~st], rw[~st], s=12, color="#2b5d8a", label="stage 2")
         ax.scatter(p[st], rw[st], s=12, marker="x", color="#a05a00", label="stopped after stage 1")
-        ax.legend(fontsize=8)
-    ax.set_xlabel("parameters (without auxiliary heads)")
-    ax.set_ylabel("reward")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, ax, path, "parameters (without auxiliary heads)", "reward", legend="best" if pts else None)
 
 
 def plot_entropy(records: list[dict], path: Path) -> None:
     fig = Figure(figsize=(6, 3.5))
     ax = fig.subplots()
     ax.plot([r["index"] for r in records], [r.get("entropy") for r in records], color="#2b5d8a")
-    ax.set_xlabel("candidate")
-    ax.set_ylabel("policy entropy (nats, 19 decisions)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, ax, path, "candidate", "policy entropy (nats, 19 decisions)")
 
 
 def write_report(workdir, top_k: int = 10, draw_k: int = 3) -> Path | None:
@@ -190,7 +190,7 @@ def compare_table(runs: dict[str, list[dict]]) -> str:
     """One row per run: candidates, mean reward per quarter, overall mean, best."""
     lines = ["| run | candidates | Q1 mean | Q2 mean | Q3 mean | Q4 mean | mean | best |", "|---|---|---|---|---|---|---|---|"]
     for label, records in runs.items():
-        rewards = np.array([float(r["reward"] or 0.0) for r in records])
+        rewards = _rewards(records)
         quarters = np.array_split(rewards, 4) if len(rewards) >= 4 else [rewards] * 4
         qs = " | ".join(f"{q.mean():.4f}" for q in quarters)
         lines.append(f"| {label} | {len(rewards)} | {qs} | {rewards.mean():.4f} | {rewards.max():.4f} |")
@@ -201,16 +201,11 @@ def plot_compare(runs: dict[str, list[dict]], path: Path) -> None:
     fig = Figure(figsize=(9, 4))
     ax = fig.subplots()
     for label, records in runs.items():
-        rewards = np.array([float(r["reward"] or 0.0) for r in records])
+        rewards = _rewards(records)
         idx = np.array([r["index"] for r in records])
         line, = ax.plot(idx, _running_mean(rewards, max(5, len(rewards) // 6)), lw=1.8, label=label)
         ax.scatter(idx, rewards, s=6, alpha=0.35, color=line.get_color())
-    ax.set_xlabel("candidate")
-    ax.set_ylabel("reward (dots) and running mean (lines)")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, ax, path, "candidate", "reward (dots) and running mean (lines)", legend="lower right")
 
 
 def write_comparison(workdirs: list, out_dir) -> str:

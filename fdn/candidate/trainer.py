@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import threading
 import time
 from pathlib import Path
@@ -48,15 +49,25 @@ class CandidateFailure(RuntimeError):
 
 @dataclasses.dataclass
 class StageResult:
-    variables: dict  # full segmenter variables {'params': {encoder, decoder}, 'batch_stats': {...}}
     reward: float
     metrics: dict  # miou, macc, fwiou, reward
     params_total: int
     params_without_aux: int
     seconds: dict  # compile (waited for in this call), train, eval, total
-    # The decoder's variables in the trainer's program layout (what stage 2 starts from without converting
-    # ``variables`` back); None when the result did not come from a CandidateTrainer.
-    decoder_program_variables: dict | None = None
+    encoder_variables: dict  # {'params', 'batch_stats'} of the encoder
+    # The decoder's variables in the trainer's program layout: what stage 2 starts from.
+    decoder_program_variables: dict
+    to_ordinary: Callable = dataclasses.field(repr=False)  # program layout -> the ordinary decoder's
+
+    @functools.cached_property
+    def variables(self) -> dict:
+        """Full segmenter variables {'params': {encoder, decoder}, 'batch_stats': {...}} in the ordinary layout.
+
+        Converted on first use only: from the universal layout that is hundreds of slices (~0.7 s on the
+        2-core CPU), which the search itself never needs.
+        """
+        dec = self.to_ordinary(self.decoder_program_variables)
+        return {k: {"encoder": self.encoder_variables[k], "decoder": dec[k]} for k in ("params", "batch_stats")}
 
 
 def enable_compilation_cache(path: str, min_compile_seconds: float = 0.5):
@@ -101,6 +112,7 @@ class CandidateTrainer:
         self._lock = threading.Lock()
         self._compiled: dict = {}
         self._parts: dict = {}
+        self._ordinary_shapes: dict = {}  # genotype -> its ordinary decoder's variable shapes (stage-1 inputs)
         encoder = MobileNetV2Encoder()
         self._encode = jax.jit(lambda v, x: encoder.apply(v, x, train=False))
         self._val = [{"image": np.asarray(b["image"], np.float32),
@@ -244,10 +256,12 @@ class CandidateTrainer:
         abstract, flattener = self._decoder_parts(genotype)
         tx = optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, self._trainable(flattener, abstract, genotype))
         init_key, run_key = jax.random.split(key)
-        shapes = [f.shape for f in self.cache.features]
-        ordinary = draw_variables(ordinary_abstract(genotype, self.settings, shapes),
-                                  int(jax.random.randint(init_key, (), 0, 2 ** 31 - 1)))
-        variables = self.programs.to_program(ordinary, genotype)
+        if genotype not in self._ordinary_shapes:  # ~0.5 s of tracing; a search meets most genotypes again
+            self._ordinary_shapes[genotype] = ordinary_abstract(genotype, self.settings,
+                                                                [f.shape for f in self.cache.features])
+        ordinary_shapes = self._ordinary_shapes[genotype]
+        variables = self.programs.to_program(
+            draw_variables(ordinary_shapes, int(jax.random.randint(init_key, (), 0, 2 ** 31 - 1))), genotype)
         state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
         data = self.programs.data(genotype)
         t0 = time.perf_counter()
@@ -259,8 +273,11 @@ class CandidateTrainer:
         train_s = time.perf_counter() - t0
         _check_finite(losses, "stage 1")
         decoder_vars = {"params": flattener.unflatten(state["params"]), "batch_stats": state["batch_stats"]}
+        # Counted from shapes in the ordinary layout (the official names: aux heads are 'aux*').
+        params = {"encoder": self.encoder_variables["params"], "decoder": ordinary_shapes["params"]}
+        counts = (count_params(params, True), count_params(params, False))
         return self._finish(genotype, decoder_vars, self.encoder_variables, self._val_feats, compile_s, train_s,
-                            start)
+                            start, counts)
 
     def stage2(self, genotype, stage1_result: StageResult, key=None) -> StageResult:
         """End-to-end training from the stage-1 variables over the train stream, then the reward."""
@@ -270,15 +287,12 @@ class CandidateTrainer:
         start = time.perf_counter()
         exe, compile_s = self._stage2_exe(genotype)
         _, tx_enc, tx_dec, f_enc, f_dec = self._stage2_parts(genotype)
-        v = stage1_result.variables
-        dec = stage1_result.decoder_program_variables
-        if dec is None:
-            dec = self.programs.to_program({k: v[k]["decoder"] for k in ("params", "batch_stats")}, genotype)
+        enc, dec = stage1_result.encoder_variables, stage1_result.decoder_program_variables
         # The step donates its state: copy what stage 1's result shares with the trainer.
         batch_stats = jax.tree.map(lambda a: jnp.array(a, copy=True),
-                                   {"encoder": v["batch_stats"]["encoder"], "decoder": dec["batch_stats"]})
-        state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(v["params"]["encoder"]),
-                                        f_dec.flatten(dec["params"]), batch_stats)
+                                   {"encoder": enc["batch_stats"], "decoder": dec["batch_stats"]})
+        state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(enc["params"]), f_dec.flatten(dec["params"]),
+                                        batch_stats)
         data = self.programs.data(genotype)
         t0 = time.perf_counter()
         batches = iter(self.train_batches())
@@ -309,7 +323,8 @@ class CandidateTrainer:
         train_s = time.perf_counter() - t0
         decoder_vars = {"params": f_dec.unflatten(state["dec"]), "batch_stats": state["batch_stats"]["decoder"]}
         encoder_vars = {"params": f_enc.unflatten(state["enc"]), "batch_stats": state["batch_stats"]["encoder"]}
-        return self._finish(genotype, decoder_vars, encoder_vars, None, compile_s, train_s, start)
+        counts = (stage1_result.params_total, stage1_result.params_without_aux)  # the same network
+        return self._finish(genotype, decoder_vars, encoder_vars, None, compile_s, train_s, start, counts)
 
     # ------------------------------------------------------------------------------------------ eval
     def evaluate(self, genotype, variables, val_feats=None) -> tuple[dict, float]:
@@ -330,7 +345,7 @@ class CandidateTrainer:
         metrics = segmentation_metrics(np.asarray(cm), tuple(self.config.val.omit_classes))
         return metrics, compile_s
 
-    def _finish(self, genotype, decoder_vars, encoder_vars, val_feats, compile_s, train_s, start):
+    def _finish(self, genotype, decoder_vars, encoder_vars, val_feats, compile_s, train_s, start, counts):
         t0 = time.perf_counter()
         try:
             metrics, eval_compile_s = self._evaluate(genotype, decoder_vars, encoder_vars, val_feats)
@@ -339,13 +354,10 @@ class CandidateTrainer:
         except Exception as err:  # noqa: BLE001
             raise CandidateFailure(_failure_reason(err, "validation")) from err
         eval_s = time.perf_counter() - t0 - eval_compile_s
-        dec = self.programs.to_ordinary(decoder_vars, genotype)
-        variables = {k: {"encoder": encoder_vars[k], "decoder": dec[k]} for k in ("params", "batch_stats")}
-        params = variables["params"]
         seconds = {"compile": compile_s + eval_compile_s, "train": train_s, "eval": eval_s,
                    "total": time.perf_counter() - start}
-        return StageResult(variables, metrics["reward"], metrics, count_params(params, True),
-                           count_params(params, False), seconds, decoder_vars)
+        return StageResult(metrics["reward"], metrics, counts[0], counts[1], seconds, encoder_vars, decoder_vars,
+                           functools.partial(self.programs.to_ordinary, genotype=genotype))
 
 
 def _check_finite(losses: np.ndarray, what: str):
