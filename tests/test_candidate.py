@@ -104,10 +104,9 @@ def test_stage1_params_after_one_adam_step(official_step):
         assert rel_l2(after[k], a[f"after_step/{k}"]) < 1e-4, k
 
 
+@pytest.mark.parametrize("official_step", ["per_genotype"], indirect=True)  # the optimiser alone, ordinary layout
 def test_stage1_optimizer_on_official_gradient(official_step):
     """Clip 3.0 -> coupled L2 1e-5 -> Adam 3e-3, fed the official raw gradient, gives the official step."""
-    if official_step["programs"] != "per_genotype":
-        pytest.skip("checks the optimiser alone, in the ordinary parameter layout")
     a, f, init = official_step["arrays"], official_step["flattener"], official_step["init"]
     names = official_step["names"]
     zero = jax.tree.map(np.zeros_like, f.unflatten(official_step["state"]["params"]))
