@@ -54,10 +54,10 @@ def search_config() -> ml_collections.ConfigDict:
     c.encoder.checkpoint = ""  # fdn model checkpoint whose encoder starts every candidate ('' = random, seeded)
     c.encoder.expand_first_block = True  # the official MobileNet-v2 layout
     c.encoder.calibrate_batches = 0  # >0: re-estimate the encoder's BN statistics on this many meta-train
-    #                                  batches first (for random encoders: see fdn.bn_calibration)
+    #                                  batches first (for random encoders: see fdn.models.bn_calibration)
 
     c.teacher = ml_collections.ConfigDict()
-    c.teacher.kind = "none"  # none | checkpoint | logits | train (see fdn.teacher)
+    c.teacher.kind = "none"  # none | checkpoint | logits | train (see fdn.search.teacher)
     c.teacher.path = ""  # checkpoint dir, .npy/.npz of logits, or where 'train' caches (default WORKDIR/teacher)
     c.teacher.train = ml_collections.ConfigDict()
     c.teacher.train.genotype = "arch0"  # the teacher's decoder design
@@ -71,7 +71,7 @@ def search_config() -> ml_collections.ConfigDict:
     c.candidate = candidate_default_config()
     c.max_stage = 2  # 1: score candidates by their stage-1 reward only (no end-to-end stage; quick looks)
     c.compile_ahead = False  # propose one candidate ahead and compile it while the current one trains (see
-    #                          fdn.search_loop._next_proposal: a one-step policy lag, so off by default)
+    #                          fdn.search.loop._next_proposal: a one-step policy lag, so off by default)
 
     c.early_stop = ml_collections.ConfigDict()
     c.early_stop.enabled = True  # the official TaskPerformer rule after stage 1

@@ -31,7 +31,7 @@ def get_config(arg=None):
     c.data.cache_batch = 64
 
     # A random encoder's eval-mode outputs vanish with depth (l4 std ~1e-8): re-estimate its BN statistics on
-    # meta-train crops so that every level carries signal (fdn.bn_calibration); the weights stay random.
+    # meta-train crops so that every level carries signal (fdn.models.bn_calibration); the weights stay random.
     c.encoder.calibrate_batches = 16
 
     c.teacher.kind = "train"

@@ -17,7 +17,7 @@ import ml_collections
 def train_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # model init (when no encoder checkpoint), data order and augmentation
-    c.genotype = "arch0"  # released name, genotype literal, or WORKDIR#rank of a search (fdn.genotype_source)
+    c.genotype = "arch0"  # released name, genotype literal, or WORKDIR#rank of a search (fdn.train.genotype_source)
     c.task = "segmentation"  # segmentation | depth
 
     c.model = ml_collections.ConfigDict()

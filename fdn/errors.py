@@ -14,10 +14,10 @@ from fdn.genotype import GenotypeError
 
 
 def user_error_types() -> tuple[type, ...]:
-    from fdn.checkpoint import CheckpointError
+    from fdn.serve.checkpoint import CheckpointError
     from fdn.convert.files import StateDictError
     from fdn.convert.segmenter import ConversionError
-    from fdn.export_lib import ExportError
+    from fdn.serve.export import ExportError
     return (GenotypeError, CheckpointError, StateDictError, ConversionError, ExportError, InputError,
             FileNotFoundError, FileExistsError)
 

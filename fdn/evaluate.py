@@ -37,7 +37,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
     f = flags.FLAGS
-    from fdn.evaluation import evaluate_checkpoint
+    from fdn.serve.evaluation import evaluate_checkpoint
 
     scores, text = evaluate_checkpoint(f.checkpoint, f.split, f.dataset, f.data_dir, f.crop, f.min_side, f.batch_size,
                        f.num_examples, f.omit_classes, f.png_dir, f.num_png, f.depth_max)

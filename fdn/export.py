@@ -11,7 +11,7 @@ ONNX (through jax2onnx; run with onnxruntime)::
 
 Inputs are normalised NHWC float32 images, outputs logits at the decoder's resolution; eval mode, no
 auxiliary heads, BN folded into the convs, weights baked in. ``--batch=0`` exports a symbolic batch size.
-``PATH.json`` beside the artifact says all this. See ``fdn.export_lib``.
+``PATH.json`` beside the artifact says all this. See ``fdn.serve.export``.
 """
 
 import sys
@@ -47,7 +47,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    from fdn import export_lib
+    from fdn.serve import export as export_lib
 
     f = flags.FLAGS
     h, w = parse_size(f.size)

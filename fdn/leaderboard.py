@@ -1,252 +1,26 @@
-"""``python -m fdn.leaderboard WORKDIR``: what a search found, how it learned, and where its time went.
+"""``python -m fdn.leaderboard WORKDIR [--compare OTHER ...]``: print a search's leaderboard, write its report.
 
-Reads ``WORKDIR/candidates.jsonl`` (a run in progress is fine) and writes ``WORKDIR/report/``:
-
-* ``leaderboard.md``: the de-duplicated top-k (a genotype sampled several times counts once: best and mean
-  reward, times seen), the compile share of wall time and per-quarter mean rewards; also printed;
-* ``rewards.png``: reward per candidate (stopped early / failed marked), its running mean and the
-  early-stop threshold;
-* ``reward_vs_params.png``, ``entropy.png`` (the controller's policy entropy per candidate);
-* ``top{k}_{hash}.png/.svg``: cell and decoder drawings of the top genotypes.
-
-``--compare OTHER [OTHER ...]`` also sets this run beside other runs (e.g. the random-search control of the
-same length): a table of their quarter means and ``report/compare.png`` with each run's running mean reward.
-
-The search calls `write_report` every ``log.plot_every`` candidates, so the figures follow a live run.
-Matplotlib's Agg canvas only (no display, thread-safe figures, no pyplot state).
+The logic lives in `fdn.search.leaderboard`; this module only parses the command line.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from absl import app, flags
 
-import matplotlib
-
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from fdn import genotype as gt  # noqa: E402
-from fdn import run_log  # noqa: E402
-from fdn.genotype_drawing import draw_genotype  # noqa: E402
-
-REPORT_DIR = "report"
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("top_k", 10, "rows of the table")
+flags.DEFINE_integer("draw_k", 3, "genotypes to draw")
+flags.DEFINE_multi_string("compare", [], "another search workdir to set beside this one (table + "
+                          "report/compare.png); repeat for several")
 
 
-def unique_genotypes(records: list[dict]) -> list[dict]:
-    """One row per genotype hash, best reward first: best and mean reward, params, times seen."""
-    rows: dict[str, dict] = {}
-    for r in records:
-        row = rows.setdefault(r["hash"], {"hash": r["hash"], "genotype": r["genotype"], "rewards": [],
-                                          "first_index": r["index"], "params": r.get("params_without_aux"),
-                                          "params_total": r.get("params")})
-        row["rewards"].append(float(r["reward"] or 0.0))
-        if row["params"] is None:
-            row["params"], row["params_total"] = r.get("params_without_aux"), r.get("params")
-    out = []
-    for row in rows.values():
-        row["best"] = max(row["rewards"])
-        row["mean"] = float(np.mean(row["rewards"]))
-        row["seen"] = len(row["rewards"])
-        out.append(row)
-    return sorted(out, key=lambda r: (-r["best"], r["first_index"]))
+def main(argv):
+    if len(argv) != 2:
+        raise app.UsageError("usage: python -m fdn.leaderboard WORKDIR [--top_k=10] [--draw_k=3] [--compare=OTHER]")
+    from fdn.search.leaderboard import report_command
 
-
-def summary(records: list[dict]) -> dict:
-    """Counts, time shares and quarter means of a run's records."""
-    n = len(records)
-    seconds = {k: float(sum(r["seconds"].get(k, 0.0) for r in records)) for k in
-               ("compile", "stage1", "stage2", "eval", "total")}
-    rewards = _rewards(records)
-    q = max(n // 4, 1)
-    return {
-        "candidates": n,
-        "unique": len({r["hash"] for r in records}),
-        "stopped_early": sum(bool(r.get("stopped_early")) for r in records),
-        "failed": sum(bool(r.get("failure")) for r in records),
-        "best_reward": float(rewards.max()) if n else 0.0,
-        "first_quarter_mean": float(rewards[:q].mean()) if n else 0.0,
-        "last_quarter_mean": float(rewards[-q:].mean()) if n else 0.0,
-        "compile_share": seconds["compile"] / seconds["total"] if seconds["total"] else 0.0,
-        "seconds": seconds,
-    }
-
-
-def table(records: list[dict], top_k: int = 10) -> str:
-    s = summary(records)
-    lines = [
-        f"{s['candidates']} candidates ({s['unique']} unique genotypes, {s['stopped_early']} stopped after stage 1, "
-        f"{s['failed']} failed); best reward {s['best_reward']:.4f}",
-        f"mean reward: first quarter {s['first_quarter_mean']:.4f}, last quarter {s['last_quarter_mean']:.4f}",
-        f"time: {s['seconds']['total']:.0f} s in candidates; compile {100 * s['compile_share']:.1f}% of it, "
-        f"stage 1 {s['seconds']['stage1']:.0f} s, stage 2 {s['seconds']['stage2']:.0f} s, eval {s['seconds']['eval']:.0f} s",
-        "",
-        "| rank | best reward | mean | seen | params (no aux) | hash | genotype |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for rank, row in enumerate(unique_genotypes(records)[:top_k], start=1):
-        params = f"{row['params']:,}" if row["params"] else "-"
-        lines.append(f"| {rank} | {row['best']:.4f} | {row['mean']:.4f} | {row['seen']} | {params} | {row['hash']} | "
-                     f"`{gt.parse(row['genotype']).describe()}` |")
-    return "\n".join(lines)
-
-
-def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
-    out = np.empty_like(values)
-    for i in range(len(values)):
-        out[i] = values[max(0, i - window + 1):i + 1].mean()
-    return out
-
-
-def _rewards(records: list[dict]) -> np.ndarray:
-    return np.array([float(r["reward"] or 0.0) for r in records])
-
-
-def _save(fig, ax, path: Path, xlabel: str, ylabel: str, legend: str | None = None) -> None:
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if legend:
-        ax.legend(fontsize=8, loc=legend)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def plot_rewards(records: list[dict], path: Path) -> None:
-    idx = np.array([r["index"] for r in records])
-    rewards = _rewards(records)
-    stopped = np.array([bool(r.get("stopped_early")) for r in records])
-    failed = np.array([bool(r.get("failure")) for r in records])
-    full = ~stopped & ~failed
-    fig = Figure(figsize=(9, 4))
-    ax = fig.subplots()
-    ax.scatter(idx[full], rewards[full], s=12, label="stage 2 reward", color="#2b5d8a")
-    ax.scatter(idx[stopped], rewards[stopped], s=12, marker="x", label="stopped after stage 1", color="#a05a00")
-    if failed.any():
-        ax.scatter(idx[failed], rewards[failed], s=16, marker="v", label="failed", color="#c0392b")
-    ax.plot(idx, _running_mean(rewards, max(5, len(rewards) // 10)), color="black", lw=1.5, label="running mean")
-    thr = [(r["index"], r["early_stop_threshold"]) for r in records if r.get("early_stop_threshold") is not None]
-    if thr:
-        ax.plot(*zip(*thr), color="#a05a00", lw=1.0, ls="--", label="early-stop threshold (stage-1 mean)")
-    _save(fig, ax, path, "candidate", "reward", legend="lower right")
-
-
-def plot_reward_vs_params(records: list[dict], path: Path) -> None:
-    pts = [(r["params_without_aux"], float(r["reward"] or 0.0), bool(r.get("stopped_early"))) for r in records
-           if r.get("params_without_aux")]
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    if pts:
-        p, rw, st = (np.array(v) for v in zip(*pts))
-        ax.scatter(p[~st], rw[~st], s=12, color="#2b5d8a", label="stage 2")
-        ax.scatter(p[st], rw[st], s=12, marker="x", color="#a05a00", label="stopped after stage 1")
-    _save(fig, ax, path, "parameters (without auxiliary heads)", "reward", legend="best" if pts else None)
-
-
-def plot_entropy(records: list[dict], path: Path) -> None:
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.subplots()
-    ax.plot([r["index"] for r in records], [r.get("entropy") for r in records], color="#2b5d8a")
-    _save(fig, ax, path, "candidate", "policy entropy (nats, 19 decisions)")
-
-
-def write_report(workdir, top_k: int = 10, draw_k: int = 3) -> Path | None:
-    """Writes ``WORKDIR/report/`` (table, plots, drawings); returns the table's path (None without records)."""
-    workdir = Path(workdir)
-    records = run_log.read(workdir)
-    if not records:
-        return None
-    out = workdir / REPORT_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    plot_rewards(records, out / "rewards.png")
-    plot_reward_vs_params(records, out / "reward_vs_params.png")
-    plot_entropy(records, out / "entropy.png")
-    for rank, row in enumerate(unique_genotypes(records)[:draw_k], start=1):
-        stem = out / f"top{rank}"
-        for old in out.glob(f"top{rank}_*"):
-            old.unlink()
-        draw_genotype(gt.parse(row["genotype"]), f"{stem}_{row['hash']}",
-                      f"#{rank} reward {row['best']:.4f} ({row['hash']}): {gt.parse(row['genotype'])}")
-    path = out / "leaderboard.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(table(records, top_k) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def _run_label(workdir: Path) -> str:
-    """``agent @ workdir`` from the run's config.json (the workdir name alone if it has none)."""
-    import json
-
-    try:
-        agent = json.loads((workdir / "config.json").read_text()).get("agent", "?")
-    except (OSError, ValueError):
-        agent = "?"
-    return f"{agent} @ {workdir.name}"
-
-
-def compare_table(runs: dict[str, list[dict]]) -> str:
-    """One row per run: candidates, mean reward per quarter, overall mean, best."""
-    lines = ["| run | candidates | Q1 mean | Q2 mean | Q3 mean | Q4 mean | mean | best |", "|---|---|---|---|---|---|---|---|"]
-    for label, records in runs.items():
-        rewards = _rewards(records)
-        quarters = np.array_split(rewards, 4) if len(rewards) >= 4 else [rewards] * 4
-        qs = " | ".join(f"{q.mean():.4f}" for q in quarters)
-        lines.append(f"| {label} | {len(rewards)} | {qs} | {rewards.mean():.4f} | {rewards.max():.4f} |")
-    return "\n".join(lines)
-
-
-def plot_compare(runs: dict[str, list[dict]], path: Path) -> None:
-    fig = Figure(figsize=(9, 4))
-    ax = fig.subplots()
-    for label, records in runs.items():
-        rewards = _rewards(records)
-        idx = np.array([r["index"] for r in records])
-        line, = ax.plot(idx, _running_mean(rewards, max(5, len(rewards) // 6)), lw=1.8, label=label)
-        ax.scatter(idx, rewards, s=6, alpha=0.35, color=line.get_color())
-    _save(fig, ax, path, "candidate", "reward (dots) and running mean (lines)", legend="lower right")
-
-
-def write_comparison(workdirs: list, out_dir) -> str:
-    """``compare.png`` in ``out_dir`` and the comparison table (returned) of the runs in ``workdirs``."""
-    runs = {}
-    for w in map(Path, workdirs):
-        records = run_log.read(w)
-        if records:
-            runs[_run_label(w)] = records
-    if not runs:
-        return "no run to compare has finished candidates"
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    plot_compare(runs, Path(out_dir) / "compare.png")
-    return compare_table(runs)
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m fdn.leaderboard", description=__doc__.splitlines()[0])
-    parser.add_argument("workdir")
-    parser.add_argument("--top_k", type=int, default=10, help="rows of the table")
-    parser.add_argument("--draw_k", type=int, default=3, help="genotypes to draw")
-    parser.add_argument("--compare", nargs="+", default=[], metavar="OTHER",
-                        help="other search workdirs to set beside this one (table + report/compare.png)")
-    args = parser.parse_args(argv)
-    for w in [args.workdir, *args.compare]:
-        if not (Path(w) / run_log.FILENAME).exists():
-            print(f"fdn.leaderboard: error: no {run_log.FILENAME} in {w}", file=sys.stderr)
-            return 2
-    path = write_report(args.workdir, args.top_k, args.draw_k)
-    if path is None:
-        print(f"fdn.leaderboard: {args.workdir} has no finished candidate yet")
-        return 0
-    print(path.read_text())
-    if args.compare:
-        print()
-        print(write_comparison([args.workdir, *args.compare], path.parent))
-    print(f"figures in {path.parent}")
-    return 0
+    return report_command(argv[1], top_k=FLAGS.top_k, draw_k=FLAGS.draw_k, compare=FLAGS.compare)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app.run(main)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fdn.resize import resize_bilinear
+from fdn.models.resize import resize_bilinear
 
 IGNORE_LABEL = 255
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags, logging
 
-from fdn import checkpoint, images, inference, visualize
+from fdn.serve import checkpoint
+from fdn.serve import images
+from fdn.serve import inference
+from fdn.serve import visualize
 from fdn.errors import report_user_errors
 
 flags.DEFINE_string("checkpoint", None, "fdn checkpoint directory (from fdn.convert, fdn.train or fdn.search).")

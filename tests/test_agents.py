@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from fdn import controller
+from fdn.agents import controller
 from fdn import genotype as gt
 from fdn.agents import (AgentState, make_agent, ppo, restore_agent_state, save_agent_state,
                         default_config)

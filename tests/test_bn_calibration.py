@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdn.bn_calibration import calibrate_batch_stats
-from fdn.encoder import MobileNetV2Encoder
-from fdn.search_setup import random_encoder_variables
+from fdn.models.bn_calibration import calibrate_batch_stats
+from fdn.models.encoder import MobileNetV2Encoder
+from fdn.search.setup import random_encoder_variables
 
 
 def _apply_train(model):

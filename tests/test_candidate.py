@@ -12,9 +12,9 @@ from fdn import genotype as G
 from fdn.candidate import (CandidateFailure, CandidateTrainer, Stage1Cache, build_stage1_cache,
                            default_config, flat, optim, steps)
 from fdn.candidate.programs import make_programs
-from fdn.decoder import DecoderSettings
-from fdn.encoder import MobileNetV2Encoder
-from fdn.init import draw_variables
+from fdn.models.decoder import DecoderSettings
+from fdn.models.encoder import MobileNetV2Encoder
+from fdn.models.init import draw_variables
 
 PARITY = Path(__file__).resolve().parents[1].parent / "shared" / "parity"
 # Cheap ops only (conv1x1, skip, GAP) so the tiny run compiles quickly; uses l1, l4 and a block output.
@@ -33,7 +33,7 @@ def official_step(request):
     if not (PARITY / "search_a_stage1.npz").is_file():
         pytest.skip("parity fixture search_a_stage1 not available (../shared absent)")
     from fdn.convert.segmenter import torch_from_variables, variables_from_torch
-    from fdn.segmenter import ModelSpec
+    from fdn.models.segmenter import ModelSpec
 
     with np.load(PARITY / "search_a_stage1.npz") as z:
         arrays = {k: z[k] for k in z.files}

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fdn import controller
+from fdn.agents import controller
 from fdn import genotype as gt
 from fdn.convert import controller_params_from_torch
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from fdn import controller
+from fdn.agents import controller
 from fdn import genotype as gt
 from fdn.convert import controller_params_from_torch
 

@@ -14,7 +14,7 @@ from flax import traverse_util
 
 from fdn.convert.segmenter import ConversionError
 from fdn.convert.torchvision import encoder_variables_from_torchvision, looks_like_torchvision, with_encoder
-from fdn.encoder import MobileNetV2Encoder
+from fdn.models.encoder import MobileNetV2Encoder
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURE = SHARED / "parity" / "torchvision_mobilenet_v2_seed1.npz"
@@ -140,7 +140,7 @@ def test_unused_head_keys_are_optional(written):
 
 
 def test_with_encoder_and_checkpoint(written, tmp_path):
-    from fdn import checkpoint
+    from fdn.serve import checkpoint
     from fdn.convert.encoder_cli import torchvision_to_fdn
 
     np.savez(tmp_path / "mbv2.npz", **written)

@@ -1,4 +1,4 @@
-"""fdn.depthwise must equal lax's grouped conv in value and in both gradients, for every conv of the project.
+"""fdn.models.depthwise must equal lax's grouped conv in value and in both gradients, for every conv of the project.
 
 Why so many shapes: the shifted implementation plans taps and padding per spatial dim at trace time (tap
 skipping, cropping, stride-2 zero interleaving in the input grad), and each of those has its own edge:
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from fdn import depthwise
-from fdn.depthwise import depthwise_conv
+from fdn.models import depthwise
+from fdn.models.depthwise import depthwise_conv
 
 # (kernel, stride, dilation, padding): the encoder's and the decoder's depthwise convs.
 PROJECT_CASES = [(3, 1, 1, 1), (3, 2, 1, 1), (5, 1, 1, 2), (3, 1, 3, 3), (5, 1, 6, 12)]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from fdn import early_stop
+from fdn.search import early_stop
 
 
 class OfficialPerformer:

@@ -11,12 +11,12 @@ import jax
 import numpy as np
 import pytest
 
-from fdn import checkpoint
-from fdn import export_lib as E
+from fdn.serve import checkpoint
+from fdn.serve import export as E
 from fdn import genotype as G
-from fdn.decoder import DecoderSettings
-from fdn.inference import make_forward
-from fdn.segmenter import ModelSpec
+from fdn.models.decoder import DecoderSettings
+from fdn.serve.inference import make_forward
+from fdn.models.segmenter import ModelSpec
 
 SIZE = (64, 64)
 

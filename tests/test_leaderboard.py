@@ -5,8 +5,9 @@ import json
 import pytest
 
 from fdn import genotype as gt
-from fdn import leaderboard, run_log
-from fdn.genotype_drawing import draw_genotype
+from fdn.search import leaderboard
+from fdn.search import run_log
+from fdn.search.drawing import draw_genotype
 
 
 def record(index, genotype, reward, stopped=False, failure=None, compile_s=1.0, total=4.0):
@@ -45,7 +46,7 @@ def test_summary_compile_share_and_quarters(workdir):
 
 
 def test_report_files_and_cli(workdir, capsys):
-    assert leaderboard.main([str(workdir), "--top_k", "2"]) == 0
+    assert leaderboard.report_command(str(workdir), top_k=2) == 0
     out = capsys.readouterr().out
     ranks = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "hash" not in line]
     assert "compile 25.0%" in out and ranks == ["1", "2"]
@@ -65,7 +66,7 @@ def test_torn_last_line_is_ignored(workdir):
 
 
 def test_missing_log_is_an_error(tmp_path, capsys):
-    assert leaderboard.main([str(tmp_path)]) == 2
+    assert leaderboard.report_command(str(tmp_path)) == 2
 
 
 @pytest.mark.parametrize("name", ["arch0", "arch1", "arch2"])
@@ -88,7 +89,7 @@ def test_compare_runs_table_and_plot(workdir, tmp_path_factory, capsys):
     for i, reward in enumerate([0.1, 0.2, 0.1, 0.2, 0.1, 0.2, 0.1, 0.2]):
         log.append(record(i, "arch2", reward))
     log.close()
-    assert leaderboard.main([str(workdir), "--compare", str(other)]) == 0
+    assert leaderboard.report_command(str(workdir), compare=[str(other)]) == 0
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if " @ " in line}
     assert set(rows) == {f"? @ {workdir.name}", f"random @ {other.name}"}
@@ -97,4 +98,23 @@ def test_compare_runs_table_and_plot(workdir, tmp_path_factory, capsys):
     cells = [c.strip() for c in rows[f"? @ {workdir.name}"].split("|")[2:-1]]
     assert cells[1:5] == ["0.4000", "0.2500", "0.2250", "0.4500"]
     assert (workdir / leaderboard.REPORT_DIR / "compare.png").stat().st_size > 0
-    assert leaderboard.main([str(workdir), "--compare", str(tmp_path_factory.mktemp("empty"))]) == 2
+    assert leaderboard.report_command(str(workdir), compare=[str(tmp_path_factory.mktemp("empty"))]) == 2
+
+
+def test_command_line(workdir, tmp_path_factory):
+    """``python -m fdn.leaderboard`` (absl flags like every other command): table, comparison, clear errors."""
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "fdn.leaderboard", *map(str, args)], capture_output=True,
+                              text=True, timeout=120)
+
+    ok = run(workdir, "--top_k=2", f"--compare={workdir}")
+    assert ok.returncode == 0, ok.stderr
+    assert "| 1 |" in ok.stdout and "| 3 |" not in ok.stdout.split("\n\n")[0]
+    assert (workdir / leaderboard.REPORT_DIR / "compare.png").stat().st_size > 0
+    missing = run(tmp_path_factory.mktemp("empty"))
+    assert missing.returncode == 2 and "fdn.leaderboard: error: no candidates.jsonl" in missing.stderr
+    typo = run(workdir, "--top_kk=2")
+    assert typo.returncode != 0 and "top_kk" in typo.stderr

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fdn import losses, polyak
-from fdn.resize import resize_bilinear
+from fdn.models.resize import resize_bilinear
 
 
 def _log_softmax(x):

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from configs import voc
-from fdn import run_log, search_loop
+from fdn.search import run_log
+from fdn.search import loop as search_loop
 from tests.data import trees
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +153,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(voc_dir, tmp_path):
     assert proc.returncode == 130, out.decode()[-2000:]
     assert b"interrupted" in out
     records = run_log.read(tmp_path)
-    from fdn.search_state import SearchCheckpointer
+    from fdn.search.state import SearchCheckpointer
 
     assert SearchCheckpointer(tmp_path).latest_step() == len(records)
 

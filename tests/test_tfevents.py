@@ -5,8 +5,8 @@ import struct
 
 import pytest
 
-from fdn import tfevents
-from fdn.metric_writer import MetricWriter
+from fdn.train import tfevents
+from fdn.train.metric_writer import MetricWriter
 
 
 def _varint(buf, i):

@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 
 from configs import demo_train, nyud_train
-from fdn import checkpoint, genotype_source, run_log, sharding, train_loop
+from fdn import sharding
+from fdn.serve import checkpoint
+from fdn.train import genotype_source
+from fdn.search import run_log
+from fdn.train import loop as train_loop
 from fdn import genotype as G
 from tests.data import trees
 
@@ -158,7 +162,7 @@ def test_train_resume_export_evaluate(xla_cache, shapes_dir, tmp_path, monkeypat
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
     # the exported model scores the same with fdn.evaluate as during training, and draws pictures
-    from fdn.evaluation import evaluate_checkpoint
+    from fdn.serve.evaluation import evaluate_checkpoint
 
     scores, text = evaluate_checkpoint(str(full / "final_model"), png_dir=str(tmp_path / "png"), num_png=3)
     assert scores["miou"] == pytest.approx(result["metrics"]["miou"], abs=1e-6)
@@ -180,7 +184,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(xla_cac
 @pytest.mark.slow
 def test_depth_on_shapes_and_on_a_miniature_nyu_tree(xla_cache, shapes_dir, tmp_path):
     from fdn.data import prepare
-    from fdn.evaluation import evaluate_checkpoint
+    from fdn.serve.evaluation import evaluate_checkpoint
 
     result = run(tiny(shapes_dir, depth=True), tmp_path / "shapes")
     m = result["metrics"]

@@ -15,8 +15,9 @@ from flax import linen as nn
 
 from configs import demo_train, train_common
 from fdn import genotype as G
-from fdn import sharding, train_step
-from fdn.layers import Conv, ConvBN
+from fdn import sharding
+from fdn.train import step as train_step
+from fdn.models.layers import Conv, ConvBN
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from fdn import genotype as G
-from fdn.decoder import Decoder, DecoderSettings
-from fdn.init import draw_variables
-from fdn.resize import resize_bilinear
-from fdn.universal import Geometry, Layout, UniversalDecoder, make_plan
-from fdn.universal.decoder import resize_from_level
+from fdn.models.decoder import Decoder, DecoderSettings
+from fdn.models.init import draw_variables
+from fdn.models.resize import resize_bilinear
+from fdn.models.universal import Geometry, Layout, UniversalDecoder, make_plan
+from fdn.models.universal.decoder import resize_from_level
 
 SETTINGS = DecoderSettings(5, 8, 1, True)
 SIZES = (8, 4, 2, 1)  # encoder outputs of a 32x32 crop

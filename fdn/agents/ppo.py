@@ -7,7 +7,7 @@ over the buffer in mini-batches (of 1 by default, i.e. up to 100 Adam steps) min
 Adam(1e-4) after a global-norm clip of 2.0. The mini-batches are a random permutation of the buffer.
 
 The whole pass is a `lax.scan` over mini-batches inside the one jitted update, and the 19 decision
-distributions are one LSTM run per Adam step (see `fdn.controller`), so a full-buffer update at mini-batch 1
+distributions are one LSTM run per Adam step (see `fdn.agents.controller`), so a full-buffer update at mini-batch 1
 (100 Adam steps) costs 0.23-0.49 s on a loaded 2-core CPU against the official 1.4-1.8 s (`python -m fdn.bench
 controller`). ``minibatch_size`` > 1 is the faster option (fewer, larger Adam steps: 28-46 ms at 10, 7-9 ms
 at 100); it changes the optimisation (fewer steps of the same learning rate), so it is not the official
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fdn import controller
+from fdn.agents import controller
 from fdn.agents import base
 
 

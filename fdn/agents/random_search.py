@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdn import controller
+from fdn.agents import controller
 from fdn.agents import base, state as state_lib
 
 _LOG_CHOICES = float(sum(math.log(c) for c in controller.DECISION_CHOICES))

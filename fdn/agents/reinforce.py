@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fdn import controller
+from fdn.agents import controller
 from fdn.agents import base
 
 

@@ -16,7 +16,7 @@ import time
 import jax
 import numpy as np
 
-from fdn import controller
+from fdn.agents import controller
 from fdn.agents import make_agent
 
 

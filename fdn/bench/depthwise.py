@@ -3,7 +3,7 @@
 Run: ``python -m fdn.bench depthwise [--batch 16 --size 64 --channels 48 --enc_channels 144 --repeats 8]``.
 For every depthwise conv of the project (decoder ops at ``--channels``, the encoder's stride-2 conv at
 ``--enc_channels``) prints median forward and forward+backward milliseconds, plus the first call (compile +
-run) of fwd+bwd. Alternatives, to justify the choice in ``fdn.depthwise``:
+run) of fwd+bwd. Alternatives, to justify the choice in ``fdn.models.depthwise``:
 
 * ``autodiff``: the shifted-sum forward with JAX's own autodiff backward (no custom VJP);
 * ``stacked``: im2col-style -- the k*k taps stacked on a new axis, then an einsum with the kernel.
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fdn import depthwise
+from fdn.models import depthwise
 
 # (name, kernel, stride, dilation, padding, channel flag)
 CASES = [

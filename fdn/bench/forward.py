@@ -1,7 +1,7 @@
 """Encoder and decoder forward / forward+backward time for one genotype, batch and size.
 
 Run: ``python -m fdn.bench forward --genotype=arch0 --batch=16 --size=256 [--settings=search|released]
-[--impls=shifted,xla]``. Each depthwise implementation (``fdn.depthwise``) is timed side by side in this one
+[--impls=shifted,xla]``. Each depthwise implementation (``fdn.models.depthwise``) is timed side by side in this one
 process, so the table shows what the fast CPU kernel buys. Medians over ``--repeats`` calls after one warm-up
 call; the first call (compile + run) is reported separately.
 """
@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdn import depthwise
+from fdn.models import depthwise
 from fdn import genotype as G
-from fdn.decoder import DecoderSettings
-from fdn.segmenter import ModelSpec
+from fdn.models.decoder import DecoderSettings
+from fdn.models.segmenter import ModelSpec
 
 
 def _time(fn, *args, repeats):

@@ -65,11 +65,11 @@ def time_calls(call, warmup: int, runs: int) -> dict:
 
 
 def load_model(checkpoint_dir, genotype, num_classes):
-    from fdn import checkpoint
+    from fdn.serve import checkpoint
     from fdn import genotype as G
-    from fdn.decoder import DecoderSettings
-    from fdn.export_lib import random_variables
-    from fdn.segmenter import ModelSpec
+    from fdn.models.decoder import DecoderSettings
+    from fdn.serve.export import random_variables
+    from fdn.models.segmenter import ModelSpec
 
     if checkpoint_dir:
         spec, variables, _ = checkpoint.load_model(checkpoint_dir)
@@ -100,8 +100,8 @@ def measure(spec, variables, size: int, runtime: str, batch=1, warmup=3, runs=20
 
     import jax
 
-    from fdn import export_lib as E
-    from fdn.inference import make_forward
+    from fdn.serve import export as E
+    from fdn.serve.inference import make_forward
 
     x = np.random.default_rng(0).normal(size=(batch, size, size, 3)).astype(np.float32)
     ctx = jax.default_matmul_precision(precision) if precision != "default" else contextlib.nullcontext()
@@ -145,7 +145,7 @@ def main(argv):
     FLAGS(argv)
     import jax
 
-    from fdn.segmenter import param_counts
+    from fdn.models.segmenter import param_counts
 
     spec, variables, what = load_model(FLAGS.checkpoint, FLAGS.genotype, FLAGS.num_classes)
     runtimes = runtimes_available(FLAGS.runtimes)

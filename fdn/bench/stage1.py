@@ -25,9 +25,9 @@ from absl import flags
 from fdn import genotype as G
 from fdn.candidate import default_config, flat, optim, steps
 from fdn.candidate.programs import make_programs, ordinary_abstract
-from fdn.decoder import DecoderSettings
-from fdn.init import draw_variables
-from fdn.segmenter import count_params
+from fdn.models.decoder import DecoderSettings
+from fdn.models.init import draw_variables
+from fdn.models.segmenter import count_params
 
 SEARCH_A = "[[7, [0, 0, 6, 3], [2, 1, 4, 2], [4, 1, 6, 1]], [[0, 0], [3, 2], [2, 0]]]"
 TAP_STRIDES = (4, 8, 16, 32)

@@ -22,9 +22,9 @@ from fdn import genotype as G
 from fdn.bench.stage1 import SEARCH_A, print_table, time_calls
 from fdn.candidate.programs import make_programs
 from fdn.candidate import default_config, flat, optim, steps
-from fdn.decoder import DecoderSettings
-from fdn.init import draw_variables
-from fdn.segmenter import Segmenter, count_params
+from fdn.models.decoder import DecoderSettings
+from fdn.models.init import draw_variables
+from fdn.models.segmenter import Segmenter, count_params
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("genotype", SEARCH_A, "genotype to time", flag_values=FLAGS)

@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 import jax
 import jax.numpy as jnp
 
-from fdn.resize import resize_bilinear, resize_nearest
+from fdn.models.resize import resize_bilinear, resize_nearest
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ import optax
 from flax import traverse_util
 
 from fdn import genotype as G
-from fdn.encoder import MOBILENET_V2_GROUPS, TAP_GROUPS
+from fdn.models.encoder import MOBILENET_V2_GROUPS, TAP_GROUPS
 
 FROZEN = "frozen"
 

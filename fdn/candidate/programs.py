@@ -1,10 +1,10 @@
 """How a candidate's decoder enters the compiled programs: per genotype, or universal.
 
-``OrdinaryPrograms``: the genotype is fixed in the traced code (``fdn.decoder.Decoder``), so every new
+``OrdinaryPrograms``: the genotype is fixed in the traced code (``fdn.models.decoder.Decoder``), so every new
 genotype compiles its own stage-1, stage-2 and evaluation programs. Fastest per step; right when compiles are
 cheap relative to training (long candidates on an accelerator) or for one genotype.
 
-``UniversalPrograms``: the decoder is ``fdn.universal.UniversalDecoder`` and the genotype is *data* (a plan of
+``UniversalPrograms``: the decoder is ``fdn.models.universal.UniversalDecoder`` and the genotype is *data* (a plan of
 small arrays), so one compile of each program serves the whole search. Costs per step: the slot switch's
 recomputation in the backward pass and canvas-sized buffers; saves a compile per candidate.
 
@@ -19,12 +19,12 @@ import jax
 import jax.numpy as jnp
 
 from fdn import genotype as G
-from fdn.decoder import Decoder, DecoderSettings
-from fdn.encoder import MobileNetV2Encoder
-from fdn.resize import resize_bilinear, resize_nearest
-from fdn.segmenter import Segmenter
-from fdn.universal import Geometry, UniversalDecoder, make_plan
-from fdn.universal.decoder import resize_from_level, resize_levels
+from fdn.models.decoder import Decoder, DecoderSettings
+from fdn.models.encoder import MobileNetV2Encoder
+from fdn.models.resize import resize_bilinear, resize_nearest
+from fdn.models.segmenter import Segmenter
+from fdn.models.universal import Geometry, UniversalDecoder, make_plan
+from fdn.models.universal.decoder import resize_from_level, resize_levels
 
 IGNORE = 255
 

@@ -32,11 +32,11 @@ from fdn import genotype as G
 from fdn.candidate import flat, optim, steps
 from fdn.candidate.cache import Stage1Cache
 from fdn.candidate.programs import make_programs, ordinary_abstract
-from fdn.decoder import DecoderSettings
-from fdn.encoder import MobileNetV2Encoder
-from fdn.init import draw_variables
+from fdn.models.decoder import DecoderSettings
+from fdn.models.encoder import MobileNetV2Encoder
+from fdn.models.init import draw_variables
 from fdn.metrics import segmentation_metrics
-from fdn.segmenter import Segmenter, count_params
+from fdn.models.segmenter import Segmenter, count_params
 
 
 class CandidateFailure(RuntimeError):

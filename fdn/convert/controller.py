@@ -39,7 +39,7 @@ def _linear(sd, name, out_features):
 
 
 def controller_params_from_torch(state_dict: Mapping[str, Any]) -> dict:
-    """fdn controller params (as `fdn.controller.init_params` returns them) from an official state dict.
+    """fdn controller params (as `fdn.agents.controller.init_params` returns them) from an official state dict.
 
     ``state_dict`` maps the official names to numpy arrays or torch tensors; a ``param/`` prefix (as in the
     parity fixtures) or a ``controller.`` / ``module.`` prefix is stripped. Unknown or missing keys raise.

@@ -2,7 +2,7 @@
 
 A user downloads torchvision's MobileNet-v2 ImageNet weights (``mobilenet_v2-7ebf99e0.pth``) and gets an fdn
 model checkpoint for a genotype: the encoder from the file, the decoder freshly initialised (seeded numpy
-draws in fdn's init scheme, PyTorch's default; see ``fdn.export_lib.random_variables``), so ``fdn.train``,
+draws in fdn's init scheme, PyTorch's default; see ``fdn.serve.export.random_variables``), so ``fdn.train``,
 ``fdn.search`` and ``fdn.predict`` take it like any other checkpoint::
 
     python -m fdn.convert --torchvision --from=mobilenet_v2-7ebf99e0.pth --genotype=arch0 \
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fdn import checkpoint
+from fdn.serve import checkpoint
 from fdn import genotype as G
 from fdn.convert.files import read_state_dict
 from fdn.convert.torchvision import EncoderImport, encoder_variables_from_torchvision, with_encoder
-from fdn.decoder import DecoderSettings
-from fdn.export_lib import random_variables
-from fdn.segmenter import ModelSpec, param_counts
+from fdn.models.decoder import DecoderSettings
+from fdn.serve.export import random_variables
+from fdn.models.segmenter import ModelSpec, param_counts
 
 
 def encoder_from_file(path, expand_first_block: bool = True, expand_init: str = "identity",

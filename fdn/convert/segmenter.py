@@ -6,7 +6,7 @@ import numpy as np
 from flax import traverse_util
 
 from fdn.convert import torch_layout as L
-from fdn.segmenter import ModelSpec, abstract_variables
+from fdn.models.segmenter import ModelSpec, abstract_variables
 
 
 class ConversionError(ValueError):

@@ -31,7 +31,7 @@ from flax import traverse_util
 
 from fdn.convert import torch_layout as L
 from fdn.convert.segmenter import ConversionError, unwrap_state_dict
-from fdn.encoder import MOBILENET_V2_GROUPS, MobileNetV2Encoder
+from fdn.models.encoder import MOBILENET_V2_GROUPS, MobileNetV2Encoder
 
 EXPAND_INITS = ("identity", "random")
 # Keys of torchvision's ImageNet head: present in every torchvision file, unused by a segmenter.

@@ -31,8 +31,8 @@ def load_case(name):
 
 def spec_of(meta):
     from fdn import genotype as G
-    from fdn.decoder import DecoderSettings
-    from fdn.segmenter import ModelSpec
+    from fdn.models.decoder import DecoderSettings
+    from fdn.models.segmenter import ModelSpec
 
     kw = meta["decoder"]["kwargs"]
     settings = DecoderSettings(kw["num_classes"], kw["agg_size"], kw["repeats"], kw["aux_cell"])

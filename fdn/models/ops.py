@@ -1,0 +1,82 @@
+"""The 11 candidate operations of the search space (op ids as in the paper and the official code).
+
+Every op keeps the channel count (the decoder's agg size) and the resolution. Separable convs are
+``depthwise k x k -> pointwise 1x1 -> BN -> ReLU`` repeated ``repeats`` times (1 during the search, 2 in the
+released models), with no ReLU before the convs.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+from fdn import genotype as G
+from fdn.models.layers import BatchNorm, Conv, ConvBN, DepthwiseConv
+from fdn.models.resize import resize_bilinear
+
+
+class SepConv(nn.Module):
+    kernel_size: int
+    padding: int
+    dilation: int = 1
+    repeats: int = 1
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        c = x.shape[-1]
+        for r in range(self.repeats):
+            x = DepthwiseConv(self.kernel_size, 1, self.padding, self.dilation, name=f"sep_{r}_dw")(x)
+            x = Conv(c, 1, name=f"sep_{r}_pw")(x)
+            x = nn.relu(BatchNorm(name=f"sep_{r}_bn")(x, train))
+        return x
+
+
+class GlobalAveragePool(nn.Module):
+    """Spatial mean -> conv1x1-BN-ReLU at 1x1 -> back to the input size (a broadcast)."""
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
+        y = ConvBN(x.shape[-1], 1, name="conv1x1")(pooled, train)
+        return resize_bilinear(y, x.shape[1:3])
+
+
+class Identity(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool):
+        return x
+
+
+class Zero(nn.Module):
+    """The 'none' op: x * 0, which (as in the official code) lets NaN and Inf through."""
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        return x * 0.0
+
+
+def make_op(op_id: int, channels: int, repeats: int, name: str) -> nn.Module:
+    """A fresh module for op ``op_id`` (0..10); ``name`` fixes its parameter path."""
+    if not 0 <= op_id < G.NUM_OPS:
+        raise G.GenotypeError(f"op id {op_id} is out of range 0..{G.NUM_OPS - 1}")
+    if op_id == 0:
+        return ConvBN(channels, 1, name=name)
+    if op_id == 1:
+        return ConvBN(channels, 3, padding=1, name=name)
+    if op_id == 2:
+        return SepConv(3, 1, 1, repeats, name=name)
+    if op_id == 3:
+        return SepConv(5, 2, 1, repeats, name=name)
+    if op_id == 4:
+        return GlobalAveragePool(name=name)
+    if op_id == 5:
+        return ConvBN(channels, 3, padding=3, dilation=3, name=name)
+    if op_id == 6:
+        return ConvBN(channels, 3, padding=12, dilation=12, name=name)
+    if op_id == 7:
+        return SepConv(3, 3, 3, repeats, name=name)
+    if op_id == 8:
+        return SepConv(5, 12, 6, repeats, name=name)
+    if op_id == 9:
+        return Identity(name=name)
+    return Zero(name=name)

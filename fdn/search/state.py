@@ -1,0 +1,99 @@
+"""The search's resumable state, checkpointed with Orbax after every candidate.
+
+One Orbax step per finished candidate (step = candidates done) holds two items:
+
+* ``arrays`` (StandardSave): the agent state (controller params, optimiser, baseline, rollout buffer, its
+  RNG key) and the search loop's own RNG key;
+* ``meta`` (JsonSave): the candidate counter, the byte length of ``candidates.jsonl`` after the last line
+  written, the early-stop state, the data iterators' grain states, the best reward so far and the wall
+  seconds spent, plus a fingerprint of the config so that a workdir is not resumed with other settings.
+
+Orbax writes a step into a temporary directory and renames it when complete, so ``latest_step`` only ever
+sees whole checkpoints: a kill during a save leaves the previous step as the latest. Together with
+`fdn.search.run_log.truncate_to` this gives the resume guarantee: at most the candidate in flight is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclasses.dataclass
+class SearchState:
+    """Everything that changes from one candidate to the next."""
+
+    agent: Any  # AgentState pytree
+    rng: np.ndarray  # (2,) uint32 raw key of the search loop
+    counter: int = 0  # candidates finished (and logged)
+    log_size: int = 0  # bytes of candidates.jsonl after the last logged candidate
+    early_stop: dict = dataclasses.field(default_factory=dict)
+    data: dict = dataclasses.field(default_factory=dict)  # name -> grain iterator state (JSON-able)
+    best_reward: float = 0.0
+    elapsed: float = 0.0  # wall seconds of search (over all sessions)
+    pending: dict | None = None  # compile-ahead: the next candidate, proposed already (actions, log_prob, entropy)
+
+    def meta(self, fingerprint: str) -> dict:
+        return {
+            "counter": int(self.counter), "log_size": int(self.log_size), "best_reward": float(self.best_reward),
+            "elapsed": float(self.elapsed), "data": self.data, "fingerprint": fingerprint, "pending": self.pending,
+            "early_stop": {k: (float(v) if isinstance(v, (float, np.floating)) else int(v))
+                           for k, v in self.early_stop.items()},
+        }
+
+
+def _early_stop_from_json(d: dict) -> dict:
+    return {k: (np.float64(v) if k in ("maxval", "delta") else np.int64(v)) for k, v in d.items()}
+
+
+class SearchCheckpointer:
+    """Save/restore `SearchState` under ``WORKDIR/checkpoints``; keeps the latest ``keep`` steps."""
+
+    def __init__(self, workdir: str | os.PathLike, fingerprint: str = "", keep: int = 2):
+        self.directory = Path(workdir).absolute() / CHECKPOINT_DIR
+        self.fingerprint = fingerprint
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False,
+                                               create=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("arrays", "meta"))
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, state: SearchState) -> None:
+        arrays = {"agent": jax.device_get(state.agent), "rng": np.asarray(state.rng, np.uint32)}
+        self.manager.save(state.counter, args=ocp.args.Composite(
+            arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(state.meta(self.fingerprint))),
+            force=True)
+        self.manager.wait_until_finished()
+
+    def restore(self, like: SearchState) -> SearchState | None:
+        """The latest saved state (shaped like ``like``), or None when there is none."""
+        step = self.latest_step()
+        if step is None:
+            return None
+        target = {"agent": like.agent, "rng": np.asarray(like.rng, np.uint32)}
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            arrays=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+        meta = restored["meta"]
+        if self.fingerprint and meta.get("fingerprint") and meta["fingerprint"] != self.fingerprint:
+            raise ValueError(
+                f"the checkpoint in {self.directory} was written with other search settings (fingerprint "
+                f"{meta['fingerprint']} != {self.fingerprint}); use a new --workdir or the original config")
+        arrays = restored["arrays"]
+        return SearchState(agent=arrays["agent"], rng=np.asarray(arrays["rng"], np.uint32),
+                           counter=int(meta["counter"]), log_size=int(meta["log_size"]),
+                           early_stop=_early_stop_from_json(meta["early_stop"]), data=meta.get("data", {}),
+                           best_reward=float(meta["best_reward"]), elapsed=float(meta["elapsed"]),
+                           pending=meta.get("pending"))
+
+    def close(self) -> None:
+        self.manager.close()

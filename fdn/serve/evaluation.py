@@ -1,0 +1,133 @@
+"""One pass over an evaluation split: sharded eval steps, accumulated sums, metrics; optional pictures.
+
+Shared by ``fdn.train`` (every few epochs, on the Polyak-averaged weights) and ``python -m fdn.evaluate``.
+Single scale, no flip: each image is scaled up to ``min_side`` only if shorter (0: never), padded or centrally
+cropped to ``crop_size``; padding pixels are ignored (255 / depth 0) and padding images (the last batch's
+fill) are masked out by ``valid``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from fdn import sharding
+from fdn.train import step as train_step
+from fdn.serve import visualize
+from fdn.data import augment, pipeline
+
+
+def eval_batches(source, *, crop_size, min_side, batch_size, task, num_examples=0):
+    indices = None if not num_examples else np.arange(min(num_examples, len(source)))
+    crop = tuple(crop_size) if not np.isscalar(crop_size) else (int(crop_size), int(crop_size))
+    return pipeline.eval_dataset(source, crop_size=crop, batch_size=batch_size, indices=indices,
+                                 min_side=int(min_side), task=task)
+
+
+def accumulate(eval_fn, variables, batches, mesh, on_batch=None) -> dict:
+    """Sum of ``eval_fn(variables, batch)`` over the (host-local) ``batches``, as numpy."""
+    total = None
+    for i, batch in enumerate(batches):
+        sharded = sharding.shard_batch(batch, mesh)
+        sums = eval_fn(variables, sharded)
+        total = sums if total is None else jax.tree.map(lambda a, b: a + b, total, sums)
+        if on_batch is not None:
+            on_batch(i, batch, sharded)
+    if total is None:
+        raise ValueError("the evaluation split is empty")
+    return jax.tree.map(np.asarray, jax.device_get(total))
+
+
+def write_pictures(directory, start: int, batch: dict, prediction: np.ndarray, task: str, limit: int,
+                   depth_max: float = 8.0) -> int:
+    """Input, ground truth and prediction PNGs of a batch's valid images, numbered from ``start``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for k in range(len(prediction)):
+        if start + written >= limit or not batch["valid"][k]:
+            continue
+        stem = directory / f"{start + written:04d}"
+        from PIL import Image
+
+        Image.fromarray(augment.denormalise(np.asarray(batch["image"][k]))).save(f"{stem}_image.png")
+        if task == "segmentation":
+            visualize.class_map_image(np.asarray(batch["segmentation"][k])).save(f"{stem}_gt.png")
+            visualize.class_map_image(prediction[k]).save(f"{stem}_pred.png")
+        else:
+            visualize.depth_image(np.asarray(batch["depth"][k]), depth_max).save(f"{stem}_gt.png")
+            visualize.depth_image(prediction[k], depth_max).save(f"{stem}_pred.png")
+        written += 1
+    return written
+
+
+def summarise(task, sums, omit=()):
+    return train_step.summarise(task, sums, omit)
+
+
+def evaluate_checkpoint(checkpoint_dir, split=None, dataset=None, data_dir=None, crop=None, min_side=None, batch_size=None,
+        num_examples=0, omit_classes=None, png_dir=None, num_png=8, depth_max=8.0) -> tuple[dict, str]:
+    """``(metrics, report text)`` of an fdn checkpoint (``python -m fdn.evaluate``)."""
+    from fdn import metrics
+    from fdn.serve import checkpoint
+    from fdn.errors import InputError
+
+    evaluation = sys.modules[__name__]
+
+    spec, variables, info = checkpoint.load_model(checkpoint_dir)
+    meta = info.get("metadata", {})
+    ev = meta.get("eval", {})
+    dataset = dataset or meta.get("dataset")
+    if not dataset:
+        raise InputError(f"{checkpoint_dir} does not say which dataset it was trained on; pass --dataset")
+    split = split or meta.get("eval_split") or "val"
+    data_dir = data_dir or meta.get("data_dir") or None
+    task = spec.task
+    if crop:
+        try:
+            crop = tuple(int(v) for v in crop.lower().split("x"))
+        except ValueError:
+            raise InputError(f"--crop must be HxW, e.g. 512x512, got {crop!r}") from None
+    crop = tuple(crop or ev.get("crop_size") or (512, 512))
+    crop = crop * 2 if len(crop) == 1 else crop
+    min_side = ev.get("min_side", 0) if min_side is None else min_side
+    omit = [int(c) for c in (omit_classes if omit_classes is not None else ev.get("omit_classes", []))]
+    mesh = sharding.make_mesh()
+    batch_size = batch_size or ev.get("batch_size") or 8
+    batch_size = -(-batch_size // mesh.size) * mesh.size
+    num_classes = spec.decoder.num_classes
+
+    source = pipeline.data_source(dataset, split, data_dir)
+    model = spec.build()
+    eval_fn = jax.jit(train_step.make_eval_step(model, task, num_classes))
+    predict = jax.jit(train_step.make_predict(model, task)) if png_dir else None
+    variables = sharding.replicate(variables, mesh)
+    written = [0]
+
+    def pictures(i, batch, sharded):
+        if predict is not None and written[0] < num_png:
+            pred = np.asarray(predict(variables, sharded["image"]))
+            written[0] += evaluation.write_pictures(png_dir, written[0], batch, pred, task, num_png, depth_max)
+
+    batches = evaluation.eval_batches(source, crop_size=crop, min_side=min_side, batch_size=batch_size, task=task,
+                                      num_examples=num_examples)
+    sums = evaluation.accumulate(eval_fn, variables, batches, mesh, on_batch=pictures)
+    scores = evaluation.summarise(task, sums, omit)
+    n = min(num_examples, len(source)) if num_examples else len(source)
+    lines = [f"{checkpoint_dir}: {spec.genotype} ({task}) on {dataset}/{split}, {n} images, crop "
+             f"{crop[0]}x{crop[1]}, single scale, no flip"]
+    if task == "segmentation":
+        lines.append(metrics.class_table(sums["cm"], meta.get("class_names"), omit=omit))
+        lines.append(f"mIoU {scores['miou']:.4f}  pixel acc {scores['pixel_acc']:.4f}  mean acc {scores['macc']:.4f}"
+                     f"  fwIoU {scores['fwiou']:.4f}  search reward {scores['reward']:.4f}"
+                     + (f"  (classes {omit} omitted)" if omit else ""))
+        if not omit:
+            lines.append("(the search's reward omits background: compare with --omit_classes=0)")
+    else:
+        lines.append("  ".join(f"{k} {scores[k]:.4f}" for k in metrics.DEPTH_KEYS))
+    if png_dir:
+        lines.append(f"wrote {written[0]} picture(s) (image, gt, pred) to {png_dir}")
+    return scores, "\n".join(lines)

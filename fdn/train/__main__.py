@@ -1,0 +1,54 @@
+"""``python -m fdn.train --config=configs/voc_train.py --workdir=DIR``: train one genotype fully, or resume.
+
+The genotype is ``--config.genotype``: a released name (``arch0``), a literal, or ``WORKDIR#rank`` of a search
+(``WORKDIR#1`` = its best). Data parallel over every local device (``jax.sharding``); ``--distributed`` calls
+``jax.distributed.initialize()`` first for multi-host runs (TPU pods, Slurm; see ``launch/``). Running the
+same command again resumes from ``DIR/checkpoints``. Outputs are described in `fdn.train.loop`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from fdn.errors import report_user_errors
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "training config (configs/voc_train.py, nyud_train.py, "
+                                "demo_train.py[:depth])", lock_config=True)
+flags.DEFINE_string("workdir", None, "where the run lives; an existing run there is resumed")
+flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host: TPU pods, Slurm, ...)")
+flags.DEFINE_string("coordinator_address", None, "with --distributed: host:port of process 0 (default: detected)")
+flags.DEFINE_integer("num_processes", None, "with --distributed: number of processes (default: detected)")
+flags.DEFINE_integer("process_id", None, "with --distributed: this process's index (default: detected)")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+@report_user_errors("fdn.train")
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    import jax
+
+    if FLAGS.distributed:
+        # before any device is touched; without arguments it detects Cloud TPU / Slurm / Open MPI / Kubernetes
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    from fdn.train import loop as train_loop
+
+    try:
+        result = train_loop.run(FLAGS.config, FLAGS.workdir)
+    except train_loop.NonFiniteLossError as err:
+        print(f"fdn.train: error: {err}", file=sys.stderr)
+        return 3
+    best = result["best_score"]
+    print(f"fdn.train: done ({result['steps']} steps); best model {result['best_model']} "
+          f"(score {best:.4f} at step {result['best_step']}), final model {result['final_model']}"
+          if best is not None else f"fdn.train: done; final model {result['final_model']}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,41 @@
+"""Where a training run's genotype comes from: a released name, a literal, or ``WORKDIR#rank`` of a search.
+
+``WORKDIR#rank`` is the rank-th best distinct genotype (1 = best) of the search in ``WORKDIR``, ranked as
+``python -m fdn.leaderboard WORKDIR`` ranks them (best reward, ties by first appearance), from its
+``candidates.jsonl``; a run still in progress is fine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fdn import genotype as gt
+from fdn.search import run_log
+
+
+def from_search(workdir, rank: int = 1) -> gt.Genotype:
+    """The ``rank``-th best genotype of the search in ``workdir``."""
+    from fdn.search.leaderboard import unique_genotypes
+
+    workdir = Path(workdir).expanduser()
+    if not (workdir / run_log.FILENAME).is_file():
+        raise gt.GenotypeError(f"{workdir} holds no search ({run_log.FILENAME} is missing)")
+    if rank < 1:
+        raise gt.GenotypeError(f"a leaderboard rank starts at 1, got {rank}")
+    rows = unique_genotypes(run_log.read(workdir))
+    if len(rows) < rank:
+        raise gt.GenotypeError(f"the search in {workdir} has {len(rows)} distinct genotype(s); rank {rank} "
+                               "does not exist")
+    return gt.parse(rows[rank - 1]["genotype"])
+
+
+def resolve(text) -> gt.Genotype:
+    """A genotype from ``arch0``, a literal (list / JSON / log line) or ``WORKDIR#rank``."""
+    if isinstance(text, str) and "#" in text and not text.lstrip().startswith("["):
+        workdir, _, rank = text.rpartition("#")
+        try:
+            rank = int(rank)
+        except ValueError:
+            raise gt.GenotypeError(f"{text!r}: expected WORKDIR#rank with an integer rank") from None
+        return from_search(workdir, rank)
+    return gt.parse(text)

@@ -1,0 +1,191 @@
+"""The final-training step: losses, optimiser, Polyak average, non-finite guard; and the evaluation step.
+
+Losses follow the search's stage 2 and Light-Weight RefineNet: the main output is compared with labels
+nearest-downsampled to its own resolution (NLL, 255 ignored; or berHu over valid depth), each auxiliary head
+(when ``aux_weight > 0``) is bilinearly upsampled to that resolution, and an optional teacher's outputs are
+bilinearly resized to it for the MSE distillation term.
+
+The train state is a dict ``{step, params, batch_stats, opt_state, polyak, bad_step}``. A step whose loss is
+not finite changes nothing and records its (1-based) number in ``bad_step``; later steps are no-ops too, so
+the host can check ``bad_step`` whenever it likes (before logging, evaluating or saving) and stop with the
+exact step, and no checkpoint ever holds a non-finite state.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import traverse_util
+
+from fdn import genotype as G
+from fdn import losses, metrics
+from fdn import polyak as polyak_lib
+from fdn.models.encoder import TAP_GROUPS
+from fdn.models.resize import resize_bilinear, resize_nearest
+
+FROZEN = "frozen"
+
+
+# ------------------------------------------------------------------------------------------------ optimiser
+def param_labels(params, genotype: G.Genotype):
+    """``encoder`` / ``decoder`` per parameter, ``frozen`` for what gets no gradient in this genotype (the
+    adapters of unused encoder outputs, the encoder layers after the deepest output in use): PyTorch's SGD
+    leaves those untouched, while a zero gradient here would still decay them."""
+    used = set(genotype.encoder_levels_used())
+    unused_adapters = {f"adapt{i + 1}" for i in range(G.NUM_ENCODER_OUTPUTS) if i not in used}
+    last_layer = TAP_GROUPS[max(used)] + 2
+
+    def label(path):
+        if path[0] == "encoder":
+            m = re.match(r"^layer(\d+)", path[1])
+            return FROZEN if m and int(m.group(1)) > last_layer else "encoder"
+        return FROZEN if path[1] in unused_adapters else "decoder"
+
+    flat = traverse_util.flatten_dict(params)
+    return traverse_util.unflatten_dict({k: label(k) for k in flat})
+
+
+def lr_schedules(optim, steps_per_epoch: int, batch_size: int):
+    """``(encoder, decoder)`` piecewise-constant schedules of ``optim`` (stage_epochs, enc_lrs, dec_lrs)."""
+    scale = batch_size / optim.reference_batch if optim.scale_lr_with_batch else 1.0
+    bounds, total = [], 0
+    for epochs in list(optim.stage_epochs)[:-1]:
+        total += int(epochs) * steps_per_epoch
+        bounds.append(total)
+
+    def schedule(lrs):
+        if len(lrs) != len(optim.stage_epochs):
+            raise ValueError(f"{len(lrs)} learning rates for {len(optim.stage_epochs)} stages")
+        return optax.join_schedules([optax.constant_schedule(float(lr) * scale) for lr in lrs], bounds)
+
+    return schedule(optim.enc_lrs), schedule(optim.dec_lrs)
+
+
+def make_optimizer(optim, params, genotype: G.Genotype, steps_per_epoch: int, batch_size: int):
+    enc_lr, dec_lr = lr_schedules(optim, steps_per_epoch, batch_size)
+
+    def sgd(lr):
+        parts = [optax.clip_by_global_norm(optim.grad_clip)] if optim.grad_clip > 0 else []
+        if optim.weight_decay:
+            parts.append(optax.add_decayed_weights(optim.weight_decay))
+        parts.append(optax.sgd(lr, momentum=optim.momentum))
+        return optax.chain(*parts)
+
+    tx = optax.multi_transform({"encoder": sgd(enc_lr), "decoder": sgd(dec_lr), FROZEN: optax.set_to_zero()},
+                               param_labels(params, genotype))
+    return tx, (enc_lr, dec_lr)
+
+
+def init_state(tx, variables) -> dict:
+    params = variables["params"]
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "batch_stats": variables["batch_stats"],
+            "opt_state": tx.init(params), "polyak": polyak_lib.init(params), "bad_step": jnp.zeros((), jnp.int32)}
+
+
+# ------------------------------------------------------------------------------------------------ losses
+def loss_terms(task: str, logits, aux, batch, teacher_logits=None, berhu_threshold: float = 0.2) -> dict:
+    size = logits.shape[1:3]
+    terms = {}
+    if task == "segmentation":
+        labels = resize_nearest(batch["segmentation"], size)
+        terms["main"] = losses.nll(logits, labels)
+        if aux:
+            terms["aux"] = jnp.sum(losses.aux_nll(aux, labels))
+    else:
+        target = resize_nearest(batch["depth"], size)
+        terms["main"] = losses.berhu(logits, target, berhu_threshold)
+        if aux:
+            terms["aux"] = sum(losses.berhu(losses.upsample_to(a, size), target, berhu_threshold) for a in aux)
+    if teacher_logits is not None:
+        terms["kd"] = losses.kd_mse(logits, resize_bilinear(teacher_logits.astype(jnp.float32), size))
+    return terms
+
+
+def make_train_step(model, tx, config, teacher_model=None):
+    """``step(state, batch, teacher_variables) -> (state, measurements)``, to be jitted by the caller."""
+    task, aux_weight, kd_weight = config.task, float(config.loss.aux_weight), float(config.teacher.weight)
+    decay = float(config.polyak_decay)
+
+    def loss_fn(params, batch_stats, batch, teacher_variables):
+        (logits, aux), new = model.apply({"params": params, "batch_stats": batch_stats}, batch["image"],
+                                         train=True, with_aux=aux_weight > 0, mutable=["batch_stats"])
+        teacher_logits = None
+        if teacher_model is not None:
+            teacher_logits = jax.lax.stop_gradient(
+                teacher_model.apply(teacher_variables, batch["image"], train=False, with_aux=False)[0])
+        terms = loss_terms(task, logits, aux, batch, teacher_logits, config.loss.berhu_threshold)
+        loss = terms["main"] + aux_weight * terms.get("aux", 0.0) + kd_weight * terms.get("kd", 0.0)
+        return loss, (terms, new["batch_stats"])
+
+    def step(state, batch, teacher_variables):
+        (loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], state["batch_stats"], batch, teacher_variables)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        ok = jnp.isfinite(loss) & (state["bad_step"] == 0)
+
+        def keep(new, old):
+            return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+        new_state = {
+            "step": state["step"] + 1,
+            "params": keep(params, state["params"]),
+            "batch_stats": keep(batch_stats, state["batch_stats"]),
+            "opt_state": keep(opt_state, state["opt_state"]),
+            "polyak": keep(polyak_lib.update(state["polyak"], params, decay), state["polyak"]),
+            "bad_step": jnp.where((state["bad_step"] == 0) & ~jnp.isfinite(loss), state["step"] + 1,
+                                  state["bad_step"]),
+        }
+        measurements = {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()},
+                        "grad_norm": optax.tree.norm(grads)}
+        return new_state, measurements
+
+    return step
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+def make_eval_step(model, task: str, num_classes: int):
+    """``f(variables, batch) -> sums``: a confusion matrix or depth sums over the batch's valid images, at the
+    label resolution (outputs bilinearly upsampled; single scale, no flip)."""
+
+    def step(variables, batch):
+        logits, _ = model.apply(variables, batch["image"], train=False, with_aux=False)
+        if task == "segmentation":
+            labels = batch["segmentation"]
+            pred = jnp.argmax(resize_bilinear(logits, labels.shape[1:3]), axis=-1)
+            return {"cm": metrics.confusion_matrix(pred, labels, num_classes, batch["valid"])}
+        target = batch["depth"]
+        pred = resize_bilinear(logits.astype(jnp.float32), target.shape[1:3])
+        target = jnp.where(batch["valid"][:, None, None], target, 0.0)
+        return metrics.depth_sums(pred, target)
+
+    return step
+
+
+def make_predict(model, task: str):
+    """``f(variables, images) -> (N, H, W)`` class maps or depth at the input size (for pictures)."""
+
+    def predict(variables, images):
+        logits, _ = model.apply(variables, images, train=False, with_aux=False)
+        up = resize_bilinear(logits.astype(jnp.float32), images.shape[1:3])
+        return jnp.argmax(up, -1) if task == "segmentation" else up[..., 0]
+
+    return predict
+
+
+def summarise(task: str, sums, omit=()) -> dict:
+    """The scalar metrics of accumulated eval sums: mIoU etc. or the depth metrics; plus ``score`` (higher is
+    better: mIoU, or -RMSE)."""
+    if task == "segmentation":
+        out = metrics.segmentation_metrics(sums["cm"], omit=tuple(omit))
+        cm = np.asarray(sums["cm"], np.float64)
+        out["pixel_acc"] = float(np.trace(cm) / max(cm.sum(), 1.0))
+        out["score"] = out["miou"]
+        return out
+    out = metrics.depth_metrics(sums)
+    out["score"] = -out["rmse"]
+    return out
