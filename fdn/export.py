@@ -18,6 +18,7 @@ import sys
 
 from absl import app, flags, logging
 
+from fdn.cli import run_command
 from fdn.errors import report_user_errors
 
 flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory (from fdn.train or fdn.convert).")
@@ -61,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_command(main, "fdn.export")

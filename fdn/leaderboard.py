@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from fdn.cli import run_command
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("top_k", 10, "rows of the table")
 flags.DEFINE_integer("draw_k", 3, "genotypes to draw")
@@ -23,4 +25,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_command(main, "fdn.leaderboard")

@@ -18,6 +18,7 @@ initialised (the starting point of a search or a full training)::
 
 from absl import app, flags, logging
 
+from fdn.cli import run_command
 from fdn.convert import cli
 from fdn.errors import report_user_errors
 
@@ -56,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_command(main, "fdn.convert")

@@ -13,6 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from fdn.cli import run_command
 from fdn.errors import report_user_errors
 
 FLAGS = flags.FLAGS
@@ -51,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_command(main, "fdn.train")
