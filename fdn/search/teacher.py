@@ -34,7 +34,7 @@ from fdn.models.decoder import DecoderSettings
 from fdn.errors import InputError
 from fdn.models.resize import resize_bilinear
 from fdn.models.init import random_variables
-from fdn.models.segmenter import ModelSpec
+from fdn.models.segmenter import ModelSpec, eval_forward
 
 KINDS = ("none", "checkpoint", "logits", "train")
 TEACHER_DIR = "teacher"
@@ -42,7 +42,7 @@ TEACHER_DIR = "teacher"
 
 def _forward_fn(spec: ModelSpec, variables) -> Callable:
     model = spec.build()
-    forward = jax.jit(lambda v, x: model.apply(v, x, train=False, with_aux=False)[0])
+    forward = jax.jit(lambda v, x: eval_forward(model, v, x)[0])
     return lambda images: forward(variables, jnp.asarray(images))
 
 

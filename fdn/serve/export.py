@@ -38,7 +38,7 @@ from fdn.conventions import MEAN_RGB, STD_RGB
 from fdn.models import depthwise
 from fdn.models.layers import BatchNorm
 from fdn.models.init import random_variables  # noqa: F401  (public here: export and latency tools use it)
-from fdn.models.segmenter import ModelSpec
+from fdn.models.segmenter import ModelSpec, eval_forward
 
 FORMATS = ("stablehlo", "onnx")
 MEAN, STD = MEAN_RGB, STD_RGB  # the sidecar's record of the normalisation
@@ -121,7 +121,7 @@ def inference_function(spec: ModelSpec, variables, fold_bn: bool = True, precisi
 
     def infer(images):
         with folded_bn() if fold_bn else contextlib.nullcontext(), _precision(precision):
-            logits, _ = model.apply(variables, images, train=False, with_aux=False)
+            logits, _ = eval_forward(model, variables, images)
         return logits
 
     return infer
