@@ -30,6 +30,7 @@ import optax
 
 from fdn.serve import checkpoint as ckpt
 from fdn import genotype as gt
+from fdn import losses
 from fdn.models.decoder import DecoderSettings
 from fdn.errors import InputError
 from fdn.models.resize import resize_bilinear
@@ -89,11 +90,7 @@ def train_teacher(spec: ModelSpec, batches: Iterable[dict], steps: int, learning
     def loss_fn(params, batch_stats, images, labels):
         (logits, _), updates = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
                                            with_aux=False, mutable=["batch_stats"])
-        logits = resize_bilinear(logits, labels.shape[1:3])
-        valid = labels < spec.decoder.num_classes
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(valid, labels, 0))
-        loss = jnp.sum(jnp.where(valid, ce, 0.0)) / jnp.maximum(valid.sum(), 1)
-        return loss, updates["batch_stats"]
+        return losses.nll(resize_bilinear(logits, labels.shape[1:3]), labels), updates["batch_stats"]
 
     @jax.jit
     def step(params, batch_stats, opt_state, images, labels):
