@@ -30,7 +30,7 @@ import optax
 
 from fdn.serve import checkpoint as ckpt
 from fdn import genotype as gt
-from fdn import losses
+from fdn import losses, tasks
 from fdn.models.decoder import DecoderSettings
 from fdn.errors import InputError
 from fdn.models.resize import resize_bilinear
@@ -148,7 +148,7 @@ def make_teacher_fn(cfg, workdir: str | Path, num_classes: int, train_batches: C
                             {"source": "fdn.search.teacher", "seconds": round(time.time() - start, 1)}, overwrite=True)
             return _forward_fn(spec, variables)
     spec, variables, _ = ckpt.load_model(directory)
-    if spec.task != "segmentation" or spec.decoder.num_classes != num_classes:
+    if spec.task != tasks.SEGMENTATION or spec.decoder.num_classes != num_classes:
         raise InputError(f"the teacher in {directory} predicts {spec.decoder.num_classes} {spec.task} channels; "
                          f"the search needs {num_classes} segmentation classes")
     return _forward_fn(spec, variables)
