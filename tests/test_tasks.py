@@ -96,3 +96,20 @@ def test_serving_imports_neither_training_nor_the_search():
             "print(sorted(m for m in sys.modules if m.startswith(('fdn.train', 'fdn.search', 'fdn.candidate'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("task", tasks.NAMES)
+def test_evaluation_pictures_follow_the_task(task, tmp_path):
+    from PIL import Image
+
+    from fdn.serve import evaluation
+
+    rng = np.random.default_rng(2)
+    batch = {k: np.asarray(v) for k, v in _batch(rng).items()}
+    batch["image"] = conventions.normalise(rng.integers(0, 256, (2, 16, 16, 3), np.uint8))
+    prediction = np.asarray(batch[task]) if task == "depth" else rng.integers(0, 4, (2, 16, 16))
+    assert evaluation.write_pictures(tmp_path, 0, batch, prediction, task, limit=8) == 1  # image 1 is padding
+    with Image.open(tmp_path / "0000_gt.png") as gt, Image.open(tmp_path / "0000_pred.png") as pred:
+        assert gt.mode == pred.mode == ("P" if tasks.get(task).categorical else "RGB")
+    with Image.open(tmp_path / "0000_image.png") as image:
+        np.testing.assert_array_equal(np.asarray(image), conventions.denormalise(batch["image"][0]))
