@@ -16,9 +16,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from fdn.conventions import IGNORE_LABEL
 from fdn.models.resize import resize_bilinear
-
-IGNORE_LABEL = 255
 
 
 def nll(logits, labels, ignore_label: int = IGNORE_LABEL):

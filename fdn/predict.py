@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags, logging
 
+from fdn import tasks
 from fdn.serve import checkpoint
 from fdn.serve import images
 from fdn.serve import inference
@@ -35,10 +36,10 @@ def write_pngs(directory, names, outputs, input_size, task, depth_max):
     logits = np.asarray(inference.upsample(outputs["logits"], tuple(input_size)))
     paths = []
     for name, out in zip(names, logits):
-        if task == "depth":
-            im = visualize.depth_image(out[..., 0], depth_max)
-        else:
+        if tasks.get(task).categorical:
             im = visualize.class_map_image(out.argmax(-1))
+        else:
+            im = visualize.depth_image(out[..., 0], depth_max)
         paths.append(directory / f"{name}.png")
         im.save(paths[-1])
     return paths

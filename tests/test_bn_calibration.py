@@ -6,7 +6,7 @@ import numpy as np
 
 from fdn.models.bn_calibration import calibrate_batch_stats
 from fdn.models.encoder import MobileNetV2Encoder
-from fdn.search.setup import random_encoder_variables
+from fdn.models.init import random_encoder_variables
 
 
 def _apply_train(model):

@@ -19,14 +19,13 @@ import jax
 import jax.numpy as jnp
 
 from fdn import genotype as G
+from fdn.conventions import IGNORE_LABEL as IGNORE
 from fdn.models.decoder import Decoder, DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.resize import resize_bilinear, resize_nearest
-from fdn.models.segmenter import Segmenter
+from fdn.models.segmenter import Segmenter, eval_forward
 from fdn.models.universal import Geometry, UniversalDecoder, make_plan
 from fdn.models.universal.decoder import resize_from_level, resize_levels
-
-IGNORE = 255
 
 
 def ordinary_abstract(genotype, settings: DecoderSettings, feature_shapes) -> dict:
@@ -81,7 +80,7 @@ class OrdinaryPrograms:
         decoder = Decoder(genotype, self.settings)
 
         def predict(variables, feats, size, data):
-            logits, _ = decoder.apply(variables, feats, train=False, with_aux=False)
+            logits, _ = eval_forward(decoder, variables, feats)
             return resize_bilinear(logits, size)
         return predict
 

@@ -36,7 +36,7 @@ from fdn.models.decoder import DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import draw_variables
 from fdn.metrics import segmentation_metrics
-from fdn.models.segmenter import Segmenter, count_params
+from fdn.models.segmenter import Segmenter, count_params, eval_forward
 
 
 class CandidateFailure(RuntimeError):
@@ -114,7 +114,7 @@ class CandidateTrainer:
         self._parts: dict = {}
         self._ordinary_shapes: dict = {}  # genotype -> its ordinary decoder's variable shapes (stage-1 inputs)
         encoder = MobileNetV2Encoder()
-        self._encode = jax.jit(lambda v, x: encoder.apply(v, x, train=False))
+        self._encode = jax.jit(lambda v, x: eval_forward(encoder, v, x, with_aux=None))
         self._val = [{"image": np.asarray(b["image"], np.float32),
                       "segmentation": np.asarray(b["segmentation"]),
                       "valid": np.asarray(b.get("valid", np.ones(len(b["image"]), bool)))}

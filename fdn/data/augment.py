@@ -13,9 +13,7 @@ generator from the caller, so a record's augmentation depends only on (seed, pos
 import numpy as np
 from PIL import Image
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-IGNORE_LABEL = 255
+from fdn.conventions import IGNORE_LABEL, denormalise, normalise  # noqa: F401  (denormalise: public here)
 TASKS = ('segmentation', 'depth', 'both')
 
 
@@ -28,16 +26,6 @@ def task_keys(task):
 
 def _pair(size):
     return (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
-
-
-def normalise(image):
-    """uint8 RGB -> float32, /255 then ImageNet mean/std (what the encoder was trained with)."""
-    return (image.astype(np.float32) * np.float32(1 / 255) - IMAGENET_MEAN) / IMAGENET_STD
-
-
-def denormalise(image):
-    """Inverse of ``normalise`` back to uint8 (for pictures and tests)."""
-    return np.clip(np.round((image * IMAGENET_STD + IMAGENET_MEAN) * 255), 0, 255).astype(np.uint8)
 
 
 def train_scale(rng, shorter_side, scale_range, min_side):

@@ -32,7 +32,10 @@ from PIL import Image
 
 from fdn.data import base, features
 
-NUM_CLASSES = 21
+CLASS_NAMES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
+               'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
+               'train', 'tvmonitor')
+NUM_CLASSES = len(CLASS_NAMES)
 VOC_URL = 'http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar'
 SBD_URL = ('https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/'
            'benchmark.tgz')

@@ -8,12 +8,16 @@ distributions from the shapes alone in milliseconds. Kernels and conv biases are
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
 
-def draw_variables(abstract, seed: int, random_bn_stats: bool = False) -> dict:
+def draw_variables(abstract, seed, random_bn_stats: bool = False) -> dict:
     """Concrete variables for an abstract tree (``{'params', 'batch_stats'}`` of ShapeDtypeStructs).
+
+    ``seed``: anything ``np.random.default_rng`` takes (an int, or a list of ints such as a JAX key's words).
 
     ``random_bn_stats`` also draws BN scales, shifts and running statistics (scale U(0.5, 1.5), shift N(0, 0.1),
     mean N(0, 0.2), var U(0.5, 2), as the parity fixtures), so tests exercise BN folding with non-trivial numbers.
@@ -50,3 +54,16 @@ def random_variables(spec, seed: int = 0, random_bn_stats: bool = False) -> dict
     from fdn.models.segmenter import abstract_variables
 
     return draw_variables(abstract_variables(spec, (32, 32)), seed, random_bn_stats)
+
+
+def random_encoder_variables(expand_first_block: bool, key) -> dict:
+    """A freshly initialised MobileNet-v2 encoder ({'params', 'batch_stats'}), seeded by a JAX ``key``.
+
+    The search's random encoder (the demo has no pretrained one): ``draw_variables`` with NumPy seeded by the
+    key's raw words, so a search seed keeps drawing the numbers it always drew.
+    """
+    from fdn.models.encoder import MobileNetV2Encoder
+
+    model = MobileNetV2Encoder(expand_first_block)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), False))
+    return draw_variables(shapes, np.asarray(jax.random.key_data(key)).tolist())

@@ -15,10 +15,11 @@ from flax import linen as nn
 from flax import traverse_util
 
 from fdn import genotype as G
+from fdn import tasks
 from fdn.models.decoder import Decoder, DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
 
-TASKS = ("segmentation", "depth")
+TASKS = tasks.NAMES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,14 +28,14 @@ class ModelSpec:
 
     genotype: G.Genotype
     decoder: DecoderSettings = DecoderSettings()
-    task: str = "segmentation"
+    task: str = tasks.SEGMENTATION
     expand_first_block: bool = True
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        if self.task == "depth" and self.decoder.num_classes != 1:
-            raise ValueError(f"a depth model has 1 output channel, got num_classes={self.decoder.num_classes}")
+        channels = tasks.get(self.task).head_size(self.decoder.num_classes)
+        if channels != self.decoder.num_classes:
+            raise ValueError(f"a {self.task} model has {channels} output channel{'s' if channels != 1 else ''}, "
+                             f"got num_classes={self.decoder.num_classes}")
 
     def to_dict(self) -> dict:
         return {"genotype": self.genotype.to_list(), "decoder": dataclasses.asdict(self.decoder),
@@ -42,7 +43,7 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
-        return cls(G.parse(d["genotype"]), DecoderSettings(**d["decoder"]), d.get("task", "segmentation"),
+        return cls(G.parse(d["genotype"]), DecoderSettings(**d["decoder"]), d.get("task", tasks.SEGMENTATION),
                    d.get("expand_first_block", True))
 
     def build(self) -> "Segmenter":
@@ -73,6 +74,18 @@ class Segmenter(nn.Module):
 
     def decode(self, features, train: bool = False, with_aux: bool = True):
         return self.decoder(features, train, with_aux)
+
+
+def eval_forward(model: nn.Module, variables, inputs, with_aux: bool | None = False):
+    """``(logits, aux_logits)`` of a ``Segmenter`` on images, or of a ``Decoder`` on encoder features, in eval
+    mode: running BN statistics, nothing mutable, the auxiliary heads only when asked. ``with_aux=None`` for a
+    module without auxiliary heads (a ``MobileNetV2Encoder``: returns its outputs).
+
+    Evaluation, prediction, export, distillation teachers and candidate scoring all run this one forward, so
+    that "the model's output" means the same thing to each of them.
+    """
+    heads = {} if with_aux is None else {"with_aux": with_aux}
+    return model.apply(variables, inputs, train=False, **heads)
 
 
 def init_variables(model: nn.Module, key, image_size=(64, 64), batch: int = 2):

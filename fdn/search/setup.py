@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from fdn.search import teacher as teacher_lib
-from fdn.data import pipeline, split
+from fdn.data import catalog, pipeline, split
 from fdn.models.encoder import MobileNetV2Encoder
+from fdn.models.init import random_encoder_variables
+from fdn.models.segmenter import eval_forward
 
 
 @dataclasses.dataclass
@@ -29,40 +29,6 @@ class SearchSetup:
     seconds: dict  # wall seconds of each set-up phase
 
 
-def resolve_data_dir(config, workdir) -> str | None:
-    """``config.data.data_dir``, or ``WORKDIR/data`` when ``auto_prepare`` is on and none is given."""
-    if config.data.data_dir:
-        return str(Path(config.data.data_dir).expanduser())
-    if config.data.auto_prepare:
-        return str(Path(workdir) / "data")
-    return None
-
-
-def ensure_prepared(config, data_dir) -> None:
-    """Prepares the dataset first if it is missing and ``auto_prepare`` is on (the demo's fdn_shapes)."""
-    import tensorflow_datasets as tfds
-
-    import fdn.data  # noqa: F401  (registers the builders)
-
-    if tfds.builder(config.data.name, data_dir=data_dir).is_prepared():
-        return
-    if not config.data.auto_prepare:
-        return  # data_source will raise with the prepare command
-    from fdn.data import prepare
-
-    print(f"search: preparing {config.data.name} in {data_dir} (once)", flush=True)
-    prepare.prepare(config.data.name, data_dir=data_dir)
-
-
-def num_classes_of(config) -> int:
-    if config.data.num_classes:
-        return int(config.data.num_classes)
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder(config.data.name, data_dir=resolve_data_dir(config, "."))
-    return int(builder.info.features["segmentation"].num_classes)
-
-
 def encoder_variables(config, key) -> dict:
     """{'params', 'batch_stats'} of the encoder: from ``config.encoder.checkpoint`` or random (seeded)."""
     if config.encoder.checkpoint:
@@ -71,27 +37,6 @@ def encoder_variables(config, key) -> dict:
         _, variables, _ = ckpt.load_model(Path(config.encoder.checkpoint).expanduser())
         return {c: variables[c]["encoder"] for c in ("params", "batch_stats")}
     return random_encoder_variables(config.encoder.expand_first_block, key)
-
-
-def random_encoder_variables(expand_first_block: bool, key) -> dict:
-    """A freshly initialised encoder, drawn with NumPy into the shapes Flax would create.
-
-    Same distributions as the layers' own initialisers (conv kernels U(+-1/sqrt(fan_in)) as PyTorch, BN scale
-    1 / bias 0, running mean 0 / var 1), but without jitting ``init``: XLA:CPU spends about a minute compiling
-    the per-parameter threefry draws of MobileNet-v2's init, and this takes milliseconds.
-    """
-    model = MobileNetV2Encoder(expand_first_block)
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), False))
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).tolist())
-
-    def draw(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            bound = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
-            return rng.uniform(-bound, bound, leaf.shape).astype(np.float32)
-        return (np.ones if name in ("scale", "var") else np.zeros)(leaf.shape, np.float32)
-
-    return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def calibrate_encoder(config, enc_vars, batches) -> dict:
@@ -108,7 +53,7 @@ def calibrate_encoder(config, enc_vars, batches) -> dict:
 
 def make_encoder_apply(config) -> Callable:
     model = MobileNetV2Encoder(config.encoder.expand_first_block)
-    return jax.jit(lambda variables, images: model.apply(variables, images, False))
+    return jax.jit(lambda variables, images: eval_forward(model, variables, images, with_aux=None))
 
 
 def val_batches(source, indices, cc) -> list[dict]:
@@ -136,13 +81,13 @@ def build(config, workdir, *, trainer_cls=None, log=print) -> SearchSetup:
 
     # ---------------------------------------------------------------------------------------- data
     start = time.time()
-    data_dir = resolve_data_dir(config, workdir)
-    ensure_prepared(config, data_dir)
+    data_dir = catalog.resolve_data_dir(config.data, workdir)
+    catalog.ensure_prepared(config.data, data_dir, lambda line: print(line, flush=True), "search")
     source = pipeline.data_source(config.data.name, config.data.split, data_dir)
     meta_train, meta_val = split.meta_split(len(source), config.seed, config.data.val_fraction)
     if config.data.val_examples:
         meta_val = meta_val[:config.data.val_examples]
-    num_classes = config.data.num_classes or num_classes_of(config)
+    num_classes = catalog.num_classes_of(config.data)
     val = val_batches(source, meta_val, cc)
     seconds["data"] = time.time() - start
     log(f"search: {config.data.name}/{config.data.split}: meta-train {len(meta_train)}, meta-val {len(meta_val)} "

@@ -30,11 +30,12 @@ import optax
 
 from fdn.serve import checkpoint as ckpt
 from fdn import genotype as gt
+from fdn import losses, tasks
 from fdn.models.decoder import DecoderSettings
 from fdn.errors import InputError
 from fdn.models.resize import resize_bilinear
 from fdn.models.init import random_variables
-from fdn.models.segmenter import ModelSpec
+from fdn.models.segmenter import ModelSpec, eval_forward
 
 KINDS = ("none", "checkpoint", "logits", "train")
 TEACHER_DIR = "teacher"
@@ -42,7 +43,7 @@ TEACHER_DIR = "teacher"
 
 def _forward_fn(spec: ModelSpec, variables) -> Callable:
     model = spec.build()
-    forward = jax.jit(lambda v, x: model.apply(v, x, train=False, with_aux=False)[0])
+    forward = jax.jit(lambda v, x: eval_forward(model, v, x)[0])
     return lambda images: forward(variables, jnp.asarray(images))
 
 
@@ -89,11 +90,7 @@ def train_teacher(spec: ModelSpec, batches: Iterable[dict], steps: int, learning
     def loss_fn(params, batch_stats, images, labels):
         (logits, _), updates = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
                                            with_aux=False, mutable=["batch_stats"])
-        logits = resize_bilinear(logits, labels.shape[1:3])
-        valid = labels < spec.decoder.num_classes
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(valid, labels, 0))
-        loss = jnp.sum(jnp.where(valid, ce, 0.0)) / jnp.maximum(valid.sum(), 1)
-        return loss, updates["batch_stats"]
+        return losses.nll(resize_bilinear(logits, labels.shape[1:3]), labels), updates["batch_stats"]
 
     @jax.jit
     def step(params, batch_stats, opt_state, images, labels):
@@ -151,7 +148,7 @@ def make_teacher_fn(cfg, workdir: str | Path, num_classes: int, train_batches: C
                             {"source": "fdn.search.teacher", "seconds": round(time.time() - start, 1)}, overwrite=True)
             return _forward_fn(spec, variables)
     spec, variables, _ = ckpt.load_model(directory)
-    if spec.task != "segmentation" or spec.decoder.num_classes != num_classes:
+    if spec.task != tasks.SEGMENTATION or spec.decoder.num_classes != num_classes:
         raise InputError(f"the teacher in {directory} predicts {spec.decoder.num_classes} {spec.task} channels; "
                          f"the search needs {num_classes} segmentation classes")
     return _forward_fn(spec, variables)

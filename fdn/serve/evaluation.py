@@ -14,10 +14,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from fdn import sharding
-from fdn.train import step as train_step
-from fdn.serve import visualize
-from fdn.data import augment, pipeline
+from fdn import sharding, tasks
+from fdn.conventions import denormalise
+from fdn.data import pipeline
+from fdn.serve import inference, visualize
 
 
 def eval_batches(source, *, crop_size, min_side, batch_size, task, num_examples=0):
@@ -41,11 +41,20 @@ def accumulate(eval_fn, variables, batches, mesh, on_batch=None) -> dict:
     return jax.tree.map(np.asarray, jax.device_get(total))
 
 
+def _picture_fn(rules: tasks.Task, depth_max: float):
+    """Class maps in the VOC palette, continuous maps (depth) in 'plasma' over [0, depth_max]."""
+    if rules.categorical:
+        return visualize.class_map_image
+    return lambda values: visualize.depth_image(values, depth_max)
+
+
 def write_pictures(directory, start: int, batch: dict, prediction: np.ndarray, task: str, limit: int,
                    depth_max: float = 8.0) -> int:
     """Input, ground truth and prediction PNGs of a batch's valid images, numbered from ``start``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    rules = tasks.get(task)
+    picture = _picture_fn(rules, depth_max)
     written = 0
     for k in range(len(prediction)):
         if start + written >= limit or not batch["valid"][k]:
@@ -53,19 +62,16 @@ def write_pictures(directory, start: int, batch: dict, prediction: np.ndarray, t
         stem = directory / f"{start + written:04d}"
         from PIL import Image
 
-        Image.fromarray(augment.denormalise(np.asarray(batch["image"][k]))).save(f"{stem}_image.png")
-        if task == "segmentation":
-            visualize.class_map_image(np.asarray(batch["segmentation"][k])).save(f"{stem}_gt.png")
-            visualize.class_map_image(prediction[k]).save(f"{stem}_pred.png")
-        else:
-            visualize.depth_image(np.asarray(batch["depth"][k]), depth_max).save(f"{stem}_gt.png")
-            visualize.depth_image(prediction[k], depth_max).save(f"{stem}_pred.png")
+        Image.fromarray(denormalise(np.asarray(batch["image"][k]))).save(f"{stem}_image.png")
+        picture(np.asarray(batch[rules.label_key][k])).save(f"{stem}_gt.png")
+        picture(prediction[k]).save(f"{stem}_pred.png")
         written += 1
     return written
 
 
 def summarise(task, sums, omit=()):
-    return train_step.summarise(task, sums, omit)
+    """The task's metrics of accumulated sums (`fdn.tasks`), with ``score`` higher-is-better."""
+    return tasks.get(task).summarise(sums, omit)
 
 
 def evaluate_checkpoint(checkpoint_dir, split=None, dataset=None, data_dir=None, crop=None, min_side=None, batch_size=None,
@@ -102,8 +108,8 @@ def evaluate_checkpoint(checkpoint_dir, split=None, dataset=None, data_dir=None,
 
     source = pipeline.data_source(dataset, split, data_dir)
     model = spec.build()
-    eval_fn = jax.jit(train_step.make_eval_step(model, task, num_classes))
-    predict = jax.jit(train_step.make_predict(model, task)) if png_dir else None
+    eval_fn = jax.jit(inference.make_eval_step(model, task, num_classes))
+    predict = jax.jit(inference.make_predict(model, task)) if png_dir else None
     variables = sharding.replicate(variables, mesh)
     written = [0]
 
@@ -119,7 +125,7 @@ def evaluate_checkpoint(checkpoint_dir, split=None, dataset=None, data_dir=None,
     n = min(num_examples, len(source)) if num_examples else len(source)
     lines = [f"{checkpoint_dir}: {spec.genotype} ({task}) on {dataset}/{split}, {n} images, crop "
              f"{crop[0]}x{crop[1]}, single scale, no flip"]
-    if task == "segmentation":
+    if tasks.get(task).categorical:
         lines.append(metrics.class_table(sums["cm"], meta.get("class_names"), omit=omit))
         lines.append(f"mIoU {scores['miou']:.4f}  pixel acc {scores['pixel_acc']:.4f}  mean acc {scores['macc']:.4f}"
                      f"  fwIoU {scores['fwiou']:.4f}  search reward {scores['reward']:.4f}"

@@ -34,14 +34,14 @@ import numpy as np
 from flax import linen as nn
 from flax import traverse_util
 
+from fdn.conventions import MEAN_RGB, STD_RGB
 from fdn.models import depthwise
 from fdn.models.layers import BatchNorm
 from fdn.models.init import random_variables  # noqa: F401  (public here: export and latency tools use it)
-from fdn.models.segmenter import ModelSpec
+from fdn.models.segmenter import ModelSpec, eval_forward
 
 FORMATS = ("stablehlo", "onnx")
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+MEAN, STD = MEAN_RGB, STD_RGB  # the sidecar's record of the normalisation
 DEFAULT_PLATFORMS = ("cpu", "cuda")
 # BN module name -> name of the conv it follows, in the same parent module.
 _BN_CONV = [(r"^bn$", "conv"), (r"^dw_bn$", "dw_conv"), (r"^project_bn$", "project_conv"),
@@ -121,7 +121,7 @@ def inference_function(spec: ModelSpec, variables, fold_bn: bool = True, precisi
 
     def infer(images):
         with folded_bn() if fold_bn else contextlib.nullcontext(), _precision(precision):
-            logits, _ = model.apply(variables, images, train=False, with_aux=False)
+            logits, _ = eval_forward(model, variables, images)
         return logits
 
     return infer

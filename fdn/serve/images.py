@@ -1,4 +1,5 @@
-"""Image files in, normalised arrays out: the official preprocessing (RGB / 255, ImageNet mean and std)."""
+"""Image files in, normalised arrays out: ``fdn.conventions.normalise`` (RGB / 255, ImageNet mean and std), the
+same preprocessing the training and evaluation crops get."""
 
 from __future__ import annotations
 
@@ -7,14 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+from fdn.conventions import normalise
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm")
-
-
-def normalize(rgb_uint8: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 RGB -> float32 normalised as the official code (and torchvision's ImageNet models)."""
-    return ((np.asarray(rgb_uint8, np.float32) / 255.0) - IMAGENET_MEAN) / IMAGENET_STD
 
 
 def read_rgb(path) -> np.ndarray:
@@ -51,7 +47,7 @@ def load_inputs(paths) -> tuple[np.ndarray, list[str]]:
             names += [f"{p.stem}_{i}" for i in range(a.shape[0])] if a.shape[0] > 1 else [p.stem]
         elif p.suffix.lower() in IMAGE_SUFFIXES:
             try:
-                arrays.append(normalize(read_rgb(p))[None])
+                arrays.append(normalise(read_rgb(p))[None])
             except OSError as err:
                 raise InputError(f"{p} is not a readable image: {err}") from None
             names.append(p.stem)

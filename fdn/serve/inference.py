@@ -1,4 +1,5 @@
-"""Eval-mode forward of a checkpointed model, jitted and batched: what predict, evaluate and export share."""
+"""Eval-mode forward of a model, jitted and batched: what predict, evaluate, export and fdn.train's evaluations
+share. The per-task parts (evaluation sums, prediction maps) come from `fdn.tasks`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fdn import tasks
 from fdn.models.resize import resize_bilinear
-from fdn.models.segmenter import ModelSpec
+from fdn.models.segmenter import ModelSpec, eval_forward
 
 
 def make_forward(spec: ModelSpec, with_aux: bool = True):
@@ -19,9 +21,32 @@ def make_forward(spec: ModelSpec, with_aux: bool = True):
 
     @jax.jit
     def forward(variables, images):
-        return model.apply(variables, images, train=False, with_aux=with_aux)
+        return eval_forward(model, variables, images, with_aux)
 
     return forward
+
+
+def make_eval_step(model, task: str, num_classes: int):
+    """``f(variables, batch) -> sums`` (to be jitted by the caller): the task's evaluation sums over the batch's
+    valid images, at the label resolution (outputs bilinearly upsampled; single scale, no flip)."""
+    rules = tasks.get(task)
+
+    def step(variables, batch):
+        logits, _ = eval_forward(model, variables, batch["image"])
+        return rules.eval_sums(logits, batch, num_classes)
+
+    return step
+
+
+def make_predict(model, task: str):
+    """``f(variables, images) -> (N, H, W)`` class maps or depth at the input size (for pictures)."""
+    rules = tasks.get(task)
+
+    def predict(variables, images):
+        logits, _ = eval_forward(model, variables, images)
+        return rules.prediction(resize_bilinear(logits.astype(jnp.float32), images.shape[1:3]))
+
+    return predict
 
 
 def predict_batches(spec: ModelSpec, variables, images: np.ndarray, batch_size: int = 8, with_aux: bool = True,

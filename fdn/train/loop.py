@@ -18,11 +18,11 @@ import jax
 import numpy as np
 
 from fdn.serve import checkpoint as ckpt
-from fdn import sharding
-from fdn.serve import evaluation
+from fdn import sharding, tasks
+from fdn.serve import evaluation, inference
 from fdn.train import genotype_source
 from fdn.train import step as train_step
-from fdn.data import pipeline
+from fdn.data import catalog, pipeline
 from fdn.models.decoder import DecoderSettings
 from fdn.errors import InputError
 from fdn.models.init import random_variables
@@ -34,37 +34,6 @@ BEST_MODEL, FINAL_MODEL, CHECKPOINTS = "best_model", "final_model", "checkpoints
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-def resolve_data_dir(config, workdir) -> str | None:
-    if config.data.data_dir:
-        return str(Path(config.data.data_dir).expanduser())
-    return str(Path(workdir) / "data") if config.data.auto_prepare else None
-
-
-def ensure_prepared(config, data_dir, log=print) -> None:
-    import tensorflow_datasets as tfds
-
-    import fdn.data  # noqa: F401  (registers the builders)
-
-    if config.data.auto_prepare and not tfds.builder(config.data.name, data_dir=data_dir).is_prepared():
-        from fdn.data import prepare
-
-        log(f"train: preparing {config.data.name} in {data_dir} (once)")
-        prepare.prepare(config.data.name, data_dir=data_dir)
-
-
-def class_names(dataset: str, num_classes: int) -> list[str] | None:
-    from fdn.data import cityscapes, shapes
-
-    names = {"fdn_shapes": shapes.CLASS_NAMES, "cityscapes_fine": cityscapes.CLASS_NAMES,
-             "voc_sbd": VOC_CLASS_NAMES}.get(dataset.split("/")[0])
-    return list(names) if names is not None and len(names) == num_classes else None
-
-
-VOC_CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-                   "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-                   "train", "tvmonitor")
 
 
 def export_variables(params, batch_stats) -> dict:
@@ -99,12 +68,13 @@ def run(config, workdir, *, log=print) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     main_process = jax.process_index() == 0
     task = config.task
-    if task not in ("segmentation", "depth"):
-        raise InputError(f"config.task must be segmentation or depth, got {task!r}")
+    if task not in tasks.NAMES:
+        raise InputError(f"config.task must be {' or '.join(tasks.NAMES)}, got {task!r}")
+    rules = tasks.get(task)
 
     # ------------------------------------------------------------------------------------------- genotype
     genotype = genotype_source.resolve(config.genotype)
-    num_classes = 1 if task == "depth" else int(config.model.num_classes)
+    num_classes = rules.head_size(config.model.num_classes)
     settings = DecoderSettings(num_classes, config.model.agg_size, config.model.repeats, config.model.aux_cell)
     train_spec = ModelSpec(genotype, settings, task, config.model.expand_first_block)
     export_spec = dataclasses.replace(train_spec, decoder=dataclasses.replace(settings, aux_cell=False))
@@ -119,8 +89,8 @@ def run(config, workdir, *, log=print) -> dict:
     repl = sharding.replicated(mesh)
 
     # ------------------------------------------------------------------------------------------------ data
-    data_dir = resolve_data_dir(config, workdir)
-    ensure_prepared(config, data_dir, log)
+    data_dir = catalog.resolve_data_dir(config.data, workdir)
+    catalog.ensure_prepared(config.data, data_dir, log, "train")
     train_source = pipeline.data_source(config.data.name, config.data.train_split, data_dir)
     eval_source = pipeline.data_source(config.data.name, config.data.eval_split, data_dir)
     steps_per_epoch = int(config.optim.steps_per_epoch) or len(train_source) // config.data.batch_size
@@ -177,7 +147,7 @@ def run(config, workdir, *, log=print) -> dict:
     # --------------------------------------------------------------------------------------- update steps
     step_fn = jax.jit(train_step.make_train_step(model, tx, config, teacher_model), donate_argnums=0,
                       out_shardings=(repl, repl))
-    eval_fn = jax.jit(train_step.make_eval_step(model, task, num_classes), out_shardings=repl)
+    eval_fn = jax.jit(inference.make_eval_step(model, task, num_classes), out_shardings=repl)
 
     def check_finite(step):
         bad = int(state["bad_step"])
@@ -193,7 +163,7 @@ def run(config, workdir, *, log=print) -> dict:
         return {"source": "fdn.train", "dataset": config.data.name, "train_split": config.data.train_split,
                 "eval_split": config.data.eval_split, "data_dir": data_dir or "", "task": task, "step": step,
                 "epoch": step / steps_per_epoch, "metrics": scores, "genotype_source": str(config.genotype),
-                "class_names": class_names(config.data.name, num_classes),
+                "class_names": catalog.class_names(config.data.name, num_classes),
                 "eval": {"crop_size": list(np.atleast_1d(config.eval.crop_size).tolist()),
                          "min_side": int(config.eval.min_side), "batch_size": int(config.eval.batch_size),
                          "omit_classes": list(config.eval.omit_classes)},
@@ -206,7 +176,7 @@ def run(config, workdir, *, log=print) -> dict:
         scores = evaluation.summarise(task, sums, config.eval.omit_classes)
         scores["seconds"] = time.time() - start
         writer.write(step, "eval", scores)
-        keys = ("miou", "pixel_acc") if task == "segmentation" else ("rmse", "log_rmse", "abs_rel", "delta1")
+        keys = rules.report_keys
         log(f"train: eval at step {step} (epoch {step / steps_per_epoch:.1f}): "
             + ", ".join(f"{k} {scores[k]:.4f}" for k in keys) + f" ({scores['seconds']:.1f} s, Polyak weights)")
         return scores

@@ -1,9 +1,9 @@
-"""The final-training step: losses, optimiser, Polyak average, non-finite guard; and the evaluation step.
+"""The final-training step: losses, optimiser, Polyak average, non-finite guard.
 
-Losses follow the search's stage 2 and Light-Weight RefineNet: the main output is compared with labels
-nearest-downsampled to its own resolution (NLL, 255 ignored; or berHu over valid depth), each auxiliary head
-(when ``aux_weight > 0``) is bilinearly upsampled to that resolution, and an optional teacher's outputs are
-bilinearly resized to it for the MSE distillation term.
+Losses follow the search's stage 2 and Light-Weight RefineNet: the task's terms (`fdn.tasks`: the main output
+against labels nearest-downsampled to its resolution, NLL or berHu, and the auxiliary heads upsampled to it
+when ``aux_weight > 0``) plus an optional teacher's outputs bilinearly resized to it for the MSE distillation
+term. The evaluation step is serving's (`fdn.serve.inference.make_eval_step`), shared with ``fdn.evaluate``.
 
 The train state is a dict ``{step, params, batch_stats, opt_state, polyak, bad_step}``. A step whose loss is
 not finite changes nothing and records its (1-based) number in ``bad_step``; later steps are no-ops too, so
@@ -17,15 +17,15 @@ import re
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import traverse_util
 
 from fdn import genotype as G
-from fdn import losses, metrics
+from fdn import losses, tasks
 from fdn import polyak as polyak_lib
 from fdn.models.encoder import TAP_GROUPS
-from fdn.models.resize import resize_bilinear, resize_nearest
+from fdn.models.resize import resize_bilinear
+from fdn.models.segmenter import eval_forward
 
 FROZEN = "frozen"
 
@@ -88,19 +88,11 @@ def init_state(tx, variables) -> dict:
 
 # ------------------------------------------------------------------------------------------------ losses
 def loss_terms(task: str, logits, aux, batch, teacher_logits=None, berhu_threshold: float = 0.2) -> dict:
-    size = logits.shape[1:3]
-    terms = {}
-    if task == "segmentation":
-        labels = resize_nearest(batch["segmentation"], size)
-        terms["main"] = losses.nll(logits, labels)
-        if aux:
-            terms["aux"] = jnp.sum(losses.aux_nll(aux, labels))
-    else:
-        target = resize_nearest(batch["depth"], size)
-        terms["main"] = losses.berhu(logits, target, berhu_threshold)
-        if aux:
-            terms["aux"] = sum(losses.berhu(losses.upsample_to(a, size), target, berhu_threshold) for a in aux)
+    """The task's terms (``main``, ``aux``; `fdn.tasks`) plus ``kd``, the MSE to a teacher's outputs bilinearly
+    resized to the student's resolution (the same for every task)."""
+    terms = tasks.get(task).loss_terms(logits, aux, batch, berhu_threshold)
     if teacher_logits is not None:
+        size = logits.shape[1:3]
         terms["kd"] = losses.kd_mse(logits, resize_bilinear(teacher_logits.astype(jnp.float32), size))
     return terms
 
@@ -115,8 +107,7 @@ def make_train_step(model, tx, config, teacher_model=None):
                                          train=True, with_aux=aux_weight > 0, mutable=["batch_stats"])
         teacher_logits = None
         if teacher_model is not None:
-            teacher_logits = jax.lax.stop_gradient(
-                teacher_model.apply(teacher_variables, batch["image"], train=False, with_aux=False)[0])
+            teacher_logits = jax.lax.stop_gradient(eval_forward(teacher_model, teacher_variables, batch["image"])[0])
         terms = loss_terms(task, logits, aux, batch, teacher_logits, config.loss.berhu_threshold)
         loss = terms["main"] + aux_weight * terms.get("aux", 0.0) + kd_weight * terms.get("kd", 0.0)
         return loss, (terms, new["batch_stats"])
@@ -145,47 +136,3 @@ def make_train_step(model, tx, config, teacher_model=None):
         return new_state, measurements
 
     return step
-
-
-# ------------------------------------------------------------------------------------------------ evaluation
-def make_eval_step(model, task: str, num_classes: int):
-    """``f(variables, batch) -> sums``: a confusion matrix or depth sums over the batch's valid images, at the
-    label resolution (outputs bilinearly upsampled; single scale, no flip)."""
-
-    def step(variables, batch):
-        logits, _ = model.apply(variables, batch["image"], train=False, with_aux=False)
-        if task == "segmentation":
-            labels = batch["segmentation"]
-            pred = jnp.argmax(resize_bilinear(logits, labels.shape[1:3]), axis=-1)
-            return {"cm": metrics.confusion_matrix(pred, labels, num_classes, batch["valid"])}
-        target = batch["depth"]
-        pred = resize_bilinear(logits.astype(jnp.float32), target.shape[1:3])
-        target = jnp.where(batch["valid"][:, None, None], target, 0.0)
-        return metrics.depth_sums(pred, target)
-
-    return step
-
-
-def make_predict(model, task: str):
-    """``f(variables, images) -> (N, H, W)`` class maps or depth at the input size (for pictures)."""
-
-    def predict(variables, images):
-        logits, _ = model.apply(variables, images, train=False, with_aux=False)
-        up = resize_bilinear(logits.astype(jnp.float32), images.shape[1:3])
-        return jnp.argmax(up, -1) if task == "segmentation" else up[..., 0]
-
-    return predict
-
-
-def summarise(task: str, sums, omit=()) -> dict:
-    """The scalar metrics of accumulated eval sums: mIoU etc. or the depth metrics; plus ``score`` (higher is
-    better: mIoU, or -RMSE)."""
-    if task == "segmentation":
-        out = metrics.segmentation_metrics(sums["cm"], omit=tuple(omit))
-        cm = np.asarray(sums["cm"], np.float64)
-        out["pixel_acc"] = float(np.trace(cm) / max(cm.sum(), 1.0))
-        out["score"] = out["miou"]
-        return out
-    out = metrics.depth_metrics(sums)
-    out["score"] = -out["rmse"]
-    return out
