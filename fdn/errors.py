@@ -3,6 +3,11 @@
 Every command-line entry point wraps its main in ``report_user_errors``: a malformed genotype, a missing file or
 a corrupt checkpoint prints one clear line (what is wrong and what to do) and exits with status 2, instead of
 a traceback; programming errors still raise.
+
+Which exceptions count as the user's is decided by one base class, `UserError`: each module that raises a
+user-facing error subclasses it (``GenotypeError``, ``CheckpointError``, ``StateDictError``, ...), usually
+together with the built-in base it always had (``ValueError``, ``RuntimeError``), so callers that catch the
+built-in keep working. This module imports nothing from fdn, so every module can import it without cycles.
 """
 
 from __future__ import annotations
@@ -10,29 +15,27 @@ from __future__ import annotations
 import functools
 import sys
 
-from fdn.genotype import GenotypeError
+
+class UserError(Exception):
+    """An error in what the user gave fdn (a file, a flag, a genotype), not in fdn; its message says what to do."""
 
 
-def user_error_types() -> tuple[type, ...]:
-    from fdn.serve.checkpoint import CheckpointError
-    from fdn.convert.files import StateDictError
-    from fdn.convert.segmenter import ConversionError
-    from fdn.serve.export import ExportError
-    return (GenotypeError, CheckpointError, StateDictError, ConversionError, ExportError, InputError,
-            FileNotFoundError, FileExistsError)
-
-
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """An input file or array that cannot be used (wrong shape, dtype, format)."""
 
 
+# Also reported as user errors: a path that is missing, or that exists where a command would create it.
+USER_ERROR_TYPES: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, FileExistsError)
+
+
 def report_user_errors(command: str):
+    """Decorator for a command's main: a `USER_ERROR_TYPES` error -> ``command: error: ...`` and exit status 2."""
     def wrap(main):
         @functools.wraps(main)
         def run(*args, **kwargs):
             try:
                 return main(*args, **kwargs)
-            except user_error_types() as err:
+            except USER_ERROR_TYPES as err:
                 print(f"{command}: error: {err}", file=sys.stderr)
                 sys.exit(2)
         return run

@@ -22,6 +22,8 @@ import json
 import math
 from typing import Any, Sequence
 
+from fdn.errors import UserError
+
 NUM_OPS = 11
 OP_NAMES = (
     "conv1x1",
@@ -61,7 +63,7 @@ BLOCK_INPUT_CHOICES = (4, 5, 6)
 ACTION_SIZE = 2 + 4 * NUM_PAIRS + 2 * NUM_BLOCKS
 
 
-class GenotypeError(ValueError):
+class GenotypeError(UserError, ValueError):
     """A genotype that is malformed or outside the search space; the message names the bad field."""
 
 

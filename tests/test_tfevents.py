@@ -1,12 +1,38 @@
-"""The TF-free TensorBoard writer: framing, masked CRC-32C and the Event / Summary protobuf fields, read back
-by an independent minimal parser."""
+"""TensorBoard event files of `MetricWriter` (written by tensorboardX): the TFRecord framing, masked CRC-32C
+and the Event / Summary protobuf fields, read back by an independent minimal parser (own CRC, own protobuf
+decoding; field numbers from tensorboard's ``event.proto`` / ``summary.proto``)."""
 
+import math
 import struct
 
 import pytest
 
-from fdn.train import tfevents
 from fdn.train.metric_writer import MetricWriter
+
+
+def _crc_table():
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return tuple(table)
+
+
+_TABLE = _crc_table()
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = _TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes) -> int:
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def _varint(buf, i):
@@ -48,10 +74,10 @@ def read_records(path):
         header = data[i:i + 8]
         (length,) = struct.unpack("<Q", header)
         (hcrc,) = struct.unpack("<I", data[i + 8:i + 12])
-        assert hcrc == tfevents.masked_crc32c(header)
+        assert hcrc == masked_crc32c(header)
         body = data[i + 12:i + 12 + length]
         (bcrc,) = struct.unpack("<I", data[i + 12 + length:i + 16 + length])
-        assert bcrc == tfevents.masked_crc32c(body)
+        assert bcrc == masked_crc32c(body)
         out.append(body)
         i += 16 + length
     assert i == len(data)
@@ -69,23 +95,25 @@ def scalars_of(event_bytes):
 
 
 def test_crc32c_known_values():
-    assert tfevents.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
-    assert tfevents.crc32c(b"") == 0
-    assert tfevents.crc32c(bytes(32)) == 0x8A9136AA  # RFC 3720 B.4: 32 bytes of zeros
+    assert crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+    assert crc32c(b"") == 0
+    assert crc32c(bytes(32)) == 0x8A9136AA  # RFC 3720 B.4: 32 bytes of zeros
 
 
 def test_event_file_parses(tmp_path):
-    writer = tfevents.EventWriter(tmp_path)
-    writer.scalars(7, {"train/loss": 0.5, "eval/miou": 0.25})
-    writer.scalars(2 ** 40, {"x": -3.0})
+    writer = MetricWriter(tmp_path)
+    writer.write(7, "train", {"loss": 0.5, "miou": 0.25})
+    writer.write(2 ** 40, "eval", {"x": -3.0, "rmse": float("nan")})
     writer.close()
-    (path,) = tmp_path.glob("events.out.tfevents.*")
+    (path,) = (tmp_path / "tensorboard").glob("events.out.tfevents.*")
     records = read_records(path)
     assert len(records) == 3
     first = parse_message(records[0])
     assert first[3] == [b"brain.Event:2"] and struct.unpack("<d", first[1][0])[0] > 1.6e9
-    assert scalars_of(records[1]) == (7, {"train/loss": 0.5, "eval/miou": 0.25})
-    assert scalars_of(records[2]) == (2 ** 40, {"x": -3.0})
+    assert scalars_of(records[1]) == (7, {"train/loss": 0.5, "train/miou": 0.25})
+    step, values = scalars_of(records[2])
+    assert step == 2 ** 40 and values["eval/x"] == -3.0 and math.isnan(values["eval/rmse"])
+    assert set(values) == {"eval/x", "eval/rmse"}
 
 
 def test_metric_writer_drops_lines_past_the_resumed_step(tmp_path):

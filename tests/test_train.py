@@ -63,10 +63,9 @@ def leaves(tree):
 def restore_latest(workdir):
     mngr = checkpoint.TrainCheckpoints(Path(workdir) / train_loop.CHECKPOINTS)
     step = mngr.latest_step()
-    restored = mngr.manager.restore(step, args=checkpoint.ocp.args.Composite(
-        state=checkpoint.ocp.args.StandardRestore(), extra=checkpoint.ocp.args.JsonRestore()))
+    state, extra = mngr.restore(step)
     mngr.close()
-    return step, restored.state, restored.extra
+    return step, state, extra
 
 
 class Interrupt(Exception):

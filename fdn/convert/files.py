@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fdn.errors import UserError
 
-class StateDictError(ValueError):
+
+class StateDictError(UserError, ValueError):
     """A state-dict file that cannot be read."""
 
 

@@ -6,10 +6,11 @@ import numpy as np
 from flax import traverse_util
 
 from fdn.convert import torch_layout as L
+from fdn.errors import UserError
 from fdn.models.segmenter import ModelSpec, abstract_variables
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """A state dict that does not fit the model: lists every missing, extra and wrongly shaped key."""
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 from etils import epath
 
+from fdn.errors import UserError
 
-class ManualDataError(FileNotFoundError):
+
+class ManualDataError(UserError, FileNotFoundError):
     """A manual-directory file is missing or incomplete; the message says which file and where to get it."""
 
 

@@ -1,4 +1,4 @@
-"""The search's resumable state, checkpointed with Orbax after every candidate.
+"""The search's resumable state, checkpointed with Orbax (`fdn.checkpointing`) after every candidate.
 
 One Orbax step per finished candidate (step = candidates done) holds two items:
 
@@ -22,7 +22,8 @@ from typing import Any
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
+
+from fdn.checkpointing import StepManager
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -60,19 +61,15 @@ class SearchCheckpointer:
     def __init__(self, workdir: str | os.PathLike, fingerprint: str = "", keep: int = 2):
         self.directory = Path(workdir).absolute() / CHECKPOINT_DIR
         self.fingerprint = fingerprint
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False,
-                                               create=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("arrays", "meta"))
+        self.steps = StepManager(self.directory, keep_latest=keep)
 
     def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+        return self.steps.latest_step()
 
     def save(self, state: SearchState) -> None:
+        """Saves ``state`` as step ``state.counter``; returns when it is complete on disk."""
         arrays = {"agent": jax.device_get(state.agent), "rng": np.asarray(state.rng, np.uint32)}
-        self.manager.save(state.counter, args=ocp.args.Composite(
-            arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(state.meta(self.fingerprint))),
-            force=True)
-        self.manager.wait_until_finished()
+        self.steps.save(state.counter, arrays={"arrays": arrays}, json={"meta": state.meta(self.fingerprint)})
 
     def restore(self, like: SearchState) -> SearchState | None:
         """The latest saved state (shaped like ``like``), or None when there is none."""
@@ -80,9 +77,10 @@ class SearchCheckpointer:
         if step is None:
             return None
         target = {"agent": like.agent, "rng": np.asarray(like.rng, np.uint32)}
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            arrays=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+        restored = self.steps.restore(
+            step, arrays={"arrays": target}, json=("meta",),
+            hint="the checkpoint is damaged or of another fdn version: use a new --workdir, or delete that step "
+                 "directory to resume from the one before")
         meta = restored["meta"]
         if self.fingerprint and meta.get("fingerprint") and meta["fingerprint"] != self.fingerprint:
             raise ValueError(
@@ -96,4 +94,4 @@ class SearchCheckpointer:
                            pending=meta.get("pending"))
 
     def close(self) -> None:
-        self.manager.close()
+        self.steps.close()

@@ -1,4 +1,4 @@
-"""Every Orbax call of fdn's model checkpoints, in one place.
+"""Model checkpoints (what ``fdn.predict`` / ``evaluate`` / ``export`` load) and the training-state checkpoints.
 
 A model checkpoint is a directory::
 
@@ -6,6 +6,8 @@ A model checkpoint is a directory::
     DIR/variables/       the Flax variables ({'params', 'batch_stats'}) as an Orbax checkpoint
 
 so that ``fdn.predict``, ``fdn.evaluate`` and ``fdn.export`` can rebuild the model from the directory alone.
+The Orbax calls themselves, and the translation of a damaged checkpoint into a `CheckpointError`, are
+`fdn.checkpointing`'s.
 """
 
 from __future__ import annotations
@@ -17,17 +19,14 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
+from fdn import checkpointing
+from fdn.checkpointing import CheckpointError  # noqa: F401  (public here: callers catch checkpoint.CheckpointError)
 from fdn.models.segmenter import ModelSpec, abstract_variables, param_counts
 
 SPEC_FILE = "fdn_model.json"
 VARIABLES_DIR = "variables"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, incomplete, corrupt or does not fit its own description."""
 
 
 def save_model(directory, variables, spec: ModelSpec, metadata: dict | None = None, overwrite: bool = False):
@@ -39,9 +38,7 @@ def save_model(directory, variables, spec: ModelSpec, metadata: dict | None = No
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     variables = jax.tree.map(np.asarray, dict(variables))
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(directory / VARIABLES_DIR, variables)
-    checkpointer.wait_until_finished()
+    checkpointing.save_tree(directory / VARIABLES_DIR, variables)
     info = {"format_version": FORMAT_VERSION, "model": spec.to_dict(),
             "param_counts": param_counts(variables["params"]), "metadata": metadata or {}}
     tmp = directory / (SPEC_FILE + ".tmp")
@@ -74,64 +71,48 @@ def load_model(directory) -> tuple[ModelSpec, dict, dict]:
     var_dir = directory / VARIABLES_DIR
     if not var_dir.is_dir():
         raise CheckpointError(f"{directory} is incomplete: the variables directory {var_dir} is missing")
-    target = abstract_variables(spec)
-    try:
-        variables = ocp.StandardCheckpointer().restore(var_dir, target)
-    except Exception as err:  # orbax raises many types for damaged files
-        raise CheckpointError(
-            f"cannot restore the variables in {var_dir} for the model described in {SPEC_FILE} "
-            f"({spec.genotype}): {type(err).__name__}: {str(err)[:500]}") from None
+    variables = checkpointing.restore_tree(
+        var_dir, abstract_variables(spec),
+        what=f"cannot restore the variables in {var_dir} for the model described in {SPEC_FILE} ({spec.genotype})",
+        hint="the checkpoint is damaged or its json describes another model: save, train or convert it again")
     return spec, variables, info
 
 
 # ------------------------------------------------------------------------------------------ training state
 class TrainCheckpoints:
-    """``WORKDIR/checkpoints``: full training states (Orbax ``CheckpointManager``), the latest and the best.
+    """``WORKDIR/checkpoints``: full training states, the latest and the best (`fdn.checkpointing.StepManager`).
 
     Each step directory holds ``state`` (params, batch stats, optimiser state, Polyak average, step), ``data``
     (the grain iterator, per host) and ``extra`` (JSON: epoch, best score, ...). A save with ``score`` (after
     an evaluation) takes part in the best-of ranking; the latest save is always kept, so resuming continues
-    from it and the best one survives until a better one comes.
+    from it and the best one survives until a better one comes. Saves are asynchronous: `wait` before exit.
     """
 
     def __init__(self, directory):
-        from orbax.checkpoint import checkpoint_managers as cm
-
-        policy = cm.AnyPreservationPolicy([
-            cm.LatestN(1),
-            cm.BestN(get_metric_fn=lambda m: m["score"], n=1, keep_checkpoints_without_metrics=False)])
-        options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True)
-        self.directory = Path(directory).absolute()
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.steps = checkpointing.StepManager(directory, keep_latest=1, keep_best=True, asynchronous=True)
+        self.directory = self.steps.directory
 
     def save(self, step: int, state, iterator, extra: dict, score: float | None = None) -> None:
-        import grain
-
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator),
-                                  extra=ocp.args.JsonSave(extra))
-        self.manager.save(step, args=args, metrics=None if score is None else {"score": float(score)}, force=True)
+        self.steps.save(step, arrays={"state": state}, json={"extra": extra}, iterators={"data": iterator},
+                        score=score)
 
     def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+        return self.steps.latest_step()
 
-    def best_step(self) -> int | None:
-        return self.manager.best_step()
+    def restore(self, step: int, abstract_state=None, iterator=None):
+        """``(state, extra)`` of ``step``; ``iterator`` (if given) is set to the saved position in place.
 
-    def restore(self, step: int, abstract_state, iterator):
-        """``(state, extra)`` of ``step``; ``iterator`` is set to the saved position in place."""
-        import grain
-
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                  data=grain.checkpoint.CheckpointRestore(iterator), extra=ocp.args.JsonRestore())
-        try:
-            restored = self.manager.restore(step, args=args)
-        except Exception as err:  # orbax raises many types for damaged or mismatching files
-            raise CheckpointError(f"cannot resume from {self.directory} step {step} (a checkpoint of another "
-                                  f"config or genotype?): {type(err).__name__}: {str(err)[:500]}") from None
-        return restored.state, restored.extra
+        Without ``abstract_state`` the state comes back as saved (host arrays), for inspection.
+        """
+        restored = self.steps.restore(
+            step, arrays={"state": abstract_state}, json=("extra",),
+            iterators=None if iterator is None else {"data": iterator},
+            hint="is it a checkpoint of another config or genotype? resume with the config it was written "
+                 "with, or train into a new --workdir")
+        return restored["state"], restored["extra"]
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        self.steps.wait()
 
     def close(self) -> None:
-        self.manager.close()
+        self.steps.close()

@@ -35,6 +35,7 @@ from flax import linen as nn
 from flax import traverse_util
 
 from fdn.conventions import MEAN_RGB, STD_RGB
+from fdn.errors import UserError
 from fdn.models import depthwise
 from fdn.models.layers import BatchNorm
 from fdn.models.init import random_variables  # noqa: F401  (public here: export and latency tools use it)
@@ -48,7 +49,7 @@ _BN_CONV = [(r"^bn$", "conv"), (r"^dw_bn$", "dw_conv"), (r"^project_bn$", "proje
             (r"^sep_(\d+)_bn$", r"sep_\1_pw")]
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """An artifact that cannot be produced (unsupported format, missing exporter, failed conversion)."""
 
 

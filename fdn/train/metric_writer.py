@@ -1,5 +1,10 @@
 """Training scalars to ``WORKDIR/metrics.jsonl`` (one JSON line per step and kind) and to TensorBoard event
-files in ``WORKDIR/tensorboard/`` (``fdn.train.tfevents``, no TensorFlow). Only process 0 writes.
+files in ``WORKDIR/tensorboard/``. Only process 0 writes.
+
+``metrics.jsonl`` is the record fdn itself reads (and is written synchronously); the event files are for
+watching a run in TensorBoard. They are written with tensorboardX (no TensorFlow), one event per `write` that
+carries all its scalars as ``simple_value``s. tensorboardX writes from a background thread and flushes every
+``FLUSH_SECONDS``; `close` writes everything still pending.
 
 On resume, lines of ``metrics.jsonl`` past the resumed step (written after the checkpoint the run resumes
 from) are dropped, so the file tells one consistent history.
@@ -11,9 +16,9 @@ import json
 import math
 from pathlib import Path
 
-from fdn.train.tfevents import EventWriter
-
 FILENAME = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+FLUSH_SECONDS = 10
 
 
 class MetricWriter:
@@ -30,7 +35,10 @@ class MetricWriter:
             tmp.write_text("".join(kept))
             tmp.replace(self.path)
         self._file = open(self.path, "a")
-        self._events = EventWriter(workdir / "tensorboard")
+        # Imported here: tensorboardX imports torch when it is installed (seconds), and only writing needs it.
+        from tensorboardX import FileWriter
+
+        self._events = FileWriter(str(workdir / TENSORBOARD_DIR), flush_secs=FLUSH_SECONDS)
 
     def write(self, step: int, kind: str, values: dict) -> None:
         """``values`` (floats) under ``kind/`` tags: ``train/loss``, ``eval/miou``, ..."""
@@ -40,7 +48,10 @@ class MetricWriter:
         clean = {k: (v if math.isfinite(v) else None) for k, v in values.items()}
         self._file.write(json.dumps({"step": int(step), "kind": kind, **clean}) + "\n")
         self._file.flush()
-        self._events.scalars(step, {f"{kind}/{k}": v for k, v in values.items()})
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        self._events.add_summary(Summary(value=[Summary.Value(tag=f"{kind}/{k}", simple_value=v)
+                                                for k, v in values.items()]), global_step=int(step))
 
     def close(self) -> None:
         if self.enabled:

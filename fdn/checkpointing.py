@@ -1,0 +1,154 @@
+"""Every Orbax call of fdn, in one place: single pytrees, step managers, and what a damaged checkpoint means.
+
+fdn writes three kinds of checkpoints (a model's variables, the training state, the search state) and the
+agent state on its own. They differ only in which items a step holds, so the Orbax mechanics live here once:
+
+* `save_tree` / `restore_tree`: one pytree in one directory (``StandardCheckpointer``), used by model
+  checkpoints (`fdn.serve.checkpoint`) and the agent state (`fdn.agents.saving`);
+* `StepManager`: a directory of numbered steps (``CheckpointManager``) whose steps hold named items (array
+  pytrees, JSON dicts, grain iterators) and which keeps the latest steps and, optionally, the best-scoring one;
+  used by the training state (`fdn.serve.checkpoint.TrainCheckpoints`) and the search state
+  (`fdn.search.state`).
+
+Saves are atomic: Orbax writes into a temporary directory and renames it when complete, so a kill during a save
+never leaves a half-written step that ``latest_step`` would pick. Restores take an *abstract* target (shapes,
+dtypes, shardings; `abstract_like`), so nothing is allocated twice and the restored arrays land where the
+caller wants them.
+
+Orbax raises many exception types for a truncated, corrupt or mismatching checkpoint (ValueError, KeyError,
+OSError, tensorstore errors, ...). A restore turns every one of them into a `CheckpointError`, a `UserError`,
+whose one-line message names the directory and what to do, so commands report it instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+from fdn.errors import UserError
+
+# The metric a `StepManager` with ``keep_best`` ranks its steps by (higher is better).
+SCORE = "score"
+_MAX_REASON = 300  # characters of the underlying error kept in a CheckpointError message
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint that is missing, incomplete, corrupt or does not fit its own description."""
+
+
+def abstract_like(tree):
+    """The ``jax.ShapeDtypeStruct`` of every leaf of ``tree`` (leaves that are already abstract stay as they are)."""
+    return jax.tree.map(lambda x: x if isinstance(x, jax.ShapeDtypeStruct) else ocp.utils.to_shape_dtype_struct(x),
+                        tree)
+
+
+@contextlib.contextmanager
+def failures_as_checkpoint_error(what: str, hint: str):
+    """Re-raise any failure inside as ``CheckpointError("{what}: {Type}: {reason}; {hint}")``, on one line.
+
+    ``what`` names the checkpoint ("cannot restore ... in DIR"), ``hint`` says what to do about it. The
+    original traceback is dropped: it is Orbax's internals, not the user's problem.
+    """
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as err:  # Orbax and tensorstore raise many types for damaged or mismatching files
+        reason = " ".join(str(err).split())
+        if len(reason) > _MAX_REASON:
+            reason = reason[:_MAX_REASON] + " ..."
+        raise CheckpointError(f"{what}: {type(err).__name__}: {reason}; {hint}") from None
+
+
+# ------------------------------------------------------------------------------------------ single pytrees
+def save_tree(path: str | os.PathLike, tree) -> Path:
+    """Writes the pytree ``tree`` to the directory ``path`` (replacing it if present); returns when on disk."""
+    path = Path(path).absolute()
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(path, tree, force=True)
+        checkpointer.wait_until_finished()
+    return path
+
+
+def restore_tree(path: str | os.PathLike, like, *, what: str | None = None,
+                 hint: str = "the checkpoint is damaged or of another model: write it again"):
+    """The pytree saved at ``path``, restored into the structure, shapes and dtypes of ``like``.
+
+    ``like`` may be concrete (its values are unused) or abstract. A failure raises `CheckpointError` with
+    ``what`` (default: "cannot restore PATH") and ``hint``.
+    """
+    path = Path(path).absolute()
+    with failures_as_checkpoint_error(what or f"cannot restore {path}", hint):
+        with ocp.StandardCheckpointer() as checkpointer:
+            return checkpointer.restore(path, abstract_like(like))
+
+
+# ------------------------------------------------------------------------------------------ numbered steps
+class StepManager:
+    """Numbered steps in ``directory``, each holding named items; keeps the latest ``keep_latest`` steps.
+
+    With ``keep_best``, the step with the highest ``score`` (passed to `save`) is kept too, until a better one
+    comes; steps saved without a score never count as best. ``asynchronous`` saves return before the arrays
+    are on disk (call `wait` before relying on them); otherwise `save` returns when the step is complete.
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, keep_latest: int = 1, keep_best: bool = False,
+                 asynchronous: bool = False):
+        from orbax.checkpoint import checkpoint_managers as cm
+
+        policy = cm.LatestN(keep_latest)
+        if keep_best:
+            policy = cm.AnyPreservationPolicy([policy, cm.BestN(
+                get_metric_fn=lambda m: m[SCORE], n=1, keep_checkpoints_without_metrics=False)])
+        options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+                                               enable_async_checkpointing=asynchronous)
+        self.directory = Path(directory).absolute()
+        self.asynchronous = asynchronous
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, *, arrays: dict | None = None, json: dict | None = None,
+             iterators: dict | None = None, score: float | None = None) -> None:
+        """Saves step ``step`` (replacing it if present): ``arrays`` {item: pytree}, ``json`` {item: dict},
+        ``iterators`` {item: grain iterator}."""
+        items = {name: ocp.args.StandardSave(tree) for name, tree in (arrays or {}).items()}
+        items.update({name: ocp.args.JsonSave(value) for name, value in (json or {}).items()})
+        if iterators:
+            import grain
+
+            items.update({name: grain.checkpoint.CheckpointSave(it) for name, it in iterators.items()})
+        self._manager.save(step, args=ocp.args.Composite(**items), force=True,
+                           metrics=None if score is None else {SCORE: float(score)})
+        if not self.asynchronous:
+            self._manager.wait_until_finished()
+
+    def restore(self, step: int, *, arrays: dict | None = None, json: tuple = (), iterators: dict | None = None,
+                hint: str = "the checkpoint is damaged or was written with other settings: use a new directory"):
+        """{item: value} of step ``step``.
+
+        ``arrays`` {item: target}: each restored into the shapes of its target (`abstract_like`), or as saved
+        when the target is None; ``json``: names of JSON items; ``iterators`` {item: grain iterator}, each set
+        to its saved position in place. Any failure raises `CheckpointError` naming the step and ``hint``.
+        """
+        items = {name: ocp.args.StandardRestore(None if like is None else abstract_like(like))
+                 for name, like in (arrays or {}).items()}
+        items.update({name: ocp.args.JsonRestore() for name in json})
+        if iterators:
+            import grain
+
+            items.update({name: grain.checkpoint.CheckpointRestore(it) for name, it in iterators.items()})
+        with failures_as_checkpoint_error(f"cannot restore step {step} of {self.directory}", hint):
+            restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        return {name: restored[name] for name in items}
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()
