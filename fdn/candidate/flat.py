@@ -24,10 +24,12 @@ class Flattener:
         self.sizes = [int(math.prod(s)) for s in self.shapes]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
         self.size = int(self.offsets[-1])
+        # float32, or float64 for float64 trees (jax_enable_x64: the float64 parity test).
+        self.dtype = jnp.promote_types(jnp.result_type(jnp.float32, *(x.dtype for x in leaves)), jnp.float32)
 
     def flatten(self, tree):
         leaves = jax.tree.leaves(tree)
-        return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in leaves])
+        return jnp.concatenate([jnp.ravel(x).astype(self.dtype) for x in leaves])
 
     def unflatten(self, vec):
         bounds = zip(self.offsets[:-1], self.offsets[1:], self.shapes)
