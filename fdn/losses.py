@@ -8,7 +8,7 @@
   ``up(aux)``), then NLL; one value per head, the caller weights them.
 * ``berhu``: the inverse Huber loss used for depth (c = 0.2 max|err| over the valid pixels of the batch).
 
-Logits are NHWC; every reduction runs in float32 whatever the activation dtype.
+Logits are NHWC; every reduction runs in at least float32 whatever the activation dtype.
 """
 
 from __future__ import annotations

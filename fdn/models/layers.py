@@ -88,7 +88,7 @@ class BatchNorm(nn.Module):
 
     ``train=True`` normalises with batch statistics and updates the running ones (call with
     ``mutable=['batch_stats']``); ``train=False`` uses the running statistics. Statistics are computed in
-    float32 whatever the activation dtype.
+    at least float32 whatever the activation dtype.
     """
 
     momentum: float = 0.1
