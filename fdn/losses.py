@@ -8,7 +8,7 @@
   ``up(aux)``), then NLL; one value per head, the caller weights them.
 * ``berhu``: the inverse Huber loss used for depth (c = 0.2 max|err| over the valid pixels of the batch).
 
-Logits are NHWC; every reduction runs in float32 whatever the activation dtype.
+Logits are NHWC; every reduction runs in at least float32 whatever the activation dtype.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def nll(logits, labels, ignore_label: int = IGNORE_LABEL):
 
     Pixels equal to ``ignore_label`` (and any label outside ``0..K-1``) contribute nothing.
     """
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    logp = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
     labels = labels.astype(jnp.int32)
     valid = (labels != ignore_label) & (labels >= 0) & (labels < logits.shape[-1])
     safe = jnp.where(valid, labels, 0)
@@ -36,7 +36,8 @@ def nll(logits, labels, ignore_label: int = IGNORE_LABEL):
 
 def kd_mse(student_logits, teacher_logits):
     """Mean squared error between raw logits, over every element (``nn.MSELoss()``)."""
-    diff = student_logits.astype(jnp.float32) - teacher_logits.astype(jnp.float32)
+    dtype = jnp.promote_types(jnp.promote_types(student_logits.dtype, teacher_logits.dtype), jnp.float32)
+    diff = student_logits.astype(dtype) - teacher_logits.astype(dtype)
     return jnp.mean(jnp.square(diff))
 
 

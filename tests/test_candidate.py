@@ -1,22 +1,16 @@
 """Candidate training: one official stage-1 step (parity), a tiny stage1 -> stage2 -> reward run, failures."""
 
-import json
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from fdn import genotype as G
-from fdn.candidate import (CandidateFailure, CandidateTrainer, Stage1Cache, build_stage1_cache,
-                           default_config, flat, optim, steps)
-from fdn.candidate.programs import make_programs
-from fdn.models.decoder import DecoderSettings
+from fdn.candidate import CandidateFailure, CandidateTrainer, Stage1Cache, build_stage1_cache, default_config
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import draw_variables
+from tests import parity_stage1 as parity
 
-PARITY = Path(__file__).resolve().parents[1].parent / "shared" / "parity"
 # Cheap ops only (conv1x1, skip, GAP) so the tiny run compiles quickly; uses l1, l4 and a block output.
 TINY = G.parse([[0, [0, 0, 9, 4], [0, 1, 0, 9], [1, 4, 9, 0]], [[3, 3], [0, 4], [1, 5]]])
 
@@ -27,81 +21,126 @@ def rel_l2(got, want):
 
 
 # ------------------------------------------------------------------------------------------------ parity
-@pytest.fixture(scope="module", params=["per_genotype", "universal"])
+# The float32 fixture is noisy by construction (../shared/parity/README.md): its nearly constant encoder
+# features leave some BatchNorms with batch variances of 1e-15..1e-9, so any float32 run of the step, the
+# official one included, is 1.7e-4..2.0e-4 off the exact gradient norm and 0.050..0.056 off the exact update.
+# So the step is judged twice against the exact answer (the official step in float64): fdn in float64, to
+# near machine precision, and fdn in float32, with bounds set from the measured float32 floor.
+@pytest.fixture(scope="module", params=parity.PROGRAMS)
 def official_step(request):
-    """One official stage-1 step through each decoder program (``fdn.candidate.programs``)."""
-    if not (PARITY / "search_a_stage1.npz").is_file():
+    """One official stage-1 step through each decoder program (``fdn.candidate.programs``), in float32."""
+    if not parity.available("search_a_stage1"):
         pytest.skip("parity fixture search_a_stage1 not available (../shared absent)")
-    from fdn.convert.segmenter import torch_from_variables, variables_from_torch
-    from fdn.models.segmenter import ModelSpec
+    return parity.run_step(request.param)
 
-    with np.load(PARITY / "search_a_stage1.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads((PARITY / "search_a_stage1.json").read_text())
-    genotype = G.parse(meta["genotype"])
-    kw = meta["decoder_kwargs"]
-    settings = DecoderSettings(kw["num_classes"], kw["agg_size"], kw["repeats"], kw["aux_cell"])
-    spec = ModelSpec(genotype, settings)
-    # The converter reads full segmenter state dicts; search_a holds the same model's encoder.
-    with np.load(PARITY / "search_a.npz") as z:
-        state_dict = {k: z[k] for k in z.files if k.startswith("encoder.")}
-    state_dict.update({"decoder." + k[len("init/"):]: v for k, v in arrays.items() if k.startswith("init/")})
-    variables = variables_from_torch(state_dict, spec)
-    dec_vars = {"params": variables["params"]["decoder"], "batch_stats": variables["batch_stats"]["decoder"]}
-    programs = make_programs(request.param, settings)
-    prog_vars = programs.to_program(dec_vars, genotype)
+
+@pytest.fixture(scope="module", params=parity.PROGRAMS)
+def official_step_f64(request):
+    """The same step in float64 (x64 for this fixture's run only; the rest of the suite stays float32)."""
+    if not parity.available("search_a_stage1_f64"):
+        pytest.skip("parity fixture search_a_stage1_f64 not available (../shared absent)")
+    with jax.enable_x64(True):
+        return parity.run_step(request.param, "search_a_stage1_f64")
+
+
+@pytest.fixture(scope="module")
+def exact():
+    """The official step computed in float64 from the float32 fixture's inputs: (arrays, meta)."""
+    if not parity.available("search_a_stage1_f64"):
+        pytest.skip("parity fixture search_a_stage1_f64 not available (../shared absent)")
+    return parity.load("search_a_stage1_f64")
+
+
+def _loss_parts(metrics, scalars):
+    """Relative error of each loss part and of the raw gradient norm."""
+    return {"loss": rel_l2(metrics["loss"], scalars["loss_official"]),
+            "nll": rel_l2(metrics["nll"], scalars["loss_main_nll"]),
+            "kd": rel_l2(metrics["kd"], scalars["loss_kd_mse"]),
+            "aux": rel_l2(metrics["aux"], scalars["loss_aux_nll"]),
+            "grad_norm": rel_l2(metrics["grad_norm"], scalars["grad_norm_official"])}
+
+
+def _first_adam_input(arrays, scalars, names):
+    """|clip * g + wd * p| of the exact step per element of ``names`` (what Adam's first step takes the sign
+    of): how far each element is from the float32 noise."""
     cfg = default_config().stage1
-    flattener = flat.Flattener(prog_vars["params"])
-    trainable = 1.0 - flattener.mask(optim.decoder_labels(prog_vars["params"], genotype), optim.FROZEN)
-    tx = optim.flat_adam(cfg.lr, cfg.weight_decay, cfg.grad_clip, trainable)
-    state = steps.init_state(tx, flattener.flatten(prog_vars["params"]), prog_vars["batch_stats"])
-    predict, data = programs.stage1_predict(genotype), programs.data(genotype)
-    feats = [jnp.asarray(arrays[f"enc_out{i}"].transpose(0, 2, 3, 1)) for i in range(4)]
-    labels = jnp.asarray(arrays["y"].astype(np.int32))
-    teacher = jnp.asarray(arrays["kd_y"].transpose(0, 2, 3, 1))
-    with jax.default_matmul_precision("highest"):
-        step = jax.jit(lambda s, f, y, t, d: steps.stage1_step(predict, tx, flattener, cfg, s, f, y, t, d))
-        new_state, metrics = step(state, feats, labels, teacher, data)
-
-    def official_names(params, batch_stats=None):
-        ordinary = programs.to_ordinary({"params": params, "batch_stats": batch_stats or prog_vars["batch_stats"]},
-                                        genotype)
-        v = {"params": {"decoder": ordinary["params"]}}
-        if batch_stats is not None:
-            v["batch_stats"] = {"decoder": ordinary["batch_stats"]}
-        sd = torch_from_variables(v)
-        return {k[len("decoder."):]: x for k, x in sd.items() if not k.endswith("tracked")}
-
-    return {"programs": request.param, "arrays": arrays, "meta": meta, "metrics": jax.device_get(metrics),
-            "tx": tx, "state": state,
-            "flattener": flattener, "init": official_names(dec_vars["params"]),
-            "after": official_names(flattener.unflatten(new_state["params"]), new_state["batch_stats"]),
-            "avg": official_names(flattener.unflatten(new_state["avg"])), "names": official_names}
+    clip = min(1.0, cfg.grad_clip / scalars["grad_norm_official"])
+    return np.concatenate([np.abs(clip * arrays[f"grad/{k}"] + cfg.weight_decay * arrays[f"init/{k}"]).ravel()
+                           for k in names])
 
 
-def test_stage1_loss_parts_match_official(official_step):
-    m, s = official_step["metrics"], official_step["meta"]["scalars"]
-    assert rel_l2(m["loss"], s["loss_official"]) < 1e-5
-    assert rel_l2(m["nll"], s["loss_main_nll"]) < 1e-5
-    assert rel_l2(m["kd"], s["loss_kd_mse"]) < 1e-5
-    assert rel_l2(m["aux"], s["loss_aux_nll"]) < 1e-5
-    assert rel_l2(m["grad_norm"], s["grad_norm_official"]) < 1e-4
+def test_stage1_loss_parts_match_official(official_step, exact):
+    """fdn in float32 against the exact step; each bound with fdn's measured error beside it (per_genotype /
+    universal, 2-core CPU) and the official float32 code's (search_a_stage1_f64.json and the fixture)."""
+    err = _loss_parts(official_step["metrics"], exact[1]["scalars"])
+    assert err["loss"] < 2e-5       # fdn 2.4e-6 / 2.3e-6; official 2.2e-6..2.7e-6
+    assert err["nll"] < 1e-6        # fdn 5.2e-8 / 5.2e-8; official 5.9e-8
+    assert err["kd"] < 1e-6         # fdn 8.1e-9 / 8.1e-9; official 6.1e-8
+    assert err["aux"] < 1e-4        # fdn 1.2e-5 / 1.1e-5; official 1.7e-5
+    assert err["grad_norm"] < 1e-3  # fdn 2.4e-5 / 2.2e-5; official 1.7e-4..2.0e-4
+    a = exact[0]
+    keys = sorted(k for k in official_step["grad"] if f"grad/{k}" in a)
+    got = np.concatenate([official_step["grad"][k].ravel() for k in keys])
+    want = np.concatenate([a[f"grad/{k}"].ravel() for k in keys])
+    assert rel_l2(got, want) < 2e-2  # the whole raw gradient: fdn 4.6e-3 / 4.6e-3; official 2.7e-3
 
 
-def test_stage1_params_after_one_adam_step(official_step):
-    a, after, init = official_step["arrays"], official_step["after"], official_step["init"]
+def test_stage1_params_after_one_adam_step(official_step, exact):
+    """fdn in float32: Adam's first step is ~lr * sign(u), u = clip * g + wd * p, so an element whose u is
+    within float32 noise of 0 may flip sign in any float32 run. That noise reaches 1.5e-3 in |u| (fdn) and
+    1.4e-3 (the official float32 fixture), spread over most parameters (batch-stat BNs of near-constant
+    features), so the update is compared where the exact |u| > 5e-3 (4.7% of the elements, 35k), where one
+    flipped sign already gives 1.1e-2."""
+    a, meta = exact
+    after, init = official_step["after"], official_step["init"]
     # Parameters the official code gives no gradient (the unused adapter) are not touched at all.
-    for name in official_step["meta"]["params_without_grad"]:
+    for name in meta["params_without_grad"]:
         np.testing.assert_array_equal(after[name], init[name])
-    # Adam's first step is ~lr * sign(grad): entries whose gradient is float noise (GAP branches followed by
-    # batch-stat BN) may flip, so compare the whole update vector, and BN running statistics tightly.
-    keys = sorted(k for k in after if f"after_step/{k}" in a and "running" not in k)
+    keys = sorted(k for k in after if f"grad/{k}" in a)
     got = np.concatenate([(after[k] - init[k]).ravel() for k in keys])
     want = np.concatenate([(a[f"after_step/{k}"] - init[k]).ravel() for k in keys])
-    assert rel_l2(got, want) < 0.05
-    assert max(rel_l2(after[k], a[f"after_step/{k}"]) for k in keys) < 0.02
+    clear = _first_adam_input(a, meta["scalars"], keys) > 5e-3
+    assert clear.sum() > 30_000
+    assert rel_l2(got[clear], want[clear]) < 1e-3  # fdn 6.7e-6 / 6.7e-6; official 1.2e-6
     for k in (k for k in after if "running" in k):
-        assert rel_l2(after[k], a[f"after_step/{k}"]) < 1e-4, k
+        assert rel_l2(after[k], a[f"after_step/{k}"]) < 1e-4, k  # fdn worst 1.8e-6 / 1.9e-6
+
+
+def test_stage1_loss_parts_and_grads_match_official_float64(official_step_f64):
+    """fdn in float64 against the exact step: loss parts and every parameter's raw gradient, element by
+    element, near machine precision (a 1e-4 change of the KD weight moves the loss by 2e-5, the gradients by
+    more)."""
+    r = official_step_f64
+    a, meta = r["arrays"], r["meta"]
+    err = _loss_parts(r["metrics"], meta["scalars"])
+    assert max(err.values()) < 1e-10, err  # fdn worst: grad norm 8.5e-13 (per_genotype) / 8.5e-13 (universal)
+    scale = max(float(np.abs(v).max()) for k, v in a.items() if k.startswith("grad/"))  # 0.36
+    for k, g in r["grad"].items():
+        want = a.get(f"grad/{k}", np.zeros_like(g))  # no gradient at all: the unused adapter
+        # Summation order alone: fdn worst 1.6e-11 * scale (both programs).
+        np.testing.assert_allclose(g, want, rtol=0, atol=1e-10 * scale, err_msg=k)
+
+
+def test_stage1_params_after_one_adam_step_float64(official_step_f64):
+    """fdn in float64: the parameters after one Adam step and the BN running statistics, element by element.
+
+    Adam's first step is lr * u / (|u| + eps) for u = clip * g + wd * p: it amplifies a difference in u by up
+    to lr / eps = 3e5 where |u| is near eps, so the 1e-12-level gradient differences above may show as up to
+    ~1e-7 here; a flipped sign is 6e-3."""
+    r = official_step_f64
+    a, after, init = r["arrays"], r["after"], r["init"]
+    for name in r["meta"]["params_without_grad"]:
+        np.testing.assert_array_equal(after[name], init[name])
+    keys = sorted(k for k in after if "running" not in k)
+    for k in keys:  # fdn worst 4.3e-8 (per_genotype) / 4.2e-8 (universal)
+        np.testing.assert_allclose(after[k], a[f"after_step/{k}"], rtol=0, atol=1e-6, err_msg=k)
+    got = np.concatenate([(after[k] - init[k]).ravel() for k in keys])
+    want = np.concatenate([(a[f"after_step/{k}"] - init[k]).ravel() for k in keys])
+    assert rel_l2(got, want) < 1e-6  # fdn 4.0e-8 (both programs)
+    # BN running statistics: fdn worst 4.6e-14 (per_genotype) / 2.8e-9 (universal: its per-level pixel counts
+    # are float32, so n / (n - 1) of the unbiased variance is rounded to float32).
+    for k in (k for k in after if "running" in k):
+        assert rel_l2(after[k], a[f"after_step/{k}"]) < 1e-8, k
 
 
 @pytest.mark.parametrize("official_step", ["per_genotype"], indirect=True)  # the optimiser alone, ordinary layout

@@ -16,7 +16,8 @@ import numpy as np
 
 
 class Flattener:
-    """Maps a pytree of arrays with fixed shapes to one float32 vector and back (order = tree leaves)."""
+    """Maps a pytree of arrays with fixed shapes to one float32 vector and back (order = tree leaves); a
+    float64 tree (``jax_enable_x64``, the float64 parity test) gets a float64 vector."""
 
     def __init__(self, abstract_tree):
         leaves, self.treedef = jax.tree.flatten(abstract_tree)
@@ -24,10 +25,11 @@ class Flattener:
         self.sizes = [int(math.prod(s)) for s in self.shapes]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
         self.size = int(self.offsets[-1])
+        self.dtype = jnp.result_type(jnp.float32, *(x.dtype for x in leaves))
 
     def flatten(self, tree):
         leaves = jax.tree.leaves(tree)
-        return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in leaves])
+        return jnp.concatenate([jnp.ravel(x).astype(self.dtype) for x in leaves])
 
     def unflatten(self, vec):
         bounds = zip(self.offsets[:-1], self.offsets[1:], self.shapes)

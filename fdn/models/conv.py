@@ -51,7 +51,7 @@ def _same_conv_bwd(padding, dilation, res, g):
     h, w = g.shape[1:3]
     xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     taps = [[jnp.einsum("nhwc,nhwo->co", xp[:, i * dilation:i * dilation + h, j * dilation:j * dilation + w], g,
-                        preferred_element_type=jnp.float32)
+                        preferred_element_type=jnp.promote_types(x.dtype, jnp.float32))
              for j in range(k)] for i in range(k)]
     g_k = jnp.stack([jnp.stack(row) for row in taps]).astype(kernel.dtype)
     return g_x.astype(x.dtype), g_k

@@ -88,7 +88,7 @@ class BatchNorm(nn.Module):
 
     ``train=True`` normalises with batch statistics and updates the running ones (call with
     ``mutable=['batch_stats']``); ``train=False`` uses the running statistics. Statistics are computed in
-    float32 whatever the activation dtype.
+    at least float32 whatever the activation dtype.
     """
 
     momentum: float = 0.1
@@ -102,7 +102,7 @@ class BatchNorm(nn.Module):
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
         if train:
-            xf = x.astype(jnp.float32)
+            xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
             axes = tuple(range(x.ndim - 1))
             mean = jnp.mean(xf, axes)
             var = jnp.mean(jnp.square(xf - mean), axes)

@@ -120,7 +120,7 @@ def masked_conv_bn(params, stats, x, level, geom: Geometry, train: bool):
     """conv1x1 -> BN -> ReLU on a canvas whose valid region is ``level``'s: BN statistics over that region
     only (the ordinary BatchNorm's numerics: biased for normalising, unbiased for the running variance);
     the output is zero outside the region."""
-    y = _conv(x, params["conv"]["kernel"], 0).astype(jnp.float32)
+    y = _conv(x, params["conv"]["kernel"], 0).astype(jnp.promote_types(x.dtype, jnp.float32))
     mask = jnp.asarray(geom.masks())[level]
     bn, st = params["bn"], stats["bn"]
     if train:
