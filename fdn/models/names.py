@@ -27,10 +27,15 @@ STEM = "layer1"  # the first 3x3 conv-BN (the official ``layer1``)
 _ENCODER_LAYER = re.compile(r"^layer(\d+)")
 
 
+def encoder_layer_number(group: int) -> int:
+    """The official layer number of MobileNet-v2 group ``group`` (0-based): ``layer2`` .. ``layer8``
+    (``layer1`` is the stem)."""
+    return group + 2
+
+
 def encoder_block_name(group: int, j: int) -> str:
-    """Inverted residual ``j`` of MobileNet-v2 group ``group`` (0-based): ``layer{group + 2}_{j}`` (the
-    official ``layer2`` .. ``layer8``; ``layer1`` is the stem)."""
-    return f"layer{group + 2}_{j}"
+    """Inverted residual ``j`` of group ``group``: ``layer{n}_{j}``, ``n = encoder_layer_number(group)``."""
+    return f"layer{encoder_layer_number(group)}_{j}"
 
 
 def encoder_layer_index(name: str) -> int | None:
