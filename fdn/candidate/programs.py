@@ -14,7 +14,8 @@ so the trainer never branches on which one it has.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable, Protocol, runtime_checkable
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp

@@ -16,8 +16,8 @@ import dataclasses
 from flax import linen as nn
 
 from fdn import genotype as G
-from fdn.models.cells import AggregateCell, ContextualCell, MergeCell
 from fdn.models import names
+from fdn.models.cells import AggregateCell, ContextualCell, MergeCell
 from fdn.models.layers import Conv, ConvBN
 
 

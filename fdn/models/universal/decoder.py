@@ -32,9 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdn import genotype as G
+from fdn.models import names as N
 from fdn.models.conv import conv2d
 from fdn.models.decoder import DecoderSettings
-from fdn.models import names as N
 from fdn.models.layers import ConvBN, normalizer, running_average, unbiased_variance
 from fdn.models.ops import make_op
 from fdn.models.resize import resize_bilinear
@@ -249,16 +249,14 @@ class UniversalDecoder:
         return out, {one: st1, two: st2}
 
     # ------------------------------------------------------------------------------------ whole decoder
-    def apply(self, variables, features, plan, train: bool = False, with_aux: bool = True):
-        geom = Geometry.of(features)
-        params, stats = variables["params"], variables["batch_stats"]
-        new_stats = {}
-        c = self.channels
-        pool = []
+    def _adapt(self, params, stats, features, geom: Geometry, train: bool):
+        """The four adapters (ordinary ``ConvBN`` modules at each encoder output's own size) -> the pool's
+        first four canvases, and their new statistics."""
+        pool, new_stats = [], {}
         for i, f in enumerate(features):
             name = N.adapter_name(i)
             v = {"params": params[name], "batch_stats": stats[name]}
-            module = ConvBN(c, 1)
+            module = ConvBN(self.channels, 1)
             if train:
                 y, upd = module.apply(v, f, train, mutable=["batch_stats"])
                 new_stats[name] = upd["batch_stats"]
@@ -266,10 +264,13 @@ class UniversalDecoder:
                 y = module.apply(v, f, train)
                 new_stats[name] = stats[name]
             pool.append(_pad(y, geom.canvas))
-        pool = tuple(pool) + tuple(jnp.zeros_like(pool[0]) for _ in range(G.NUM_BLOCKS))
+        return tuple(pool), new_stats
+
+    def _blocks(self, params, stats, pool, plan, geom: Geometry, train: bool):
+        """The three blocks' cells and aggregates as one flat scan over the jobs. Returns the pool with the
+        block outputs, the aux heads' inputs, and the new statistics of the cells and the aggregates."""
         slot = self._slot_fn(train)
         aux_cell = self.jobs == 3
-
         jobs = self.jobs
         n_jobs = G.NUM_BLOCKS * jobs
         lead = lambda t: jax.tree.map(lambda a: a.reshape((n_jobs,) + a.shape[2:]), t)  # noqa: E731
@@ -313,16 +314,13 @@ class UniversalDecoder:
         init = (pool, zeros(jobs), zeros(G.NUM_BLOCKS), stats[L.AGGREGATES])
         (pool, _, aux_ins, agg_stats), cell_stats = jax.lax.scan(
             job, init, (jnp.arange(n_jobs), lead(params[L.CELL_BANKS]), lead(stats[L.CELL_BANKS])))
-        new_stats[L.CELL_BANKS] = jax.tree.map(lambda a: a.reshape((G.NUM_BLOCKS, jobs) + a.shape[1:]), cell_stats)
-        new_stats[L.AGGREGATES] = agg_stats
+        cell_stats = jax.tree.map(lambda a: a.reshape((G.NUM_BLOCKS, jobs) + a.shape[1:]), cell_stats)
+        return pool, aux_ins, {L.CELL_BANKS: cell_stats, L.AGGREGATES: agg_stats}
 
-        aux = []
-        if with_aux:
-            for b in range(G.NUM_BLOCKS):
-                k = params[L.AUX_CLASSIFIERS]
-                aux.append(_conv(aux_ins[b], k[N.KERNEL][b], 1) + k[N.BIAS][b])
-
-        # Merge: fold the collected block outputs left to right into channel slots, resizing to the finer.
+    def _merge(self, params, stats, pool, plan, geom: Geometry, train: bool):
+        """The merge cell: fold the collected block outputs left to right into channel slots, resizing to the
+        finer level, then the masked conv1x1-BN-ReLU and the classifier. Returns (logits, level, new stats)."""
+        c = self.channels
         concat = jnp.zeros(pool[0].shape[:3] + (G.NUM_BLOCKS * c,), pool[0].dtype)
         level, count = jnp.int32(LEVELS - 1), jnp.int32(0)
         for b in range(G.NUM_BLOCKS):
@@ -337,7 +335,21 @@ class UniversalDecoder:
         m = params[N.MERGE]
         x, pre_stats = masked_conv_bn(m[N.MERGE_PRE], stats[N.MERGE][N.MERGE_PRE], jax.nn.relu(concat), level,
                                       geom, train)
-        new_stats[N.MERGE] = {N.MERGE_PRE: pre_stats}
         clf = m[N.MERGE_CLASSIFIER]
         logits = _conv(x, clf[N.KERNEL], 1) + clf[N.BIAS]
+        return logits, level, {N.MERGE_PRE: pre_stats}
+
+    def apply(self, variables, features, plan, train: bool = False, with_aux: bool = True):
+        geom = Geometry.of(features)
+        params, stats = variables["params"], variables["batch_stats"]
+        pool, new_stats = self._adapt(params, stats, features, geom, train)
+        pool = pool + tuple(jnp.zeros_like(pool[0]) for _ in range(G.NUM_BLOCKS))
+        pool, aux_ins, block_stats = self._blocks(params, stats, pool, plan, geom, train)
+        new_stats.update(block_stats)
+        aux = []
+        if with_aux:
+            for b in range(G.NUM_BLOCKS):
+                k = params[L.AUX_CLASSIFIERS]
+                aux.append(_conv(aux_ins[b], k[N.KERNEL][b], 1) + k[N.BIAS][b])
+        logits, level, new_stats[N.MERGE] = self._merge(params, stats, pool, plan, geom, train)
         return logits, level, aux, new_stats

@@ -25,13 +25,18 @@ from fdn.models.decoder import DecoderSettings
 from fdn.models.ops import make_op
 from fdn.models.universal import plan as P
 
-# Parameter family (``fdn.genotype.OpSpec.family``) -> the first op that uses it, whose module gives the
-# family's shapes; ops without parameters have no family.
-FAMILY_OP = {}
-for _op in G.OPS:
-    if _op.family is not None:
-        FAMILY_OP.setdefault(_op.family, _op.id)
-del _op
+
+def _family_ops() -> dict[str, int]:
+    """Parameter family (``fdn.genotype.OpSpec.family``) -> the first op that uses it, whose module gives the
+    family's shapes; ops without parameters have no family."""
+    out: dict[str, int] = {}
+    for op in G.OPS:
+        if op.family is not None:
+            out.setdefault(op.family, op.id)
+    return out
+
+
+FAMILY_OP = _family_ops()
 FAMILIES = tuple(FAMILY_OP)
 COLLECTIONS = ("params", "batch_stats")
 # The universal tree's own top-level entries (the adapters and the merge cell keep their ordinary names).
