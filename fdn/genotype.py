@@ -24,34 +24,54 @@ from typing import Any, Sequence
 
 from fdn.errors import UserError
 
-NUM_OPS = 11
-OP_NAMES = (
-    "conv1x1",
-    "conv3x3",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "global_average_pool",
-    "conv3x3_dil3",
-    "conv3x3_dil12",
-    "sep_conv_3x3_dil3",
-    "sep_conv_5x5_dil6",
-    "skip_connect",
-    "none",
+@dataclasses.dataclass(frozen=True)
+class OpSpec:
+    """One candidate operation: the single record every part of fdn reads for it (pure data, no flax).
+
+    ``kind`` is what the constructor builds (``fdn.models.ops.make_op``: 'conv' = conv-BN-ReLU, 'sep' =
+    separable conv, 'gap' = global average pool, 'skip', 'zero'); ``kernel`` and ``dilation`` its geometry.
+    The padding keeps the resolution. Ops that differ only in dilation have the same parameter shapes, so they
+    share a parameter ``family`` (the universal decoder's banks, ``fdn.models.universal.layout``).
+    """
+
+    id: int
+    name: str  # the official name (README, logs)
+    short: str  # as the paper's figures write it ("sep5x5 rate 6" -> sep5x5r6), used by ``describe()``
+    kind: str
+    kernel: int = 1
+    dilation: int = 1
+
+    @property
+    def padding(self) -> int:
+        return self.dilation * (self.kernel - 1) // 2
+
+    @property
+    def family(self) -> str | None:
+        """Parameter family (None: the op has no parameters)."""
+        if self.kind in ("conv", "sep"):
+            return f"{self.kind}{self.kernel}"
+        return "gap" if self.kind == "gap" else None
+
+
+# The op table: id (the index), official name, short name, kind and geometry. Ids are those of the paper and
+# the official code, so genotypes from either read the same.
+OPS = (
+    OpSpec(0, "conv1x1", "conv1x1", "conv", 1),
+    OpSpec(1, "conv3x3", "conv3x3", "conv", 3),
+    OpSpec(2, "sep_conv_3x3", "sep3x3", "sep", 3),
+    OpSpec(3, "sep_conv_5x5", "sep5x5", "sep", 5),
+    OpSpec(4, "global_average_pool", "gap", "gap"),
+    OpSpec(5, "conv3x3_dil3", "conv3x3r3", "conv", 3, 3),
+    OpSpec(6, "conv3x3_dil12", "conv3x3r12", "conv", 3, 12),
+    OpSpec(7, "sep_conv_3x3_dil3", "sep3x3r3", "sep", 3, 3),
+    OpSpec(8, "sep_conv_5x5_dil6", "sep5x5r6", "sep", 5, 6),
+    OpSpec(9, "skip_connect", "skip", "skip"),
+    OpSpec(10, "none", "none", "zero"),
 )
-# Short names as the paper's figures write them ("sep5x5 rate 6" -> sep5x5r6).
-OP_SHORT_NAMES = (
-    "conv1x1",
-    "conv3x3",
-    "sep3x3",
-    "sep5x5",
-    "gap",
-    "conv3x3r3",
-    "conv3x3r12",
-    "sep3x3r3",
-    "sep5x5r6",
-    "skip",
-    "none",
-)
+NUM_OPS = len(OPS)
+OP_NAMES = tuple(op.name for op in OPS)
+OP_SHORT_NAMES = tuple(op.short for op in OPS)
+
 NUM_PAIRS = 3
 NUM_BLOCKS = 3
 NUM_ENCODER_OUTPUTS = 4
@@ -131,10 +151,10 @@ class Genotype:
 
     def describe_cell(self) -> str:
         """The cell as an expression, e.g. ``sep5x5r6(x) + [conv3x3r3(x) + sep3x3(x)] + ...``."""
-        exprs = ["x", f"{OP_SHORT_NAMES[self.op0]}(x)"]
+        exprs = ["x", f"{OPS[self.op0].short}(x)"]
         for p1, p2, o1, o2 in self.pairs:
-            a = f"{OP_SHORT_NAMES[o1]}({exprs[p1]})"
-            b = f"{OP_SHORT_NAMES[o2]}({exprs[p2]})"
+            a = f"{OPS[o1].short}({exprs[p1]})"
+            b = f"{OPS[o2].short}({exprs[p2]})"
             exprs += [a, b, f"[{a} + {b}]"]
         return " + ".join(exprs[i] for i in self.cell_loose_ends())
 

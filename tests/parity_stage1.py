@@ -90,13 +90,13 @@ def run_step(program: str, case: str = "search_a_stage1") -> dict:
     trainable = 1.0 - flattener.mask(optim.decoder_labels(prog_vars["params"], genotype), optim.FROZEN)
     tx = optax.chain(keep_raw_grad(), optim.flat_adam(cfg.lr, cfg.weight_decay, cfg.grad_clip, trainable))
     state = steps.init_state(tx, flattener.flatten(prog_vars["params"]), prog_vars["batch_stats"])
-    predict, data = programs.stage1_predict(genotype), programs.data(genotype)
+    predict, plan = programs.stage1_predict(genotype), programs.plan(genotype)
     feats = [jnp.asarray(arrays[f"enc_out{i}"].transpose(0, 2, 3, 1)) for i in range(4)]
     labels = jnp.asarray(arrays["y"].astype(np.int32))
     teacher = jnp.asarray(arrays["kd_y"].transpose(0, 2, 3, 1))
     with jax.default_matmul_precision("highest"):
         step = jax.jit(lambda s, f, y, t, d: steps.stage1_step(predict, tx, flattener, cfg, s, f, y, t, d))
-        new_state, metrics = step(state, feats, labels, teacher, data)
+        new_state, metrics = step(state, feats, labels, teacher, plan)
 
     def official_names(params, batch_stats=None):
         params = jax.tree.map(np.asarray, params)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fdn import genotype as G
+from fdn.candidate.programs import DecoderProgram, make_programs
 from fdn.models.decoder import Decoder, DecoderSettings
 from fdn.models.init import draw_variables
 from fdn.models.resize import resize_bilinear
@@ -69,6 +70,13 @@ def test_plan_levels():
     assert plan["block_level"].tolist() == [1, 0, 1]
     assert plan["job_level"].tolist() == [[2, 1, 1], [0, 0, 0], [1, 1, 1]]
     assert plan["collected"].tolist() == [False, True, True] and int(plan["final_level"]) == 0
+
+
+def test_both_decoder_programs_meet_the_protocol():
+    for kind in ("universal", "per_genotype"):
+        programs = make_programs(kind, SETTINGS)
+        assert isinstance(programs, DecoderProgram)
+        assert (programs.plan(GENOTYPES[0]) is None) == (kind == "per_genotype")
 
 
 def rel(a, b, floor):

@@ -103,7 +103,7 @@ def main(argv):
     flattener = flat.Flattener(abstract["params"])
     trainable = 1.0 - flattener.mask(optim.decoder_labels(abstract["params"], genotype), optim.FROZEN)
     tx = optim.flat_adam(cfg.lr, cfg.weight_decay, cfg.grad_clip, trainable)
-    predict, data = programs.stage1_predict(genotype), programs.data(genotype)
+    predict, plan = programs.stage1_predict(genotype), programs.plan(genotype)
 
     def fresh_state():
         return steps.init_state(tx, flattener.flatten(variables["params"]),
@@ -115,14 +115,14 @@ def main(argv):
 
     state = fresh_state()
     t0 = time.perf_counter()
-    lowered = jax.jit(step, donate_argnums=0).lower(state, feats, labels, teacher, data)
+    lowered = jax.jit(step, donate_argnums=0).lower(state, feats, labels, teacher, plan)
     t1 = time.perf_counter()
     exe = lowered.compile()
     t2 = time.perf_counter()
     holder = {"state": state}
 
     def call(f, y, t):
-        holder["state"], loss = exe(holder["state"], f, y, t, data)
+        holder["state"], loss = exe(holder["state"], f, y, t, plan)
         return loss
 
     median, times = time_calls(call, lambda: (feats, labels, teacher), FLAGS.steps, FLAGS.warmup)
@@ -143,7 +143,7 @@ def main(argv):
         cache_y = synthetic_labels(rng, n, l1, k)
         cache_t = jnp.asarray(rng.normal(size=(n, l1, l1, k)), jnp.float32)
         program = steps.make_stage1_program(predict, tx, flattener, cfg, num_examples=n, batch_size=b, epochs=1)
-        args = lambda: (fresh_state(), jax.random.PRNGKey(0), cache_f, cache_y, cache_t, data)  # noqa: E731
+        args = lambda: (fresh_state(), jax.random.PRNGKey(0), cache_f, cache_y, cache_t, plan)  # noqa: E731
         t0 = time.perf_counter()
         scan_exe = jax.jit(program, donate_argnums=0).lower(*args()).compile()
         t1 = time.perf_counter()

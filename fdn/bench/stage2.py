@@ -65,10 +65,10 @@ def main(argv):
     state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(variables["params"]["encoder"]),
                                     f_dec.flatten(variables["params"]["decoder"]), variables["batch_stats"])
 
-    predict, data = programs.stage2_predict(genotype), programs.data(genotype)
+    predict, plan = programs.stage2_predict(genotype), programs.plan(genotype)
 
     def step(state, x, y):
-        return steps.stage2_step(predict, tx_enc, tx_dec, f_enc, f_dec, cfg, state, x, y, data)
+        return steps.stage2_step(predict, tx_enc, tx_dec, f_enc, f_dec, cfg, state, x, y, plan)
 
     t0 = time.perf_counter()
     lowered = jax.jit(step, donate_argnums=0).lower(state, images, labels)

@@ -14,7 +14,6 @@ parameter vector (``fdn.candidate.flat``) are zeroed after the L2 term: no decay
 
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
 
 import jax
@@ -23,6 +22,7 @@ import optax
 from flax import traverse_util
 
 from fdn import genotype as G
+from fdn.models import names
 from fdn.models.encoder import MOBILENET_V2_GROUPS, TAP_GROUPS
 
 FROZEN = "frozen"
@@ -41,13 +41,13 @@ def clipped_l2(grad_clip: float, weight_decay: float, inner: optax.GradientTrans
 
 def _unused_adapters(genotype: G.Genotype) -> set[str]:
     used = set(genotype.encoder_levels_used())
-    return {f"adapt{i + 1}" for i in range(G.NUM_ENCODER_OUTPUTS) if i not in used}
+    return {names.adapter_name(i) for i in range(G.NUM_ENCODER_OUTPUTS) if i not in used}
 
 
 def _unused_encoder_layers(genotype: G.Genotype) -> set[int]:
     """Encoder layer numbers (``layer{n}``, 2..8) after the deepest tap in use: they get no gradient."""
     deepest_group = TAP_GROUPS[max(genotype.encoder_levels_used())]
-    return {g + 2 for g in range(len(MOBILENET_V2_GROUPS)) if g > deepest_group}
+    return {names.encoder_layer_number(g) for g in range(len(MOBILENET_V2_GROUPS)) if g > deepest_group}
 
 
 def decoder_labels(decoder_params, genotype: G.Genotype, label: str = "decoder"):
@@ -63,8 +63,7 @@ def encoder_labels(encoder_params, genotype: G.Genotype, label: str = "encoder")
     flat = traverse_util.flatten_dict(encoder_params)
 
     def layer_of(name):
-        m = re.match(r"^layer(\d+)", name)
-        return int(m.group(1)) if m else 0
+        return names.encoder_layer_index(name) or 0
 
     return traverse_util.unflatten_dict({k: FROZEN if layer_of(k[0]) in unused else label for k in flat})
 

@@ -8,12 +8,14 @@ cheap relative to training (long candidates on an accelerator) or for one genoty
 small arrays), so one compile of each program serves the whole search. Costs per step: the slot switch's
 recomputation in the backward pass and canvas-sized buffers; saves a compile per candidate.
 
-Both expose the same pieces to ``CandidateTrainer``: a cache key, the plan data, the decoder variables'
-abstract shapes in the program's layout, conversions from and to the ordinary layout (what checkpoints,
-parameter counts and the rest of fdn use), and the three *predict* functions ``fdn.candidate.steps`` takes.
+Both are a ``DecoderProgram``: what ``CandidateTrainer`` (and the benchmarks) may ask of a decoder program,
+so the trainer never branches on which one it has.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +29,54 @@ from fdn.models.segmenter import Segmenter, eval_forward
 from fdn.models.universal import Geometry, UniversalDecoder, make_plan
 from fdn.models.universal.decoder import resize_from_level, resize_levels
 
+# The genotype's array form (``fdn.models.universal.make_plan``, as device arrays), or None where the
+# genotype is fixed in the traced code.
+Plan = dict | None
+# ``(params, batch_stats, feats, size, plan) -> (logits, aux logits, new batch_stats)``, outputs at ``size``.
+Stage1Predict = Callable[..., tuple]
+# ``(params, batch_stats, images, labels, plan) -> (logits, labels at their size, aux logits, new batch_stats)``.
+Stage2Predict = Callable[..., tuple]
+# ``(variables, feats, size, plan) -> logits at size`` (eval mode, no aux heads).
+EvalPredict = Callable[..., Any]
+
+
+@runtime_checkable
+class DecoderProgram(Protocol):
+    """How a candidate's decoder enters the compiled programs (``fdn.candidate.steps``).
+
+    Variables come in two layouts: the *ordinary* one (``fdn.models.decoder.Decoder``'s tree, what
+    checkpoints, parameter counts and the rest of fdn use) and the program's own (the same for the ordinary
+    program). The trainer keeps the program's layout during training and converts at the edges.
+    """
+
+    universal: bool
+    settings: DecoderSettings
+
+    def key(self, genotype: G.Genotype) -> Hashable:
+        """Cache key of the compiled programs: equal keys share executables."""
+
+    def plan(self, genotype: G.Genotype) -> Plan:
+        """The genotype as the programs' last argument."""
+
+    def abstract(self, genotype: G.Genotype, feature_shapes) -> dict:
+        """ShapeDtypeStructs of the decoder variables in the program's layout, for encoder outputs of
+        ``feature_shapes`` (any batch size)."""
+
+    def to_program(self, variables: dict, genotype: G.Genotype) -> dict:
+        """Ordinary decoder variables -> the program's layout."""
+
+    def to_ordinary(self, variables: dict, genotype: G.Genotype) -> dict:
+        """The program's layout -> ordinary decoder variables."""
+
+    def stage1_predict(self, genotype: G.Genotype) -> Stage1Predict:
+        """The decoder on cached encoder outputs, train mode, with aux heads."""
+
+    def stage2_predict(self, genotype: G.Genotype) -> Stage2Predict:
+        """Encoder and decoder on images, train mode, with aux heads (params ``{'encoder', 'decoder'}``)."""
+
+    def eval_predict(self, genotype: G.Genotype) -> EvalPredict:
+        """The decoder on encoder outputs, eval mode, without aux heads."""
+
 
 def ordinary_abstract(genotype, settings: DecoderSettings, feature_shapes) -> dict:
     decoder = Decoder(genotype, settings)
@@ -35,6 +85,8 @@ def ordinary_abstract(genotype, settings: DecoderSettings, feature_shapes) -> di
 
 
 class OrdinaryPrograms:
+    """``DecoderProgram`` with the genotype in the traced code: ``key`` is the genotype, the plan is None."""
+
     universal = False
 
     def __init__(self, settings: DecoderSettings, expand_first_block: bool = True):
@@ -44,7 +96,7 @@ class OrdinaryPrograms:
     def key(self, genotype):
         return genotype
 
-    def data(self, genotype):
+    def plan(self, genotype):
         return None
 
     def abstract(self, genotype, feature_shapes):
@@ -59,7 +111,7 @@ class OrdinaryPrograms:
     def stage1_predict(self, genotype):
         decoder = Decoder(genotype, self.settings)
 
-        def predict(params, batch_stats, feats, size, data):
+        def predict(params, batch_stats, feats, size, plan):
             (logits, aux), upd = decoder.apply({"params": params, "batch_stats": batch_stats}, feats, train=True,
                                                with_aux=True, mutable=["batch_stats"])
             return resize_bilinear(logits, size), [resize_bilinear(a, size) for a in aux], upd["batch_stats"]
@@ -68,7 +120,7 @@ class OrdinaryPrograms:
     def stage2_predict(self, genotype):
         model = Segmenter(genotype, self.settings, self.expand_first_block)
 
-        def predict(params, batch_stats, images, labels, data):
+        def predict(params, batch_stats, images, labels, plan):
             (logits, aux), upd = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
                                              with_aux=True, mutable=["batch_stats"])
             size = logits.shape[1:3]
@@ -79,13 +131,15 @@ class OrdinaryPrograms:
     def eval_predict(self, genotype):
         decoder = Decoder(genotype, self.settings)
 
-        def predict(variables, feats, size, data):
+        def predict(variables, feats, size, plan):
             logits, _ = eval_forward(decoder, variables, feats)
             return resize_bilinear(logits, size)
         return predict
 
 
 class UniversalPrograms:
+    """``DecoderProgram`` over the universal decoder: one key for every genotype, which comes as the plan."""
+
     universal = True
 
     def __init__(self, settings: DecoderSettings, expand_first_block: bool = True):
@@ -99,7 +153,7 @@ class UniversalPrograms:
     def key(self, genotype):
         return "universal"
 
-    def data(self, genotype):
+    def plan(self, genotype):
         return {k: jnp.asarray(v) for k, v in make_plan(genotype, self.settings.aux_cell).items()}
 
     def abstract(self, genotype, feature_shapes):
@@ -154,7 +208,7 @@ class UniversalPrograms:
         return predict
 
 
-def make_programs(kind: str, settings: DecoderSettings, expand_first_block: bool = True):
+def make_programs(kind: str, settings: DecoderSettings, expand_first_block: bool = True) -> DecoderProgram:
     """``'universal'`` or ``'per_genotype'`` (see the module docstring)."""
     if kind == "universal":
         return UniversalPrograms(settings, expand_first_block)

@@ -3,7 +3,7 @@
 Everything here is a function of arrays only, so ``CandidateTrainer`` compiles each once ahead of time and
 reuses it. The decoder enters through *predict* functions (``fdn.candidate.programs``): the ordinary decoder
 (the genotype fixed in the closure: one compile per genotype) or the universal one (the genotype passed as
-``data``, a plan of arrays: one compile for the whole search). Parameters
+``plan``, a few small arrays: one compile for the whole search; ``None`` for the ordinary one). Parameters
 travel as flat vectors (``fdn.candidate.flat``) so the optimiser and Polyak code is a few fused loops.
 
 Stage 1 runs as *one* program: ``epochs`` x ``lax.scan`` over the steps of an epoch, the shuffle drawn on the
@@ -22,14 +22,14 @@ from fdn.metrics import confusion_matrix
 
 
 # ------------------------------------------------------------------------------------------------ stage 1
-def stage1_loss(predict, params, batch_stats, feats, labels, teacher, data, cfg):
+def stage1_loss(predict, params, batch_stats, feats, labels, teacher, plan, cfg):
     """Loss of one stage-1 batch at the label resolution (l1): NLL + kd * MSE + aux * sum(aux NLL).
 
-    ``predict(params, batch_stats, feats, size, data) -> (logits, aux_logits, new_batch_stats)``, every
+    ``predict(params, batch_stats, feats, size, plan) -> (logits, aux_logits, new_batch_stats)``, every
     output bilinearly resized to ``size`` (train mode). Returns ``(loss, (parts, new_batch_stats))``;
     ``parts`` holds ``nll``, ``kd`` and ``aux`` (3,).
     """
-    out, aux, new_stats = predict(params, batch_stats, list(feats), labels.shape[1:3], data)
+    out, aux, new_stats = predict(params, batch_stats, list(feats), labels.shape[1:3], plan)
     main = losses.nll(out, labels)
     aux_parts = jnp.stack([losses.nll(a, labels) for a in aux])
     loss = main + cfg.aux_weight * jnp.sum(aux_parts)
@@ -40,14 +40,14 @@ def stage1_loss(predict, params, batch_stats, feats, labels, teacher, data, cfg)
     return loss, ({"nll": main, "kd": kd, "aux": aux_parts}, new_stats)
 
 
-def stage1_step(predict, tx, flattener, cfg, state, feats, labels, teacher, data=None):
+def stage1_step(predict, tx, flattener, cfg, state, feats, labels, teacher, plan=None):
     """One optimiser step + Polyak update. ``state`` = {params (flat vector), batch_stats, opt_state, avg}."""
 
     # Differentiate w.r.t. the tree and concatenate the gradients: the transpose of unflatten's slices would
     # be one full-length pad per leaf.
     grad_fn = jax.value_and_grad(stage1_loss, argnums=1, has_aux=True)
     (loss, (parts, batch_stats)), grads = grad_fn(predict, flattener.unflatten(state["params"]),
-                                                   state["batch_stats"], feats, labels, teacher, data, cfg)
+                                                   state["batch_stats"], feats, labels, teacher, plan, cfg)
     grads = flattener.flatten(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = state["params"] + updates
@@ -62,7 +62,7 @@ def init_state(tx, flat_params, batch_stats):
 
 
 def make_stage1_program(predict, tx, flattener, cfg, *, num_examples: int, batch_size: int, epochs: int):
-    """``program(state, key, feats, labels, teacher_or_None, data) -> (state, losses (epochs, steps))``.
+    """``program(state, key, feats, labels, teacher_or_None, plan) -> (state, losses (epochs, steps))``.
 
     Each epoch draws a fresh permutation of the cache on the device and drops the remainder
     (``num_examples // batch_size`` steps), as the official ``train_task0``; the Polyak averages are written
@@ -70,12 +70,12 @@ def make_stage1_program(predict, tx, flattener, cfg, *, num_examples: int, batch
     """
     steps = num_examples // batch_size
 
-    def program(state, key, feats, labels, teacher, data=None):
+    def program(state, key, feats, labels, teacher, plan=None):
         def step(state, idx):
             batch_feats = [jnp.take(f, idx, axis=0).astype(jnp.float32) for f in feats]
             batch_teacher = None if teacher is None else jnp.take(teacher, idx, axis=0).astype(jnp.float32)
             state, metrics = stage1_step(predict, tx, flattener, cfg, state, batch_feats,
-                                         jnp.take(labels, idx, axis=0), batch_teacher, data)
+                                         jnp.take(labels, idx, axis=0), batch_teacher, plan)
             return state, metrics["loss"]
 
         def epoch(state, epoch_key):
@@ -98,26 +98,26 @@ def end_epoch(state):
 
 
 # ------------------------------------------------------------------------------------------------ stage 2
-def stage2_loss(predict, params, batch_stats, images, labels, data, cfg):
+def stage2_loss(predict, params, batch_stats, images, labels, plan, cfg):
     """NLL at the output resolution (labels nearest-downsampled to it) + aux * sum of aux NLLs (aux outputs
     bilinearly resized to the output size). No distillation in stage 2.
 
-    ``predict(params, batch_stats, images, labels, data) -> (logits, labels at their size, aux logits at
+    ``predict(params, batch_stats, images, labels, plan) -> (logits, labels at their size, aux logits at
     that size, new_batch_stats)`` (train mode)."""
-    logits, small, aux, new_stats = predict(params, batch_stats, images, labels, data)
+    logits, small, aux, new_stats = predict(params, batch_stats, images, labels, plan)
     main = losses.nll(logits, small)
     aux_parts = jnp.stack([losses.nll(a, small) for a in aux])
     loss = main + cfg.aux_weight * jnp.sum(aux_parts)
     return loss, ({"nll": main, "aux": aux_parts}, new_stats)
 
 
-def stage2_step(predict, tx_enc, tx_dec, flat_enc, flat_dec, cfg, state, images, labels, data=None):
+def stage2_step(predict, tx_enc, tx_dec, flat_enc, flat_dec, cfg, state, images, labels, plan=None):
     """One end-to-end step. ``state`` = {enc, dec (flat vectors), batch_stats, opt_enc, opt_dec, avg_enc,
     avg_dec}; encoder and decoder are clipped and updated by their own optimisers."""
 
     params = {"encoder": flat_enc.unflatten(state["enc"]), "decoder": flat_dec.unflatten(state["dec"])}
     grad_fn = jax.value_and_grad(stage2_loss, argnums=1, has_aux=True)
-    (loss, (_, batch_stats)), grads = grad_fn(predict, params, state["batch_stats"], images, labels, data, cfg)
+    (loss, (_, batch_stats)), grads = grad_fn(predict, params, state["batch_stats"], images, labels, plan, cfg)
     g_enc, g_dec = flat_enc.flatten(grads["encoder"]), flat_dec.flatten(grads["decoder"])
     u_enc, opt_enc = tx_enc.update(g_enc, state["opt_enc"], state["enc"])
     u_dec, opt_dec = tx_dec.update(g_dec, state["opt_dec"], state["dec"])
@@ -133,10 +133,10 @@ def init_stage2_state(tx_enc, tx_dec, enc, dec, batch_stats):
 
 
 # ------------------------------------------------------------------------------------------------ eval
-def decoder_confusion(predict, num_classes: int, variables, feats, labels, valid, cm, data=None):
+def decoder_confusion(predict, num_classes: int, variables, feats, labels, valid, cm, plan=None):
     """``cm`` + the confusion matrix of one batch: eval-mode decoder (no aux heads), prediction bilinearly
-    resized to the label size (``predict(variables, feats, size, data)`` does both), argmax; padding slots
+    resized to the label size (``predict(variables, feats, size, plan)`` does both), argmax; padding slots
     (``valid`` False) and labels >= K are skipped."""
-    logits = predict(variables, [f.astype(jnp.float32) for f in feats], labels.shape[1:3], data)
+    logits = predict(variables, [f.astype(jnp.float32) for f in feats], labels.shape[1:3], plan)
     pred = jnp.argmax(logits, axis=-1)
     return cm + confusion_matrix(pred, labels, num_classes, valid)

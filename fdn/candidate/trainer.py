@@ -187,7 +187,7 @@ class CandidateTrainer:
                                                 batch_size=batch, epochs=c.epochs,
                                                 num_examples=self.cache.num_examples)
             state = jax.eval_shape(lambda: steps.init_state(tx, jnp.zeros(flattener.size), abstract["batch_stats"]))
-            args = (state, jax.random.PRNGKey(0), *self._cache_args(), self.programs.data(genotype))
+            args = (state, jax.random.PRNGKey(0), *self._cache_args(), self.programs.plan(genotype))
             return jax.jit(program, donate_argnums=0).lower(*args).compile()
         return self._executable((self.programs.key(genotype), "stage1"), build)
 
@@ -204,7 +204,7 @@ class CandidateTrainer:
                 return steps.decoder_confusion(predict, self.num_classes, v, f, y, m, cm, data)
             cm = jax.ShapeDtypeStruct((self.num_classes, self.num_classes), jnp.int32)
             return jax.jit(fn).lower(abstract, feats, b["segmentation"], b["valid"], cm,
-                                     self.programs.data(genotype)).compile()
+                                     self.programs.plan(genotype)).compile()
         return self._executable((self.programs.key(genotype), "eval"), build)
 
     def _stage2_parts(self, genotype):
@@ -240,7 +240,7 @@ class CandidateTrainer:
             size = (c.crop_size, c.crop_size)
             images = jax.ShapeDtypeStruct((c.batch_size, *size, 3), jnp.float32)
             labels = jax.ShapeDtypeStruct((c.batch_size, *size), jnp.uint8)
-            return jax.jit(fn, donate_argnums=0).lower(state, images, labels, self.programs.data(genotype)).compile()
+            return jax.jit(fn, donate_argnums=0).lower(state, images, labels, self.programs.plan(genotype)).compile()
         return self._executable((self.programs.key(genotype), "stage2"), build)
 
     def _cache_args(self):
@@ -263,7 +263,7 @@ class CandidateTrainer:
         variables = self.programs.to_program(
             draw_variables(ordinary_shapes, int(jax.random.randint(init_key, (), 0, 2 ** 31 - 1))), genotype)
         state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
-        data = self.programs.data(genotype)
+        data = self.programs.plan(genotype)
         t0 = time.perf_counter()
         try:
             state, losses = exe(state, run_key, *self._cache_args(), data)
@@ -293,7 +293,7 @@ class CandidateTrainer:
                                    {"encoder": enc["batch_stats"], "decoder": dec["batch_stats"]})
         state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(enc["params"]), f_dec.flatten(dec["params"]),
                                         batch_stats)
-        data = self.programs.data(genotype)
+        data = self.programs.plan(genotype)
         t0 = time.perf_counter()
         batches = iter(self.train_batches())
         pending = []
@@ -337,7 +337,7 @@ class CandidateTrainer:
 
     def _evaluate(self, genotype, decoder_vars, encoder_vars, val_feats):
         exe, compile_s = self._eval_exe(genotype)
-        data = self.programs.data(genotype)
+        data = self.programs.plan(genotype)
         cm = jnp.zeros((self.num_classes, self.num_classes), jnp.int32)
         for i, b in enumerate(self._val):
             feats = val_feats[i] if val_feats is not None else self._encode(encoder_vars, jnp.asarray(b["image"]))

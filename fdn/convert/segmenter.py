@@ -7,6 +7,7 @@ from flax import traverse_util
 
 from fdn.convert import torch_layout as L
 from fdn.errors import UserError
+from fdn.models import names as N
 from fdn.models.segmenter import ModelSpec, abstract_variables
 
 
@@ -72,6 +73,6 @@ def torch_from_variables(variables) -> dict[str, np.ndarray]:
     for (collection, *path), value in traverse_util.flatten_dict(dict(variables)).items():
         key = L.torch_key(tuple(path))
         out[key] = L.to_torch_array(path[-1], np.asarray(value))
-        if path[-1] == "mean":
+        if path[-1] == N.MEAN:
             out[key.rsplit(".", 1)[0] + ".num_batches_tracked"] = np.array(0, np.int64)
     return out

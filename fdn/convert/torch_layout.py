@@ -12,8 +12,10 @@ import re
 import numpy as np
 from flax import traverse_util
 
+from fdn.models import names as N
+
 # Leaf names: fdn -> PyTorch.
-_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+LEAF = {N.KERNEL: "weight", N.SCALE: "weight", N.BIAS: "bias", N.MEAN: "running_mean", N.VAR: "running_var"}
 
 # Op-internal module names (after ``_ops.K``), fdn -> PyTorch.
 _OP_RULES = [
@@ -71,7 +73,7 @@ def torch_module_name(path: str) -> str:
     m = re.match(r"^decoder/merge/pre_clf/(conv|bn)$", path)
     if m:
         return f"decoder.pre_clf.{'0' if m.group(1) == 'conv' else '1'}"
-    if path == "decoder/merge/conv_clf":
+    if path == f"{N.DECODER}/{N.MERGE}/{N.MERGE_CLASSIFIER}":
         return "decoder.conv_clf"
     raise LayoutError(f"no official name for module {path!r}")
 
@@ -79,22 +81,22 @@ def torch_module_name(path: str) -> str:
 def torch_key(path: tuple[str, ...]) -> str:
     """PyTorch state-dict key of an fdn variable path like ``('decoder', 'adapt1', 'bn', 'mean')``."""
     *module, leaf = path
-    if leaf not in _LEAF:
+    if leaf not in LEAF:
         raise LayoutError(f"no official name for variable {'/'.join(path)!r}")
-    return f"{torch_module_name('/'.join(module))}.{_LEAF[leaf]}"
+    return f"{torch_module_name('/'.join(module))}.{LEAF[leaf]}"
 
 
 def to_torch_array(leaf: str, value: np.ndarray) -> np.ndarray:
     """fdn layout -> PyTorch layout (HWIO kernels -> OIHW; depthwise (kh, kw, 1, C) -> (C, 1, kh, kw))."""
     value = np.asarray(value)
-    if leaf == "kernel":
+    if leaf == N.KERNEL:
         return np.ascontiguousarray(value.transpose(3, 2, 0, 1))
     return value
 
 
 def from_torch_array(leaf: str, value: np.ndarray) -> np.ndarray:
     value = np.asarray(value)
-    if leaf == "kernel":
+    if leaf == N.KERNEL:
         if value.ndim != 4:
             raise ValueError(f"a conv weight is 4-D (O, I, kH, kW), got shape {value.shape}")
         return np.ascontiguousarray(value.transpose(2, 3, 1, 0))

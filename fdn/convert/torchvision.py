@@ -31,7 +31,9 @@ from flax import traverse_util
 
 from fdn.convert import torch_layout as L
 from fdn.convert.segmenter import ConversionError, unwrap_state_dict
+from fdn.models import names as N
 from fdn.models.encoder import MOBILENET_V2_GROUPS, MobileNetV2Encoder
+from fdn.models.layers import BN_EPSILON
 
 EXPAND_INITS = ("identity", "random")
 # Keys of torchvision's ImageNet head: present in every torchvision file, unused by a segmenter.
@@ -40,7 +42,8 @@ _UNUSED = re.compile(r"^(features\.18\.|classifier\.)")
 _BLOCK = {"expand/conv": "conv.0.0", "expand/bn": "conv.0.1", "dw_conv": "conv.1.0", "dw_bn": "conv.1.1",
           "project_conv": "conv.2", "project_bn": "conv.3"}
 _FIRST_BLOCK = {"dw_conv": "conv.0.0", "dw_bn": "conv.0.1", "project_conv": "conv.1", "project_bn": "conv.2"}
-_FIRST_EXPAND = "layer2_0/expand"
+_FIRST_BLOCK_NAME = N.encoder_block_name(0, 0)
+_FIRST_EXPAND = f"{_FIRST_BLOCK_NAME}/expand"
 
 
 @dataclasses.dataclass
@@ -69,7 +72,7 @@ def block_index() -> dict[str, int]:
     out, i = {}, 1
     for g, (_, _, n, _) in enumerate(MOBILENET_V2_GROUPS):
         for j in range(n):
-            out[f"layer{g + 2}_{j}"] = i
+            out[N.encoder_block_name(g, j)] = i
             i += 1
     return out
 
@@ -86,7 +89,7 @@ def torchvision_module_name(path: str) -> str | None:
     m = re.match(r"^(layer\d+_\d+)/(.+)$", path)
     if m and m.group(1) in _BLOCK_INDEX:
         block, rest = m.groups()
-        if block == "layer2_0":
+        if block == _FIRST_BLOCK_NAME:
             if path.startswith(_FIRST_EXPAND + "/"):
                 return None
             table = _FIRST_BLOCK
@@ -103,9 +106,9 @@ def torchvision_key(path: tuple[str, ...]) -> str | None:
     name = torchvision_module_name("/".join(module))
     if name is None:
         return None
-    if leaf not in L._LEAF:
+    if leaf not in L.LEAF:
         raise L.LayoutError(f"no torchvision name for variable {'/'.join(path)!r}")
-    return f"{name}.{L._LEAF[leaf]}"
+    return f"{name}.{L.LEAF[leaf]}"
 
 
 def abstract_encoder_variables(expand_first_block: bool, image_size=(64, 64)):
@@ -116,21 +119,21 @@ def abstract_encoder_variables(expand_first_block: bool, image_size=(64, 64)):
 
 def _identity_expand(abstract_leaf_path, shape, dtype):
     collection, *_, leaf = abstract_leaf_path
-    if leaf == "kernel":
+    if leaf == N.KERNEL:
         return np.eye(shape[-1], dtype=dtype).reshape(shape)
-    if leaf in ("scale",):
+    if leaf == N.SCALE:
         return np.ones(shape, dtype)
-    if leaf == "var":
-        return np.full(shape, 1.0 - 1e-5, dtype)  # var + eps = 1: the BN is an exact identity in eval mode
+    if leaf == N.VAR:
+        return np.full(shape, 1.0 - BN_EPSILON, dtype)  # var + eps = 1: the BN is an exact identity in eval mode
     return np.zeros(shape, dtype)  # bias, mean
 
 
 def _default_init(leaf, shape, dtype, rng):
     """fdn's (PyTorch's default) initialisation of one variable, drawn with numpy."""
-    if leaf == "kernel":
+    if leaf == N.KERNEL:
         bound = 1 / np.sqrt(shape[0] * shape[1] * shape[2])
         return rng.uniform(-bound, bound, shape).astype(dtype)
-    return (np.ones(shape) if leaf in ("scale", "var") else np.zeros(shape)).astype(dtype)
+    return (np.ones(shape) if leaf in (N.SCALE, N.VAR) else np.zeros(shape)).astype(dtype)
 
 
 def encoder_variables_from_torchvision(state_dict: dict, expand_first_block: bool = False,

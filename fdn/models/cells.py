@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from fdn import genotype as G
+from fdn.models import names
 from fdn.models.layers import Conv, ConvBN
 from fdn.models.ops import make_op
 from fdn.models.resize import resize_bilinear
@@ -31,10 +32,10 @@ class ContextualCell(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool):
         g = self.genotype
-        feats = [x, make_op(g.op0, self.channels, self.repeats, "ops_0")(x, train)]
+        feats = [x, make_op(g.op0, self.channels, self.repeats, names.cell_op_name(0))(x, train)]
         for layer, (p1, p2, o1, o2) in enumerate(g.pairs, start=1):
-            a = make_op(o1, self.channels, self.repeats, f"ops_{3 * layer - 2}")(feats[p1], train)
-            b = make_op(o2, self.channels, self.repeats, f"ops_{3 * layer - 1}")(feats[p2], train)
+            a = make_op(o1, self.channels, self.repeats, names.cell_op_name(2 * layer - 1))(feats[p1], train)
+            b = make_op(o2, self.channels, self.repeats, names.cell_op_name(2 * layer))(feats[p2], train)
             feats += [a, b, a + b]
         ends = g.cell_loose_ends()
         out = feats[ends[0]]
@@ -53,8 +54,8 @@ class AggregateCell(nn.Module):
 
     @nn.compact
     def __call__(self, x1, x2, train: bool):
-        x1 = ConvBN(self.channels, 1, name="branch_1")(x1, train)
-        x2 = ConvBN(self.channels, 1, name="branch_2")(x2, train)
+        x1 = ConvBN(self.channels, 1, name=names.aggregate_branch_name(1))(x1, train)
+        x2 = ConvBN(self.channels, 1, name=names.aggregate_branch_name(2))(x2, train)
         if _larger(x1.shape, x2.shape):
             x2 = resize_bilinear(x2, x1.shape[1:3])
         elif _larger(x2.shape, x1.shape):
@@ -76,5 +77,5 @@ class MergeCell(nn.Module):
                 x = resize_bilinear(x, o.shape[1:3])
             x = jnp.concatenate([x, o], axis=-1)
         x = nn.relu(x)
-        x = ConvBN(self.channels, 1, name="pre_clf")(x, train)
-        return Conv(self.num_classes, 3, padding=1, use_bias=True, name="conv_clf")(x)
+        x = ConvBN(self.channels, 1, name=names.MERGE_PRE)(x, train)
+        return Conv(self.num_classes, 3, padding=1, use_bias=True, name=names.MERGE_CLASSIFIER)(x)

@@ -16,6 +16,7 @@ import dataclasses
 from flax import linen as nn
 
 from fdn import genotype as G
+from fdn.models import names
 from fdn.models.cells import AggregateCell, ContextualCell, MergeCell
 from fdn.models.layers import Conv, ConvBN
 
@@ -46,8 +47,8 @@ class AuxHead(nn.Module):
     def __call__(self, x, train: bool):
         s = self.settings
         if s.aux_cell:
-            x = ContextualCell(self.genotype, s.agg_size, s.repeats, name="aux_cell")(x, train)
-        return Conv(s.num_classes, 3, padding=1, use_bias=True, name="aux_clf")(x)
+            x = ContextualCell(self.genotype, s.agg_size, s.repeats, name=names.AUX_CELL)(x, train)
+        return Conv(s.num_classes, 3, padding=1, use_bias=True, name=names.AUX_CLASSIFIER)(x)
 
 
 class Decoder(nn.Module):
@@ -61,15 +62,15 @@ class Decoder(nn.Module):
         g, s = self.genotype, self.settings
         if len(features) != G.NUM_ENCODER_OUTPUTS:
             raise ValueError(f"the decoder takes {G.NUM_ENCODER_OUTPUTS} encoder outputs, got {len(features)}")
-        pool = [ConvBN(s.agg_size, 1, name=f"adapt{i + 1}")(f, train) for i, f in enumerate(features)]
+        pool = [ConvBN(s.agg_size, 1, name=names.adapter_name(i))(f, train) for i, f in enumerate(features)]
         aux = []
         for b, (i1, i2) in enumerate(g.blocks):
-            y1 = ContextualCell(g, s.agg_size, s.repeats, name=f"cells_{b}_op_1")(pool[i1], train)
-            y2 = ContextualCell(g, s.agg_size, s.repeats, name=f"cells_{b}_op_2")(pool[i2], train)
-            out = AggregateCell(s.agg_size, name=f"cells_{b}_agg")(y1, y2, train)
+            y1 = ContextualCell(g, s.agg_size, s.repeats, name=names.input_cell_name(b, 1))(pool[i1], train)
+            y2 = ContextualCell(g, s.agg_size, s.repeats, name=names.input_cell_name(b, 2))(pool[i2], train)
+            out = AggregateCell(s.agg_size, name=names.aggregate_name(b))(y1, y2, train)
             pool.append(out)
             if with_aux or self.is_initializing():
-                aux.append(AuxHead(s, g, name=f"aux_clfs_{b}")(out, train))
+                aux.append(AuxHead(s, g, name=names.aux_head_name(b))(out, train))
         collected = [pool[G.NUM_ENCODER_OUTPUTS + b] for b in g.collected_blocks()]
-        logits = MergeCell(s.agg_size, s.num_classes, name="merge")(collected, train)
+        logits = MergeCell(s.agg_size, s.num_classes, name=names.MERGE)(collected, train)
         return logits, (aux if with_aux else [])

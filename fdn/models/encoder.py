@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flax import linen as nn
 
+from fdn.models import names
 from fdn.models.layers import BatchNorm, Conv, ConvBN, DepthwiseConv, activate
 
 # (expansion t, out channels c, repeats n, first stride s) for the official layer2..layer8.
@@ -48,12 +49,12 @@ class MobileNetV2Encoder(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         """``x``: (N, H, W, 3) normalised images. Returns [l1, l2, l3, l4]."""
-        x = ConvBN(32, 3, stride=2, padding=1, activation="relu6", name="layer1")(x, train)
+        x = ConvBN(32, 3, stride=2, padding=1, activation="relu6", name=names.STEM)(x, train)
         taps = []
         for g, (t, c, n, s) in enumerate(MOBILENET_V2_GROUPS):
             for j in range(n):
                 expand = t != 1 or self.expand_first_block
-                x = InvertedResidual(c, s if j == 0 else 1, t, expand, name=f"layer{g + 2}_{j}")(x, train)
+                x = InvertedResidual(c, s if j == 0 else 1, t, expand, name=names.encoder_block_name(g, j))(x, train)
             if g in TAP_GROUPS:
                 taps.append(x)
         return taps

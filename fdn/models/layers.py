@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from fdn.models import names
 from fdn.models.conv import conv2d
 
 try:  # the fast depthwise kernel; plain XLA grouped conv until it is available
@@ -26,6 +27,11 @@ except ImportError:  # pragma: no cover
     _depthwise_conv = None
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
+
+# PyTorch's BatchNorm2d defaults (momentum in PyTorch's sense: the weight of the new batch). Every BatchNorm
+# of fdn, the universal decoder's masked one included, reads these.
+BN_MOMENTUM = 0.1
+BN_EPSILON = 1e-5
 
 
 def torch_default_kernel_init(key, shape, dtype=jnp.float32):
@@ -48,12 +54,12 @@ class Conv(nn.Module):
     @nn.compact
     def __call__(self, x):
         k = self.kernel_size
-        kernel = self.param("kernel", torch_default_kernel_init, (k, k, x.shape[-1], self.features))
+        kernel = self.param(names.KERNEL, torch_default_kernel_init, (k, k, x.shape[-1], self.features))
         y = conv2d(x, kernel.astype(x.dtype), self.stride, self.padding, self.dilation)
         if self.use_bias:
             fan_in = k * k * x.shape[-1]
             bias = self.param(
-                "bias", lambda key, s: jax.random.uniform(key, s, jnp.float32, -1, 1) / jnp.sqrt(fan_in),
+                names.BIAS, lambda key, s: jax.random.uniform(key, s, jnp.float32, -1, 1) / jnp.sqrt(fan_in),
                 (self.features,))
             y = y + bias.astype(y.dtype)
         return y
@@ -79,7 +85,7 @@ class DepthwiseConv(nn.Module):
     @nn.compact
     def __call__(self, x):
         k = self.kernel_size
-        kernel = self.param("kernel", torch_default_kernel_init, (k, k, 1, x.shape[-1]))
+        kernel = self.param(names.KERNEL, torch_default_kernel_init, (k, k, 1, x.shape[-1]))
         return depthwise(x, kernel.astype(x.dtype), self.stride, self.padding, self.dilation)
 
 
@@ -91,31 +97,46 @@ class BatchNorm(nn.Module):
     at least float32 whatever the activation dtype.
     """
 
-    momentum: float = 0.1
-    epsilon: float = 1e-5
+    momentum: float = BN_MOMENTUM
+    epsilon: float = BN_EPSILON
 
     @nn.compact
     def __call__(self, x, train: bool):
         c = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones, (c,))
-        bias = self.param("bias", nn.initializers.zeros, (c,))
-        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
-        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        scale = self.param(names.SCALE, nn.initializers.ones, (c,))
+        bias = self.param(names.BIAS, nn.initializers.zeros, (c,))
+        ra_mean = self.variable("batch_stats", names.MEAN, lambda: jnp.zeros((c,), jnp.float32))
+        ra_var = self.variable("batch_stats", names.VAR, lambda: jnp.ones((c,), jnp.float32))
         if train:
             xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
             axes = tuple(range(x.ndim - 1))
             mean = jnp.mean(xf, axes)
             var = jnp.mean(jnp.square(xf - mean), axes)
             if not self.is_initializing():
-                n = x.size // c
-                unbiased = var * (n / max(n - 1, 1))
-                m = self.momentum
-                ra_mean.value = (1 - m) * ra_mean.value + m * jax.lax.stop_gradient(mean)
-                ra_var.value = (1 - m) * ra_var.value + m * jax.lax.stop_gradient(unbiased)
+                ra_mean.value = running_average(ra_mean.value, mean, self.momentum)
+                ra_var.value = running_average(ra_var.value, unbiased_variance(var, x.size // c), self.momentum)
         else:
             mean, var = ra_mean.value, ra_var.value
-        mul = scale * jax.lax.rsqrt(var + self.epsilon)
-        return (x * mul.astype(x.dtype) + (bias - mean * mul).astype(x.dtype))
+        mul, shift = normalizer(mean, var, scale, bias, self.epsilon)
+        return x * mul.astype(x.dtype) + shift.astype(x.dtype)
+
+
+def unbiased_variance(var, n):
+    """The running variance's input: the biased batch variance ``var`` over ``n`` values (a Python int, or
+    traced where the count is data, as in the universal decoder's masked statistics), made unbiased."""
+    correction = n / max(n - 1, 1) if isinstance(n, int) else n / jnp.maximum(n - 1, 1)
+    return var * correction
+
+
+def normalizer(mean, var, scale, bias, epsilon: float = BN_EPSILON):
+    """``(mul, shift)`` with ``x * mul + shift`` = BatchNorm of ``x`` under statistics ``mean``, ``var``."""
+    mul = scale * jax.lax.rsqrt(var + epsilon)
+    return mul, bias - mean * mul
+
+
+def running_average(running, batch, momentum: float = BN_MOMENTUM):
+    """A BatchNorm running statistic after one batch (no gradient flows into it)."""
+    return (1 - momentum) * running + momentum * jax.lax.stop_gradient(batch)
 
 
 class ConvBN(nn.Module):
@@ -130,8 +151,8 @@ class ConvBN(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = Conv(self.features, self.kernel_size, self.stride, self.padding, self.dilation, name="conv")(x)
-        x = BatchNorm(name="bn")(x, train)
+        x = Conv(self.features, self.kernel_size, self.stride, self.padding, self.dilation, name=names.CONV)(x)
+        x = BatchNorm(name=names.BN)(x, train)
         return activate(x, self.activation)
 
 

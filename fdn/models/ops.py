@@ -1,4 +1,4 @@
-"""The 11 candidate operations of the search space (op ids as in the paper and the official code).
+"""The modules of the 11 candidate operations; which op an id means is the op table, ``fdn.genotype.OPS``.
 
 Every op keeps the channel count (the decoder's agg size) and the resolution. Separable convs are
 ``depthwise k x k -> pointwise 1x1 -> BN -> ReLU`` repeated ``repeats`` times (1 during the search, 2 in the
@@ -55,28 +55,20 @@ class Zero(nn.Module):
         return x * 0.0
 
 
+# Constructors by ``OpSpec.kind``; each op's geometry comes from the op table (``fdn.genotype.OPS``).
+_BUILDERS = {
+    "conv": lambda op, channels, repeats, name: ConvBN(channels, op.kernel, padding=op.padding,
+                                                       dilation=op.dilation, name=name),
+    "sep": lambda op, channels, repeats, name: SepConv(op.kernel, op.padding, op.dilation, repeats, name=name),
+    "gap": lambda op, channels, repeats, name: GlobalAveragePool(name=name),
+    "skip": lambda op, channels, repeats, name: Identity(name=name),
+    "zero": lambda op, channels, repeats, name: Zero(name=name),
+}
+
+
 def make_op(op_id: int, channels: int, repeats: int, name: str) -> nn.Module:
-    """A fresh module for op ``op_id`` (0..10); ``name`` fixes its parameter path."""
+    """A fresh module for op ``op_id`` (0..10, ``fdn.genotype.OPS``); ``name`` fixes its parameter path."""
     if not 0 <= op_id < G.NUM_OPS:
         raise G.GenotypeError(f"op id {op_id} is out of range 0..{G.NUM_OPS - 1}")
-    if op_id == 0:
-        return ConvBN(channels, 1, name=name)
-    if op_id == 1:
-        return ConvBN(channels, 3, padding=1, name=name)
-    if op_id == 2:
-        return SepConv(3, 1, 1, repeats, name=name)
-    if op_id == 3:
-        return SepConv(5, 2, 1, repeats, name=name)
-    if op_id == 4:
-        return GlobalAveragePool(name=name)
-    if op_id == 5:
-        return ConvBN(channels, 3, padding=3, dilation=3, name=name)
-    if op_id == 6:
-        return ConvBN(channels, 3, padding=12, dilation=12, name=name)
-    if op_id == 7:
-        return SepConv(3, 3, 3, repeats, name=name)
-    if op_id == 8:
-        return SepConv(5, 12, 6, repeats, name=name)
-    if op_id == 9:
-        return Identity(name=name)
-    return Zero(name=name)
+    op = G.OPS[op_id]
+    return _BUILDERS[op.kind](op, channels, repeats, name)

@@ -31,7 +31,7 @@ def _node(ax, xy, text, style, fontsize=8):
 
 def draw_cell(ax, g: gt.Genotype) -> None:
     """The contextual cell: pool features ``[x, op0(x), a1, b1, s1, ...]`` and the sum of loose ends."""
-    names = gt.OP_SHORT_NAMES
+    names = [op.short for op in gt.OPS]  # the op table's labels, as ``Genotype.describe()`` writes them
     pos = {0: (0.0, 0.0), 1: (1.0, 0.0)}
     _node(ax, pos[0], "x", _IO)
     _node(ax, pos[1], names[g.op0], _BOX)

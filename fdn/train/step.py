@@ -13,8 +13,6 @@ exact step, and no checkpoint ever holds a non-finite state.
 
 from __future__ import annotations
 
-import re
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -23,6 +21,7 @@ from flax import traverse_util
 from fdn import genotype as G
 from fdn import losses, tasks
 from fdn import polyak as polyak_lib
+from fdn.models import names
 from fdn.models.encoder import TAP_GROUPS
 from fdn.models.resize import resize_bilinear
 from fdn.models.segmenter import eval_forward
@@ -36,13 +35,13 @@ def param_labels(params, genotype: G.Genotype):
     adapters of unused encoder outputs, the encoder layers after the deepest output in use): PyTorch's SGD
     leaves those untouched, while a zero gradient here would still decay them."""
     used = set(genotype.encoder_levels_used())
-    unused_adapters = {f"adapt{i + 1}" for i in range(G.NUM_ENCODER_OUTPUTS) if i not in used}
-    last_layer = TAP_GROUPS[max(used)] + 2
+    unused_adapters = {names.adapter_name(i) for i in range(G.NUM_ENCODER_OUTPUTS) if i not in used}
+    last_layer = names.encoder_layer_number(TAP_GROUPS[max(used)])
 
     def label(path):
-        if path[0] == "encoder":
-            m = re.match(r"^layer(\d+)", path[1])
-            return FROZEN if m and int(m.group(1)) > last_layer else "encoder"
+        if path[0] == names.ENCODER:
+            layer = names.encoder_layer_index(path[1])
+            return FROZEN if layer is not None and layer > last_layer else "encoder"
         return FROZEN if path[1] in unused_adapters else "decoder"
 
     flat = traverse_util.flatten_dict(params)

@@ -81,3 +81,14 @@ def test_loose_ends_follow_the_official_rule():
     g = G.parse([[2, [1, 0, 3, 6], [0, 1, 2, 8], [2, 0, 6, 1]], [[2, 3], [3, 1], [4, 4]]])
     assert g.cell_loose_ends() == [4, 7, 10]
     assert G.ARCH0.cell_loose_ends() == [1, 4, 7, 10]
+
+
+def test_op_table_ids_names_and_families():
+    """The op table is the single source of op ids and names: the README's order, ids = positions."""
+    assert [op.id for op in G.OPS] == list(range(G.NUM_OPS)) and G.NUM_OPS == 11
+    assert G.OP_NAMES == ("conv1x1", "conv3x3", "sep_conv_3x3", "sep_conv_5x5", "global_average_pool",
+                          "conv3x3_dil3", "conv3x3_dil12", "sep_conv_3x3_dil3", "sep_conv_5x5_dil6",
+                          "skip_connect", "none")
+    assert [op.padding for op in G.OPS[:9]] == [0, 1, 1, 2, 0, 3, 12, 3, 12]
+    assert [op.family for op in G.OPS] == ["conv1", "conv3", "sep3", "sep5", "gap", "conv3", "conv3", "sep3",
+                                           "sep5", None, None]

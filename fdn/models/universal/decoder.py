@@ -32,9 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdn import genotype as G
+from fdn.models import names as N
 from fdn.models.conv import conv2d
 from fdn.models.decoder import DecoderSettings
-from fdn.models.layers import ConvBN
+from fdn.models.layers import ConvBN, normalizer, running_average, unbiased_variance
 from fdn.models.ops import make_op
 from fdn.models.resize import resize_bilinear
 from fdn.models.universal import layout as L
@@ -120,20 +121,19 @@ def masked_conv_bn(params, stats, x, level, geom: Geometry, train: bool):
     """conv1x1 -> BN -> ReLU on a canvas whose valid region is ``level``'s: BN statistics over that region
     only (the ordinary BatchNorm's numerics: biased for normalising, unbiased for the running variance);
     the output is zero outside the region."""
-    y = _conv(x, params["conv"]["kernel"], 0).astype(jnp.promote_types(x.dtype, jnp.float32))
+    y = _conv(x, params[N.CONV][N.KERNEL], 0).astype(jnp.promote_types(x.dtype, jnp.float32))
     mask = jnp.asarray(geom.masks())[level]
-    bn, st = params["bn"], stats["bn"]
+    bn, st = params[N.BN], stats[N.BN]
     if train:
         n = x.shape[0] * jnp.asarray(geom.counts())[level]
         mean = jnp.sum(y * mask, (0, 1, 2)) / n
         var = jnp.sum(jnp.square((y - mean) * mask), (0, 1, 2)) / n
-        unbiased = var * (n / jnp.maximum(n - 1, 1))
-        new = {"bn": {"mean": 0.9 * st["mean"] + 0.1 * jax.lax.stop_gradient(mean),
-                      "var": 0.9 * st["var"] + 0.1 * jax.lax.stop_gradient(unbiased)}}
+        new = {N.BN: {N.MEAN: running_average(st[N.MEAN], mean),
+                      N.VAR: running_average(st[N.VAR], unbiased_variance(var, n))}}
     else:
-        mean, var, new = st["mean"], st["var"], stats
-    mul = bn["scale"] * jax.lax.rsqrt(var + 1e-5)
-    y = jax.nn.relu(y * mul + (bn["bias"] - mean * mul))
+        mean, var, new = st[N.MEAN], st[N.VAR], stats
+    mul, shift = normalizer(mean, var, bn[N.SCALE], bn[N.BIAS])
+    y = jax.nn.relu(y * mul + shift)
     return y * mask, new
 
 
@@ -158,7 +158,7 @@ class UniversalDecoder:
 
         def branch(op):
             module = make_op(op, c, repeats, "op")
-            fam = L.OP_FAMILY[op]
+            fam = G.OPS[op].family
 
             def run(bank, stats, x):
                 if fam is None:
@@ -241,23 +241,22 @@ class UniversalDecoder:
 
     # ------------------------------------------------------------------------------------ aggregate / heads
     def _aggregate(self, params, stats, y1, r1, y2, r2, geom, train):
-        a, st1 = masked_conv_bn(params["branch_1"], stats["branch_1"], y1, r1, geom, train)
-        b, st2 = masked_conv_bn(params["branch_2"], stats["branch_2"], y2, r2, geom, train)
+        one, two = N.aggregate_branch_name(1), N.aggregate_branch_name(2)
+        a, st1 = masked_conv_bn(params[one], stats[one], y1, r1, geom, train)
+        b, st2 = masked_conv_bn(params[two], stats[two], y2, r2, geom, train)
         level = jnp.minimum(r1, r2)
         out = resize_levels(a, r1, level, geom) + resize_levels(b, r2, level, geom)
-        return out, {"branch_1": st1, "branch_2": st2}
+        return out, {one: st1, two: st2}
 
     # ------------------------------------------------------------------------------------ whole decoder
-    def apply(self, variables, features, plan, train: bool = False, with_aux: bool = True):
-        geom = Geometry.of(features)
-        params, stats = variables["params"], variables["batch_stats"]
-        new_stats = {}
-        c = self.channels
-        pool = []
+    def _adapt(self, params, stats, features, geom: Geometry, train: bool):
+        """The four adapters (ordinary ``ConvBN`` modules at each encoder output's own size) -> the pool's
+        first four canvases, and their new statistics."""
+        pool, new_stats = [], {}
         for i, f in enumerate(features):
-            name = f"adapt{i + 1}"
+            name = N.adapter_name(i)
             v = {"params": params[name], "batch_stats": stats[name]}
-            module = ConvBN(c, 1)
+            module = ConvBN(self.channels, 1)
             if train:
                 y, upd = module.apply(v, f, train, mutable=["batch_stats"])
                 new_stats[name] = upd["batch_stats"]
@@ -265,10 +264,13 @@ class UniversalDecoder:
                 y = module.apply(v, f, train)
                 new_stats[name] = stats[name]
             pool.append(_pad(y, geom.canvas))
-        pool = tuple(pool) + tuple(jnp.zeros_like(pool[0]) for _ in range(G.NUM_BLOCKS))
+        return tuple(pool), new_stats
+
+    def _blocks(self, params, stats, pool, plan, geom: Geometry, train: bool):
+        """The three blocks' cells and aggregates as one flat scan over the jobs. Returns the pool with the
+        block outputs, the aux heads' inputs, and the new statistics of the cells and the aggregates."""
         slot = self._slot_fn(train)
         aux_cell = self.jobs == 3
-
         jobs = self.jobs
         n_jobs = G.NUM_BLOCKS * jobs
         lead = lambda t: jax.tree.map(lambda a: a.reshape((n_jobs,) + a.shape[2:]), t)  # noqa: E731
@@ -282,7 +284,7 @@ class UniversalDecoder:
             pool, outs, aux_ins, agg_s = carry
             j, banks_j, stats_j = xs
             b, role = j // jobs, j % jobs
-            agg_p_b = jax.tree.map(lambda a: a[b], params["agg"])
+            agg_p_b = jax.tree.map(lambda a: a[b], params[L.AGGREGATES])
             agg_s_b = jax.tree.map(lambda a: a[b], agg_s)
             levels_b = job_level[b]
 
@@ -309,19 +311,16 @@ class UniversalDecoder:
             return (pool, outs, aux_ins, agg_s), stats_j
 
         zeros = lambda n: tuple(jnp.zeros_like(pool[0]) for _ in range(n))  # noqa: E731
-        init = (pool, zeros(jobs), zeros(G.NUM_BLOCKS), stats["agg"])
+        init = (pool, zeros(jobs), zeros(G.NUM_BLOCKS), stats[L.AGGREGATES])
         (pool, _, aux_ins, agg_stats), cell_stats = jax.lax.scan(
-            job, init, (jnp.arange(n_jobs), lead(params["cells"]), lead(stats["cells"])))
-        new_stats["cells"] = jax.tree.map(lambda a: a.reshape((G.NUM_BLOCKS, jobs) + a.shape[1:]), cell_stats)
-        new_stats["agg"] = agg_stats
+            job, init, (jnp.arange(n_jobs), lead(params[L.CELL_BANKS]), lead(stats[L.CELL_BANKS])))
+        cell_stats = jax.tree.map(lambda a: a.reshape((G.NUM_BLOCKS, jobs) + a.shape[1:]), cell_stats)
+        return pool, aux_ins, {L.CELL_BANKS: cell_stats, L.AGGREGATES: agg_stats}
 
-        aux = []
-        if with_aux:
-            for b in range(G.NUM_BLOCKS):
-                k = params["aux_clf"]
-                aux.append(_conv(aux_ins[b], k["kernel"][b], 1) + k["bias"][b])
-
-        # Merge: fold the collected block outputs left to right into channel slots, resizing to the finer.
+    def _merge(self, params, stats, pool, plan, geom: Geometry, train: bool):
+        """The merge cell: fold the collected block outputs left to right into channel slots, resizing to the
+        finer level, then the masked conv1x1-BN-ReLU and the classifier. Returns (logits, level, new stats)."""
+        c = self.channels
         concat = jnp.zeros(pool[0].shape[:3] + (G.NUM_BLOCKS * c,), pool[0].dtype)
         level, count = jnp.int32(LEVELS - 1), jnp.int32(0)
         for b in range(G.NUM_BLOCKS):
@@ -333,9 +332,24 @@ class UniversalDecoder:
             concat = jnp.where(taken, moved, concat)
             level = jnp.where(taken, target, level)
             count = count + taken.astype(jnp.int32)
-        m = params["merge"]
-        x, pre_stats = masked_conv_bn(m["pre_clf"], stats["merge"]["pre_clf"], jax.nn.relu(concat), level, geom,
-                                      train)
-        new_stats["merge"] = {"pre_clf": pre_stats}
-        logits = _conv(x, m["conv_clf"]["kernel"], 1) + m["conv_clf"]["bias"]
+        m = params[N.MERGE]
+        x, pre_stats = masked_conv_bn(m[N.MERGE_PRE], stats[N.MERGE][N.MERGE_PRE], jax.nn.relu(concat), level,
+                                      geom, train)
+        clf = m[N.MERGE_CLASSIFIER]
+        logits = _conv(x, clf[N.KERNEL], 1) + clf[N.BIAS]
+        return logits, level, {N.MERGE_PRE: pre_stats}
+
+    def apply(self, variables, features, plan, train: bool = False, with_aux: bool = True):
+        geom = Geometry.of(features)
+        params, stats = variables["params"], variables["batch_stats"]
+        pool, new_stats = self._adapt(params, stats, features, geom, train)
+        pool = pool + tuple(jnp.zeros_like(pool[0]) for _ in range(G.NUM_BLOCKS))
+        pool, aux_ins, block_stats = self._blocks(params, stats, pool, plan, geom, train)
+        new_stats.update(block_stats)
+        aux = []
+        if with_aux:
+            for b in range(G.NUM_BLOCKS):
+                k = params[L.AUX_CLASSIFIERS]
+                aux.append(_conv(aux_ins[b], k[N.KERNEL][b], 1) + k[N.BIAS][b])
+        logits, level, new_stats[N.MERGE] = self._merge(params, stats, pool, plan, geom, train)
         return logits, level, aux, new_stats

@@ -20,15 +20,31 @@ import numpy as np
 from flax import traverse_util
 
 from fdn import genotype as G
+from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.ops import make_op
 from fdn.models.universal import plan as P
 
-# Op id -> family whose parameters it uses (None: identity / zero, no parameters).
-OP_FAMILY = ("conv1", "conv3", "sep3", "sep5", "gap", "conv3", "conv3", "sep3", "sep5", None, None)
-FAMILY_OP = {"conv1": 0, "conv3": 1, "sep3": 2, "sep5": 3, "gap": 4}
+
+def _family_ops() -> dict[str, int]:
+    """Parameter family (``fdn.genotype.OpSpec.family``) -> the first op that uses it, whose module gives the
+    family's shapes; ops without parameters have no family."""
+    out: dict[str, int] = {}
+    for op in G.OPS:
+        if op.family is not None:
+            out.setdefault(op.family, op.id)
+    return out
+
+
+FAMILY_OP = _family_ops()
 FAMILIES = tuple(FAMILY_OP)
 COLLECTIONS = ("params", "batch_stats")
+# The universal tree's own top-level entries (the adapters and the merge cell keep their ordinary names).
+CELL_BANKS = "cells"  # [block, job, slot]-stacked banks, one sub-tree per family
+AGGREGATES = "agg"  # the aggregate cells, stacked over blocks
+AUX_CLASSIFIERS = "aux_clf"  # the aux heads' classifiers, stacked over blocks
+MERGE_PRE_KERNEL = (N.MERGE, N.MERGE_PRE, N.CONV, N.KERNEL)
+ADAPTERS = tuple(N.adapter_name(i) for i in range(G.NUM_ENCODER_OUTPUTS))
 
 
 def _family_abstract(family: str, channels: int, repeats: int) -> dict:
@@ -40,7 +56,7 @@ def _family_abstract(family: str, channels: int, repeats: int) -> dict:
 def _blank(shape_tree, lead: tuple[int, ...]):
     """numpy zeros (ones for running variances) with leading dims ``lead``."""
     def leaf(path, x):
-        fill = np.ones if path[-1].key == "var" else np.zeros
+        fill = np.ones if path[-1].key == N.VAR else np.zeros
         return fill(lead + tuple(x.shape), np.float32)
     return jax.tree_util.tree_map_with_path(leaf, shape_tree)
 
@@ -57,7 +73,7 @@ class Layout:
     # ------------------------------------------------------------------------------------ names
     def job_path(self, b: int, j: int) -> tuple[str, ...]:
         """Where job ``j`` of block ``b`` lives in the ordinary decoder's tree."""
-        return ((f"cells_{b}_op_1",), (f"cells_{b}_op_2",), (f"aux_clfs_{b}", "aux_cell"))[j]
+        return ((N.input_cell_name(b, 1),), (N.input_cell_name(b, 2),), (N.aux_head_name(b), N.AUX_CELL))[j]
 
     # ------------------------------------------------------------------------------------ to universal
     def to_universal(self, variables: dict, genotype: G.Genotype) -> dict:
@@ -70,7 +86,7 @@ class Layout:
             dst = {}
             for i in range(G.NUM_ENCODER_OUTPUTS):
                 for k, v in src.items():
-                    if k[0] == f"adapt{i + 1}":
+                    if k[0] == N.adapter_name(i):
                         dst[k] = v
             # cell banks
             for fam in FAMILIES:
@@ -79,25 +95,25 @@ class Layout:
                 for b in range(n_blocks):
                     for j in range(self.jobs):
                         for s, op in enumerate(ops):
-                            if OP_FAMILY[op] != fam:
+                            if G.OPS[op].family != fam:
                                 continue
-                            base = self.job_path(b, j) + (f"ops_{P.SLOT_OP_NAMES[s]}",)
+                            base = self.job_path(b, j) + (N.cell_op_name(s),)
                             for sub, arr in blank.items():
                                 arr[b, j, s] = src[base + sub]
                 for sub, arr in blank.items():
-                    dst[("cells", fam) + sub] = arr
+                    dst[(CELL_BANKS, fam) + sub] = arr
             # per-block parts, stacked
-            for name, path in (("agg", lambda b: (f"cells_{b}_agg",)), ("aux_clf", lambda b: (f"aux_clfs_{b}",
-                                                                                             "aux_clf"))):
+            for name, path in ((AGGREGATES, lambda b: (N.aggregate_name(b),)),
+                               (AUX_CLASSIFIERS, lambda b: (N.aux_head_name(b), N.AUX_CLASSIFIER))):
                 first = path(0)
                 subs = [k[len(first):] for k in src if k[:len(first)] == first]
                 for sub in subs:
                     dst[(name,) + sub] = np.stack([src[path(b) + sub] for b in range(n_blocks)])
             # merge
             for k, v in src.items():
-                if k[0] != "merge":
+                if k[0] != N.MERGE:
                     continue
-                if k == ("merge", "pre_clf", "conv", "kernel"):
+                if k == MERGE_PRE_KERNEL:
                     full = np.zeros(v.shape[:2] + (G.NUM_BLOCKS * c, v.shape[3]), np.float32)
                     full[:, :, :v.shape[2]] = v
                     v = full
@@ -116,22 +132,22 @@ class Layout:
             dst = {}
             for k, v in src.items():
                 head = k[0]
-                if head.startswith("adapt"):
+                if head in ADAPTERS:
                     dst[k] = v
-                elif head == "cells":
+                elif head == CELL_BANKS:
                     fam, sub = k[1], k[2:]
                     for b in range(G.NUM_BLOCKS):
                         for j in range(self.jobs):
                             for s, op in enumerate(ops):
-                                if OP_FAMILY[op] == fam:
-                                    dst[self.job_path(b, j) + (f"ops_{P.SLOT_OP_NAMES[s]}",) + sub] = v[b, j, s]
-                elif head == "agg":
+                                if G.OPS[op].family == fam:
+                                    dst[self.job_path(b, j) + (N.cell_op_name(s),) + sub] = v[b, j, s]
+                elif head == AGGREGATES:
                     for b in range(G.NUM_BLOCKS):
-                        dst[(f"cells_{b}_agg",) + k[1:]] = v[b]
-                elif head == "aux_clf":
+                        dst[(N.aggregate_name(b),) + k[1:]] = v[b]
+                elif head == AUX_CLASSIFIERS:
                     for b in range(G.NUM_BLOCKS):
-                        dst[(f"aux_clfs_{b}", "aux_clf") + k[1:]] = v[b]
-                elif k == ("merge", "pre_clf", "conv", "kernel"):
+                        dst[(N.aux_head_name(b), N.AUX_CLASSIFIER) + k[1:]] = v[b]
+                elif k == MERGE_PRE_KERNEL:
                     dst[k] = v[:, :, :n_collected * self.channels]
                 else:
                     dst[k] = v

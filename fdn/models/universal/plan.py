@@ -14,14 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from fdn import genotype as G
+from fdn.models import names as N
 
 NUM_SLOTS = 7
 BUFFER_SIZE = 12
 TRASH = 11
 POOL_SIZE = G.NUM_ENCODER_OUTPUTS + G.NUM_BLOCKS
-# Slot s's ops are named ops_{SLOT_OP_NAMES[s]} in the ordinary ContextualCell (the official numbering).
-SLOT_OP_NAMES = (0, 1, 2, 4, 5, 7, 8)
-SLOT_DST = (1, 2, 3, 5, 6, 8, 9)
+# Slot s writes feature k + 1 of the cell pool, where ``ops_{k}`` is its module in the ordinary cell.
+SLOT_DST = tuple(N.cell_op_index(s) + 1 for s in range(NUM_SLOTS))
 SLOT_SUM = (TRASH, 4, 4, 7, 7, 10, 10)
 
 
