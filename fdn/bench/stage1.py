@@ -101,7 +101,7 @@ def main(argv):
     ordinary = ordinary_abstract(genotype, settings, [f.shape for f in feats])
     variables = programs.to_program(draw_variables(ordinary, 0), genotype)
     flattener = flat.Flattener(abstract["params"])
-    trainable = 1.0 - flattener.mask(optim.decoder_labels(abstract["params"], genotype), optim.FROZEN)
+    trainable = optim.trainable_vector(flattener, optim.decoder_labels(abstract["params"], genotype))
     tx = optim.flat_adam(cfg.lr, cfg.weight_decay, cfg.grad_clip, trainable)
     predict, data = programs.stage1_predict(genotype), programs.data(genotype)
 
