@@ -19,7 +19,8 @@ import numpy as np
 from absl import flags
 
 from fdn import genotype as G
-from fdn.bench.stage1 import SEARCH_A, print_table, time_calls
+from fdn.bench._timing import time_calls
+from fdn.bench.stage1 import SEARCH_A, print_table
 from fdn.candidate.programs import make_programs
 from fdn.candidate import default_config, flat, optim, steps
 from fdn.models.decoder import DecoderSettings
@@ -81,7 +82,8 @@ def main(argv):
         holder["state"], loss = exe(holder["state"], x, y)
         return loss
 
-    median, times = time_calls(call, lambda: (images, labels), FLAGS.steps, FLAGS.warmup)
+    timing = time_calls(call, repeats=FLAGS.steps, warmup=FLAGS.warmup, args=lambda: (images, labels))
+    median, times = timing.median, timing.times
     print_table([("genotype", str(genotype)), ("batch / crop", f"{b} / {size}"),
                  ("programs", FLAGS.programs),
                  ("params (total / without aux)",
