@@ -142,14 +142,18 @@ class CandidateTrainer:
             return abstract, flat.Flattener(abstract["params"])
         return self._cached("stage1", genotype, build)
 
-    def _trainable(self, flattener, abstract, genotype):
-        return optim.trainable_vector(flattener, optim.decoder_labels(abstract["params"], genotype))
+    def _stage1_tx(self, genotype):
+        """Stage 1's optimiser: Adam on the decoder's flat vector, the genotype's unused adapters frozen."""
+        c = self.config.stage1
+        abstract, flattener = self._decoder_parts(genotype)
+        trainable = optim.trainable_vector(flattener, optim.decoder_labels(abstract["params"], genotype))
+        return optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, trainable)
 
     def _stage1_exe(self, genotype):
         def build():
             c = self.config.stage1
             abstract, flattener = self._decoder_parts(genotype)
-            tx = optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, self._trainable(flattener, abstract, genotype))
+            tx = self._stage1_tx(genotype)
             batch = min(c.batch_size, self.cache.num_examples)
             program = steps.make_stage1_program(self.programs.stage1_predict(genotype), tx, flattener, c,
                                                 batch_size=batch, epochs=c.epochs,
@@ -220,9 +224,8 @@ class CandidateTrainer:
         genotype = G.parse(genotype)
         start = time.perf_counter()
         exe, compile_s = self._stage1_exe(genotype)
-        c = self.config.stage1
-        abstract, flattener = self._decoder_parts(genotype)
-        tx = optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, self._trainable(flattener, abstract, genotype))
+        _, flattener = self._decoder_parts(genotype)
+        tx = self._stage1_tx(genotype)
         init_key, run_key = jax.random.split(key)
         if genotype not in self._ordinary_shapes:  # ~0.5 s of tracing; a search meets most genotypes again
             self._ordinary_shapes[genotype] = ordinary_abstract(genotype, self.settings,
