@@ -114,9 +114,9 @@ def run_candidate(trainer: Trainer, genotype, key, es_state, config, on_stage=No
 
     def account(result, stage):
         s = result.seconds
-        seconds["compile"] += float(s.get("compile", 0.0))
-        seconds[f"stage{stage}"] += float(s.get("train", 0.0))
-        seconds["eval"] += float(s.get("eval", 0.0))
+        seconds["compile"] += float(s["compile"])
+        seconds[f"stage{stage}"] += float(s["train"])
+        seconds["eval"] += float(s["eval"])
         if result.steps_per_second is not None:
             steps_per_s[f"stage{stage}"] = result.steps_per_second
         rec.update(stage=stage, reward=float(result.reward), params=int(result.params_total),
@@ -342,4 +342,3 @@ def _after_candidate(bar, record, state) -> None:
     rates = " ".join(f"{k[-1]}:{v:.1f}" for k, v in record.get("steps_per_s", {}).items())
     bar.set_postfix_str(f"cand {record['index']} {status} r {record['reward']:.4f} best {state.best_reward:.4f} "
                         f"{s['total']:.1f}s (compile {s['compile']:.1f}s) steps/s {rates or '-'}", refresh=True)
-
