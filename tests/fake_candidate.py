@@ -1,45 +1,26 @@
-"""A stand-in for `fdn.candidate` with the same interface and instant, deterministic "training".
+"""A stand-in trainer behind the search's declared contract (`fdn.candidate.protocol`), with instant,
+deterministic "training".
 
-The search tests use it to check the loop itself (resume, failures, determinism, early stop) in seconds;
-``tests/test_search.py`` also runs the real trainer once on ``configs/voc.py:tiny``. The reward is a
-deterministic function of the genotype plus noise from the candidate key, so a controller can learn it
-(more conv3x3 ops = better). ``FDN_FAKE_SLEEP`` (seconds per stage) slows it down for the kill test;
-``FDN_FAKE_FAIL`` ("stage1:N,nan:M") makes candidate N raise `CandidateFailure` / candidate M give NaN.
+The search tests pass ``CandidateTrainer`` (this module's) as the loop's ``trainer_factory`` to check the loop
+itself (resume, failures, determinism, early stop) in seconds; ``tests/test_search.py`` also runs the real
+trainer on ``configs/voc.py:tiny``. The reward is a deterministic function of the genotype plus noise from the
+candidate key, so a controller can learn it (more conv3x3 ops = better). ``FDN_FAKE_SLEEP`` (seconds per
+stage) slows it down for the kill test; ``FDN_FAKE_FAIL`` ("stage1:N,nan:M") makes candidate N raise
+`CandidateFailure` / candidate M give NaN.
+
+``python -m tests.fake_candidate FLAGS`` is ``python -m fdn.search FLAGS`` with this trainer (for the tests
+that kill or interrupt a search process).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import os
 import time
 
 import jax
-import numpy as np
 
-
-class CandidateFailure(RuntimeError):
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclasses.dataclass
-class StageResult:
-    variables: dict
-    reward: float
-    metrics: dict
-    params_total: int
-    params_without_aux: int
-    seconds: dict
-
-
-def build_stage1_cache(encoder_apply, encoder_variables, batches, teacher_fn=None, **kwargs):
-    n = 0
-    for batch in batches:
-        n += len(batch["image"])
-        if teacher_fn is not None:
-            teacher_fn(batch["image"])
-    return {"num_examples": n}
+from fdn.candidate.protocol import CandidateFailure, StageResult
 
 
 def _faults():
@@ -50,15 +31,22 @@ def _faults():
     return out
 
 
+def _no_variables(program_variables):
+    return {"params": {}, "batch_stats": {}}
+
+
 class CandidateTrainer:
-    def __init__(self, config, num_classes, encoder_variables, stage1_cache, stage2_batches, val_batches):
+    """Implements ``fdn.candidate.protocol.Trainer``; the class is the ``TrainerFactory``."""
+
+    def __init__(self, config, num_classes, encoder_variables, stage1_cache, train_batches, val_batches, *,
+                 expand_first_block=True):
         self.config = config
-        self.stage2_batches = stage2_batches
+        self.train_batches = train_batches
         self.calls = 0
         self.sleep = float(os.environ.get("FDN_FAKE_SLEEP", "0"))
 
-    def precompile(self, genotype):
-        pass
+    def precompile(self, genotype) -> dict:
+        return {}
 
     def _result(self, genotype, key, scale):
         ops = [genotype.op0] + [o for p in genotype.pairs for o in p[2:]]
@@ -66,8 +54,9 @@ class CandidateTrainer:
         noise = float(jax.random.uniform(key, (), minval=-0.02, maxval=0.02))
         reward = scale * (0.2 + 0.6 * skill) + noise
         metrics = {"miou": reward, "macc": reward, "fwiou": reward, "reward": reward}
-        return StageResult({}, reward, metrics, 1000 + 10 * sum(ops), 900, {"compile": 0.01, "train": 0.02,
-                                                                            "eval": 0.01})
+        return StageResult(reward, metrics, 1000 + 10 * sum(ops), 900,
+                           {"compile": 0.01, "train": 0.02, "eval": 0.01}, steps=1, encoder_variables={},
+                           decoder_program_variables={}, to_ordinary=_no_variables)
 
     def stage1(self, genotype, key):
         index = self.calls
@@ -83,5 +72,13 @@ class CandidateTrainer:
 
     def stage2(self, genotype, stage1_result, key):
         time.sleep(self.sleep)
-        next(self.stage2_batches())  # advances the shared stream (its state is checkpointed)
+        next(self.train_batches())  # advances the shared stream (its state is checkpointed)
         return self._result(genotype, key, 1.0)
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    from fdn.search import __main__ as search_command
+
+    app.run(functools.partial(search_command.main, trainer_factory=CandidateTrainer))

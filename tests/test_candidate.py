@@ -245,3 +245,23 @@ def test_nan_loss_is_a_candidate_failure(tiny):
             trainer.stage1(TINY, jax.random.PRNGKey(0))
     finally:
         trainer.cache = saved
+
+
+def test_torchvision_layout_encoder_reaches_every_program():
+    """``expand_first_block=False`` (torchvision's layout, issue 16): the trainer runs that encoder in its
+    meta-val features and its stage-2 program, so variables in that layout train through both stages."""
+    rng = np.random.default_rng(1)
+    encoder = MobileNetV2Encoder(expand_first_block=False)
+    abstract = jax.eval_shape(lambda: encoder.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))
+    assert "expand" not in abstract["params"]["layer2_0"]
+    enc_vars = jax.device_put(draw_variables(abstract, 2))
+    encode = jax.jit(lambda v, x: encoder.apply(v, x, train=False))
+    cache = build_stage1_cache(encode, enc_vars, _batches(rng, 8, 32, 3, 4))
+    train, val = _batches(rng, 6, 32, 3, 2), _batches(rng, 4, 32, 3, 2)
+    trainer = CandidateTrainer(_tiny_config(), 3, enc_vars, cache, lambda: iter(train), val,
+                               expand_first_block=False)
+    r1 = trainer.stage1(TINY, jax.random.PRNGKey(0))
+    r2 = trainer.stage2(TINY, r1, jax.random.PRNGKey(1))
+    assert 0.0 <= r1.reward <= 1.0 and 0.0 <= r2.reward <= 1.0
+    assert (r1.steps, r2.steps) == (2 * (8 // 4), 3)  # the trainer reports the steps it ran
+    assert "expand" not in r2.variables["params"]["encoder"]["layer2_0"]

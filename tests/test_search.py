@@ -1,10 +1,12 @@
 """The search loop end to end: resume after SIGKILL, failures, determinism, and the real trainer on
 ``configs/voc.py:tiny`` with a miniature VOC tree.
 
-Most tests plug in ``tests.fake_candidate`` (instant, deterministic training behind the real interface) so
-that they check the loop, not the models; ``test_voc_tiny_real_trainer`` runs `fdn.candidate` itself.
+Most tests pass ``tests.fake_candidate.CandidateTrainer`` as the loop's trainer factory (instant, deterministic
+training behind the declared contract, `fdn.candidate.protocol`) so that they check the loop, not the models;
+``test_voc_tiny_real_trainer`` runs `fdn.candidate` itself.
 """
 
+import inspect
 import json
 import os
 import signal
@@ -17,8 +19,10 @@ import numpy as np
 import pytest
 
 from configs import voc
+from fdn.candidate import CandidateTrainer, protocol
 from fdn.search import run_log
 from fdn.search import loop as search_loop
+from tests import fake_candidate
 from tests.data import trees
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,14 +40,12 @@ def voc_dir(tmp_path_factory):
     return root / "tfds"
 
 
-def tiny_config(data_dir, fake=True, n=4, agent="ppo"):
+def tiny_config(data_dir, n=4, agent="ppo"):
     c = voc.get_config("tiny")
     c.data.data_dir = str(data_dir)
     c.num_candidates = n
     c.agent = agent
     c.candidate.compilation_cache_dir = str(XLA_CACHE)
-    if fake:
-        c.trainer = "tests.fake_candidate"
     return c
 
 
@@ -51,8 +53,32 @@ def strip_times(records):
     return [{k: v for k, v in r.items() if k not in ("seconds", "time", "steps_per_s")} for r in records]
 
 
-def run(config, workdir):
-    return search_loop.run(config, workdir, progress=False, log=lambda *a: None)
+def run(config, workdir, fake=True):
+    factory = fake_candidate.CandidateTrainer if fake else CandidateTrainer
+    return search_loop.run(config, workdir, trainer_factory=factory, progress=False, log=lambda *a: None)
+
+
+def _accepts_the_protocol_call(cls, name) -> bool:
+    """``cls.name`` takes the protocol method's parameters, in order; anything more has a default."""
+    declared = list(inspect.signature(getattr(protocol.Trainer, name)).parameters)
+    own = list(inspect.signature(getattr(cls, name)).parameters.values())
+    return ([p.name for p in own[:len(declared)]] == declared
+            and all(p.default is not inspect.Parameter.empty for p in own[len(declared):]))
+
+
+@pytest.mark.parametrize("trainer_cls", [CandidateTrainer, fake_candidate.CandidateTrainer],
+                         ids=["real", "fake"])
+def test_trainers_implement_the_search_contract(trainer_cls):
+    """Both trainers are ``TrainerFactory``s whose products are ``Trainer``s (`fdn.candidate.protocol`): the
+    loop calls nothing else."""
+    assert isinstance(trainer_cls, protocol.TrainerFactory)
+    factory_args = inspect.signature(protocol.TrainerFactory.__call__).parameters
+    own_args = inspect.signature(trainer_cls).parameters
+    assert list(own_args) == [a for a in factory_args if a != "self"]
+    for name in ("precompile", "stage1", "stage2"):
+        assert _accepts_the_protocol_call(trainer_cls, name), name
+    fake = fake_candidate.CandidateTrainer(None, 3, {}, None, lambda: iter(()), [])
+    assert isinstance(fake, protocol.Trainer)
 
 
 def test_failures_get_reward_zero_and_the_search_goes_on(voc_dir, tmp_path, monkeypatch):
@@ -110,8 +136,8 @@ def test_resume_refuses_other_settings(voc_dir, tmp_path):
 def test_sigkill_mid_run_then_resume(voc_dir, tmp_path):
     """Kill -9 a running search, tear its last line, resume: indexes continue, no duplicate/corrupt line."""
     n = 8
-    cmd = [sys.executable, "-m", "fdn.search", "--config=configs/voc.py:tiny", f"--workdir={tmp_path}",
-           "--config.trainer=tests.fake_candidate", f"--config.data.data_dir={voc_dir}",
+    cmd = [sys.executable, "-m", "tests.fake_candidate", "--config=configs/voc.py:tiny", f"--workdir={tmp_path}",
+           f"--config.data.data_dir={voc_dir}",
            f"--config.num_candidates={n}", f"--config.candidate.compilation_cache_dir={XLA_CACHE}"]
     env = dict(os.environ, FDN_FAKE_SLEEP="0.4")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -139,8 +165,8 @@ def test_sigkill_mid_run_then_resume(voc_dir, tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_resumes(voc_dir, tmp_path):
-    cmd = [sys.executable, "-m", "fdn.search", "--config=configs/voc.py:tiny", f"--workdir={tmp_path}",
-           "--config.trainer=tests.fake_candidate", f"--config.data.data_dir={voc_dir}",
+    cmd = [sys.executable, "-m", "tests.fake_candidate", "--config=configs/voc.py:tiny", f"--workdir={tmp_path}",
+           f"--config.data.data_dir={voc_dir}",
            "--config.num_candidates=50", f"--config.candidate.compilation_cache_dir={XLA_CACHE}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, FDN_FAKE_SLEEP="0.2"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -161,10 +187,10 @@ def test_ctrl_c_stops_cleanly_and_resumes(voc_dir, tmp_path):
 def test_voc_tiny_real_trainer_stage1(voc_dir, tmp_path):
     """configs/voc.py:tiny with the real candidate trainer, stage 1 only (the stage-2 compile of a whole
     segmenter takes minutes on a loaded 2-core CPU; the slow test below runs it)."""
-    config = tiny_config(voc_dir, fake=False, n=2)
+    config = tiny_config(voc_dir, n=2)
     config.max_stage = 1
     config.encoder.calibrate_batches = 1  # the demo's random-encoder BN re-estimation, through the search
-    run(config, tmp_path)
+    run(config, tmp_path, fake=False)
     records = run_log.read(tmp_path)
     assert [r["index"] for r in records] == [0, 1]
     for r in records:
@@ -172,14 +198,14 @@ def test_voc_tiny_real_trainer_stage1(voc_dir, tmp_path):
         assert r["stage"] == 1 and 0.0 <= r["reward"] <= 1.0 and r["params"] > r["params_without_aux"] > 0
         assert r["seconds"]["compile"] > 0 and r["steps_per_s"]["stage1"] > 0
     # same seed, same genotypes and rewards with the real trainer too (CPU; compiles now come from the cache)
-    run(config, tmp_path / "again")
+    run(config, tmp_path / "again", fake=False)
     assert strip_times(run_log.read(tmp_path / "again")) == strip_times(records)
 
 
 def test_voc_tiny_real_trainer(voc_dir, tmp_path):
     """configs/voc.py:tiny with the real candidate trainer, both stages: every candidate is scored and logged."""
-    config = tiny_config(voc_dir, fake=False, n=2)
-    summary = run(config, tmp_path)
+    config = tiny_config(voc_dir, n=2)
+    summary = run(config, tmp_path, fake=False)
     records = run_log.read(tmp_path)
     assert summary["candidates"] == 2 and len(records) == 2
     for r in records:

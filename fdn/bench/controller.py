@@ -10,29 +10,19 @@ excluded, reported separately). The official PyTorch update costs 1.4-1.8 s on t
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import numpy as np
 
 from fdn.agents import controller
+from fdn.bench._timing import time_calls
 from fdn.agents import make_agent
 
 
 def _timed(fn, warmup, repeats):
-    """(first call seconds, median seconds of the timed calls); fn must block on its result."""
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
+    """(first call seconds, median seconds of the timed calls)."""
+    timing = time_calls(fn, repeats=repeats, warmup=warmup + 1)
+    return timing.first, timing.median
 
 
 def _full_buffer_state(agent, key):

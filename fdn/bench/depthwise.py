@@ -12,14 +12,13 @@ A ``torch`` column (NCHW conv2d with groups=C, 2 threads) appears only if ``impo
 """
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from fdn.models import depthwise
+from fdn.bench._timing import time_calls
 
 # (name, kernel, stride, dilation, padding, channel flag)
 CASES = [
@@ -57,15 +56,8 @@ def _impls():
 
 
 def _median_ms(fn, args, repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times)), 1e3 * first
+    timing = time_calls(fn, repeats=repeats, args=lambda: args)
+    return 1e3 * timing.median, 1e3 * timing.first
 
 
 def _torch_ms(x, kernel, stride, dilation, padding, repeats):
@@ -85,13 +77,7 @@ def _torch_ms(x, kernel, stride, dilation, padding, repeats):
         (fwd() ** 2).sum().backward()
 
     def med(fn):
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return 1e3 * float(np.median(times))
+        return 1e3 * time_calls(fn, repeats=repeats).median
 
     with torch.no_grad():
         f = med(fwd)

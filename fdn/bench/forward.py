@@ -10,28 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from fdn.models import depthwise
+from fdn.bench._timing import time_calls
 from fdn import genotype as G
 from fdn.models.decoder import DecoderSettings
 from fdn.models.segmenter import ModelSpec
 
 
 def _time(fn, *args, repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return first, float(np.median(times))
+    timing = time_calls(fn, repeats=repeats, args=lambda: args)
+    return timing.first, timing.median
 
 
 def measure(spec: ModelSpec, batch: int, size: int, repeats: int) -> dict:

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
+from fdn.bench._timing import time_calls
+
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory; else --genotype with random weights",
                     flag_values=FLAGS)
@@ -50,18 +52,6 @@ def summarize(times_s) -> dict:
     ms = np.asarray(times_s) * 1e3
     return {"median": float(np.median(ms)), "p10": float(np.percentile(ms, 10)),
             "p90": float(np.percentile(ms, 90)), "runs": len(ms)}
-
-
-def time_calls(call, warmup: int, runs: int) -> dict:
-    """Times ``call()`` (which must return once the result is ready) after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return summarize(times)
 
 
 def load_model(checkpoint_dir, genotype, num_classes):
@@ -129,7 +119,7 @@ def measure(spec, variables, size: int, runtime: str, batch=1, warmup=3, runs=20
             return E.run_onnx(session, x)
     call()  # compile / session warm-up
     prepare_s = time.perf_counter() - start
-    return {**time_calls(call, warmup, runs), "prepare_s": prepare_s}
+    return {**summarize(time_calls(call, repeats=runs, warmup=warmup).times), "prepare_s": prepare_s}
 
 
 def format_table(rows, header: str) -> str:

@@ -14,7 +14,6 @@ The official PyTorch code needs 1.5-1.6 s per step for the default genotype at b
 """
 
 import json
-import statistics
 import time
 
 import jax
@@ -22,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
+from fdn.bench._timing import time_calls
 from fdn import genotype as G
 from fdn.candidate import default_config, flat, optim, steps
 from fdn.candidate.programs import make_programs, ordinary_abstract
@@ -65,19 +65,6 @@ def synthetic_labels(rng, n: int, size: int, num_classes: int):
     return jnp.asarray(labels)
 
 
-def time_calls(fn, args_fn, steps: int, warmup: int):
-    """Median and all per-call wall seconds of ``fn(*args_fn())`` (blocking on the result)."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args_fn()))
-    times = []
-    for _ in range(steps):
-        args = args_fn()
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
-
-
 def print_table(rows):
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
@@ -101,7 +88,7 @@ def main(argv):
     ordinary = ordinary_abstract(genotype, settings, [f.shape for f in feats])
     variables = programs.to_program(draw_variables(ordinary, 0), genotype)
     flattener = flat.Flattener(abstract["params"])
-    trainable = 1.0 - flattener.mask(optim.decoder_labels(abstract["params"], genotype), optim.FROZEN)
+    trainable = optim.trainable_vector(flattener, optim.decoder_labels(abstract["params"], genotype))
     tx = optim.flat_adam(cfg.lr, cfg.weight_decay, cfg.grad_clip, trainable)
     predict, plan = programs.stage1_predict(genotype), programs.plan(genotype)
 
@@ -125,7 +112,8 @@ def main(argv):
         holder["state"], loss = exe(holder["state"], f, y, t, plan)
         return loss
 
-    median, times = time_calls(call, lambda: (feats, labels, teacher), FLAGS.steps, FLAGS.warmup)
+    timing = time_calls(call, repeats=FLAGS.steps, warmup=FLAGS.warmup, args=lambda: (feats, labels, teacher))
+    median, times = timing.median, timing.times
     rows = [("genotype", str(genotype)), ("programs", FLAGS.programs),
             ("batch / crop / l1", f"{b} / {FLAGS.crop} / {l1}x{l1}"),
             ("decoder params (total / without aux)",
@@ -147,7 +135,7 @@ def main(argv):
         t0 = time.perf_counter()
         scan_exe = jax.jit(program, donate_argnums=0).lower(*args()).compile()
         t1 = time.perf_counter()
-        med, _ = time_calls(lambda *a: scan_exe(*a)[1], args, 2, 1)
+        med = time_calls(lambda *a: scan_exe(*a)[1], repeats=2, warmup=1, args=args).median
         rows += [("scan program compile s", f"{t1 - t0:.2f}"), ("scan step s", f"{med / FLAGS.steps:.4f}")]
         result.update(scan_compile_seconds=t1 - t0, scan_seconds_per_step=med / FLAGS.steps)
     print_table(rows)

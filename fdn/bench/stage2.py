@@ -19,7 +19,8 @@ import numpy as np
 from absl import flags
 
 from fdn import genotype as G
-from fdn.bench.stage1 import SEARCH_A, print_table, time_calls
+from fdn.bench._timing import time_calls
+from fdn.bench.stage1 import SEARCH_A, print_table
 from fdn.candidate.programs import make_programs
 from fdn.candidate import default_config, flat, optim, steps
 from fdn.models.decoder import DecoderSettings
@@ -58,8 +59,8 @@ def main(argv):
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.float32), variables)
     p = abstract["params"]
     f_enc, f_dec = flat.Flattener(p["encoder"]), flat.Flattener(p["decoder"])
-    enc_on = 1.0 - f_enc.mask(optim.encoder_labels(p["encoder"], genotype), optim.FROZEN)
-    dec_on = 1.0 - f_dec.mask(optim.decoder_labels(p["decoder"], genotype), optim.FROZEN)
+    enc_on = optim.trainable_vector(f_enc, optim.encoder_labels(p["encoder"], genotype))
+    dec_on = optim.trainable_vector(f_dec, optim.decoder_labels(p["decoder"], genotype))
     tx_enc = optim.flat_sgd(cfg.enc_lr, cfg.enc_momentum, cfg.enc_weight_decay, cfg.grad_clip, enc_on)
     tx_dec = optim.flat_adam(cfg.dec_lr, cfg.dec_weight_decay, cfg.grad_clip, dec_on)
     state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(variables["params"]["encoder"]),
@@ -81,7 +82,8 @@ def main(argv):
         holder["state"], loss = exe(holder["state"], x, y)
         return loss
 
-    median, times = time_calls(call, lambda: (images, labels), FLAGS.steps, FLAGS.warmup)
+    timing = time_calls(call, repeats=FLAGS.steps, warmup=FLAGS.warmup, args=lambda: (images, labels))
+    median, times = timing.median, timing.times
     print_table([("genotype", str(genotype)), ("batch / crop", f"{b} / {size}"),
                  ("programs", FLAGS.programs),
                  ("params (total / without aux)",

@@ -4,16 +4,21 @@ Public API::
 
     default_config()                                   # every hyper-parameter, paper defaults
     build_stage1_cache(encoder_apply, encoder_variables, batches, teacher_fn=None, feature_dtype=...)
-    trainer = CandidateTrainer(config, num_classes, encoder_variables, cache, train_batches, val_batches)
+    trainer = CandidateTrainer(config, num_classes, encoder_variables, cache, train_batches, val_batches,
+                               expand_first_block=True)
     trainer.precompile(genotype)                       # from a thread, while another candidate trains
-    r1 = trainer.stage1(genotype, key)                 # StageResult: variables, reward, metrics, seconds
+    r1 = trainer.stage1(genotype, key)                 # StageResult: variables, reward, metrics, seconds, steps
     r2 = trainer.stage2(genotype, r1, key)
     CandidateFailure(reason)                           # NaN/Inf loss, OOM, compile error
+
+What the search may rely on (``Trainer``, ``TrainerFactory``, ``StageResult``) is declared in
+``fdn.candidate.protocol``; ``CandidateTrainer`` implements it and is the search's default factory.
 """
 
 from fdn.candidate.cache import Stage1Cache, build_stage1_cache
 from fdn.candidate.config import default_config
-from fdn.candidate.trainer import CandidateFailure, CandidateTrainer, StageResult, enable_compilation_cache
+from fdn.candidate.protocol import CandidateFailure, StageResult, Trainer, TrainerFactory
+from fdn.candidate.trainer import CandidateTrainer, enable_compilation_cache
 
-__all__ = ["CandidateFailure", "CandidateTrainer", "Stage1Cache", "StageResult", "build_stage1_cache",
-           "default_config", "enable_compilation_cache"]
+__all__ = ["CandidateFailure", "CandidateTrainer", "Stage1Cache", "StageResult", "Trainer", "TrainerFactory",
+           "build_stage1_cache", "default_config", "enable_compilation_cache"]

@@ -30,14 +30,6 @@ class Stage1Cache:
     def num_examples(self) -> int:
         return int(self.labels.shape[0])
 
-    @property
-    def label_size(self) -> tuple[int, int]:
-        return tuple(self.labels.shape[1:3])
-
-    def nbytes(self) -> int:
-        arrays = list(self.features) + [self.labels] + ([self.teacher] if self.teacher is not None else [])
-        return int(sum(a.size * a.dtype.itemsize for a in arrays))
-
 
 def build_stage1_cache(encoder_apply: Callable, encoder_variables, batches: Iterable[dict],
                        teacher_fn: Callable | None = None, feature_dtype=jnp.float32) -> Stage1Cache:

@@ -5,11 +5,9 @@
 * Stage 2: the same for the decoder (a fresh Adam), and for the encoder clip 3.0 + L2 + SGD with momentum 0.9;
   each sub-network is clipped by its own norm.
 
-PyTorch optimisers skip parameters whose gradient is ``None``: no update, no weight decay, no moments. In the
-candidate those are the adapters of encoder outputs no block reads and, in stage 2, the encoder layers after
-the deepest encoder output in use. JAX sees a zero gradient instead, and a zero gradient still decays the
-weights and moves Adam's moments, so such parameters are labelled ``frozen`` and their entries of the flat
-parameter vector (``fdn.candidate.flat``) are zeroed after the L2 term: no decay, no moments, no update.
+Which parameters train for a genotype is `fdn.models.trainable`'s rule (shared with the final training); here
+the frozen entries of the flat parameter vector (``fdn.candidate.flat``) are zeroed after the L2 term: no
+decay, no moments, no update.
 """
 
 from __future__ import annotations
@@ -18,54 +16,18 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
-from flax import traverse_util
 
-from fdn import genotype as G
-from fdn.models import names
-from fdn.models.encoder import MOBILENET_V2_GROUPS, TAP_GROUPS
+from fdn.models.trainable import FROZEN, clipped_l2, decoder_labels, encoder_labels
 
-FROZEN = "frozen"
+__all__ = ["FROZEN", "decoder_labels", "encoder_labels", "elementwise_mask", "flat_adam", "flat_sgd",
+           "trainable_vector"]
 
 
-def clipped_l2(grad_clip: float, weight_decay: float, inner: optax.GradientTransformation):
-    """clip_by_global_norm -> add ``weight_decay * p`` -> ``inner`` (the official order)."""
-    parts = []
-    if grad_clip and grad_clip > 0:
-        parts.append(optax.clip_by_global_norm(grad_clip))
-    if weight_decay:
-        parts.append(optax.add_decayed_weights(weight_decay))
-    parts.append(inner)
-    return optax.chain(*parts)
-
-
-def _unused_adapters(genotype: G.Genotype) -> set[str]:
-    used = set(genotype.encoder_levels_used())
-    return {names.adapter_name(i) for i in range(G.NUM_ENCODER_OUTPUTS) if i not in used}
-
-
-def _unused_encoder_layers(genotype: G.Genotype) -> set[int]:
-    """Encoder layer numbers (``layer{n}``, 2..8) after the deepest tap in use: they get no gradient."""
-    deepest_group = TAP_GROUPS[max(genotype.encoder_levels_used())]
-    return {names.encoder_layer_number(g) for g in range(len(MOBILENET_V2_GROUPS)) if g > deepest_group}
-
-
-def decoder_labels(decoder_params, genotype: G.Genotype, label: str = "decoder"):
-    """``label`` for every decoder parameter, ``frozen`` for the adapters of unused encoder outputs."""
-    unused = _unused_adapters(genotype)
-    flat = traverse_util.flatten_dict(decoder_params)
-    return traverse_util.unflatten_dict({k: FROZEN if k[0] in unused else label for k in flat})
-
-
-def encoder_labels(encoder_params, genotype: G.Genotype, label: str = "encoder"):
-    """``label`` for every encoder parameter, ``frozen`` for the layers no used tap depends on."""
-    unused = _unused_encoder_layers(genotype)
-    flat = traverse_util.flatten_dict(encoder_params)
-
-    def layer_of(name):
-        return names.encoder_layer_index(name) or 0
-
-    return traverse_util.unflatten_dict({k: FROZEN if layer_of(k[0]) in unused else label for k in flat})
+def trainable_vector(flattener, labels) -> np.ndarray:
+    """1.0 for every entry of ``flattener``'s flat vector that trains, 0.0 for the ``FROZEN`` ones."""
+    return 1.0 - flattener.mask(labels, FROZEN)
 
 
 def elementwise_mask(mask) -> optax.GradientTransformation:

@@ -17,7 +17,6 @@ code silently turned every ``RuntimeError`` into reward 0).
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import functools
 import threading
 import time
@@ -31,6 +30,7 @@ import numpy as np
 from fdn import genotype as G
 from fdn.candidate import flat, optim, steps
 from fdn.candidate.cache import Stage1Cache
+from fdn.candidate.protocol import CandidateFailure, StageResult, failure_reason
 from fdn.candidate.programs import make_programs, ordinary_abstract
 from fdn.models.decoder import DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
@@ -39,48 +39,10 @@ from fdn.metrics import segmentation_metrics
 from fdn.models.segmenter import Segmenter, count_params, eval_forward
 
 
-class CandidateFailure(RuntimeError):
-    """A candidate that cannot be scored (NaN/Inf loss, out of memory, compile error); ``reason`` says why."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclasses.dataclass
-class StageResult:
-    reward: float
-    metrics: dict  # miou, macc, fwiou, reward
-    params_total: int
-    params_without_aux: int
-    seconds: dict  # compile (waited for in this call), train, eval, total
-    encoder_variables: dict  # {'params', 'batch_stats'} of the encoder
-    # The decoder's variables in the trainer's program layout: what stage 2 starts from.
-    decoder_program_variables: dict
-    to_ordinary: Callable = dataclasses.field(repr=False)  # program layout -> the ordinary decoder's
-
-    @functools.cached_property
-    def variables(self) -> dict:
-        """Full segmenter variables {'params': {encoder, decoder}, 'batch_stats': {...}} in the ordinary layout.
-
-        Converted on first use only: from the universal layout that is hundreds of slices (~0.7 s on the
-        2-core CPU), which the search itself never needs.
-        """
-        dec = self.to_ordinary(self.decoder_program_variables)
-        return {k: {"encoder": self.encoder_variables[k], "decoder": dec[k]} for k in ("params", "batch_stats")}
-
-
 def enable_compilation_cache(path: str, min_compile_seconds: float = 0.5):
     """XLA's persistent compilation cache: a genotype compiled by any earlier run loads from ``path``."""
     jax.config.update("jax_compilation_cache_dir", str(Path(path).expanduser()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
-
-
-def _failure_reason(err: Exception, what: str) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if "RESOURCE_EXHAUSTED" in str(err) or isinstance(err, MemoryError):
-        return f"out of memory in {what}: {text[:300]}"
-    return f"{what} failed: {type(err).__name__}: {text[:300]}"
 
 
 class CandidateTrainer:
@@ -95,10 +57,15 @@ class CandidateTrainer:
       train_batches: ``() -> iterator`` of stage-2 batches {'image' (B, H, W, 3), 'segmentation' (B, H, W)}
         (a fresh iterator per candidate, e.g. over ``fdn.data.pipeline.train_dataset``).
       val_batches: meta-val batches {'image', 'segmentation', 'valid'} (``eval_dataset``), read once.
+      expand_first_block: the encoder's layout (``fdn.models.encoder``), as ``encoder_variables`` have it:
+        every program that runs the encoder (meta-val features, stage 2) must build the same one.
+
+    Implements ``fdn.candidate.protocol.Trainer``; the class itself is the search's ``TrainerFactory``.
     """
 
     def __init__(self, config, num_classes: int, encoder_variables, stage1_cache: Stage1Cache,
-                 train_batches: Callable[[], Iterable[dict]] | None, val_batches: Iterable[dict]):
+                 train_batches: Callable[[], Iterable[dict]] | None, val_batches: Iterable[dict], *,
+                 expand_first_block: bool = True):
         self.config = config
         self.num_classes = int(num_classes)
         d = config.decoder
@@ -106,14 +73,15 @@ class CandidateTrainer:
         self.encoder_variables = jax.device_put(encoder_variables)
         self.cache = stage1_cache
         self.train_batches = train_batches
-        self.programs = make_programs(config.programs, self.settings)
+        self.expand_first_block = bool(expand_first_block)
+        self.programs = make_programs(config.programs, self.settings, self.expand_first_block)
         if config.compilation_cache_dir:
             enable_compilation_cache(config.compilation_cache_dir)
         self._lock = threading.Lock()
         self._compiled: dict = {}
         self._parts: dict = {}
         self._ordinary_shapes: dict = {}  # genotype -> its ordinary decoder's variable shapes (stage-1 inputs)
-        encoder = MobileNetV2Encoder()
+        encoder = MobileNetV2Encoder(self.expand_first_block)
         self._encode = jax.jit(lambda v, x: eval_forward(encoder, v, x, with_aux=None))
         self._val = [{"image": np.asarray(b["image"], np.float32),
                       "segmentation": np.asarray(b["segmentation"]),
@@ -139,7 +107,7 @@ class CandidateTrainer:
             try:
                 future.set_result(build())
             except Exception as err:  # noqa: BLE001  (reported as the candidate's failure reason)
-                future.set_exception(CandidateFailure(_failure_reason(err, f"compiling {key[1]}")))
+                future.set_exception(CandidateFailure(failure_reason(err, f"compiling {key[1]}")))
         exe = future.result()
         return exe, (time.perf_counter() - start)
 
@@ -174,14 +142,18 @@ class CandidateTrainer:
             return abstract, flat.Flattener(abstract["params"])
         return self._cached("stage1", genotype, build)
 
-    def _trainable(self, flattener, abstract, genotype):
-        return 1.0 - flattener.mask(optim.decoder_labels(abstract["params"], genotype), optim.FROZEN)
+    def _stage1_tx(self, genotype):
+        """Stage 1's optimiser: Adam on the decoder's flat vector, the genotype's unused adapters frozen."""
+        c = self.config.stage1
+        abstract, flattener = self._decoder_parts(genotype)
+        trainable = optim.trainable_vector(flattener, optim.decoder_labels(abstract["params"], genotype))
+        return optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, trainable)
 
     def _stage1_exe(self, genotype):
         def build():
             c = self.config.stage1
             abstract, flattener = self._decoder_parts(genotype)
-            tx = optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, self._trainable(flattener, abstract, genotype))
+            tx = self._stage1_tx(genotype)
             batch = min(c.batch_size, self.cache.num_examples)
             program = steps.make_stage1_program(self.programs.stage1_predict(genotype), tx, flattener, c,
                                                 batch_size=batch, epochs=c.epochs,
@@ -212,7 +184,7 @@ class CandidateTrainer:
 
         def build():
             size = (c.crop_size, c.crop_size)
-            model = Segmenter(genotype, self.settings)
+            model = Segmenter(genotype, self.settings, self.expand_first_block)
             dummy = jnp.zeros((2, *size, 3))
             ordinary = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, train=False))
             feature_shapes = [f.shape for f in jax.eval_shape(
@@ -223,8 +195,8 @@ class CandidateTrainer:
 
         abstract, f_enc, f_dec = self._cached("stage2", genotype, build)
         p = abstract["params"]
-        enc_on = 1.0 - f_enc.mask(optim.encoder_labels(p["encoder"], genotype), optim.FROZEN)
-        dec_on = 1.0 - f_dec.mask(optim.decoder_labels(p["decoder"], genotype), optim.FROZEN)
+        enc_on = optim.trainable_vector(f_enc, optim.encoder_labels(p["encoder"], genotype))
+        dec_on = optim.trainable_vector(f_dec, optim.decoder_labels(p["decoder"], genotype))
         tx_enc = optim.flat_sgd(c.enc_lr, c.enc_momentum, c.enc_weight_decay, c.grad_clip, enc_on)
         tx_dec = optim.flat_adam(c.dec_lr, c.dec_weight_decay, c.grad_clip, dec_on)
         return abstract, tx_enc, tx_dec, f_enc, f_dec
@@ -252,9 +224,8 @@ class CandidateTrainer:
         genotype = G.parse(genotype)
         start = time.perf_counter()
         exe, compile_s = self._stage1_exe(genotype)
-        c = self.config.stage1
-        abstract, flattener = self._decoder_parts(genotype)
-        tx = optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, self._trainable(flattener, abstract, genotype))
+        _, flattener = self._decoder_parts(genotype)
+        tx = self._stage1_tx(genotype)
         init_key, run_key = jax.random.split(key)
         if genotype not in self._ordinary_shapes:  # ~0.5 s of tracing; a search meets most genotypes again
             self._ordinary_shapes[genotype] = ordinary_abstract(genotype, self.settings,
@@ -269,7 +240,7 @@ class CandidateTrainer:
             state, losses = exe(state, run_key, *self._cache_args(), data)
             losses = np.asarray(losses)
         except Exception as err:  # noqa: BLE001
-            raise CandidateFailure(_failure_reason(err, "stage 1")) from err
+            raise CandidateFailure(failure_reason(err, "stage 1")) from err
         train_s = time.perf_counter() - t0
         _check_finite(losses, "stage 1")
         decoder_vars = {"params": flattener.unflatten(state["params"]), "batch_stats": state["batch_stats"]}
@@ -277,7 +248,7 @@ class CandidateTrainer:
         params = {"encoder": self.encoder_variables["params"], "decoder": ordinary_shapes["params"]}
         counts = (count_params(params, True), count_params(params, False))
         return self._finish(genotype, decoder_vars, self.encoder_variables, self._val_feats, compile_s, train_s,
-                            start, counts)
+                            start, counts, steps=int(losses.size))
 
     def stage2(self, genotype, stage1_result: StageResult, key=None) -> StageResult:
         """End-to-end training from the stage-1 variables over the train stream, then the reward."""
@@ -296,7 +267,7 @@ class CandidateTrainer:
         data = self.programs.plan(genotype)
         t0 = time.perf_counter()
         batches = iter(self.train_batches())
-        pending = []
+        pending, trained = [], 0
         try:
             for _ in range(c.epochs):
                 done = 0
@@ -313,28 +284,22 @@ class CandidateTrainer:
                         pending = []
                 if done == 0:
                     raise CandidateFailure("stage 2: the train batch iterator is empty")
+                trained += done
                 state = steps.end_epoch(state)
             if pending:
                 _check_finite(np.asarray(jnp.stack(pending)), "stage 2")
         except CandidateFailure:
             raise
         except Exception as err:  # noqa: BLE001
-            raise CandidateFailure(_failure_reason(err, "stage 2")) from err
+            raise CandidateFailure(failure_reason(err, "stage 2")) from err
         train_s = time.perf_counter() - t0
         decoder_vars = {"params": f_dec.unflatten(state["dec"]), "batch_stats": state["batch_stats"]["decoder"]}
         encoder_vars = {"params": f_enc.unflatten(state["enc"]), "batch_stats": state["batch_stats"]["encoder"]}
         counts = (stage1_result.params_total, stage1_result.params_without_aux)  # the same network
-        return self._finish(genotype, decoder_vars, encoder_vars, None, compile_s, train_s, start, counts)
+        return self._finish(genotype, decoder_vars, encoder_vars, None, compile_s, train_s, start, counts,
+                            steps=trained)
 
     # ------------------------------------------------------------------------------------------ eval
-    def evaluate(self, genotype, variables, val_feats=None) -> tuple[dict, float]:
-        """Reward metrics of ordinary segmenter ``variables`` on meta-val (``val_feats``: cached encoder
-        outputs) and the compile seconds waited for."""
-        genotype = G.parse(genotype)
-        dec = self.programs.to_program({k: variables[k]["decoder"] for k in ("params", "batch_stats")}, genotype)
-        enc = {k: variables[k]["encoder"] for k in ("params", "batch_stats")}
-        return self._evaluate(genotype, dec, enc, val_feats)
-
     def _evaluate(self, genotype, decoder_vars, encoder_vars, val_feats):
         exe, compile_s = self._eval_exe(genotype)
         data = self.programs.plan(genotype)
@@ -345,19 +310,20 @@ class CandidateTrainer:
         metrics = segmentation_metrics(np.asarray(cm), tuple(self.config.val.omit_classes))
         return metrics, compile_s
 
-    def _finish(self, genotype, decoder_vars, encoder_vars, val_feats, compile_s, train_s, start, counts):
+    def _finish(self, genotype, decoder_vars, encoder_vars, val_feats, compile_s, train_s, start, counts, *,
+                steps: int):
         t0 = time.perf_counter()
         try:
             metrics, eval_compile_s = self._evaluate(genotype, decoder_vars, encoder_vars, val_feats)
         except CandidateFailure:
             raise
         except Exception as err:  # noqa: BLE001
-            raise CandidateFailure(_failure_reason(err, "validation")) from err
+            raise CandidateFailure(failure_reason(err, "validation")) from err
         eval_s = time.perf_counter() - t0 - eval_compile_s
         seconds = {"compile": compile_s + eval_compile_s, "train": train_s, "eval": eval_s,
                    "total": time.perf_counter() - start}
-        return StageResult(metrics["reward"], metrics, counts[0], counts[1], seconds, encoder_vars, decoder_vars,
-                           functools.partial(self.programs.to_ordinary, genotype=genotype))
+        return StageResult(metrics["reward"], metrics, counts[0], counts[1], seconds, steps, encoder_vars,
+                           decoder_vars, functools.partial(self.programs.to_ordinary, genotype=genotype))
 
 
 def _check_finite(losses: np.ndarray, what: str):

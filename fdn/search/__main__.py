@@ -20,15 +20,18 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 @report_user_errors("fdn.search")
-def main(argv):
+def main(argv, trainer_factory=None):
+    """The command; ``trainer_factory`` (`fdn.candidate.protocol`) is for the search tests' stand-in trainer
+    (``python -m tests.fake_candidate`` runs this command with it); ``None`` trains candidates for real."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; the progress line says enough
+    from fdn.candidate import CandidateTrainer
     from fdn.search import leaderboard
     from fdn.search import loop as search_loop
 
     config = FLAGS.config
-    summary = search_loop.run(config, FLAGS.workdir,
+    summary = search_loop.run(config, FLAGS.workdir, trainer_factory=trainer_factory or CandidateTrainer,
                               refresh_report=lambda wd: leaderboard.write_report(wd, top_k=config.log.top_k))
     print(f"fdn.search: {summary['candidates']} candidates in {FLAGS.workdir}, best reward "
           f"{summary['best_reward']:.4f}; report: python -m fdn.leaderboard {FLAGS.workdir}")

@@ -26,7 +26,7 @@ import math
 import signal
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import numpy as np
@@ -35,6 +35,8 @@ from fdn.search import early_stop
 from fdn.search import run_log
 from fdn.search import setup as setup_lib
 from fdn.agents import make_agent
+from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, enable_compilation_cache
+from fdn.candidate.protocol import failure_reason
 from fdn.search.state import SearchCheckpointer, SearchState
 
 # Settings that may change between sessions of one run without making its checkpoint meaningless.
@@ -90,17 +92,12 @@ class _Interrupts:
             raise KeyboardInterrupt
 
 
-def _failure_reason(err: BaseException) -> str:
-    reason = getattr(err, "reason", None) or f"{type(err).__name__}: {err}"
-    return str(reason).splitlines()[0][:300] if str(reason) else type(err).__name__
-
-
 def _finite(result) -> bool:
     values = [result.reward, *result.metrics.values()]
     return all(math.isfinite(float(v)) for v in values if v is not None)
 
 
-def run_candidate(trainer, genotype, key, es_state, config, on_stage=None) -> tuple[dict, dict]:
+def run_candidate(trainer: Trainer, genotype, key, es_state, config, on_stage=None) -> tuple[dict, dict]:
     """Trains and scores one candidate; returns (its log fields, the new early-stop state).
 
     Any exception but KeyboardInterrupt (`CandidateFailure`, out of memory, a compile error) and any
@@ -111,14 +108,17 @@ def run_candidate(trainer, genotype, key, es_state, config, on_stage=None) -> tu
            "miou": None, "macc": None, "fwiou": None, "params": None, "params_without_aux": None,
            "early_stop_threshold": None}
     seconds = {"compile": 0.0, "stage1": 0.0, "stage2": 0.0, "eval": 0.0}
+    steps_per_s = {}
     # Raw uint32 keys (``PRNGKey`` style): what the trainer's ahead-of-time compiled programs take.
     k1, k2 = (jax.random.key_data(k) for k in jax.random.split(key))
 
     def account(result, stage):
         s = result.seconds
-        seconds["compile"] += float(s.get("compile", 0.0))
-        seconds[f"stage{stage}"] += float(s.get("train", 0.0))
-        seconds["eval"] += float(s.get("eval", 0.0))
+        seconds["compile"] += float(s["compile"])
+        seconds[f"stage{stage}"] += float(s["train"])
+        seconds["eval"] += float(s["eval"])
+        if result.steps_per_second is not None:
+            steps_per_s[f"stage{stage}"] = result.steps_per_second
         rec.update(stage=stage, reward=float(result.reward), params=int(result.params_total),
                    params_without_aux=int(result.params_without_aux),
                    **{m: float(result.metrics[m]) for m in ("miou", "macc", "fwiou") if m in result.metrics})
@@ -146,36 +146,28 @@ def run_candidate(trainer, genotype, key, es_state, config, on_stage=None) -> tu
     except KeyboardInterrupt:
         raise
     except Exception as err:  # noqa: BLE001  (every failure is a 0 reward, as the official search does)
-        rec["failure"] = _failure_reason(err)
+        rec["failure"] = failure_reason(err)
         rec.update(stage=stage, reward=0.0)
         if stage == 1 and config.early_stop.enabled and rec["early_stop_threshold"] is None:
             es_state, _, info = early_stop.step(es_state, 0.0)
             rec["early_stop_threshold"] = info["threshold"]
     rec["seconds"] = seconds
-    rec["steps_per_s"] = _steps_per_second(config.candidate, seconds)
+    rec["steps_per_s"] = steps_per_s
     return rec, es_state
 
 
-def _steps_per_second(cc, seconds) -> dict:
-    """Training steps per second of each stage run (from the configured step counts and the train seconds)."""
-    n1 = cc.stage1.epochs * (cc.stage1.num_examples // max(min(cc.stage1.batch_size, cc.stage1.num_examples), 1))
-    n2 = cc.stage2.epochs * max(cc.stage2.steps_per_epoch, 0)
-    out = {}
-    for stage, n in (("stage1", n1), ("stage2", n2)):
-        if seconds[stage] > 0 and n:
-            out[stage] = round(n / seconds[stage], 2)
-    return out
+def run(config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer,
+        refresh_report: Callable | None = None, progress: bool | None = None, log=print) -> dict:
+    """Runs (or resumes) the search in ``workdir`` up to ``config.num_candidates``; returns a summary.
 
-
-def run(config, workdir, *, trainer_cls=None, refresh_report: Callable | None = None, progress: bool | None = None,
-        log=print) -> dict:
-    """Runs (or resumes) the search in ``workdir`` up to ``config.num_candidates``; returns a summary."""
+    ``trainer_factory`` builds what trains the candidates (`fdn.candidate.protocol`); the search tests pass
+    ``tests.fake_candidate.CandidateTrainer``.
+    """
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     wall_start = time.time()
-    if config.candidate.compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", str(Path(config.candidate.compilation_cache_dir).expanduser()))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    if config.candidate.compilation_cache_dir:  # before the set-up: the encoder and teacher compile there too
+        enable_compilation_cache(config.candidate.compilation_cache_dir)
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
     # ---------------------------------------------------------------------------- agent and state
@@ -191,7 +183,7 @@ def run(config, workdir, *, trainer_cls=None, refresh_report: Callable | None = 
             f"{f' (dropped {dropped} bytes of an unfinished candidate)' if dropped else ''}")
 
     # --------------------------------------------------------------------------------- set-up
-    setup = setup_lib.build(config, workdir, trainer_cls=trainer_cls, log=log)
+    setup = setup_lib.build(config, workdir, trainer_factory=trainer_factory, log=log)
     setup_lib.restore_iterators(setup.iterators, state.data)
     logfile = run_log.RunLog(workdir)
 
@@ -295,19 +287,16 @@ class _CompileAhead:
     def __init__(self):
         self._thread = None
 
-    def start(self, trainer, pending: dict) -> None:
+    def start(self, trainer: Trainer, pending: dict) -> None:
         import threading
 
         from fdn import genotype as gt
 
-        precompile = getattr(trainer, "precompile", None)
-        if precompile is None:
-            return
         genotype = gt.Genotype.from_actions(pending["actions"])
 
         def work():
             try:
-                precompile(genotype)
+                trainer.precompile(genotype)
             except Exception:  # noqa: BLE001
                 pass
 
@@ -353,8 +342,3 @@ def _after_candidate(bar, record, state) -> None:
     rates = " ".join(f"{k[-1]}:{v:.1f}" for k, v in record.get("steps_per_s", {}).items())
     bar.set_postfix_str(f"cand {record['index']} {status} r {record['reward']:.4f} best {state.best_reward:.4f} "
                         f"{s['total']:.1f}s (compile {s['compile']:.1f}s) steps/s {rates or '-'}", refresh=True)
-
-
-def records(workdir) -> list[dict[str, Any]]:
-    """The candidates of a run (a convenience for notebooks and tests)."""
-    return run_log.read(workdir)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 
+from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage1_cache
 from fdn.search import teacher as teacher_lib
 from fdn.data import catalog, pipeline, split
 from fdn.models.encoder import MobileNetV2Encoder
@@ -23,7 +24,7 @@ from fdn.models.segmenter import eval_forward
 
 @dataclasses.dataclass
 class SearchSetup:
-    trainer: Any  # a CandidateTrainer (or anything with stage1 / stage2 / precompile)
+    trainer: Trainer  # what trains candidates (fdn.candidate.protocol)
     num_classes: int
     iterators: dict  # name -> checkpointable grain iterator (their states go into the search checkpoint)
     seconds: dict  # wall seconds of each set-up phase
@@ -63,17 +64,9 @@ def val_batches(source, indices, cc) -> list[dict]:
     return list(ds)
 
 
-def candidate_module(config):
-    """The module that trains candidates (``config.trainer``: ``fdn.candidate``; tests plug in a fake)."""
-    import importlib
-
-    return importlib.import_module(config.trainer)
-
-
-def build(config, workdir, *, trainer_cls=None, log=print) -> SearchSetup:
-    """Everything a search needs before the first candidate, seeded by ``config.seed``."""
-    candidate_lib = candidate_module(config)
-    trainer_cls = trainer_cls or candidate_lib.CandidateTrainer
+def build(config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer, log=print) -> SearchSetup:
+    """Everything a search needs before the first candidate, seeded by ``config.seed``; the trainer comes from
+    ``trainer_factory`` (`fdn.candidate.protocol`: the real ``CandidateTrainer``, or a test's stand-in)."""
     cc = config.candidate
     seconds = {}
     key = jax.random.key(config.seed)
@@ -115,26 +108,18 @@ def build(config, workdir, *, trainer_cls=None, log=print) -> SearchSetup:
     batches = split.stage1_batches(source, meta_train, cc.stage1.num_examples, crop_size=cc.stage1.crop_size,
                                    seed=config.seed, min_side=cc.stage1.min_side,
                                    scale_range=tuple(config.data.scale_range), batch_size=config.data.cache_batch)
-    cache = candidate_lib.build_stage1_cache(make_encoder_apply(config), enc_vars, batches, teacher_fn=teacher_fn,
-                                             **_cache_kwargs(candidate_lib, cc, num_classes))
+    cache = build_stage1_cache(make_encoder_apply(config), enc_vars, batches, teacher_fn=teacher_fn,
+                               feature_dtype=cc.stage1.feature_dtype)
     seconds["cache"] = time.time() - start
     log(f"search: stage-1 cache of {cc.stage1.num_examples} crops in {seconds['cache']:.1f} s"
         f"{' with teacher logits' if teacher_fn else ''}")
 
     # ----------------------------------------------------------------------------------- trainer
     stage2_iterator = stage2_stream(config.seed)
-    trainer = trainer_cls(cc, num_classes, enc_vars, cache, lambda: stage2_iterator, val)
+    trainer = trainer_factory(cc, num_classes, enc_vars, cache, lambda: stage2_iterator, val,
+                              expand_first_block=config.encoder.expand_first_block)
     return SearchSetup(trainer=trainer, num_classes=num_classes, iterators={"stage2": stage2_iterator},
                        seconds=seconds)
-
-
-def _cache_kwargs(candidate_lib, cc, num_classes) -> dict:
-    """Optional keyword arguments of ``build_stage1_cache`` that this version of it accepts."""
-    import inspect
-
-    wanted = {"num_classes": num_classes, "feature_dtype": cc.stage1.feature_dtype, "config": cc}
-    params = inspect.signature(candidate_lib.build_stage1_cache).parameters
-    return {k: v for k, v in wanted.items() if k in params}
 
 
 def restore_iterators(iterators: dict, states: dict) -> None:

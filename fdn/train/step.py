@@ -16,36 +16,22 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
-from flax import traverse_util
 
 from fdn import genotype as G
 from fdn import losses, tasks
 from fdn import polyak as polyak_lib
-from fdn.models import names
-from fdn.models.encoder import TAP_GROUPS
+from fdn.models import trainable
 from fdn.models.resize import resize_bilinear
+from fdn.models.trainable import FROZEN
 from fdn.models.segmenter import eval_forward
-
-FROZEN = "frozen"
 
 
 # ------------------------------------------------------------------------------------------------ optimiser
 def param_labels(params, genotype: G.Genotype):
     """``encoder`` / ``decoder`` per parameter, ``frozen`` for what gets no gradient in this genotype (the
     adapters of unused encoder outputs, the encoder layers after the deepest output in use): PyTorch's SGD
-    leaves those untouched, while a zero gradient here would still decay them."""
-    used = set(genotype.encoder_levels_used())
-    unused_adapters = {names.adapter_name(i) for i in range(G.NUM_ENCODER_OUTPUTS) if i not in used}
-    last_layer = names.encoder_layer_number(TAP_GROUPS[max(used)])
-
-    def label(path):
-        if path[0] == names.ENCODER:
-            layer = names.encoder_layer_index(path[1])
-            return FROZEN if layer is not None and layer > last_layer else "encoder"
-        return FROZEN if path[1] in unused_adapters else "decoder"
-
-    flat = traverse_util.flatten_dict(params)
-    return traverse_util.unflatten_dict({k: label(k) for k in flat})
+    leaves those untouched, while a zero gradient here would still decay them (`fdn.models.trainable`)."""
+    return trainable.segmenter_labels(params, genotype)
 
 
 def lr_schedules(optim, steps_per_epoch: int, batch_size: int):
@@ -68,11 +54,7 @@ def make_optimizer(optim, params, genotype: G.Genotype, steps_per_epoch: int, ba
     enc_lr, dec_lr = lr_schedules(optim, steps_per_epoch, batch_size)
 
     def sgd(lr):
-        parts = [optax.clip_by_global_norm(optim.grad_clip)] if optim.grad_clip > 0 else []
-        if optim.weight_decay:
-            parts.append(optax.add_decayed_weights(optim.weight_decay))
-        parts.append(optax.sgd(lr, momentum=optim.momentum))
-        return optax.chain(*parts)
+        return trainable.clipped_l2(optim.grad_clip, optim.weight_decay, optax.sgd(lr, momentum=optim.momentum))
 
     tx = optax.multi_transform({"encoder": sgd(enc_lr), "decoder": sgd(dec_lr), FROZEN: optax.set_to_zero()},
                                param_labels(params, genotype))
