@@ -16,7 +16,7 @@ auxiliary heads, BN folded into the convs, weights baked in. ``--batch=0`` expor
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from fdn.cli import run_command
 from fdn.errors import report_user_errors

@@ -146,7 +146,7 @@ def test_stage1_params_after_one_adam_step_float64(official_step_f64):
 @pytest.mark.parametrize("official_step", ["per_genotype"], indirect=True)  # the optimiser alone, ordinary layout
 def test_stage1_optimizer_on_official_gradient(official_step):
     """Clip 3.0 -> coupled L2 1e-5 -> Adam 3e-3, fed the official raw gradient, gives the official step."""
-    a, f, init = official_step["arrays"], official_step["flattener"], official_step["init"]
+    a, f = official_step["arrays"], official_step["flattener"]
     names = official_step["names"]
     zero = jax.tree.map(np.zeros_like, f.unflatten(official_step["state"]["params"]))
     template = names(zero)

@@ -16,7 +16,7 @@ initialised (the starting point of a search or a full training)::
     python -m fdn.convert --torchvision --from=mobilenet_v2-7ebf99e0.pth --genotype=arch0 --out=ckpt/arch0_in1k
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from fdn.cli import run_command
 from fdn.convert import cli

@@ -21,7 +21,7 @@ On GPU/TPU, XLA's own depthwise conv (cuDNN on NVIDIA) is good, so ``impl="auto"
 
 import functools
 import os
-from typing import Sequence, Tuple, Union
+from typing import Tuple, Union
 
 import jax
 import jax.numpy as jnp

@@ -5,7 +5,6 @@ one train-mode forward < 1e-4.
 """
 
 import jax
-import numpy as np
 import pytest
 
 from fdn.convert.segmenter import torch_from_variables, variables_from_torch
