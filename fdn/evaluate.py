@@ -13,6 +13,7 @@ import json
 
 from absl import app, flags, logging
 
+from fdn.cli import run_command
 from fdn.errors import report_user_errors
 
 flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory (fdn.train's best_model / final_model).")
@@ -48,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_command(main, "fdn.evaluate")

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 from fdn.errors import UserError
 
+
 @dataclasses.dataclass(frozen=True)
 class OpSpec:
     """One candidate operation: the single record every part of fdn reads for it (pure data, no flax).

@@ -14,11 +14,9 @@ import numpy as np
 from absl import app, flags, logging
 
 from fdn import tasks
-from fdn.serve import checkpoint
-from fdn.serve import images
-from fdn.serve import inference
-from fdn.serve import visualize
+from fdn.cli import run_command
 from fdn.errors import report_user_errors
+from fdn.serve import checkpoint, images, inference, visualize
 
 flags.DEFINE_string("checkpoint", None, "fdn checkpoint directory (from fdn.convert, fdn.train or fdn.search).")
 flags.DEFINE_string("out", None, "Output .npz file.")
@@ -69,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_command(main, "fdn.predict")

@@ -77,8 +77,7 @@ class CandidateTrainer:
 
 
 if __name__ == "__main__":
-    from absl import app
-
+    from fdn.cli import run_command
     from fdn.search import __main__ as search_command
 
-    app.run(functools.partial(search_command.main, trainer_factory=CandidateTrainer))
+    run_command(functools.partial(search_command.main, trainer_factory=CandidateTrainer), "fdn.search")

@@ -21,8 +21,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from fdn.agents import controller
 from fdn import genotype as gt
+from fdn.agents import controller
 from fdn.agents import state as state_lib
 
 

@@ -30,8 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fdn.agents import controller
-from fdn.agents import base
+from fdn.agents import base, controller
 
 
 def surrogate_loss(params, actions, old_log_probs, advantages, mask, clip_epsilon, entropy_coef):

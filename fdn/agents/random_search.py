@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdn.agents import controller
-from fdn.agents import base, state as state_lib
+from fdn.agents import base, controller
+from fdn.agents import state as state_lib
 
 _LOG_CHOICES = float(sum(math.log(c) for c in controller.DECISION_CHOICES))
 

@@ -13,8 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fdn.agents import controller
-from fdn.agents import base
+from fdn.agents import base, controller
 
 
 def reinforce_loss(params, actions, advantages, entropy_coef):

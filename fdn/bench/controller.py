@@ -14,9 +14,8 @@ import argparse
 import jax
 import numpy as np
 
-from fdn.agents import controller
+from fdn.agents import controller, make_agent
 from fdn.bench._timing import time_calls
-from fdn.agents import make_agent
 
 
 def _timed(fn, warmup, repeats):

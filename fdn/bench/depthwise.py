@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdn.models import depthwise
 from fdn.bench._timing import time_calls
+from fdn.models import depthwise
 
 # (name, kernel, stride, dilation, padding, channel flag)
 CASES = [

@@ -14,9 +14,9 @@ import json
 import jax
 import jax.numpy as jnp
 
-from fdn.models import depthwise
-from fdn.bench._timing import time_calls
 from fdn import genotype as G
+from fdn.bench._timing import time_calls
+from fdn.models import depthwise
 from fdn.models.decoder import DecoderSettings
 from fdn.models.segmenter import ModelSpec
 

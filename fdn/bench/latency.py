@@ -55,11 +55,11 @@ def summarize(times_s) -> dict:
 
 
 def load_model(checkpoint_dir, genotype, num_classes):
-    from fdn.serve import checkpoint
     from fdn import genotype as G
     from fdn.models.decoder import DecoderSettings
-    from fdn.serve.export import random_variables
     from fdn.models.segmenter import ModelSpec
+    from fdn.serve import checkpoint
+    from fdn.serve.export import random_variables
 
     if checkpoint_dir:
         spec, variables, _ = checkpoint.load_model(checkpoint_dir)

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from fdn.bench._timing import time_calls
 from fdn import genotype as G
+from fdn.bench._timing import time_calls
 from fdn.candidate import default_config, flat, optim, steps
 from fdn.candidate.programs import make_programs, ordinary_abstract
 from fdn.models.decoder import DecoderSettings

@@ -21,8 +21,8 @@ from absl import flags
 from fdn import genotype as G
 from fdn.bench._timing import time_calls
 from fdn.bench.stage1 import SEARCH_A, print_table
-from fdn.candidate.programs import make_programs
 from fdn.candidate import default_config, flat, optim, steps
+from fdn.candidate.programs import make_programs
 from fdn.models.decoder import DecoderSettings
 from fdn.models.init import draw_variables
 from fdn.models.segmenter import Segmenter, count_params

@@ -30,12 +30,12 @@ import numpy as np
 from fdn import genotype as G
 from fdn.candidate import flat, optim, steps
 from fdn.candidate.cache import Stage1Cache
-from fdn.candidate.protocol import CandidateFailure, StageResult, failure_reason
 from fdn.candidate.programs import make_programs, ordinary_abstract
+from fdn.candidate.protocol import CandidateFailure, StageResult, failure_reason
+from fdn.metrics import segmentation_metrics
 from fdn.models.decoder import DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import draw_variables
-from fdn.metrics import segmentation_metrics
 from fdn.models.segmenter import Segmenter, count_params, eval_forward
 
 

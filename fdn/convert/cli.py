@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fdn.serve import checkpoint
 from fdn import genotype as G
 from fdn.convert.files import read_state_dict, write_npz
 from fdn.convert.segmenter import torch_from_variables, variables_from_torch
 from fdn.models.decoder import DecoderSettings
 from fdn.models.segmenter import ModelSpec, param_counts
+from fdn.serve import checkpoint
 
 
 def official_to_fdn(src, out, genotype, num_classes=21, agg_size=64, repeats=2, aux_cell=False, task="auto",

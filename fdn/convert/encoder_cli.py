@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fdn.serve import checkpoint
 from fdn import genotype as G
 from fdn.convert.files import read_state_dict
 from fdn.convert.torchvision import EncoderImport, encoder_variables_from_torchvision, with_encoder
 from fdn.models.decoder import DecoderSettings
-from fdn.serve.export import random_variables
 from fdn.models.segmenter import ModelSpec, param_counts
+from fdn.serve import checkpoint
+from fdn.serve.export import random_variables
 
 
 def encoder_from_file(path, expand_first_block: bool = True, expand_init: str = "identity",

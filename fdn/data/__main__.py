@@ -1,8 +1,7 @@
 """``python -m fdn.data NAME ...`` is ``python -m fdn.data.prepare NAME ...``."""
 
-from absl import app
-
+from fdn.cli import run_command
 from fdn.data import prepare
 
 if __name__ == '__main__':
-    app.run(prepare.main)
+    run_command(prepare.main, 'fdn.data')

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from fdn.conventions import IGNORE_LABEL, denormalise, normalise  # noqa: F401  (denormalise: public here)
+
 TASKS = ('segmentation', 'depth', 'both')
 
 

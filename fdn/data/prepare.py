@@ -17,6 +17,8 @@ import sys
 
 from absl import app, flags
 
+from fdn.cli import run_command
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string('manual_dir', None, 'folder holding the downloaded archives, extracted (see each builder)')
 flags.DEFINE_string('data_dir', None, 'tfds data dir to write to (default: tfds default, ~/tensorflow_datasets)')
@@ -54,4 +56,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    run_command(main, 'fdn.data.prepare')

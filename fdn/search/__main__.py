@@ -10,6 +10,7 @@ from __future__ import annotations
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from fdn.cli import run_command
 from fdn.errors import report_user_errors
 
 FLAGS = flags.FLAGS
@@ -39,4 +40,4 @@ def main(argv, trainer_factory=None):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_command(main, "fdn.search")

@@ -31,12 +31,11 @@ from typing import Callable
 import jax
 import numpy as np
 
-from fdn.search import early_stop
-from fdn.search import run_log
-from fdn.search import setup as setup_lib
 from fdn.agents import make_agent
 from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, enable_compilation_cache
 from fdn.candidate.protocol import failure_reason
+from fdn.search import early_stop, run_log
+from fdn.search import setup as setup_lib
 from fdn.search.state import SearchCheckpointer, SearchState
 
 # Settings that may change between sessions of one run without making its checkpoint meaningless.

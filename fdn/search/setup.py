@@ -15,11 +15,11 @@ from typing import Callable
 import jax
 
 from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage1_cache
-from fdn.search import teacher as teacher_lib
 from fdn.data import catalog, pipeline, split
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import random_encoder_variables
 from fdn.models.segmenter import eval_forward
+from fdn.search import teacher as teacher_lib
 
 
 @dataclasses.dataclass

@@ -28,14 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fdn.serve import checkpoint as ckpt
 from fdn import genotype as gt
 from fdn import losses, tasks
-from fdn.models.decoder import DecoderSettings
 from fdn.errors import InputError
-from fdn.models.resize import resize_bilinear
+from fdn.models.decoder import DecoderSettings
 from fdn.models.init import random_variables
+from fdn.models.resize import resize_bilinear
 from fdn.models.segmenter import ModelSpec, eval_forward
+from fdn.serve import checkpoint as ckpt
 
 KINDS = ("none", "checkpoint", "logits", "train")
 TEACHER_DIR = "teacher"

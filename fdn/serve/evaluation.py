@@ -78,8 +78,8 @@ def evaluate_checkpoint(checkpoint_dir, split=None, dataset=None, data_dir=None,
         num_examples=0, omit_classes=None, png_dir=None, num_png=8, depth_max=8.0) -> tuple[dict, str]:
     """``(metrics, report text)`` of an fdn checkpoint (``python -m fdn.evaluate``)."""
     from fdn import metrics
-    from fdn.serve import checkpoint
     from fdn.errors import InputError
+    from fdn.serve import checkpoint
 
     evaluation = sys.modules[__name__]
 

@@ -37,8 +37,8 @@ from flax import traverse_util
 from fdn.conventions import MEAN_RGB, STD_RGB
 from fdn.errors import UserError
 from fdn.models import depthwise
-from fdn.models.layers import BatchNorm
 from fdn.models.init import random_variables  # noqa: F401  (public here: export and latency tools use it)
+from fdn.models.layers import BatchNorm
 from fdn.models.segmenter import ModelSpec, eval_forward
 
 FORMATS = ("stablehlo", "onnx")

@@ -17,17 +17,17 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from fdn.serve import checkpoint as ckpt
 from fdn import sharding, tasks
+from fdn.data import catalog, pipeline
+from fdn.errors import InputError
+from fdn.models.decoder import DecoderSettings
+from fdn.models.init import random_variables
+from fdn.models.segmenter import ModelSpec
+from fdn.serve import checkpoint as ckpt
 from fdn.serve import evaluation, inference
 from fdn.train import genotype_source
 from fdn.train import step as train_step
-from fdn.data import catalog, pipeline
-from fdn.models.decoder import DecoderSettings
-from fdn.errors import InputError
-from fdn.models.init import random_variables
 from fdn.train.metric_writer import MetricWriter
-from fdn.models.segmenter import ModelSpec
 
 BEST_MODEL, FINAL_MODEL, CHECKPOINTS = "best_model", "final_model", "checkpoints"
 

@@ -22,8 +22,8 @@ from fdn import losses, tasks
 from fdn import polyak as polyak_lib
 from fdn.models import trainable
 from fdn.models.resize import resize_bilinear
-from fdn.models.trainable import FROZEN
 from fdn.models.segmenter import eval_forward
+from fdn.models.trainable import FROZEN
 
 
 # ------------------------------------------------------------------------------------------------ optimiser
