@@ -51,7 +51,7 @@ def test_report_files_and_cli(workdir, capsys):
     ranks = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "hash" not in line]
     assert "compile 25.0%" in out and ranks == ["1", "2"]
     report = workdir / leaderboard.REPORT_DIR
-    for name in ("leaderboard.md", "rewards.png", "reward_vs_params.png", "entropy.png"):
+    for name in ("leaderboard.md", "rewards.png", "reward_vs_params.png", "entropy.png", "pareto.png", "time.png"):
         assert (report / name).stat().st_size > 0
     assert len(list(report.glob("top*_*.png"))) == 3 and len(list(report.glob("top*_*.svg"))) == 3
     # refreshing (as the search does during a run) replaces the drawings instead of piling them up
