@@ -11,8 +11,7 @@ import subprocess
 import pytest
 
 from fdn import genotype as gt
-from fdn.search import leaderboard
-from fdn.search import run_log
+from fdn.search import leaderboard, run_log
 from fdn.search.report import measure, page, run_info
 from fdn.train import genotype_source
 from tests.test_leaderboard import record
@@ -70,7 +69,7 @@ def test_measure_field_or_parameters():
 
 
 def test_page_is_self_contained_and_complete(workdir):
-    leaderboard.write_report(workdir, top_k=2)  # the search's refresh hook: the page comes with it
+    leaderboard.write_report(workdir, top_k=2, draw_k=0)  # as the search's refresh hook calls it: html on: the page comes with it
     text = _page(workdir)
     srcs = re.findall(r'<img src="([^"]+)"', text)
     assert len(srcs) == 4 + 2  # rewards, entropy, Pareto, time; one drawing per leaderboard row
@@ -89,7 +88,7 @@ def test_page_is_self_contained_and_complete(workdir):
 
 
 def test_train_commands_name_the_design_they_train(workdir):
-    leaderboard.write_report(workdir, top_k=3)
+    leaderboard.write_report(workdir, top_k=3, draw_k=0)
     commands = [html.unescape(c) for c in re.findall(r'<div class="cmd">(.*?)</div>', _page(workdir))]
     assert len(commands) == 3
     wd = workdir.absolute()
@@ -109,13 +108,13 @@ def test_train_command_follows_the_dataset(tmp_path):
 
 def test_measure_from_the_log_is_plotted_and_tabled(tmp_path):
     wd = _write_run(tmp_path, ROWS, measure_of=lambda i: 10.0 - i)
-    leaderboard.write_report(wd, top_k=3)
+    leaderboard.write_report(wd, top_k=3, draw_k=0)
     text = _page(wd)
     assert "<th>latency_ms</th>" in text and "Pareto front (candidate, latency_ms, reward): #7 (3, 0.5500)" in text
 
 
 def test_refresh_is_atomic(workdir, monkeypatch):
-    leaderboard.write_report(workdir)
+    leaderboard.write_report(workdir, top_k=1, draw_k=0)
     before = _page(workdir)
 
     def torn_write(self, text, **kwargs):
@@ -131,11 +130,11 @@ def test_refresh_is_atomic(workdir, monkeypatch):
 
 
 def test_command_writes_the_page_only_with_html(workdir, capsys):
-    assert leaderboard.report_command(str(workdir), html=False) == 0
+    assert leaderboard.report_command(str(workdir), top_k=1, draw_k=0, html=False) == 0
     assert not (workdir / leaderboard.REPORT_DIR / page.FILENAME).exists()
-    assert leaderboard.report_command(str(workdir), html=True) == 0
-    uri = (workdir / leaderboard.REPORT_DIR / page.FILENAME).absolute().as_uri()
-    assert f"page: {uri}" in capsys.readouterr().out
+    assert leaderboard.report_command(str(workdir), top_k=1, draw_k=0, html=True) == 0
+    path = workdir / leaderboard.REPORT_DIR / page.FILENAME
+    assert f"page: {path.absolute().as_uri()}" in capsys.readouterr().out and "<table" in path.read_text()
 
 
 # ------------------------------------------------------------------------------------------- in a real browser
@@ -150,7 +149,7 @@ def _chromium():
 def _browser(chromium, tmp_path, *args):
     cmd = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
            f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
 def _body_attrs(chromium, tmp_path, html_path):
@@ -162,7 +161,7 @@ def _body_attrs(chromium, tmp_path, html_path):
 
 def test_page_in_headless_chromium(workdir, tmp_path):
     chromium = _chromium()
-    leaderboard.write_report(workdir, top_k=3)
+    leaderboard.write_report(workdir, top_k=3, draw_k=0)
     html_path = workdir / leaderboard.REPORT_DIR / page.FILENAME
     n_images = _page(workdir).count("<img ")
     attrs = _body_attrs(chromium, tmp_path, html_path)
