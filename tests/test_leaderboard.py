@@ -51,7 +51,7 @@ def test_report_files_and_cli(workdir, capsys):
     ranks = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "hash" not in line]
     assert "compile 25.0%" in out and ranks == ["1", "2"]
     report = workdir / leaderboard.REPORT_DIR
-    for name in ("leaderboard.md", "rewards.png", "reward_vs_params.png", "entropy.png"):
+    for name in ("leaderboard.md", "rewards.png", "reward_vs_params.png", "entropy.png", "pareto.png", "time.png"):
         assert (report / name).stat().st_size > 0
     assert len(list(report.glob("top*_*.png"))) == 3 and len(list(report.glob("top*_*.svg"))) == 3
     # refreshing (as the search does during a run) replaces the drawings instead of piling them up
@@ -110,10 +110,11 @@ def test_command_line(workdir, tmp_path_factory):
         return subprocess.run([sys.executable, "-m", "fdn.leaderboard", *map(str, args)], capture_output=True,
                               text=True, timeout=120)
 
-    ok = run(workdir, "--top_k=2", f"--compare={workdir}")
+    ok = run(workdir, "--top_k=2", f"--compare={workdir}", "--html")
     assert ok.returncode == 0, ok.stderr
     assert "| 1 |" in ok.stdout and "| 3 |" not in ok.stdout.split("\n\n")[0]
     assert (workdir / leaderboard.REPORT_DIR / "compare.png").stat().st_size > 0
+    assert "page: file://" in ok.stdout and (workdir / leaderboard.REPORT_DIR / "index.html").stat().st_size > 0
     missing = run(tmp_path_factory.mktemp("empty"))
     assert missing.returncode == 2 and "fdn.leaderboard: error: no candidates.jsonl" in missing.stderr
     typo = run(workdir, "--top_kk=2")

@@ -77,8 +77,8 @@ def draw_decoder(ax, g: gt.Genotype) -> None:
     ax.axis("off")
 
 
-def draw_genotype(g: gt.Genotype, path_stem: str | Path, title: str = "") -> list[Path]:
-    """Cell and decoder side by side; writes ``STEM.png`` and ``STEM.svg`` and returns their paths."""
+def genotype_figure(g: gt.Genotype, title: str = "") -> Figure:
+    """Cell and decoder side by side on one figure (the HTML report inlines it; `draw_genotype` saves it)."""
     g = gt.parse(g)
     fig = Figure(figsize=(13, 3.4))
     cell_ax, dec_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.7, 1]})
@@ -88,6 +88,12 @@ def draw_genotype(g: gt.Genotype, path_stem: str | Path, title: str = "") -> lis
     dec_ax.set_title("decoder", fontsize=9)
     fig.suptitle(title or str(g), fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def draw_genotype(g: gt.Genotype, path_stem: str | Path, title: str = "") -> list[Path]:
+    """Cell and decoder side by side; writes ``STEM.png`` and ``STEM.svg`` and returns their paths."""
+    fig = genotype_figure(g, title)
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]

@@ -7,7 +7,10 @@ Reads ``WORKDIR/candidates.jsonl`` (a run in progress is fine) and writes ``WORK
 * ``rewards.png``: reward per candidate (stopped early / failed marked), its running mean and the
   early-stop threshold;
 * ``reward_vs_params.png``, ``entropy.png`` (the controller's policy entropy per candidate);
-* ``top{k}_{hash}.png/.svg``: cell and decoder drawings of the top genotypes.
+* ``top{k}_{hash}.png/.svg``: cell and decoder drawings of the top genotypes;
+* ``pareto.png`` (reward against the run's cost measure, `fdn.search.report.measure`), ``time.png``;
+* ``index.html`` (``--html``, and always when the search refreshes its report): one self-contained page of
+  all of it, with each top design's drawing and ``fdn.train`` command (`fdn.search.report.page`).
 
 ``--compare OTHER [OTHER ...]`` also sets this run beside other runs (e.g. the random-search control of the
 same length): a table of their quarter means and ``report/compare.png`` with each run's running mean reward.
@@ -31,18 +34,20 @@ from matplotlib.figure import Figure  # noqa: E402
 from fdn import genotype as gt  # noqa: E402
 from fdn.search import run_log  # noqa: E402
 from fdn.search.drawing import draw_genotype  # noqa: E402
+from fdn.search.report import page, plots
 
-REPORT_DIR = "report"
+REPORT_DIR = page.REPORT_DIR
 
 
 def unique_genotypes(records: list[dict]) -> list[dict]:
-    """One row per genotype hash, best reward first: best and mean reward, params, times seen."""
+    """One row per genotype hash, best reward first: best and mean reward, params, times seen, the candidates."""
     rows: dict[str, dict] = {}
     for r in records:
-        row = rows.setdefault(r["hash"], {"hash": r["hash"], "genotype": r["genotype"], "rewards": [],
+        row = rows.setdefault(r["hash"], {"hash": r["hash"], "genotype": r["genotype"], "rewards": [], "indices": [],
                                           "first_index": r["index"], "params": r.get("params_without_aux"),
                                           "params_total": r.get("params")})
         row["rewards"].append(float(r["reward"] or 0.0))
+        row["indices"].append(r["index"])
         if row["params"] is None:
             row["params"], row["params_total"] = r.get("params_without_aux"), r.get("params")
     out = []
@@ -152,8 +157,9 @@ def plot_entropy(records: list[dict], path: Path) -> None:
     _save(fig, ax, path, "candidate", "policy entropy (nats, 19 decisions)")
 
 
-def write_report(workdir, top_k: int = 10, draw_k: int = 3) -> Path | None:
-    """Writes ``WORKDIR/report/`` (table, plots, drawings); returns the table's path (None without records)."""
+def write_report(workdir, top_k: int = 10, draw_k: int = 3, html: bool = True) -> Path | None:
+    """Writes ``WORKDIR/report/`` (table, plots, drawings and, with ``html``, the page ``index.html``); returns
+    the table's path (None without records). The search calls it with ``html`` on, so the page follows a run."""
     workdir = Path(workdir)
     records = run_log.read(workdir)
     if not records:
@@ -163,6 +169,8 @@ def write_report(workdir, top_k: int = 10, draw_k: int = 3) -> Path | None:
     plot_rewards(records, out / "rewards.png")
     plot_reward_vs_params(records, out / "reward_vs_params.png")
     plot_entropy(records, out / "entropy.png")
+    plots.plot_pareto(records, out / page.FIGURES["pareto"])
+    plots.plot_time(records, out / page.FIGURES["time"])
     for rank, row in enumerate(unique_genotypes(records)[:draw_k], start=1):
         stem = out / f"top{rank}"
         for old in out.glob(f"top{rank}_*"):
@@ -173,7 +181,17 @@ def write_report(workdir, top_k: int = 10, draw_k: int = 3) -> Path | None:
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(table(records, top_k) + "\n")
     tmp.replace(path)
+    if html:
+        write_html(workdir, records, top_k)
     return path
+
+
+def write_html(workdir: Path, records: list[dict], top_k: int = 10) -> Path:
+    """``report/index.html`` from the figures `write_report` has just saved and the top-k designs."""
+    out = Path(workdir) / REPORT_DIR
+    figures = {key: (out / name).read_bytes() for key, name in page.FIGURES.items()}
+    rows = page.leaderboard_rows(unique_genotypes(records)[:top_k], records)
+    return page.write(out, page.render(Path(workdir), records, rows, summary(records), figures))
 
 
 def _run_label(workdir: Path) -> str:
@@ -223,13 +241,14 @@ def write_comparison(workdirs: list, out_dir) -> str:
     return compare_table(runs)
 
 
-def report_command(workdir: str, top_k: int = 10, draw_k: int = 3, compare: Sequence[str] = ()) -> int:
+def report_command(workdir: str, top_k: int = 10, draw_k: int = 3, compare: Sequence[str] = (),
+                   html: bool = False) -> int:
     """``python -m fdn.leaderboard``'s work: print the table (and a comparison), write the report; exit code."""
     for w in [workdir, *compare]:
         if not (Path(w) / run_log.FILENAME).exists():
             print(f"fdn.leaderboard: error: no {run_log.FILENAME} in {w}", file=sys.stderr)
             return 2
-    path = write_report(workdir, top_k, draw_k)
+    path = write_report(workdir, top_k, draw_k, html=html)
     if path is None:
         print(f"fdn.leaderboard: {workdir} has no finished candidate yet")
         return 0
@@ -238,4 +257,6 @@ def report_command(workdir: str, top_k: int = 10, draw_k: int = 3, compare: Sequ
         print()
         print(write_comparison([workdir, *compare], path.parent))
     print(f"figures in {path.parent}")
+    if html:
+        print(f"page: {(path.parent / page.FILENAME).absolute().as_uri()}")
     return 0
