@@ -70,7 +70,6 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
     def _metadata(self):
         """A ``tfds.core.MetadataDict`` for what is known only once the data is read (saved as metadata.json)."""
-        return None
 
     def _info(self):
         return tfds.core.DatasetInfo(

@@ -25,6 +25,7 @@ those of ``voc_sbd`` (segmentation) and ``nyu_depth_v2_labeled`` (depth), so the
 import dataclasses
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -135,7 +136,7 @@ def check_labels(pairs, task, num_classes, depth_scale):
     Returns the class count (``num_classes`` from classes.txt, else the largest label + 1; None for depth).
     """
     largest = -1
-    for stem, (image, label) in pairs.items():
+    for image, label in pairs.values():
         values = read_mask(label) if task == 'segmentation' else read_depth(label, depth_scale)
         if values.shape != image_size(image):
             raise ImageFolderError(f'{label}: size {values.shape[1]}x{values.shape[0]} (WxH) differs from its image '
@@ -200,7 +201,7 @@ class ImageFolder(base.ArrayRecordBuilder):
     RELEASE_NOTES = {'1.0.0': 'Images with masks (or depth) from a folder; splits train/val.'}
     DESCRIPTION = __doc__
     MANUAL_DOWNLOAD_INSTRUCTIONS = HOW
-    _configs = {}  # NAME -> ImageFolderConfig: the one tfds finds for that name (see ``use``)
+    _configs: ClassVar[dict] = {}  # NAME -> ImageFolderConfig: the one tfds finds for that name (see ``use``)
 
     @classmethod
     def use(cls, config):
