@@ -222,6 +222,29 @@ def prepared(request, tmp_path_factory):
     return str(root / 'tfds'), f'image_folder/{request.param}', num_classes, names
 
 
+def test_search_reads_the_folder_and_its_class_count(prepared, tmp_path):
+    """configs/voc.py:tiny with the stand-in trainer (seconds): the search reads the folder's train split and hands
+    the trainer the folder's class count; only the dataset's name, place and split change."""
+    from configs import voc
+    from fdn.search import loop as search_loop
+    from fdn.search import run_log
+    from tests import fake_candidate
+
+    data_dir, name, num_classes, _ = prepared
+    seen = []
+
+    def factory(config, classes, *args, **kwargs):
+        seen.append(classes)
+        return fake_candidate.CandidateTrainer(config, classes, *args, **kwargs)
+
+    c = voc.get_config('tiny')
+    c.data.name, c.data.data_dir, c.data.split = name, data_dir, 'train'
+    c.num_candidates = 2
+    c.candidate.compilation_cache_dir = str(XLA_CACHE)  # the encoder's compile, shared with tests/test_search.py
+    search_loop.run(c, tmp_path, trainer_factory=factory, progress=False, log=lambda *a: None)
+    assert seen == [num_classes] and len(run_log.read(tmp_path)) == 2
+
+
 @pytest.mark.slow
 def test_search_on_an_image_folder(prepared, tmp_path):
     """configs/voc.py:tiny, real candidate trainer, stage 1 (its compile: ~1 min alone on 2 cores, 5 loaded): only
