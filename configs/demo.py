@@ -26,7 +26,6 @@ def get_config(arg=None):
     c.data.name = "fdn_shapes"
     c.data.split = "train"
     c.data.auto_prepare = True
-    c.data.num_classes = 7
     c.data.val_examples = 96
     c.data.cache_batch = 64
 

@@ -24,7 +24,6 @@ def get_config(arg=None):
     arg = common.parse_arg(arg, depth=False, tiny=False)
     c = train_common.train_config()
     c.genotype = "arch0"
-    c.model.num_classes = 7
     c.data.name = "fdn_shapes"
     c.data.train_split = "train"
     c.data.eval_split = "val"

@@ -21,7 +21,7 @@ def train_config() -> ml_collections.ConfigDict:
     c.task = "segmentation"  # segmentation | depth
 
     c.model = ml_collections.ConfigDict()
-    c.model.num_classes = 21  # output channels (1 for depth)
+    c.model.num_classes = 0  # output channels: 0 = the dataset's class count (fdn.data.catalog); depth: 1
     c.model.agg_size = 64  # the released models' decoder width
     c.model.repeats = 2  # the released models' separable-conv depth
     c.model.aux_cell = True  # auxiliary cells in training; the exported model drops them (aux_cell False)

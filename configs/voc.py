@@ -22,7 +22,6 @@ def get_config(arg=None):
     c = common.search_config()  # every default is the paper's
     c.data.name = "voc_sbd"
     c.data.split = "train_aug"
-    c.data.num_classes = 21
     c.data.val_examples = 1024  # the official val loader drops the last partial batch of 64: 1,024 of 1,059
     c.data.worker_count = 2
     c.teacher.kind = "none"

@@ -30,7 +30,6 @@ def get_config(arg=None):
     c.data.train_split = "train_aug"
     c.data.eval_split = "val"
     c.data.worker_count = 4
-    c.model.num_classes = 21
     c.eval.crop_size = (512, 512)  # VOC images are at most 500x500: padded with ignore, never rescaled
     c.eval.min_side = 0
     if arg.tiny:

@@ -68,6 +68,9 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     def _features(self):
         raise NotImplementedError
 
+    def _metadata(self):
+        """A ``tfds.core.MetadataDict`` for what is known only once the data is read (saved as metadata.json)."""
+
     def _info(self):
         return tfds.core.DatasetInfo(
             builder=self,
@@ -75,6 +78,7 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             features=self._features(),
             homepage=self.HOMEPAGE,
             citation=self.CITATION,
+            metadata=self._metadata(),
         )
 
     def _manual_root(self, dl_manager, how):

@@ -74,7 +74,8 @@ def run(config, workdir, *, log=print) -> dict:
 
     # ------------------------------------------------------------------------------------------- genotype
     genotype = genotype_source.resolve(config.genotype)
-    num_classes = rules.head_size(config.model.num_classes)
+    num_classes = rules.head_size(rules.fixed_channels or config.model.num_classes
+                                  or catalog.num_classes_of(config.data, workdir))
     settings = DecoderSettings(num_classes, config.model.agg_size, config.model.repeats, config.model.aux_cell)
     train_spec = ModelSpec(genotype, settings, task, config.model.expand_first_block)
     export_spec = dataclasses.replace(train_spec, decoder=dataclasses.replace(settings, aux_cell=False))
@@ -163,7 +164,7 @@ def run(config, workdir, *, log=print) -> dict:
         return {"source": "fdn.train", "dataset": config.data.name, "train_split": config.data.train_split,
                 "eval_split": config.data.eval_split, "data_dir": data_dir or "", "task": task, "step": step,
                 "epoch": step / steps_per_epoch, "metrics": scores, "genotype_source": str(config.genotype),
-                "class_names": catalog.class_names(config.data.name, num_classes),
+                "class_names": catalog.class_names(config.data.name, num_classes, data_dir),
                 "eval": {"crop_size": list(np.atleast_1d(config.eval.crop_size).tolist()),
                          "min_side": int(config.eval.min_side), "batch_size": int(config.eval.batch_size),
                          "omit_classes": list(config.eval.omit_classes)},
