@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fdn import genotype as G
+from fdn import tasks
 from fdn.convert.files import read_state_dict
 from fdn.convert.torchvision import EncoderImport, encoder_variables_from_torchvision, with_encoder
 from fdn.models.decoder import DecoderSettings
@@ -31,15 +32,14 @@ def encoder_from_file(path, expand_first_block: bool = True, expand_init: str = 
 
 
 def torchvision_to_fdn(src, out, genotype, num_classes=21, agg_size=64, repeats=2, aux_cell=False,
-                       task="auto", overwrite=False, expand_first_block=True, expand_init="identity",
+                       task=tasks.AUTO, overwrite=False, expand_first_block=True, expand_init="identity",
                        seed=0) -> str:
     """Writes an fdn model checkpoint: ImageNet encoder from ``src``, decoder initialised from ``seed``."""
     if genotype is None:
         raise G.GenotypeError("--genotype is required: the checkpoint holds a whole segmenter, and the "
                               "ImageNet file says nothing about the decoder (arch0, arch1, arch2 or a "
                               "literal)")
-    if task == "auto":
-        task = "depth" if num_classes == 1 else "segmentation"
+    task = tasks.resolve(task, num_classes)
     spec = ModelSpec(G.parse(genotype), DecoderSettings(num_classes, agg_size, repeats, aux_cell), task,
                      expand_first_block)
     imported = encoder_from_file(src, expand_first_block, expand_init, seed)

@@ -13,16 +13,22 @@ generator from the caller, so a record's augmentation depends only on (seed, pos
 import numpy as np
 from PIL import Image
 
+from fdn import tasks
 from fdn.conventions import IGNORE_LABEL, denormalise, normalise  # noqa: F401  (denormalise: public here)
 
-TASKS = ('segmentation', 'depth', 'both')
+# ``'both'`` is a pipeline mode, not a task: batches that carry the segmentation *and* the depth labels of a
+# dataset that has both (NYU-Depth v2), for the data benchmark and the pipeline tests. Task names come from
+# ``fdn.tasks``; this tuple only adds the mode.
+BOTH = 'both'
+TASKS = (*tasks.NAMES, BOTH)
 
 
 def task_keys(task):
-    """Label keys a task needs: ``segmentation``, ``depth`` or both."""
+    """Label keys a pipeline mode needs: one task's labels (``fdn.tasks``), or segmentation's and depth's."""
     if task not in TASKS:
         raise ValueError(f'task must be one of {TASKS}, got {task!r}')
-    return ('segmentation', 'depth') if task == 'both' else (task,)
+    names = (tasks.SEGMENTATION, tasks.DEPTH) if task == BOTH else (task,)
+    return tuple(tasks.get(name).label_key for name in names)
 
 
 def _pair(size):
