@@ -8,6 +8,7 @@ from fdn import genotype as G
 from fdn import tasks
 from fdn.convert.files import read_state_dict, write_npz
 from fdn.convert.segmenter import torch_from_variables, variables_from_torch
+from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.segmenter import ModelSpec, param_counts
 from fdn.serve import checkpoint
@@ -22,7 +23,7 @@ def official_to_fdn(src, out, genotype, num_classes=21, agg_size=64, repeats=2, 
     spec = ModelSpec(G.parse(genotype), DecoderSettings(num_classes, agg_size, repeats, aux_cell), task)
     variables = variables_from_torch(read_state_dict(src), spec)
     path = checkpoint.save_model(out, variables, spec, {"converted_from": str(Path(src).absolute())}, overwrite)
-    counts = param_counts(variables["params"])
+    counts = param_counts(variables[N.PARAMS])
     return (f"wrote {path}: {spec.genotype.describe()}; {counts['total']:,} parameters "
             f"({counts['without_aux']:,} without auxiliary heads)")
 

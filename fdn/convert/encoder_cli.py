@@ -19,6 +19,7 @@ from fdn import genotype as G
 from fdn import tasks
 from fdn.convert.files import read_state_dict
 from fdn.convert.torchvision import EncoderImport, encoder_variables_from_torchvision, with_encoder
+from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.segmenter import ModelSpec, param_counts
 from fdn.serve import checkpoint
@@ -47,6 +48,6 @@ def torchvision_to_fdn(src, out, genotype, num_classes=21, agg_size=64, repeats=
     metadata = {"encoder_from": str(Path(src).absolute()), "encoder_source": "torchvision mobilenet_v2",
                 "decoder_init_seed": seed, "first_block_expand_init": imported.expand_init}
     path = checkpoint.save_model(out, variables, spec, metadata, overwrite)
-    counts = param_counts(variables["params"])
+    counts = param_counts(variables[N.PARAMS])
     return (f"wrote {path}: {spec.genotype.describe()}; {counts['total']:,} parameters "
             f"({counts['without_aux']:,} without auxiliary heads); {imported.summary()}")
