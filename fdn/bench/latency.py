@@ -30,6 +30,7 @@ from absl import flags
 
 from fdn import tasks
 from fdn.bench._timing import time_calls
+from fdn.models import names as N
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory; else --genotype with random weights",
@@ -143,7 +144,7 @@ def main(argv):
     runtimes = runtimes_available(FLAGS.runtimes)
     device = jax.devices()[0]
     header = (f"eval-mode latency, batch {FLAGS.batch}: {what}; "
-              f"{param_counts(variables['params'])['without_aux']:,} parameters without aux heads\n"
+              f"{param_counts(variables[N.PARAMS])['without_aux']:,} parameters without aux heads\n"
               f"device: {device.platform} ({device.device_kind}), jax {jax.__version__}, precision "
               f"{FLAGS.precision}, {FLAGS.warmup} warm-up + {FLAGS.runs} timed calls; "
               "prepare = compile/export")
