@@ -296,20 +296,3 @@ def log_prob_and_entropy(params: Params, genotypes: Any) -> tuple[jax.Array, jax
     padded[:n] = actions
     log_probs, entropies = _log_prob_and_entropy(params, padded)
     return log_probs[:n], entropies[:n]
-
-
-def sample_genotypes(params: Params, key: jax.Array,
-                     n: int) -> tuple[list[gt.Genotype], np.ndarray, np.ndarray]:
-    """`sample` for plain Python: n `Genotype` objects, their log-probs and entropies as numpy arrays."""
-    actions, log_probs, entropies = jax.device_get(sample(params, key, n))
-    return [gt.Genotype.from_actions(a) for a in actions], log_probs, entropies
-
-
-def num_params(params: Params) -> int:
-    """Parameter count: 168,071.
-
-    That is the 2019 controller's 169,971 less its unused ``enc_op`` table (1,100) and less PyTorch's second
-    LSTM bias per layer (2 x 400; only the sum of the two ever matters). paper.md's 169,365 counts the 2020
-    controller, whose position heads are one entry shorter.
-    """
-    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))

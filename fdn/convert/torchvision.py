@@ -185,12 +185,6 @@ def encoder_variables_from_torchvision(state_dict: dict, expand_first_block: boo
                          expand_init if not_from_file else None)
 
 
-def looks_like_torchvision(state_dict: dict) -> bool:
-    """True for a torchvision MobileNet-v2 state dict (as opposed to an official segmenter's)."""
-    keys = [k[len("module."):] if k.startswith("module.") else k for k in state_dict]
-    return "features.0.0.weight" in keys and not any(k.startswith(("encoder.", "decoder.")) for k in keys)
-
-
 def with_encoder(variables: dict, encoder_variables: dict) -> dict:
     """Segmenter ``variables`` with the encoder subtree replaced by ``encoder_variables`` (same structure and
     shapes required: the encoder layouts, ``expand_first_block``, must agree)."""
