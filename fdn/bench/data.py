@@ -58,7 +58,7 @@ class SyntheticJpegSource:
     def __getitem__(self, i):
         jpeg, png = self.records[i]
         return {'image': np.asarray(Image.open(io.BytesIO(jpeg)).convert('RGB')),
-                'segmentation': np.asarray(Image.open(io.BytesIO(png))), 'image_id': str(i)}
+                tasks.SEGMENTATION: np.asarray(Image.open(io.BytesIO(png))), 'image_id': str(i)}
 
 
 def _encode(array, fmt):

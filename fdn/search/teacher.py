@@ -105,7 +105,7 @@ def train_teacher(spec: ModelSpec, batches: Iterable[dict], steps: int, learning
     for i in range(steps):
         batch = next(it)
         params, batch_stats, opt_state, loss = step(params, batch_stats, opt_state, jnp.asarray(batch["image"]),
-                                                    jnp.asarray(batch["segmentation"], jnp.int32))
+                                                    jnp.asarray(batch[tasks.SEGMENTATION], jnp.int32))
         if log_every and (i + 1) % log_every == 0:
             print(f"teacher: step {i + 1}/{steps} loss {float(loss):.3f} ({time.time() - start:.0f} s)",
                   flush=True)
