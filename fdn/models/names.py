@@ -77,6 +77,11 @@ def aux_head_name(block: int) -> str:
     return f"aux_clfs_{block}"
 
 
+def is_aux_head(name: str) -> bool:
+    """Whether a decoder child is an auxiliary head (``aux_head_name``): what "without aux" leaves out."""
+    return re.fullmatch(PATTERNS["aux_head"], name) is not None
+
+
 AUX_CELL = "aux_cell"  # inside an aux head: its contextual cell (with ``aux_cell`` settings)
 AUX_CLASSIFIER = "aux_clf"  # inside an aux head: its 3x3 classifier
 MERGE = "merge"
