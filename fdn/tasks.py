@@ -126,3 +126,21 @@ def get(name: str) -> Task:
         return REGISTRY[name]
     except (KeyError, TypeError):
         raise ValueError(f"task must be one of {NAMES}, got {name!r}") from None
+
+
+# ``--task=auto`` on the commands that build a model from a head size alone (``fdn.convert``, ``fdn.bench
+# latency``): the official release and fdn's own checkpoints before pose hold only segmentation and depth.
+AUTO = "auto"
+
+
+def infer_from_head(num_classes: int) -> str:
+    """A guess for the two legacy tasks only: one output channel is depth, more are segmentation classes.
+
+    Why only a guess: a head width does not decide the task once a task has a free width (pose: K heatmaps),
+    so callers that can read the task (a checkpoint's ``ModelSpec``) read it, and pose must always be named."""
+    return DEPTH if int(num_classes) == 1 else SEGMENTATION
+
+
+def resolve(task: str, num_classes: int) -> str:
+    """``task`` itself when it names a task, `infer_from_head` when it is `AUTO`; ``ValueError`` otherwise."""
+    return infer_from_head(num_classes) if task == AUTO else get(task).name

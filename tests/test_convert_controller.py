@@ -78,7 +78,8 @@ def test_conversion_matches_numpy_reference(seed):
     like = controller.init_params(jax.random.PRNGKey(0))
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(like)
     assert jax.tree_util.tree_map(np.shape, params) == jax.tree_util.tree_map(np.shape, like)
-    sampled = controller.sample_genotypes(params, jax.random.PRNGKey(seed), 1024)[0][:5]  # shares a compile
+    actions = jax.device_get(controller.sample(params, jax.random.PRNGKey(seed), 1024)[0])  # shares a compile
+    sampled = [gt.Genotype.from_actions(a) for a in actions[:5]]
     genotypes = [gt.ARCH0, gt.ARCH1, gt.ARCH2] + sampled
     log_probs, entropies = controller.log_prob_and_entropy(params, genotypes)
     for g, lp, ent in zip(genotypes, np.asarray(log_probs), np.asarray(entropies)):

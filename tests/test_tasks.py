@@ -23,6 +23,25 @@ def test_registry_names_head_sizes_and_errors():
         tasks.get("pose")
 
 
+def test_auto_is_a_guess_between_the_legacy_tasks_and_a_named_task_wins():
+    assert tasks.resolve(tasks.AUTO, 1) == tasks.DEPTH and tasks.resolve(tasks.AUTO, 21) == tasks.SEGMENTATION
+    # A named task is never second-guessed from the head: a 1-class segmentation head stays segmentation.
+    assert tasks.resolve(tasks.SEGMENTATION, 1) == tasks.SEGMENTATION
+    assert tasks.resolve(tasks.DEPTH, 21) == tasks.DEPTH
+    with pytest.raises(ValueError, match="task must be one of"):
+        tasks.resolve("pose", 16)
+
+
+def test_the_commands_task_flags_offer_auto_and_every_registered_task():
+    from fdn.bench import data, latency
+    from fdn.data import augment
+
+    assert latency.FLAGS["task"].parser.enum_values == [tasks.AUTO, *tasks.NAMES]
+    assert data.FLAGS["task"].parser.enum_values == [*tasks.NAMES, augment.BOTH]
+    assert augment.task_keys(augment.BOTH) == (tasks.SEGMENTATION, tasks.DEPTH)
+    assert all(augment.task_keys(n) == (tasks.get(n).label_key,) for n in tasks.NAMES)
+
+
 def _batch(rng, n=2, size=(16, 16), k=4):
     seg = rng.integers(0, k, (n, *size)).astype(np.uint8)
     seg[:, :2] = conventions.IGNORE_LABEL

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdn import genotype as gt
+from fdn.models import names as N
 
 HIDDEN_SIZE = 100
 NUM_LAYERS = 2
@@ -113,8 +114,8 @@ class Linear(nn.Module):
     features: int
 
     def setup(self):
-        self.kernel = self.param("kernel", _uniform, (self.in_features, self.features))
-        self.bias = self.param("bias", _uniform, (self.features,))
+        self.kernel = self.param(N.KERNEL, _uniform, (self.in_features, self.features))
+        self.bias = self.param(N.BIAS, _uniform, (self.features,))
 
 
 # The heads in the order their columns are concatenated: conn_0..5, pos_0..5, op.
@@ -178,7 +179,7 @@ def init_params(key: jax.Array) -> Params:
     The same distribution as ``Controller().init(key)``, drawn as one flat vector that is cut into the
     parameters: one random draw instead of 35 compiles several times faster on XLA:CPU (see `flat_random`).
     """
-    shapes = jax.eval_shape(_MODEL.init, key)["params"]
+    shapes = jax.eval_shape(_MODEL.init, key)[N.PARAMS]
     leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
     # The LSTM bias `b` stands for PyTorch's b_ih + b_hh: two draws summed.
     draws = [2 if path[-1].key == "b" else 1 for path, _ in leaves]
@@ -194,7 +195,7 @@ def init_params(key: jax.Array) -> Params:
 
 def decision_logits(params: Params) -> jax.Array:
     """The (19, 11) logit table, one row per decision in LSTM order, invalid choices at -inf."""
-    return _MODEL.apply({"params": params})
+    return _MODEL.apply({N.PARAMS: params})
 
 
 def decision_log_probs(params: Params) -> jax.Array:
@@ -295,20 +296,3 @@ def log_prob_and_entropy(params: Params, genotypes: Any) -> tuple[jax.Array, jax
     padded[:n] = actions
     log_probs, entropies = _log_prob_and_entropy(params, padded)
     return log_probs[:n], entropies[:n]
-
-
-def sample_genotypes(params: Params, key: jax.Array,
-                     n: int) -> tuple[list[gt.Genotype], np.ndarray, np.ndarray]:
-    """`sample` for plain Python: n `Genotype` objects, their log-probs and entropies as numpy arrays."""
-    actions, log_probs, entropies = jax.device_get(sample(params, key, n))
-    return [gt.Genotype.from_actions(a) for a in actions], log_probs, entropies
-
-
-def num_params(params: Params) -> int:
-    """Parameter count: 168,071.
-
-    That is the 2019 controller's 169,971 less its unused ``enc_op`` table (1,100) and less PyTorch's second
-    LSTM bias per layer (2 x 400; only the sum of the two ever matters). paper.md's 169,365 counts the 2020
-    controller, whose position heads are one entry shorter.
-    """
-    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))

@@ -20,6 +20,9 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
+from fdn import tasks
+from fdn.data import augment
+
 FLAGS = flags.FlagValues()
 flags.DEFINE_enum('source', 'tfds', ['tfds', 'synthetic'], 'read a prepared tfds dataset or synthetic VOC-size JPEGs',
                   flag_values=FLAGS)
@@ -29,7 +32,7 @@ flags.DEFINE_string('data_dir', None, 'tfds data dir', flag_values=FLAGS)
 flags.DEFINE_integer('crop', 112, 'crop size', flag_values=FLAGS)
 flags.DEFINE_integer('min_side', None, 'minimum shorter side R (default: crop)', flag_values=FLAGS)
 flags.DEFINE_integer('batch_size', 32, 'batch size', flag_values=FLAGS)
-flags.DEFINE_enum('task', 'segmentation', ['segmentation', 'depth', 'both'], 'label keys', flag_values=FLAGS)
+flags.DEFINE_enum('task', tasks.SEGMENTATION, list(augment.TASKS), 'label keys', flag_values=FLAGS)
 flags.DEFINE_list('workers', ['0', '1', '2'], 'worker process counts to measure', flag_values=FLAGS)
 flags.DEFINE_integer('read_threads', 2, 'reader threads per process', flag_values=FLAGS)
 flags.DEFINE_float('seconds', 10.0, 'measuring time per worker count', flag_values=FLAGS)
@@ -55,7 +58,7 @@ class SyntheticJpegSource:
     def __getitem__(self, i):
         jpeg, png = self.records[i]
         return {'image': np.asarray(Image.open(io.BytesIO(jpeg)).convert('RGB')),
-                'segmentation': np.asarray(Image.open(io.BytesIO(png))), 'image_id': str(i)}
+                tasks.SEGMENTATION: np.asarray(Image.open(io.BytesIO(png))), 'image_id': str(i)}
 
 
 def _encode(array, fmt):

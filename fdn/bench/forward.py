@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from fdn import genotype as G
 from fdn.bench._timing import time_calls
 from fdn.models import depthwise
+from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.segmenter import ModelSpec
 
@@ -33,20 +34,20 @@ def measure(spec: ModelSpec, batch: int, size: int, repeats: int) -> dict:
     features = model.apply(variables, x, method=model.encode)
 
     def enc_loss(params, x):
-        out, _ = model.apply({**variables, "params": params}, x, train=True, method=model.encode,
-                             mutable=["batch_stats"])
+        out, _ = model.apply({**variables, N.PARAMS: params}, x, train=True, method=model.encode,
+                             mutable=[N.BATCH_STATS])
         return sum(jnp.mean(o) for o in out)
 
     def dec_loss(params, feats):
-        (logits, aux), _ = model.apply({**variables, "params": params}, feats, train=True, method=model.decode,
-                                       mutable=["batch_stats"])
+        (logits, aux), _ = model.apply({**variables, N.PARAMS: params}, feats, train=True, method=model.decode,
+                                       mutable=[N.BATCH_STATS])
         return jnp.mean(logits) + sum(jnp.mean(a) for a in aux)
 
     fns = {
         "encoder fwd": (jax.jit(lambda v, x: model.apply(v, x, method=model.encode)), (variables, x)),
-        "encoder fwd+bwd": (jax.jit(jax.grad(enc_loss)), (variables["params"], x)),
+        "encoder fwd+bwd": (jax.jit(jax.grad(enc_loss)), (variables[N.PARAMS], x)),
         "decoder fwd": (jax.jit(lambda v, f: model.apply(v, f, method=model.decode)), (variables, features)),
-        "decoder fwd+bwd": (jax.jit(jax.grad(dec_loss)), (variables["params"], features)),
+        "decoder fwd+bwd": (jax.jit(jax.grad(dec_loss)), (variables[N.PARAMS], features)),
     }
     return {name: _time(fn, *args, repeats=repeats) for name, (fn, args) in fns.items()}
 

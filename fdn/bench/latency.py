@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
+from fdn import tasks
 from fdn.bench._timing import time_calls
+from fdn.models import names as N
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory; else --genotype with random weights",
@@ -36,6 +38,8 @@ flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory; else --
 flags.DEFINE_string("genotype", "arch0", "released name or literal, used without --checkpoint",
                     flag_values=FLAGS)
 flags.DEFINE_integer("num_classes", 21, "output channels, used without --checkpoint", flag_values=FLAGS)
+flags.DEFINE_enum("task", tasks.AUTO, [tasks.AUTO, *tasks.NAMES],
+                  "the head's task, used without --checkpoint (auto: depth iff num_classes == 1)", flag_values=FLAGS)
 flags.DEFINE_list("sizes", ["64", "128", "256", "384", "512"], "square input sizes", flag_values=FLAGS)
 flags.DEFINE_integer("batch", 1, "batch size", flag_values=FLAGS)
 flags.DEFINE_list("runtimes", ["fdn", "stablehlo", "onnx"], "what to time (onnx skipped if not installed)",
@@ -54,7 +58,7 @@ def summarize(times_s) -> dict:
             "p90": float(np.percentile(ms, 90)), "runs": len(ms)}
 
 
-def load_model(checkpoint_dir, genotype, num_classes):
+def load_model(checkpoint_dir, genotype, num_classes, task=tasks.AUTO):
     from fdn import genotype as G
     from fdn.models.decoder import DecoderSettings
     from fdn.models.segmenter import ModelSpec
@@ -64,8 +68,7 @@ def load_model(checkpoint_dir, genotype, num_classes):
     if checkpoint_dir:
         spec, variables, _ = checkpoint.load_model(checkpoint_dir)
         return spec, variables, str(checkpoint_dir)
-    spec = ModelSpec(G.parse(genotype), DecoderSettings.released(num_classes),
-                     "depth" if num_classes == 1 else "segmentation")
+    spec = ModelSpec(G.parse(genotype), DecoderSettings.released(num_classes), tasks.resolve(task, num_classes))
     what = f"{genotype} (released settings, random weights)"
     return spec, random_variables(spec, seed=0, random_bn_stats=True), what
 
@@ -137,11 +140,11 @@ def main(argv):
 
     from fdn.models.segmenter import param_counts
 
-    spec, variables, what = load_model(FLAGS.checkpoint, FLAGS.genotype, FLAGS.num_classes)
+    spec, variables, what = load_model(FLAGS.checkpoint, FLAGS.genotype, FLAGS.num_classes, FLAGS.task)
     runtimes = runtimes_available(FLAGS.runtimes)
     device = jax.devices()[0]
     header = (f"eval-mode latency, batch {FLAGS.batch}: {what}; "
-              f"{param_counts(variables['params'])['without_aux']:,} parameters without aux heads\n"
+              f"{param_counts(variables[N.PARAMS])['without_aux']:,} parameters without aux heads\n"
               f"device: {device.platform} ({device.device_kind}), jax {jax.__version__}, precision "
               f"{FLAGS.precision}, {FLAGS.warmup} warm-up + {FLAGS.runs} timed calls; "
               "prepare = compile/export")

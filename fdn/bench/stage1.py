@@ -25,6 +25,7 @@ from fdn import genotype as G
 from fdn.bench._timing import time_calls
 from fdn.candidate import default_config, flat, optim, steps
 from fdn.candidate.programs import make_programs, ordinary_abstract
+from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.init import draw_variables
 from fdn.models.segmenter import count_params
@@ -87,14 +88,14 @@ def main(argv):
     abstract = programs.abstract(genotype, [f.shape for f in feats])
     ordinary = ordinary_abstract(genotype, settings, [f.shape for f in feats])
     variables = programs.to_program(draw_variables(ordinary, 0), genotype)
-    flattener = flat.Flattener(abstract["params"])
-    trainable = optim.trainable_vector(flattener, optim.decoder_labels(abstract["params"], genotype))
+    flattener = flat.Flattener(abstract[N.PARAMS])
+    trainable = optim.trainable_vector(flattener, optim.decoder_labels(abstract[N.PARAMS], genotype))
     tx = optim.flat_adam(cfg.lr, cfg.weight_decay, cfg.grad_clip, trainable)
     predict, plan = programs.stage1_predict(genotype), programs.plan(genotype)
 
     def fresh_state():
-        return steps.init_state(tx, flattener.flatten(variables["params"]),
-                                jax.tree.map(jnp.array, variables["batch_stats"]))
+        return steps.init_state(tx, flattener.flatten(variables[N.PARAMS]),
+                                jax.tree.map(jnp.array, variables[N.BATCH_STATS]))
 
     def step(state, f, y, t, d):
         state, metrics = steps.stage1_step(predict, tx, flattener, cfg, state, f, y, t, d)
@@ -117,7 +118,7 @@ def main(argv):
     rows = [("genotype", str(genotype)), ("programs", FLAGS.programs),
             ("batch / crop / l1", f"{b} / {FLAGS.crop} / {l1}x{l1}"),
             ("decoder params (total / without aux)",
-             f"{count_params(ordinary['params'])} / {count_params(ordinary['params'], False)}"),
+             f"{count_params(ordinary[N.PARAMS])} / {count_params(ordinary[N.PARAMS], False)}"),
             ("trace+lower s", f"{t1 - t0:.2f}"), ("compile s", f"{t2 - t1:.2f}"),
             ("step s (median)", f"{median:.4f}"),
             ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),

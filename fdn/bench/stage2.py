@@ -23,6 +23,7 @@ from fdn.bench._timing import time_calls
 from fdn.bench.stage1 import SEARCH_A, print_table
 from fdn.candidate import default_config, flat, optim, steps
 from fdn.candidate.programs import make_programs
+from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.init import draw_variables
 from fdn.models.segmenter import Segmenter, count_params
@@ -54,17 +55,17 @@ def main(argv):
     ordinary = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, train=False))
     programs = make_programs(FLAGS.programs, model.settings)
     drawn = draw_variables(ordinary, 0)
-    dec = programs.to_program({k: drawn[k]["decoder"] for k in ("params", "batch_stats")}, genotype)
-    variables = {k: {"encoder": drawn[k]["encoder"], "decoder": dec[k]} for k in ("params", "batch_stats")}
+    dec = programs.to_program({k: drawn[k][N.DECODER] for k in (N.PARAMS, N.BATCH_STATS)}, genotype)
+    variables = {k: {N.ENCODER: drawn[k][N.ENCODER], N.DECODER: dec[k]} for k in (N.PARAMS, N.BATCH_STATS)}
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.float32), variables)
-    p = abstract["params"]
-    f_enc, f_dec = flat.Flattener(p["encoder"]), flat.Flattener(p["decoder"])
-    enc_on = optim.trainable_vector(f_enc, optim.encoder_labels(p["encoder"], genotype))
-    dec_on = optim.trainable_vector(f_dec, optim.decoder_labels(p["decoder"], genotype))
+    p = abstract[N.PARAMS]
+    f_enc, f_dec = flat.Flattener(p[N.ENCODER]), flat.Flattener(p[N.DECODER])
+    enc_on = optim.trainable_vector(f_enc, optim.encoder_labels(p[N.ENCODER], genotype))
+    dec_on = optim.trainable_vector(f_dec, optim.decoder_labels(p[N.DECODER], genotype))
     tx_enc = optim.flat_sgd(cfg.enc_lr, cfg.enc_momentum, cfg.enc_weight_decay, cfg.grad_clip, enc_on)
     tx_dec = optim.flat_adam(cfg.dec_lr, cfg.dec_weight_decay, cfg.grad_clip, dec_on)
-    state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(variables["params"]["encoder"]),
-                                    f_dec.flatten(variables["params"]["decoder"]), variables["batch_stats"])
+    state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(variables[N.PARAMS][N.ENCODER]),
+                                    f_dec.flatten(variables[N.PARAMS][N.DECODER]), variables[N.BATCH_STATS])
 
     predict, plan = programs.stage2_predict(genotype), programs.plan(genotype)
 
@@ -87,7 +88,7 @@ def main(argv):
     print_table([("genotype", str(genotype)), ("batch / crop", f"{b} / {size}"),
                  ("programs", FLAGS.programs),
                  ("params (total / without aux)",
-                  f"{count_params(ordinary['params'])} / {count_params(ordinary['params'], False)}"),
+                  f"{count_params(ordinary[N.PARAMS])} / {count_params(ordinary[N.PARAMS], False)}"),
                  ("trace+lower s", f"{t1 - t0:.2f}"), ("compile s", f"{t2 - t1:.2f}"),
                  ("step s (median)", f"{median:.4f}"),
                  ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),

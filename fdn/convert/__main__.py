@@ -18,6 +18,7 @@ initialised (the starting point of a search or a full training)::
 
 from absl import flags, logging
 
+from fdn import tasks
 from fdn.cli import run_command
 from fdn.convert import cli
 from fdn.errors import report_user_errors
@@ -29,7 +30,8 @@ flags.DEFINE_integer("num_classes", 21, "Output channels (21 for VOC, 19 for Cit
 flags.DEFINE_integer("agg_size", 64, "Decoder width (48 in the search, 64 in the released models).")
 flags.DEFINE_integer("repeats", 2, "Depth of each separable conv (1 in the search, 2 in the released models).")
 flags.DEFINE_bool("aux_cell", False, "Whether the auxiliary heads have an auxiliary cell (search: true).")
-flags.DEFINE_enum("task", "auto", ["auto", "segmentation", "depth"], "auto: depth iff num_classes == 1.")
+flags.DEFINE_enum("task", tasks.AUTO, [tasks.AUTO, *tasks.NAMES],
+                  "auto guesses between the two legacy tasks (depth iff num_classes == 1); name any other task.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
 flags.DEFINE_bool("torchvision", False, "--from is torchvision's ImageNet MobileNet-v2: import it as the encoder "
                   "of a new model whose decoder is initialised from --seed.")

@@ -5,24 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from fdn import genotype as G
+from fdn import tasks
 from fdn.convert.files import read_state_dict, write_npz
 from fdn.convert.segmenter import torch_from_variables, variables_from_torch
+from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.segmenter import ModelSpec, param_counts
 from fdn.serve import checkpoint
 
 
-def official_to_fdn(src, out, genotype, num_classes=21, agg_size=64, repeats=2, aux_cell=False, task="auto",
+def official_to_fdn(src, out, genotype, num_classes=21, agg_size=64, repeats=2, aux_cell=False, task=tasks.AUTO,
                     overwrite=False) -> str:
     if genotype is None:
         raise G.GenotypeError("--genotype is required to convert an official state dict (arch0, arch1, arch2 "
                               "or a literal); the state dict alone does not say which design it holds")
-    if task == "auto":
-        task = "depth" if num_classes == 1 else "segmentation"
+    task = tasks.resolve(task, num_classes)
     spec = ModelSpec(G.parse(genotype), DecoderSettings(num_classes, agg_size, repeats, aux_cell), task)
     variables = variables_from_torch(read_state_dict(src), spec)
     path = checkpoint.save_model(out, variables, spec, {"converted_from": str(Path(src).absolute())}, overwrite)
-    counts = param_counts(variables["params"])
+    counts = param_counts(variables[N.PARAMS])
     return (f"wrote {path}: {spec.genotype.describe()}; {counts['total']:,} parameters "
             f"({counts['without_aux']:,} without auxiliary heads)")
 
@@ -39,7 +40,7 @@ def fdn_to_official(src, out, overwrite=False) -> str:
     return f"wrote {out}: {len(sd)} official keys"
 
 
-def run(src, out, genotype=None, num_classes=21, agg_size=64, repeats=2, aux_cell=False, task="auto",
+def run(src, out, genotype=None, num_classes=21, agg_size=64, repeats=2, aux_cell=False, task=tasks.AUTO,
         overwrite=False) -> str:
     if Path(src).is_dir():
         return fdn_to_official(src, out, overwrite)

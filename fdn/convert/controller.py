@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from fdn import genotype as gt
+from fdn.models import names as N
 
 NUM_LAYERS = 2  # nn.LSTM(100, 100, 2)
 # Tensors the official controller creates but never reads; accepted and dropped.
@@ -35,7 +36,7 @@ def _linear(sd, name, out_features):
             f"{name}.weight has {weight.shape[0]} outputs, fdn's controller expects {out_features} "
             "(the 2020 controller's position heads have 1, 4, 7 entries: only the 2019 one (2, 5, 8) "
             "converts)")
-    return {"kernel": weight.T.copy(), "bias": bias.copy()}
+    return {N.KERNEL: weight.T.copy(), N.BIAS: bias.copy()}
 
 
 def controller_params_from_torch(state_dict: Mapping[str, Any]) -> dict:

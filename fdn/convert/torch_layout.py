@@ -17,18 +17,40 @@ from fdn.models import names as N
 # Leaf names: fdn -> PyTorch.
 LEAF = {N.KERNEL: "weight", N.SCALE: "weight", N.BIAS: "bias", N.MEAN: "running_mean", N.VAR: "running_var"}
 
+P = N.PATTERNS
+_CONV_OR_BN = f"({N.CONV}|{N.BN})"  # the two children of a ConvBN: PyTorch's nn.Sequential indices 0 and 1
+
+
+def _rule(*parts: str) -> re.Pattern:
+    """An anchored pattern over a ``/``-joined fdn module path, from names' spellings and patterns."""
+    return re.compile("^" + "/".join(parts) + "$")
+
+
+def _seq_index(child: str) -> str:
+    return "0" if child == N.CONV else "1"
+
+
 # Op-internal module names (after ``_ops.K``), fdn -> PyTorch.
 _OP_RULES = [
-    (r"^sep_(\d+)_dw$", r"op.sep_\1.0"),
-    (r"^sep_(\d+)_pw$", r"op.sep_\1.1"),
-    (r"^sep_(\d+)_bn$", r"op.sep_\1.2"),
-    (r"^conv1x1/conv$", "conv1x1.0"),
-    (r"^conv1x1/bn$", "conv1x1.1"),
-    (r"^conv$", "0"),
-    (r"^bn$", "1"),
+    (_rule(P["sep_dw"]), r"op.sep_\1.0"),
+    (_rule(P["sep_pw"]), r"op.sep_\1.1"),
+    (_rule(P["sep_bn"]), r"op.sep_\1.2"),
+    (_rule(N.CONV1X1, N.CONV), "conv1x1.0"),
+    (_rule(N.CONV1X1, N.BN), "conv1x1.1"),
+    (_rule(N.CONV), "0"),
+    (_rule(N.BN), "1"),
 ]
-_ENCODER_BLOCK = {"expand/conv": "conv.0", "expand/bn": "conv.1", "dw_conv": "conv.3", "dw_bn": "conv.4",
-                  "project_conv": "conv.6", "project_bn": "conv.7"}
+_ENCODER_BLOCK = {f"{N.EXPAND}/{N.CONV}": "conv.0", f"{N.EXPAND}/{N.BN}": "conv.1", N.DW_CONV: "conv.3",
+                  N.DW_BN: "conv.4", N.PROJECT_CONV: "conv.6", N.PROJECT_BN: "conv.7"}
+_STEM = _rule(N.ENCODER, N.STEM, _CONV_OR_BN)
+_ENCODER_BLOCK_CHILD = _rule(N.ENCODER, P["encoder_block"], "(.+)")
+_ADAPTER = _rule(N.DECODER, P["adapter"], _CONV_OR_BN)
+_INPUT_CELL_OP = _rule(N.DECODER, P["input_cell"], P["cell_op"], "(.+)")
+_AGGREGATE_BRANCH = _rule(N.DECODER, P["aggregate"], P["aggregate_branch"], _CONV_OR_BN)
+_AUX_CELL_OP = _rule(N.DECODER, P["aux_head"], N.AUX_CELL, P["cell_op"], "(.+)")
+_AUX_CLASSIFIER = _rule(N.DECODER, P["aux_head"], N.AUX_CLASSIFIER)
+_MERGE_PRE = _rule(N.DECODER, N.MERGE, N.MERGE_PRE, _CONV_OR_BN)
+_MERGE_CLASSIFIER = f"{N.DECODER}/{N.MERGE}/{N.MERGE_CLASSIFIER}"
 
 
 class LayoutError(KeyError):
@@ -40,40 +62,33 @@ class LayoutError(KeyError):
 
 def _op_module(rest: str) -> str:
     for pattern, repl in _OP_RULES:
-        if re.match(pattern, rest):
-            return re.sub(pattern, repl, rest)
+        if pattern.match(rest):
+            return pattern.sub(repl, rest)
     raise LayoutError(f"no official name for op module {rest!r}")
 
 
 def torch_module_name(path: str) -> str:
-    """PyTorch module name of an fdn module path (``/``-joined, without the leaf)."""
-    m = re.match(r"^encoder/layer1/(conv|bn)$", path)
-    if m:
-        return f"encoder.layer1.{'0' if m.group(1) == 'conv' else '1'}"
-    m = re.match(r"^encoder/layer(\d+)_(\d+)/(.+)$", path)
-    if m:
+    """PyTorch module name of an fdn module path (``/``-joined, without the leaf). The PyTorch side is the
+    official format's own spelling; the fdn side is read with ``fdn.models.names``."""
+    if m := _STEM.match(path):
+        return f"encoder.layer1.{_seq_index(m.group(1))}"
+    if m := _ENCODER_BLOCK_CHILD.match(path):
         if m.group(3) not in _ENCODER_BLOCK:
             raise LayoutError(f"no official name for encoder module {path!r}")
         return f"encoder.layer{m.group(1)}.{m.group(2)}.{_ENCODER_BLOCK[m.group(3)]}"
-    m = re.match(r"^decoder/adapt(\d)/(conv|bn)$", path)
-    if m:
-        return f"decoder.adapt{m.group(1)}.{'0' if m.group(2) == 'conv' else '1'}"
-    m = re.match(r"^decoder/cells_(\d)_op_(\d)/ops_(\d+)/(.+)$", path)
-    if m:
+    if m := _ADAPTER.match(path):
+        return f"decoder.adapt{m.group(1)}.{_seq_index(m.group(2))}"
+    if m := _INPUT_CELL_OP.match(path):
         return f"decoder.cells.{m.group(1)}.op_{m.group(2)}._ops.{m.group(3)}.{_op_module(m.group(4))}"
-    m = re.match(r"^decoder/cells_(\d)_agg/branch_(\d)/(conv|bn)$", path)
-    if m:
-        return f"decoder.cells.{m.group(1)}.agg.branch_{m.group(2)}.{'0' if m.group(3) == 'conv' else '1'}"
-    m = re.match(r"^decoder/aux_clfs_(\d)/aux_cell/ops_(\d+)/(.+)$", path)
-    if m:
+    if m := _AGGREGATE_BRANCH.match(path):
+        return f"decoder.cells.{m.group(1)}.agg.branch_{m.group(2)}.{_seq_index(m.group(3))}"
+    if m := _AUX_CELL_OP.match(path):
         return f"decoder.aux_clfs.{m.group(1)}.aux_cell._ops.{m.group(2)}.{_op_module(m.group(3))}"
-    m = re.match(r"^decoder/aux_clfs_(\d)/aux_clf$", path)
-    if m:
+    if m := _AUX_CLASSIFIER.match(path):
         return f"decoder.aux_clfs.{m.group(1)}.aux_clf"
-    m = re.match(r"^decoder/merge/pre_clf/(conv|bn)$", path)
-    if m:
-        return f"decoder.pre_clf.{'0' if m.group(1) == 'conv' else '1'}"
-    if path == f"{N.DECODER}/{N.MERGE}/{N.MERGE_CLASSIFIER}":
+    if m := _MERGE_PRE.match(path):
+        return f"decoder.pre_clf.{_seq_index(m.group(1))}"
+    if path == _MERGE_CLASSIFIER:
         return "decoder.conv_clf"
     raise LayoutError(f"no official name for module {path!r}")
 

@@ -39,11 +39,13 @@ EXPAND_INITS = ("identity", "random")
 # Keys of torchvision's ImageNet head: present in every torchvision file, unused by a segmenter.
 _UNUSED = re.compile(r"^(features\.18\.|classifier\.)")
 # Module names inside an inverted residual, fdn -> torchvision; the first block (no expansion conv) differs.
-_BLOCK = {"expand/conv": "conv.0.0", "expand/bn": "conv.0.1", "dw_conv": "conv.1.0", "dw_bn": "conv.1.1",
-          "project_conv": "conv.2", "project_bn": "conv.3"}
-_FIRST_BLOCK = {"dw_conv": "conv.0.0", "dw_bn": "conv.0.1", "project_conv": "conv.1", "project_bn": "conv.2"}
+_BLOCK = {f"{N.EXPAND}/{N.CONV}": "conv.0.0", f"{N.EXPAND}/{N.BN}": "conv.0.1", N.DW_CONV: "conv.1.0",
+          N.DW_BN: "conv.1.1", N.PROJECT_CONV: "conv.2", N.PROJECT_BN: "conv.3"}
+_FIRST_BLOCK = {N.DW_CONV: "conv.0.0", N.DW_BN: "conv.0.1", N.PROJECT_CONV: "conv.1", N.PROJECT_BN: "conv.2"}
 _FIRST_BLOCK_NAME = N.encoder_block_name(0, 0)
-_FIRST_EXPAND = f"{_FIRST_BLOCK_NAME}/expand"
+_FIRST_EXPAND = f"{_FIRST_BLOCK_NAME}/{N.EXPAND}"
+_STEM = re.compile(rf"^{N.STEM}/({N.CONV}|{N.BN})$")
+_BLOCK_CHILD = re.compile(rf"^({N.PATTERNS['encoder_block']})/(.+)$")
 
 
 @dataclasses.dataclass
@@ -57,7 +59,7 @@ class EncoderImport:
     expand_init: str | None  # how those were set, None when there were none
 
     def summary(self) -> str:
-        n = sum(v.size for v in jax.tree.leaves(self.variables["params"]))
+        n = sum(v.size for v in jax.tree.leaves(self.variables[N.PARAMS]))
         text = (f"{n:,} encoder parameters from torchvision's MobileNet-v2; "
                 f"{len(self.unused_keys)} ImageNet-head keys unused (features.18, classifier)")
         if self.not_from_file:
@@ -83,12 +85,12 @@ _BLOCK_INDEX = block_index()
 def torchvision_module_name(path: str) -> str | None:
     """torchvision module of an fdn encoder module path (``/``-joined, no leaf); None for the official-only
     first-block expansion."""
-    m = re.match(r"^layer1/(conv|bn)$", path)
+    m = _STEM.match(path)
     if m:
-        return f"features.0.{'0' if m.group(1) == 'conv' else '1'}"
-    m = re.match(r"^(layer\d+_\d+)/(.+)$", path)
+        return f"features.0.{'0' if m.group(1) == N.CONV else '1'}"
+    m = _BLOCK_CHILD.match(path)
     if m and m.group(1) in _BLOCK_INDEX:
-        block, rest = m.groups()
+        block, rest = m.group(1), m.group(4)
         if block == _FIRST_BLOCK_NAME:
             if path.startswith(_FIRST_EXPAND + "/"):
                 return None
@@ -183,20 +185,14 @@ def encoder_variables_from_torchvision(state_dict: dict, expand_first_block: boo
                          expand_init if not_from_file else None)
 
 
-def looks_like_torchvision(state_dict: dict) -> bool:
-    """True for a torchvision MobileNet-v2 state dict (as opposed to an official segmenter's)."""
-    keys = [k[len("module."):] if k.startswith("module.") else k for k in state_dict]
-    return "features.0.0.weight" in keys and not any(k.startswith(("encoder.", "decoder.")) for k in keys)
-
-
 def with_encoder(variables: dict, encoder_variables: dict) -> dict:
     """Segmenter ``variables`` with the encoder subtree replaced by ``encoder_variables`` (same structure and
     shapes required: the encoder layouts, ``expand_first_block``, must agree)."""
     out = {}
     for collection, tree in dict(variables).items():
         tree = dict(tree)
-        if "encoder" in tree:
-            old = traverse_util.flatten_dict(dict(tree["encoder"]))
+        if N.ENCODER in tree:
+            old = traverse_util.flatten_dict(dict(tree[N.ENCODER]))
             new = traverse_util.flatten_dict(dict(encoder_variables[collection]))
             if set(old) != set(new):
                 diff = sorted("/".join(p) for p in set(old) ^ set(new))
@@ -205,6 +201,6 @@ def with_encoder(variables: dict, encoder_variables: dict) -> dict:
                 if tuple(old[p].shape) != tuple(new[p].shape):
                     raise ConversionError(f"encoder variable {'/'.join(p)} has shape {new[p].shape}, "
                                           f"the model expects {old[p].shape}")
-            tree["encoder"] = traverse_util.unflatten_dict({p: np.asarray(new[p], old[p].dtype) for p in old})
+            tree[N.ENCODER] = traverse_util.unflatten_dict({p: np.asarray(new[p], old[p].dtype) for p in old})
         out[collection] = tree
     return out

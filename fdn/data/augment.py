@@ -13,16 +13,22 @@ generator from the caller, so a record's augmentation depends only on (seed, pos
 import numpy as np
 from PIL import Image
 
+from fdn import tasks
 from fdn.conventions import IGNORE_LABEL, denormalise, normalise  # noqa: F401  (denormalise: public here)
 
-TASKS = ('segmentation', 'depth', 'both')
+# ``'both'`` is a pipeline mode, not a task: batches that carry the segmentation *and* the depth labels of a
+# dataset that has both (NYU-Depth v2), for the data benchmark and the pipeline tests. Task names come from
+# ``fdn.tasks``; this tuple only adds the mode.
+BOTH = 'both'
+TASKS = (*tasks.NAMES, BOTH)
 
 
 def task_keys(task):
-    """Label keys a task needs: ``segmentation``, ``depth`` or both."""
+    """Label keys a pipeline mode needs: one task's labels (``fdn.tasks``), or segmentation's and depth's."""
     if task not in TASKS:
         raise ValueError(f'task must be one of {TASKS}, got {task!r}')
-    return ('segmentation', 'depth') if task == 'both' else (task,)
+    names = (tasks.SEGMENTATION, tasks.DEPTH) if task == BOTH else (task,)
+    return tuple(tasks.get(name).label_key for name in names)
 
 
 def _pair(size):
@@ -45,7 +51,7 @@ def resize(example, scale):
         return dict(example)
     out = dict(example)
     out['image'] = np.asarray(Image.fromarray(example['image']).resize(size, Image.BICUBIC))
-    for key in ('segmentation', 'depth'):
+    for key in (tasks.SEGMENTATION, tasks.DEPTH):
         if key in example:
             out[key] = np.asarray(Image.fromarray(example[key]).resize(size, Image.NEAREST))
     return out
@@ -70,12 +76,12 @@ def crop(example, size, top, left):
     (sy, dy), (sx, dx) = _window(h, ch, top), _window(w, cw, left)
     out = {'image': np.zeros((ch, cw, 3), np.float32)}
     out['image'][dy, dx] = normalise(example['image'][sy, sx])
-    if 'segmentation' in example:
-        out['segmentation'] = np.full((ch, cw), IGNORE_LABEL, np.uint8)
-        out['segmentation'][dy, dx] = example['segmentation'][sy, sx]
-    if 'depth' in example:
-        out['depth'] = np.zeros((ch, cw), np.float32)
-        out['depth'][dy, dx] = example['depth'][sy, sx]
+    if tasks.SEGMENTATION in example:
+        out[tasks.SEGMENTATION] = np.full((ch, cw), IGNORE_LABEL, np.uint8)
+        out[tasks.SEGMENTATION][dy, dx] = example[tasks.SEGMENTATION][sy, sx]
+    if tasks.DEPTH in example:
+        out[tasks.DEPTH] = np.zeros((ch, cw), np.float32)
+        out[tasks.DEPTH][dy, dx] = example[tasks.DEPTH][sy, sx]
     return out
 
 
@@ -99,7 +105,7 @@ def select(record, keys):
 class TrainTransform:
     """Record -> augmented, normalised crop (a grain random-map callable: ``fn(record, rng)``)."""
 
-    def __init__(self, crop_size, min_side=None, scale_range=(0.7, 1.4), task='segmentation'):
+    def __init__(self, crop_size, min_side=None, scale_range=(0.7, 1.4), task=tasks.SEGMENTATION):
         self.crop_size = _pair(crop_size)
         self.min_side = max(self.crop_size) if min_side is None else int(min_side)
         self.scale_range = tuple(scale_range)
@@ -123,16 +129,15 @@ class EvalTransform:
     ``valid`` telling the two apart so that each real image is scored exactly once.
     """
 
-    def __init__(self, crop_size, min_side=None, task='segmentation'):
+    def __init__(self, crop_size, min_side=None, task=tasks.SEGMENTATION):
         self.crop_size = _pair(crop_size)
         self.min_side = max(self.crop_size) if min_side is None else int(min_side)
         self.keys = task_keys(task)
 
     def __call__(self, record):
         if not record:
-            out = crop({'image': np.zeros((0, 0, 3), np.uint8),
-                        **{k: np.zeros((0, 0), np.uint8 if k == 'segmentation' else np.float32) for k in self.keys}},
-                       self.crop_size, 0, 0)
+            empty = {k: np.zeros((0, 0), np.uint8 if k == tasks.SEGMENTATION else np.float32) for k in self.keys}
+            out = crop({'image': np.zeros((0, 0, 3), np.uint8), **empty}, self.crop_size, 0, 0)
             out['valid'] = np.bool_(False)
             return out
         example = select(record, self.keys)

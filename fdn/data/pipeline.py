@@ -34,6 +34,7 @@ from pathlib import Path
 import grain
 import numpy as np
 
+from fdn import tasks
 from fdn.data import augment
 
 
@@ -105,7 +106,7 @@ def _records(source, indices):
 
 
 def augmented(source, *, crop_size, seed, indices=None, min_side=None, scale_range=(0.7, 1.4),
-              task='segmentation', num_epochs=None, process_index=0, process_count=1):
+              task=tasks.SEGMENTATION, num_epochs=None, process_index=0, process_count=1):
     """Unbatched ``grain.MapDataset`` of augmented crops: the stream ``train_dataset`` batches.
 
     ``stage1_subset`` takes its first N elements, so the stage-1 cache and the training stream are
@@ -134,7 +135,7 @@ def _to_iter(ds, worker_count, read_threads, prefetch_batches):
 
 
 def train_dataset(source, *, crop_size, batch_size, seed, indices=None, min_side=None, scale_range=(0.7, 1.4),
-                  task='segmentation', num_epochs=None, process_index=None, process_count=None, worker_count=0,
+                  task=tasks.SEGMENTATION, num_epochs=None, process_index=None, process_count=None, worker_count=0,
                   read_threads=2, prefetch_batches=2):
     """Endless (or ``num_epochs``) stream of fixed-shape training batches as a ``grain.IterDataset``.
 
@@ -169,7 +170,7 @@ def eval_num_batches(num_records, batch_size, process_count=1):
     return math.ceil(num_records / (local * process_count))
 
 
-def eval_dataset(source, *, crop_size, batch_size, indices=None, min_side=None, task='segmentation',
+def eval_dataset(source, *, crop_size, batch_size, indices=None, min_side=None, task=tasks.SEGMENTATION,
                  process_index=None, process_count=None, worker_count=0, read_threads=2, prefetch_batches=2):
     """One pass over the records in order, as fixed-shape batches with a ``valid`` (B,) bool mask.
 

@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 import jax
 import jax.numpy as jnp
 
+from fdn.models import names
 from fdn.models.layers import BatchNorm
 
 
@@ -34,17 +35,17 @@ def calibrate_batch_stats(apply_train: Callable, variables: dict, batches: Itera
       max_batches: how many batches to use (at least 1).
     """
     momentum = BatchNorm.momentum
-    zeros = jax.tree.map(jnp.zeros_like, variables["batch_stats"])
+    zeros = jax.tree.map(jnp.zeros_like, variables[names.BATCH_STATS])
     step = jax.jit(lambda params, images: jax.tree.map(
-        lambda s: s / momentum, apply_train({"params": params, "batch_stats": zeros}, images)))
+        lambda s: s / momentum, apply_train({names.PARAMS: params, names.BATCH_STATS: zeros}, images)))
     total, count = None, 0
     for batch in batches:
         if count >= max_batches:
             break
         images = jnp.asarray(batch["image"] if isinstance(batch, dict) else batch, jnp.float32)
-        stats = step(variables["params"], images)
+        stats = step(variables[names.PARAMS], images)
         total = stats if total is None else jax.tree.map(jnp.add, total, stats)
         count += 1
     if count == 0:
         raise ValueError("calibrate_batch_stats: no batches to estimate the BatchNorm statistics from")
-    return {**variables, "batch_stats": jax.tree.map(lambda s: s / count, total)}
+    return {**variables, names.BATCH_STATS: jax.tree.map(lambda s: s / count, total)}

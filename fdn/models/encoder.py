@@ -33,11 +33,11 @@ class InvertedResidual(nn.Module):
         hidden = in_channels * self.expansion
         y = x
         if self.expand:
-            y = ConvBN(hidden, 1, activation="relu6", name="expand")(y, train)
-        y = DepthwiseConv(3, self.stride, 1, name="dw_conv")(y)
-        y = activate(BatchNorm(name="dw_bn")(y, train), "relu6")
-        y = Conv(self.out_channels, 1, name="project_conv")(y)
-        y = BatchNorm(name="project_bn")(y, train)
+            y = ConvBN(hidden, 1, activation="relu6", name=names.EXPAND)(y, train)
+        y = DepthwiseConv(3, self.stride, 1, name=names.DW_CONV)(y)
+        y = activate(BatchNorm(name=names.DW_BN)(y, train), "relu6")
+        y = Conv(self.out_channels, 1, name=names.PROJECT_CONV)(y)
+        y = BatchNorm(name=names.PROJECT_BN)(y, train)
         if self.stride == 1 and in_channels == self.out_channels:
             y = x + y
         return y

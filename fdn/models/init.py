@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from fdn.models import names as N
+
 
 def draw_variables(abstract, seed, random_bn_stats: bool = False) -> dict:
     """Concrete variables for an abstract tree (``{'params', 'batch_stats'}`` of ShapeDtypeStructs).
@@ -27,24 +29,24 @@ def draw_variables(abstract, seed, random_bn_stats: bool = False) -> dict:
     out = {}
     for path in sorted(flat):
         shape, dtype, leaf = tuple(flat[path].shape), flat[path].dtype, path[-1]
-        kernel = path[:-1] + ("kernel",)
-        if leaf == "kernel":
+        kernel = path[:-1] + (N.KERNEL,)
+        if leaf == N.KERNEL:
             bound = 1 / np.sqrt(shape[0] * shape[1] * shape[2])
-        elif leaf == "bias" and kernel in flat:  # a conv's own bias
+        elif leaf == N.BIAS and kernel in flat:  # a conv's own bias
             k = flat[kernel].shape
             bound = 1 / np.sqrt(k[0] * k[1] * k[2])
         else:
             bound = None
         if bound is not None:
             value = rng.uniform(-bound, bound, shape)
-        elif leaf not in ("scale", "bias", "mean", "var"):
+        elif leaf not in (N.SCALE, N.BIAS, N.MEAN, N.VAR):
             raise ValueError(f"draw_variables: no rule for {'/'.join(path)}")
         elif random_bn_stats:
-            draw = {"scale": lambda: rng.uniform(0.5, 1.5, shape), "bias": lambda: rng.normal(0, 0.1, shape),
-                    "mean": lambda: rng.normal(0, 0.2, shape), "var": lambda: rng.uniform(0.5, 2.0, shape)}
+            draw = {N.SCALE: lambda: rng.uniform(0.5, 1.5, shape), N.BIAS: lambda: rng.normal(0, 0.1, shape),
+                    N.MEAN: lambda: rng.normal(0, 0.2, shape), N.VAR: lambda: rng.uniform(0.5, 2.0, shape)}
             value = draw[leaf]()
         else:
-            value = np.ones(shape) if leaf in ("scale", "var") else np.zeros(shape)
+            value = np.ones(shape) if leaf in (N.SCALE, N.VAR) else np.zeros(shape)
         out[path] = np.asarray(value, dtype)
     return traverse_util.unflatten_dict(out)
 

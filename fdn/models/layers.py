@@ -105,8 +105,8 @@ class BatchNorm(nn.Module):
         c = x.shape[-1]
         scale = self.param(names.SCALE, nn.initializers.ones, (c,))
         bias = self.param(names.BIAS, nn.initializers.zeros, (c,))
-        ra_mean = self.variable("batch_stats", names.MEAN, lambda: jnp.zeros((c,), jnp.float32))
-        ra_var = self.variable("batch_stats", names.VAR, lambda: jnp.ones((c,), jnp.float32))
+        ra_mean = self.variable(names.BATCH_STATS, names.MEAN, lambda: jnp.zeros((c,), jnp.float32))
+        ra_var = self.variable(names.BATCH_STATS, names.VAR, lambda: jnp.ones((c,), jnp.float32))
         if train:
             xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
             axes = tuple(range(x.ndim - 1))

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import re
 
+# ------------------------------------------------------------------------------------------ collections
+# Flax's variable collections: learned values, and BatchNorm's running statistics (updated by ``mutable=``).
+PARAMS, BATCH_STATS = "params", "batch_stats"
+
 # ------------------------------------------------------------------------------------------ the segmenter
 ENCODER = "encoder"
 DECODER = "decoder"
@@ -36,6 +40,11 @@ def encoder_layer_number(group: int) -> int:
 def encoder_block_name(group: int, j: int) -> str:
     """Inverted residual ``j`` of group ``group``: ``layer{n}_{j}``, ``n = encoder_layer_number(group)``."""
     return f"layer{encoder_layer_number(group)}_{j}"
+
+
+# Inside an inverted residual block: the optional expansion ``ConvBN``, the depthwise conv and its BN, the
+# linear projection and its BN.
+EXPAND, DW_CONV, DW_BN, PROJECT_CONV, PROJECT_BN = "expand", "dw_conv", "dw_bn", "project_conv", "project_bn"
 
 
 def encoder_layer_index(name: str) -> int | None:
@@ -68,6 +77,11 @@ def aux_head_name(block: int) -> str:
     return f"aux_clfs_{block}"
 
 
+def is_aux_head(name: str) -> bool:
+    """Whether a decoder child is an auxiliary head (``aux_head_name``): what "without aux" leaves out."""
+    return re.fullmatch(PATTERNS["aux_head"], name) is not None
+
+
 AUX_CELL = "aux_cell"  # inside an aux head: its contextual cell (with ``aux_cell`` settings)
 AUX_CLASSIFIER = "aux_clf"  # inside an aux head: its 3x3 classifier
 MERGE = "merge"
@@ -76,6 +90,14 @@ MERGE_CLASSIFIER = "conv_clf"  # inside the merge cell: the 3x3 classifier
 
 
 # ------------------------------------------------------------------------------------------ cell ops
+CONV1X1 = "conv1x1"  # the global-average-pooling op's ConvBN
+
+
+def sep_conv_names(r: int) -> tuple[str, str, str]:
+    """Repeat ``r`` of a separable conv op: its depthwise conv, pointwise conv and BN modules."""
+    return f"sep_{r}_dw", f"sep_{r}_pw", f"sep_{r}_bn"
+
+
 def cell_op_index(slot: int) -> int:
     """Slot ``slot`` (0 = op0, then the two ops of pairs 1, 2, 3) -> the ``k`` of its module ``ops_{k}``.
 
@@ -89,3 +111,21 @@ def cell_op_index(slot: int) -> int:
 
 def cell_op_name(slot: int) -> str:
     return f"ops_{cell_op_index(slot)}"
+
+
+# ------------------------------------------------------------------------------------------ reading names back
+# Regular expressions matching what the helpers above spell, for code that reads module paths (``fdn.convert``,
+# BN folding in ``fdn.serve.export``): one group per number, numbered as in the name (``adapt1`` -> ``1``).
+# ``tests/test_house.py`` checks each against its helper, so a rename changes both here or fails there.
+PATTERNS = {
+    "encoder_block": r"layer(\d+)_(\d+)",
+    "adapter": r"adapt(\d+)",
+    "input_cell": r"cells_(\d+)_op_(\d+)",
+    "aggregate": r"cells_(\d+)_agg",
+    "aggregate_branch": r"branch_(\d+)",
+    "aux_head": r"aux_clfs_(\d+)",
+    "cell_op": r"ops_(\d+)",
+    "sep_dw": r"sep_(\d+)_dw",
+    "sep_pw": r"sep_(\d+)_pw",
+    "sep_bn": r"sep_(\d+)_bn",
+}

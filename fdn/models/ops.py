@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from fdn import genotype as G
+from fdn.models import names
 from fdn.models.layers import BatchNorm, Conv, ConvBN, DepthwiseConv
 from fdn.models.resize import resize_bilinear
 
@@ -25,9 +26,10 @@ class SepConv(nn.Module):
     def __call__(self, x, train: bool):
         c = x.shape[-1]
         for r in range(self.repeats):
-            x = DepthwiseConv(self.kernel_size, 1, self.padding, self.dilation, name=f"sep_{r}_dw")(x)
-            x = Conv(c, 1, name=f"sep_{r}_pw")(x)
-            x = nn.relu(BatchNorm(name=f"sep_{r}_bn")(x, train))
+            dw, pw, bn = names.sep_conv_names(r)
+            x = DepthwiseConv(self.kernel_size, 1, self.padding, self.dilation, name=dw)(x)
+            x = Conv(c, 1, name=pw)(x)
+            x = nn.relu(BatchNorm(name=bn)(x, train))
         return x
 
 
@@ -37,7 +39,7 @@ class GlobalAveragePool(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool):
         pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
-        y = ConvBN(x.shape[-1], 1, name="conv1x1")(pooled, train)
+        y = ConvBN(x.shape[-1], 1, name=names.CONV1X1)(pooled, train)
         return resize_bilinear(y, x.shape[1:3])
 
 

@@ -34,14 +34,14 @@ def _encoder_layer(name: str) -> int:
     return names.encoder_layer_index(name) or 0
 
 
-def decoder_labels(decoder_params, genotype: G.Genotype, label: str = "decoder"):
+def decoder_labels(decoder_params, genotype: G.Genotype, label: str = names.DECODER):
     """``label`` for every decoder parameter, ``FROZEN`` for the adapters of unused encoder outputs."""
     unused = unused_adapters(genotype)
     flat = traverse_util.flatten_dict(decoder_params)
     return traverse_util.unflatten_dict({k: FROZEN if k[0] in unused else label for k in flat})
 
 
-def encoder_labels(encoder_params, genotype: G.Genotype, label: str = "encoder"):
+def encoder_labels(encoder_params, genotype: G.Genotype, label: str = names.ENCODER):
     """``label`` for every encoder parameter, ``FROZEN`` for the layers after the deepest used output."""
     last = deepest_encoder_layer(genotype)
     flat = traverse_util.flatten_dict(encoder_params)

@@ -31,6 +31,7 @@ import optax
 from fdn import genotype as gt
 from fdn import losses, tasks
 from fdn.errors import InputError
+from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.init import random_variables
 from fdn.models.resize import resize_bilinear
@@ -83,14 +84,14 @@ def train_teacher(spec: ModelSpec, batches: Iterable[dict], steps: int, learning
     it = iter(batches)
     variables = random_variables(spec, int(jax.random.randint(key, (), 0, 2 ** 31 - 1)))
     if encoder_variables is not None:
-        variables = {c: {**variables[c], "encoder": encoder_variables[c]} for c in variables}
+        variables = {c: {**variables[c], N.ENCODER: encoder_variables[c]} for c in variables}
     tx = optax.chain(optax.clip_by_global_norm(3.0), optax.adam(learning_rate))
-    opt_state = tx.init(variables["params"])
+    opt_state = tx.init(variables[N.PARAMS])
 
     def loss_fn(params, batch_stats, images, labels):
-        (logits, _), updates = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
-                                           with_aux=False, mutable=["batch_stats"])
-        return losses.nll(resize_bilinear(logits, labels.shape[1:3]), labels), updates["batch_stats"]
+        (logits, _), updates = model.apply({N.PARAMS: params, N.BATCH_STATS: batch_stats}, images, train=True,
+                                           with_aux=False, mutable=[N.BATCH_STATS])
+        return losses.nll(resize_bilinear(logits, labels.shape[1:3]), labels), updates[N.BATCH_STATS]
 
     @jax.jit
     def step(params, batch_stats, opt_state, images, labels):
@@ -99,16 +100,16 @@ def train_teacher(spec: ModelSpec, batches: Iterable[dict], steps: int, learning
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), batch_stats, opt_state, loss
 
-    params, batch_stats = variables["params"], variables["batch_stats"]
+    params, batch_stats = variables[N.PARAMS], variables[N.BATCH_STATS]
     start = time.time()
     for i in range(steps):
         batch = next(it)
         params, batch_stats, opt_state, loss = step(params, batch_stats, opt_state, jnp.asarray(batch["image"]),
-                                                    jnp.asarray(batch["segmentation"], jnp.int32))
+                                                    jnp.asarray(batch[tasks.SEGMENTATION], jnp.int32))
         if log_every and (i + 1) % log_every == 0:
             print(f"teacher: step {i + 1}/{steps} loss {float(loss):.3f} ({time.time() - start:.0f} s)",
                   flush=True)
-    return {"params": params, "batch_stats": batch_stats}
+    return {N.PARAMS: params, N.BATCH_STATS: batch_stats}
 
 
 def teacher_spec(cfg, num_classes: int) -> ModelSpec:

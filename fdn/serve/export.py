@@ -37,6 +37,7 @@ from flax import traverse_util
 from fdn.conventions import MEAN_RGB, STD_RGB
 from fdn.errors import UserError
 from fdn.models import depthwise
+from fdn.models import names as N
 from fdn.models.init import random_variables  # noqa: F401  (public here: export and latency tools use it)
 from fdn.models.layers import BatchNorm
 from fdn.models.segmenter import ModelSpec, eval_forward
@@ -45,8 +46,8 @@ FORMATS = ("stablehlo", "onnx")
 MEAN, STD = MEAN_RGB, STD_RGB  # the sidecar's record of the normalisation
 DEFAULT_PLATFORMS = ("cpu", "cuda")
 # BN module name -> name of the conv it follows, in the same parent module.
-_BN_CONV = [(r"^bn$", "conv"), (r"^dw_bn$", "dw_conv"), (r"^project_bn$", "project_conv"),
-            (r"^sep_(\d+)_bn$", r"sep_\1_pw")]
+_BN_CONV = {N.BN: N.CONV, N.DW_BN: N.DW_CONV, N.PROJECT_BN: N.PROJECT_CONV}
+_SEP_BN = re.compile(f"^{N.PATTERNS['sep_bn']}$")  # a separable conv's BN follows its pointwise conv
 
 
 class ExportError(UserError, RuntimeError):
@@ -66,10 +67,9 @@ class ExportSpec:
 
 
 def _conv_of(bn_name: str) -> str | None:
-    for pattern, repl in _BN_CONV:
-        if re.match(pattern, bn_name):
-            return re.sub(pattern, repl, bn_name)
-    return None
+    if m := _SEP_BN.match(bn_name):
+        return N.sep_conv_names(int(m.group(1)))[1]
+    return _BN_CONV.get(bn_name)
 
 
 def fold_batch_norm(variables) -> dict:
@@ -78,23 +78,23 @@ def fold_batch_norm(variables) -> dict:
     flat = {k: np.asarray(v) for k, v in traverse_util.flatten_dict(jax.device_get(dict(variables))).items()}
     out = dict(flat)
     for (collection, *path), value in flat.items():
-        if collection != "batch_stats" or path[-1] != "mean":
+        if collection != N.BATCH_STATS or path[-1] != N.MEAN:
             continue
         *parent, bn = path[:-1]
         conv = _conv_of(bn)
-        kernel_key = ("params", *parent, conv, "kernel") if conv else None
+        kernel_key = (N.PARAMS, *parent, conv, N.KERNEL) if conv else None
         if kernel_key not in flat:
             raise ExportError(f"cannot fold BN {'/'.join(path[:-1])}: no conv {conv!r} beside it")
-        scale, bias = flat[("params", *parent, bn, "scale")], flat[("params", *parent, bn, "bias")]
-        var = flat[("batch_stats", *parent, bn, "var")]
+        scale, bias = flat[(N.PARAMS, *parent, bn, N.SCALE)], flat[(N.PARAMS, *parent, bn, N.BIAS)]
+        var = flat[(N.BATCH_STATS, *parent, bn, N.VAR)]
         mul = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + BatchNorm.epsilon)
         kernel = flat[kernel_key]
         out[kernel_key] = (kernel.astype(np.float64) * mul).astype(kernel.dtype)  # output channels are last
-        conv_bias = ("params", *parent, conv, "bias")
+        conv_bias = (N.PARAMS, *parent, conv, N.BIAS)
         if conv_bias in flat:  # none in fdn's segmenter today, but folding must stay exact if one appears
             out[conv_bias] = (flat[conv_bias].astype(np.float64) * mul).astype(flat[conv_bias].dtype)
-        out[("params", *parent, bn, "bias")] = (bias - value.astype(np.float64) * mul).astype(bias.dtype)
-        out[("params", *parent, bn, "scale")] = np.ones_like(scale)
+        out[(N.PARAMS, *parent, bn, N.BIAS)] = (bias - value.astype(np.float64) * mul).astype(bias.dtype)
+        out[(N.PARAMS, *parent, bn, N.SCALE)] = np.ones_like(scale)
     return traverse_util.unflatten_dict(out)
 
 
@@ -104,7 +104,7 @@ def _folded_bn_interceptor(next_fun, args, kwargs, context):
         train = kwargs.get("train", args[1] if len(args) > 1 else False)
         if train:
             raise ExportError("folded BatchNorm is for eval mode only")
-        return x + context.module.get_variable("params", "bias").astype(x.dtype)
+        return x + context.module.get_variable(N.PARAMS, N.BIAS).astype(x.dtype)
     return next_fun(*args, **kwargs)
 
 

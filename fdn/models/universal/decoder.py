@@ -163,10 +163,10 @@ class UniversalDecoder:
             def run(bank, stats, x):
                 if fam is None:
                     return module.apply({}, x, train), stats
-                variables = {"params": bank[fam], "batch_stats": stats[fam]}
+                variables = {N.PARAMS: bank[fam], N.BATCH_STATS: stats[fam]}
                 if train:
-                    y, upd = module.apply(variables, x, train, mutable=["batch_stats"])
-                    stats = dict(stats, **{fam: upd["batch_stats"]})
+                    y, upd = module.apply(variables, x, train, mutable=[N.BATCH_STATS])
+                    stats = dict(stats, **{fam: upd[N.BATCH_STATS]})
                 else:
                     y = module.apply(variables, x, train)
                 return y, stats
@@ -255,11 +255,11 @@ class UniversalDecoder:
         pool, new_stats = [], {}
         for i, f in enumerate(features):
             name = N.adapter_name(i)
-            v = {"params": params[name], "batch_stats": stats[name]}
+            v = {N.PARAMS: params[name], N.BATCH_STATS: stats[name]}
             module = ConvBN(self.channels, 1)
             if train:
-                y, upd = module.apply(v, f, train, mutable=["batch_stats"])
-                new_stats[name] = upd["batch_stats"]
+                y, upd = module.apply(v, f, train, mutable=[N.BATCH_STATS])
+                new_stats[name] = upd[N.BATCH_STATS]
             else:
                 y = module.apply(v, f, train)
                 new_stats[name] = stats[name]
@@ -341,7 +341,7 @@ class UniversalDecoder:
 
     def apply(self, variables, features, plan, train: bool = False, with_aux: bool = True):
         geom = Geometry.of(features)
-        params, stats = variables["params"], variables["batch_stats"]
+        params, stats = variables[N.PARAMS], variables[N.BATCH_STATS]
         pool, new_stats = self._adapt(params, stats, features, geom, train)
         pool = pool + tuple(jnp.zeros_like(pool[0]) for _ in range(G.NUM_BLOCKS))
         pool, aux_ins, block_stats = self._blocks(params, stats, pool, plan, geom, train)

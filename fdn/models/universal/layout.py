@@ -38,7 +38,7 @@ def _family_ops() -> dict[str, int]:
 
 FAMILY_OP = _family_ops()
 FAMILIES = tuple(FAMILY_OP)
-COLLECTIONS = ("params", "batch_stats")
+COLLECTIONS = (N.PARAMS, N.BATCH_STATS)
 # The universal tree's own top-level entries (the adapters and the merge cell keep their ordinary names).
 CELL_BANKS = "cells"  # [block, job, slot]-stacked banks, one sub-tree per family
 AGGREGATES = "agg"  # the aggregate cells, stacked over blocks
