@@ -4,6 +4,7 @@ them fast; the command-level tests run ``python -m tests.fake_candidate`` (= ``p
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,7 +36,8 @@ def _run_command(cmd, **env):
 
 
 def _assert_one_line_error(rc, err, *words):
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    """Exit 2 and one ``fdn.search: error:`` line (absl's own log lines, e.g. tfds' image-decoder warning, aside)."""
+    lines = [ln for ln in err.splitlines() if ln.strip() and not re.match(r"[IWEF]\d{4} ", ln)]
     assert rc == 2, err[-2000:]
     assert "Traceback" not in err, err[-2000:]
     assert len(lines) == 1 and lines[0].startswith("fdn.search: error: "), err[-2000:]
