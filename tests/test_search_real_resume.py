@@ -46,7 +46,8 @@ def test_demo_config_runs_then_a_killed_search_resumes_seamlessly(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = run_log.read(straight)
     assert [r["index"] for r in records] == list(range(N))
-    assert all(r["failure"] is None and r["reward"] > 0 for r in records), records
+    # (a random encoder after a dozen stage-1 steps may well score 0: the reward is not what this test checks)
+    assert all(r["failure"] is None and 0.0 <= r["reward"] <= 1.0 for r in records), records
     for name in ("leaderboard.md", "rewards.png", "entropy.png", "reward_vs_params.png"):
         assert (straight / "report" / name).is_file(), name
 
