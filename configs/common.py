@@ -70,12 +70,16 @@ def search_config() -> ml_collections.ConfigDict:
     c.candidate = candidate_default_config()
     c.max_stage = 2  # 1: score candidates by their stage-1 reward only (no end-to-end stage; quick looks)
     c.compile_ahead = False  # propose one candidate ahead and compile it while the current one trains (see
-    #                          fdn.search.loop._next_proposal: a one-step policy lag, so off by default)
+    #                          fdn.search.proposals.next_proposal: a one-step policy lag, so off by default)
 
     c.early_stop = ml_collections.ConfigDict()
     c.early_stop.enabled = True  # the official TaskPerformer rule after stage 1
     c.early_stop.maxval = 0.01  # initial running mean of stage-1 rewards
     c.early_stop.delta = 0.9  # initial tolerance
+
+    c.failures = ml_collections.ConfigDict()
+    c.failures.max_consecutive = 10  # stop (exit 2) after this many candidates in a row fail with one reason
+    #                                  (0 = never); a runtime key: it may change when resuming
 
     c.log = ml_collections.ConfigDict()
     c.log.progress = True  # the live tqdm line

@@ -20,6 +20,7 @@ import pytest
 
 from configs import voc
 from fdn.candidate import CandidateTrainer, protocol
+from fdn.errors import UserError
 from fdn.search import run_log
 from fdn.search import loop as search_loop
 from tests import fake_candidate
@@ -98,6 +99,9 @@ def test_failures_get_reward_zero_and_the_search_goes_on(voc_dir, tmp_path, monk
 def test_same_seed_same_search_and_resume_is_seamless(voc_dir, tmp_path):
     """Two runs with one seed agree; a run stopped after 2 and resumed to 5 equals an uninterrupted one."""
     straight = strip_times(run_log.read(_run_to(voc_dir, tmp_path / "a", 5)))
+    # Rewards that carry information: non-zero, and from stage 2, where the fake trainer's reward depends on
+    # the batches it took from the checkpointed stage-2 stream (a wrongly restored stream changes them).
+    assert all(r["reward"] > 0 for r in straight) and sum(r["stage"] == 2 for r in straight) >= 3
     again = strip_times(run_log.read(_run_to(voc_dir, tmp_path / "b", 5)))
     assert straight == again
     _run_to(voc_dir, tmp_path / "c", 2)
@@ -122,6 +126,7 @@ def test_compile_ahead_resumes_the_pending_candidate(voc_dir, tmp_path):
     _run_to(voc_dir, tmp_path / "b", 2, compile_ahead=True)
     resumed = strip_times(run_log.read(_run_to(voc_dir, tmp_path / "b", 4, compile_ahead=True)))
     assert resumed == straight
+    assert all(r["reward"] > 0 for r in straight) and any(r["stage"] == 2 for r in straight)
     assert len({json.dumps(r["genotype"]) for r in straight}) == 4
 
 
@@ -129,8 +134,12 @@ def test_resume_refuses_other_settings(voc_dir, tmp_path):
     run(tiny_config(voc_dir, n=1), tmp_path)
     c = tiny_config(voc_dir, n=2)
     c.candidate.stage1.lr = 0.1
-    with pytest.raises(ValueError, match="other search settings"):
+    with pytest.raises(ValueError, match=r"other search settings: candidate\.stage1\.lr \(0\.003 -> 0\.1\);") as err:
         run(c, tmp_path)
+    assert isinstance(err.value, UserError)  # `python -m fdn.search` reports it in one line, exit 2
+    c.candidate.stage1.lr = 0.003
+    c.log.top_k = 3  # a runtime key: resuming with it changed is fine
+    assert run(c, tmp_path)["candidates"] == 2
 
 
 def test_sigkill_mid_run_then_resume(voc_dir, tmp_path):

@@ -36,7 +36,7 @@ def default_config() -> ml_collections.ConfigDict:
     # Stage 2: end to end on the meta-train stream.
     c.stage2 = ml_collections.ConfigDict()
     c.stage2.epochs = 1  # passes over meta-train; Polyak averages are written back after each
-    c.stage2.steps_per_epoch = 297  # floor(9523 / 32) on VOC+SBD; <= 0: until the batch iterator ends
+    c.stage2.steps_per_epoch = 0  # 0: len(meta-train) // batch_size, set by fdn.search.setup (297 on VOC+SBD)
     c.stage2.batch_size = 32  # images per step
     c.stage2.crop_size = 350  # training crop side
     c.stage2.min_side = 400  # shorter side after random scaling is at least this (R)

@@ -36,7 +36,7 @@ def main(argv, trainer_factory=None):
                               refresh_report=lambda wd: leaderboard.write_report(wd, top_k=config.log.top_k))
     print(f"fdn.search: {summary['candidates']} candidates in {FLAGS.workdir}, best reward "
           f"{summary['best_reward']:.4f}; report: python -m fdn.leaderboard {FLAGS.workdir}")
-    return 130 if summary["interrupted"] else 0
+    return summary["exit_code"]  # 130 after Ctrl-C, 143 after SIGTERM (fdn.interrupts)
 
 
 if __name__ == "__main__":

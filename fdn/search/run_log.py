@@ -14,9 +14,15 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from fdn.errors import UserError
 
 FILENAME = "candidates.jsonl"
+
+
+class LogMismatch(UserError, RuntimeError):
+    """``candidates.jsonl`` is shorter than the checkpoint says: lines the checkpoint counts are gone."""
 
 
 def _clean(value: Any) -> Any:
@@ -58,14 +64,15 @@ class RunLog:
 def truncate_to(workdir: str | os.PathLike, size: int) -> int:
     """Cuts ``candidates.jsonl`` back to ``size`` bytes (the checkpointed length); returns the bytes dropped.
 
-    A file shorter than the checkpoint says means the log was edited or lost: that is an error, not
-    something to paper over.
+    Longer is the normal case of a candidate in flight when the run was killed. Shorter means the log was
+    edited, truncated or lost: `LogMismatch`, and nothing is changed (the lines cannot be made up again).
     """
     path = Path(workdir) / FILENAME
     current = path.stat().st_size if path.exists() else 0
     if current < size:
-        raise RuntimeError(f"{path} has {current} bytes but the checkpoint recorded {size}: the log was "
-                           "truncated or replaced; restore it or start a new workdir")
+        raise LogMismatch(f"{path} has {current} bytes but the checkpoint in {Path(workdir) / 'checkpoints'} "
+                          f"recorded {size}: the log was truncated or replaced; restore it from a copy, or start a "
+                          "new --workdir (nothing was changed)")
     if current > size:
         with open(path, "r+b") as f:
             f.truncate(size)
@@ -76,20 +83,18 @@ def truncate_to(workdir: str | os.PathLike, size: int) -> int:
 
 def read(workdir_or_file: str | os.PathLike) -> list[dict]:
     """All complete records; a torn last line (a run killed mid-write, not yet resumed) is skipped."""
-    return list(iter_records(workdir_or_file))
-
-
-def iter_records(workdir_or_file: str | os.PathLike) -> Iterator[dict]:
     path = Path(workdir_or_file)
     if path.is_dir():
         path = path / FILENAME
+    records = []
     if not path.exists():
-        return
+        return records
     with open(path, "rb") as f:
         for raw in f:
             if not raw.endswith(b"\n"):
                 break
             try:
-                yield json.loads(raw)
+                records.append(json.loads(raw))
             except json.JSONDecodeError:
                 break
+    return records

@@ -13,13 +13,19 @@ from pathlib import Path
 from typing import Callable
 
 import jax
+import ml_collections
 
 from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage1_cache
 from fdn.data import catalog, pipeline, split
+from fdn.errors import UserError
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import random_encoder_variables
 from fdn.models.segmenter import eval_forward
 from fdn.search import teacher as teacher_lib
+
+
+class SearchConfigError(UserError, ValueError):
+    """A search setting that cannot work with the data it meets."""
 
 
 @dataclasses.dataclass
@@ -28,6 +34,23 @@ class SearchSetup:
     num_classes: int
     iterators: dict  # name -> checkpointable grain iterator (their states go into the search checkpoint)
     seconds: dict  # wall seconds of each set-up phase
+
+
+def resolve_candidate_config(cc, meta_train_size: int) -> ml_collections.ConfigDict:
+    """A copy of the candidate config with ``stage2.steps_per_epoch`` 0 resolved to ``meta-train // batch``.
+
+    The search's stage-2 stream is endless (it repeats meta-train), so "until the iterator ends" (the
+    trainer's meaning of <= 0) would never end: 0 means "one pass over meta-train" here, derived from the data
+    the search actually has rather than a literal that goes stale with the batch size or the data set.
+    """
+    resolved = ml_collections.ConfigDict(cc.to_dict())
+    steps = resolved.stage2.steps_per_epoch
+    if steps < 0:
+        raise SearchConfigError(f"candidate.stage2.steps_per_epoch={steps}: the search's stage-2 stream never "
+                                "ends; give a step count, or 0 for len(meta-train) // stage2.batch_size")
+    if steps == 0:
+        resolved.stage2.steps_per_epoch = max(1, meta_train_size // resolved.stage2.batch_size)
+    return resolved
 
 
 def encoder_variables(config, key) -> dict:
@@ -67,7 +90,6 @@ def val_batches(source, indices, cc) -> list[dict]:
 def build(config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer, log=print) -> SearchSetup:
     """Everything a search needs before the first candidate, seeded by ``config.seed``; the trainer comes from
     ``trainer_factory`` (`fdn.candidate.protocol`: the real ``CandidateTrainer``, or a test's stand-in)."""
-    cc = config.candidate
     seconds = {}
     key = jax.random.key(config.seed)
     enc_key, teacher_key = jax.random.split(key)
@@ -80,11 +102,13 @@ def build(config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer
     meta_train, meta_val = split.meta_split(len(source), config.seed, config.data.val_fraction)
     if config.data.val_examples:
         meta_val = meta_val[:config.data.val_examples]
+    cc = resolve_candidate_config(config.candidate, len(meta_train))
     num_classes = catalog.num_classes_of(config.data)
     val = val_batches(source, meta_val, cc)
     seconds["data"] = time.time() - start
     log(f"search: {config.data.name}/{config.data.split}: meta-train {len(meta_train)}, meta-val {len(meta_val)} "
-        f"images, {num_classes} classes")
+        f"images, {num_classes} classes; stage 2: {cc.stage2.steps_per_epoch} steps per epoch"
+        f"{' (meta-train // batch)' if not config.candidate.stage2.steps_per_epoch else ''}")
 
     def stage2_stream(seed):
         return iter(pipeline.train_dataset(

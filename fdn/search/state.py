@@ -6,7 +6,8 @@ One Orbax step per finished candidate (step = candidates done) holds two items:
   RNG key) and the search loop's own RNG key;
 * ``meta`` (JsonSave): the candidate counter, the byte length of ``candidates.jsonl`` after the last line
   written, the early-stop state, the data iterators' grain states, the best reward so far and the wall
-  seconds spent, plus a fingerprint of the config so that a workdir is not resumed with other settings.
+  seconds spent, plus the settings that decide results and their fingerprint (`fdn.search.settings`), so that
+  a workdir is not resumed with other settings.
 
 Orbax writes a step into a temporary directory and renames it when complete, so ``latest_step`` only ever
 sees whole checkpoints: a kill during a save leaves the previous step as the latest. Together with
@@ -23,7 +24,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from fdn.checkpointing import StepManager
+from fdn.checkpointing import StepManager, failures_as_checkpoint_error
+from fdn.search import settings as settings_lib
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -42,10 +44,11 @@ class SearchState:
     elapsed: float = 0.0  # wall seconds of search (over all sessions)
     pending: dict | None = None  # compile-ahead: the next candidate, proposed already (actions, log_prob, entropy)
 
-    def meta(self, fingerprint: str) -> dict:
+    def meta(self, settings: dict | None) -> dict:
         return {
             "counter": int(self.counter), "log_size": int(self.log_size), "best_reward": float(self.best_reward),
-            "elapsed": float(self.elapsed), "data": self.data, "fingerprint": fingerprint, "pending": self.pending,
+            "elapsed": float(self.elapsed), "data": self.data, "pending": self.pending,
+            "fingerprint": settings_lib.fingerprint(settings) if settings is not None else "", "settings": settings,
             "early_stop": {k: (float(v) if isinstance(v, (float, np.floating)) else int(v))
                            for k, v in self.early_stop.items()},
         }
@@ -55,12 +58,21 @@ def _early_stop_from_json(d: dict) -> dict:
     return {k: (np.float64(v) if k in ("maxval", "delta") else np.int64(v)) for k, v in d.items()}
 
 
-class SearchCheckpointer:
-    """Save/restore `SearchState` under ``WORKDIR/checkpoints``; keeps the latest ``keep`` steps."""
+_HINT = ("the checkpoint is damaged or of another fdn version: delete that step directory to resume from the one "
+         "before (the log is cut back to it), or use a new --workdir; nothing was deleted")
 
-    def __init__(self, workdir: str | os.PathLike, fingerprint: str = "", keep: int = 2):
-        self.directory = Path(workdir).absolute() / CHECKPOINT_DIR
-        self.fingerprint = fingerprint
+
+class SearchCheckpointer:
+    """Save/restore `SearchState` under ``WORKDIR/checkpoints``; keeps the latest ``keep`` steps.
+
+    ``settings`` (`fdn.search.settings.result_settings`) are stored with every step; `restore` refuses a
+    checkpoint written with other ones (`SettingsMismatch`). None skips that check (tools that only read).
+    """
+
+    def __init__(self, workdir: str | os.PathLike, settings: dict | None = None, keep: int = 2):
+        self.workdir = Path(workdir).absolute()
+        self.directory = self.workdir / CHECKPOINT_DIR
+        self.settings = settings
         self.steps = StepManager(self.directory, keep_latest=keep)
 
     def latest_step(self) -> int | None:
@@ -69,7 +81,7 @@ class SearchCheckpointer:
     def save(self, state: SearchState) -> None:
         """Saves ``state`` as step ``state.counter``; returns when it is complete on disk."""
         arrays = {"agent": jax.device_get(state.agent), "rng": np.asarray(state.rng, np.uint32)}
-        self.steps.save(state.counter, arrays={"arrays": arrays}, json={"meta": state.meta(self.fingerprint)})
+        self.steps.save(state.counter, arrays={"arrays": arrays}, json={"meta": state.meta(self.settings)})
 
     def restore(self, like: SearchState) -> SearchState | None:
         """The latest saved state (shaped like ``like``), or None when there is none."""
@@ -77,21 +89,20 @@ class SearchCheckpointer:
         if step is None:
             return None
         target = {"agent": like.agent, "rng": np.asarray(like.rng, np.uint32)}
-        restored = self.steps.restore(
-            step, arrays={"arrays": target}, json=("meta",),
-            hint="the checkpoint is damaged or of another fdn version: use a new --workdir, or delete that step "
-                 "directory to resume from the one before")
-        meta = restored["meta"]
-        if self.fingerprint and meta.get("fingerprint") and meta["fingerprint"] != self.fingerprint:
-            raise ValueError(
-                f"the checkpoint in {self.directory} was written with other search settings (fingerprint "
-                f"{meta['fingerprint']} != {self.fingerprint}); use a new --workdir or the original config")
-        arrays = restored["arrays"]
-        return SearchState(agent=arrays["agent"], rng=np.asarray(arrays["rng"], np.uint32),
-                           counter=int(meta["counter"]), log_size=int(meta["log_size"]),
-                           early_stop=_early_stop_from_json(meta["early_stop"]), data=meta.get("data", {}),
-                           best_reward=float(meta["best_reward"]), elapsed=float(meta["elapsed"]),
-                           pending=meta.get("pending"))
+        # The settings first: a checkpoint of other settings may not even fit this agent's shapes.
+        meta = self.steps.restore(step, json=("meta",), hint=_HINT)["meta"]
+        if self.settings is not None:
+            settings_lib.check_same(meta.get("settings"), meta.get("fingerprint"), self.settings, self.workdir)
+        arrays = self.steps.restore(step, arrays={"arrays": target}, hint=_HINT)["arrays"]
+        with failures_as_checkpoint_error(f"cannot read step {step} of {self.directory}", _HINT):
+            return _state_from(arrays, meta)
 
     def close(self) -> None:
         self.steps.close()
+
+
+def _state_from(arrays: dict, meta: dict) -> SearchState:
+    return SearchState(agent=arrays["agent"], rng=np.asarray(arrays["rng"], np.uint32), counter=int(meta["counter"]),
+                       log_size=int(meta["log_size"]), early_stop=_early_stop_from_json(meta["early_stop"]),
+                       data=meta.get("data", {}), best_reward=float(meta["best_reward"]),
+                       elapsed=float(meta["elapsed"]), pending=meta.get("pending"))
