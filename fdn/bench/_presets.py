@@ -15,12 +15,15 @@ batches. ``Schedule`` records both lengths so the bench can scale its measuremen
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
+
+from fdn.errors import UserError
 
 PRESETS = {"paper": ("configs/voc.py", None), "demo": ("configs/demo.py", None), "tiny": ("configs/demo.py", "tiny")}
 
 
-class PresetError(ValueError):
+class PresetError(UserError, ValueError):
     """An unknown preset or an unusable ``--steps_scale``."""
 
 
@@ -28,11 +31,11 @@ def preset_config(name: str):
     """The search config of preset ``name`` (a fresh ConfigDict the caller may change)."""
     if name not in PRESETS:
         raise PresetError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    module_name, arg = PRESETS[name]
-    if module_name == "configs/voc.py":
-        from configs import voc as module
-    else:
-        from configs import demo as module
+    path, arg = PRESETS[name]
+    try:  # the configs are files of the repository, not of the installed package
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    except ModuleNotFoundError as err:
+        raise PresetError(f"cannot import {path} ({err}); run from the repository root") from err
     return module.get_config(arg)
 
 

@@ -97,17 +97,17 @@ def format_table(phases: dict, full: dict, schedule, *, early_stop_rate: float) 
                      f"{full[name]:>9.2f} {full[name] / full_total:>6.1%}")
     expected = candidate_seconds(full, early_stop_rate)
     lines += [f"{'candidate':<16} {run_total:>9.3f} {'':>6} {full_total:>9.2f}",
-              f"steps run / full: stage 1 {schedule.stage1_steps} / {schedule.full_stage1_steps}, stage 2 "
-              f"{schedule.stage2_steps} / {schedule.full_stage2_steps}, meta-val batches {schedule.val_batches} / "
-              f"{schedule.full_val_batches}",
-              f"full candidate: {full_total:.1f} s; with {early_stop_rate:.0%} stopped after stage 1: "
-              f"{expected:.1f} s = {3600 / expected:.1f} candidates/hour"]
+              (f"steps run / full: stage 1 {schedule.stage1_steps} / {schedule.full_stage1_steps}, stage 2 "
+               f"{schedule.stage2_steps} / {schedule.full_stage2_steps}, meta-val batches {schedule.val_batches} / "
+               f"{schedule.full_val_batches}"),
+              (f"full candidate: {full_total:.1f} s; with {early_stop_rate:.0%} stopped after stage 1: "
+               f"{expected:.1f} s = {3600 / expected:.1f} candidates/hour")]
     return lines
 
 
 def format_programs(rows: dict) -> list[str]:
-    lines = [f"{'program':<8} {'GFLOP/step':>11} {'GB/step':>9} {'s/step':>9} {'TFLOP/s':>8} {'GB/s':>8} "
-             f"{'%f32':>6} {'%bf16':>6} {'%HBM':>6}"]
+    lines = [(f"{'program':<8} {'GFLOP/step':>11} {'GB/step':>9} {'s/step':>9} {'TFLOP/s':>8} {'GB/s':>8} "
+              f"{'%f32':>6} {'%bf16':>6} {'%HBM':>6}")]
     for what, r in rows.items():
         pct = [_fmt(r[k] * 100 if r[k] is not None else None, ".1f") for k in
                ("of_f32_peak", "of_bf16_peak", "of_hbm_peak")]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 
 import jax
 from absl import flags
@@ -30,6 +29,7 @@ from fdn.agents import make_agent
 from fdn.bench import _presets, _search_report
 from fdn.bench._cost import peak_of
 from fdn.candidate import CandidateFailure
+from fdn.errors import UserError
 
 # The share of candidates the paper's progressive rule stops after stage 1 (issue #12: the official 38%;
 # field logs report 35-40%, shared/reference/scale-out-notes.md).
@@ -52,7 +52,7 @@ flags.DEFINE_bool("compilation_cache", False, "keep the preset's persistent XLA 
                   "cold)", flag_values=FLAGS)
 
 
-class BenchFlagError(ValueError):
+class BenchFlagError(UserError, ValueError):
     """A flag value the bench cannot run with."""
 
 
@@ -106,16 +106,14 @@ def describe(config, schedule) -> dict:
 
 
 def main(argv):
+    """Bad flags raise ``flags.Error`` or a ``UserError``: ``fdn.bench.__main__`` reports them in one line."""
     FLAGS(argv)
-    try:
-        if FLAGS.candidates < 1:
-            raise BenchFlagError(f"--candidates must be at least 1, got {FLAGS.candidates}")
-        if not 0 <= FLAGS.early_stop_rate < 1:
-            raise BenchFlagError(f"--early_stop_rate must be in [0, 1), got {FLAGS.early_stop_rate}")
-        config, schedule = bench_config(FLAGS.preset, FLAGS.steps_scale, FLAGS.programs, FLAGS.compilation_cache)
-    except (BenchFlagError, _presets.PresetError) as err:
-        print(f"fdn.bench search: error: {err}", file=sys.stderr)
-        return 2
+    if FLAGS.candidates < 1:
+        raise BenchFlagError(f"--candidates must be at least 1, got {FLAGS.candidates}")
+    if not 0 <= FLAGS.early_stop_rate < 1:
+        raise BenchFlagError(f"--early_stop_rate must be in [0, 1), got {FLAGS.early_stop_rate}")
+    config, schedule = bench_config(FLAGS.preset, FLAGS.steps_scale, FLAGS.programs, FLAGS.compilation_cache)
+    # The data pipeline is imported only once the flags are known to be good.
     from fdn.bench import _search_data
 
     setup = _search_data.build(config, data=FLAGS.data, data_dir=FLAGS.data_dir)
