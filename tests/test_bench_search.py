@@ -157,11 +157,11 @@ def test_full_scale_and_candidates_per_hour():
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.mark.slow
 def test_tiny_preset_end_to_end(tmp_path):
-    """One candidate of the tiny preset on synthetic JPEGs: the table, then the JSON line (minutes: compiles)."""
+    """One candidate of the tiny preset on synthetic JPEGs: the table, then the JSON line (minutes: the compiles; 2.5 min alone on 2 cores, 15+ when shared)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-m", "fdn.bench", "search", "--preset=tiny", "--steps_scale=0.01",
                           "--candidates=1", "--data=synthetic"], capture_output=True, text=True, cwd=ROOT, env=env,
-                         timeout=900, check=False)
+                         timeout=1800, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     result = json.loads(lines[-1])

@@ -72,7 +72,8 @@ def program_rows(compiled: dict, phases: dict, schedule, peak) -> dict:
 
     Step times: stage 1 = its train phase / steps; eval = stage 1's evaluation (decoder only, on cached
     features: exactly this program) / meta-val batches; stage 2 = its train phase including the input wait
-    (the throughput the search gets) / steps.
+    (the throughput the search gets) / steps. With per-genotype programs the table holds one program per
+    genotype; the row shows the last one's cost against the mean step time.
     """
     per_step = {"stage1": phases["stage-1 train"] / schedule.stage1_steps,
                 "eval": phases["stage-1 eval"] / schedule.val_batches,
