@@ -4,7 +4,10 @@ import importlib
 import pkgutil
 import sys
 
+from absl import flags
+
 import fdn.bench
+from fdn.errors import USER_ERROR_TYPES
 
 
 def _available():
@@ -21,7 +24,11 @@ def main(argv):
         print(f"fdn.bench: unknown benchmark {what!r}; choose one of: {', '.join(names)}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"fdn.bench.{what}")
-    return module.main([f"fdn.bench {what}"] + argv[2:])
+    try:
+        return module.main([f"fdn.bench {what}"] + argv[2:])
+    except (flags.Error, *USER_ERROR_TYPES) as err:  # bad input: one line, exit 2 (fdn.errors)
+        print(f"fdn.bench {what}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

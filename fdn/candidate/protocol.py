@@ -56,7 +56,7 @@ class StageResult:
     metrics: dict  # miou, macc, fwiou, reward
     params_total: int
     params_without_aux: int
-    seconds: dict  # compile (waited for in this call), train, eval, total
+    seconds: dict  # compile (waited for in this call), train, eval, input_wait (part of train), total
     steps: int
     encoder_variables: dict  # {'params', 'batch_stats'} of the encoder
     decoder_program_variables: dict

@@ -129,6 +129,13 @@ class CandidateTrainer:
             out[stage] = time.perf_counter() - start
         return out
 
+    def compiled_programs(self) -> dict:
+        """{(program key, 'stage1' | 'eval' | 'stage2'): compiled executable} of every finished compile, for
+        measurements (``fdn.bench search`` reads XLA's cost analysis of each)."""
+        with self._lock:
+            done = {k: f for k, f in self._compiled.items() if f.done() and f.exception() is None}
+        return {k: f.result() for k, f in done.items()}
+
     def _cached(self, what, genotype, build):
         """Shapes and flatteners depend on the program key only (one entry per search when universal)."""
         key = (self.programs.key(genotype), what)
@@ -267,12 +274,15 @@ class CandidateTrainer:
         data = self.programs.plan(genotype)
         t0 = time.perf_counter()
         batches = iter(self.train_batches())
+        input_wait = time.perf_counter() - t0  # host time spent getting batches (the device may still compute)
         pending, trained = [], 0
         try:
             for _ in range(c.epochs):
                 done = 0
                 while c.steps_per_epoch <= 0 or done < c.steps_per_epoch:
+                    t_wait = time.perf_counter()
                     batch = next(batches, None)
+                    input_wait += time.perf_counter() - t_wait
                     if batch is None:
                         break
                     state, loss = exe(state, jnp.asarray(batch["image"], jnp.float32),
@@ -297,7 +307,7 @@ class CandidateTrainer:
         encoder_vars = {"params": f_enc.unflatten(state["enc"]), "batch_stats": state["batch_stats"]["encoder"]}
         counts = (stage1_result.params_total, stage1_result.params_without_aux)  # the same network
         return self._finish(genotype, decoder_vars, encoder_vars, None, compile_s, train_s, start, counts,
-                            steps=trained)
+                            steps=trained, input_wait=input_wait)
 
     # ------------------------------------------------------------------------------------------ eval
     def _evaluate(self, genotype, decoder_vars, encoder_vars, val_feats):
@@ -311,7 +321,7 @@ class CandidateTrainer:
         return metrics, compile_s
 
     def _finish(self, genotype, decoder_vars, encoder_vars, val_feats, compile_s, train_s, start, counts, *,
-                steps: int):
+                steps: int, input_wait: float = 0.0):
         t0 = time.perf_counter()
         try:
             metrics, eval_compile_s = self._evaluate(genotype, decoder_vars, encoder_vars, val_feats)
@@ -321,7 +331,7 @@ class CandidateTrainer:
             raise CandidateFailure(failure_reason(err, "validation")) from err
         eval_s = time.perf_counter() - t0 - eval_compile_s
         seconds = {"compile": compile_s + eval_compile_s, "train": train_s, "eval": eval_s,
-                   "total": time.perf_counter() - start}
+                   "input_wait": input_wait, "total": time.perf_counter() - start}
         return StageResult(metrics["reward"], metrics, counts[0], counts[1], seconds, steps, encoder_vars,
                            decoder_vars, functools.partial(self.programs.to_ordinary, genotype=genotype))
 
