@@ -80,9 +80,7 @@ def truncate_variables(directory: Path) -> None:
 
 
 def garbage_variables_metadata(directory: Path) -> None:
-    for p in (directory / checkpoint.VARIABLES_DIR).rglob("*"):
-        if p.is_file() and "metadata" in p.name:
-            p.write_bytes(b"\x00garbage")
+    (directory / checkpoint.VARIABLES_DIR / "_METADATA").write_bytes(b"\x00garbage")  # the tree's structure
 
 
 def garbage_spec(directory: Path) -> None:
