@@ -165,7 +165,7 @@ def train(t: Training, stops: StopSignals) -> None:
     window = Window()
     try:
         if t.extra.pop("pending_eval", False):  # interrupted during this step's evaluation: do it now
-            evaluate_and_save(t, stops, t.start_step)
+            evaluate_and_save(t, stops, t.start_step, resave=False)
         for step in range(t.start_step + 1, total_steps + 1):
             with stops.critical():  # never cut a step: its input state is donated to it
                 t0 = time.time()
@@ -247,10 +247,12 @@ def save(t: Training, step: int, score: float | None = None, **marks) -> None:
 
 
 # ------------------------------------------------------------------------------------ evaluate, export
-def evaluate_and_save(t: Training, stops: StopSignals, step: int) -> None:
+def evaluate_and_save(t: Training, stops: StopSignals, step: int, resave: bool = True) -> None:
     """Scores the Polyak weights, exports the best model, checkpoints ``step`` with its score.
 
-    The pass over the split may be cut by a signal; what follows it (log, export, save) may not.
+    The pass over the split may be cut by a signal; what follows it (log, export, save) may not. A pending
+    evaluation (``resave`` False) finds its step already on disk, which Orbax will not overwrite: its scores
+    reach the checkpoints with the next save (that step then does not rank as the best-scoring state).
     """
     check_finite(t, step)
     polyak_vars = {"params": t.state["polyak"], "batch_stats": t.state["batch_stats"]}
@@ -271,7 +273,8 @@ def evaluate_and_save(t: Training, stops: StopSignals, step: int) -> None:
             export(t, t.workdir / BEST_MODEL, step, scores)
         t.extra["last_scores"] = scores
         t.evaluated_step = step
-        save(t, step, score=scores["score"])
+        if resave:
+            save(t, step, score=scores["score"])
 
 
 def save_on_interrupt(t: Training, stops: StopSignals) -> None:
