@@ -20,7 +20,7 @@ from fdn.models.init import random_variables
 from fdn.models.segmenter import ModelSpec
 from fdn.serve import checkpoint
 from tests.test_train import shapes_dir  # noqa: F401  (a module-scoped fixture)
-from tests.test_train_interrupts import environment
+from tests.test_train_interrupts import environment, error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 7
@@ -37,9 +37,7 @@ def files_of(directory: Path):
 
 def assert_one_line_error(done, command, *fragments):
     assert done.returncode == 2, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr, done.stderr
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"{command}: error: "), last
+    last = error_line(done.stderr, command)
     for fragment in fragments:
         assert fragment in last, (fragment, last)
 
