@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 import jax
@@ -58,10 +59,36 @@ def failures_as_checkpoint_error(what: str, hint: str):
     except CheckpointError:
         raise
     except Exception as err:  # Orbax and tensorstore raise many types for damaged or mismatching files
+        _drop_late_callback_errors()
         reason = " ".join(str(err).split())
         if len(reason) > _MAX_REASON:
             reason = reason[:_MAX_REASON] + " ..."
         raise CheckpointError(f"{what}: {type(err).__name__}: {reason}; {hint}") from None
+
+
+def _drop_late_callback_errors() -> None:
+    """After a failed restore, tensorstore reads still in flight finish into Orbax's closed asyncio loop, and
+    its threads print "RuntimeError: Event loop is closed" tracebacks under the one-line error. They say
+    nothing the `CheckpointError` does not: drop exactly that error from ``sys.excepthook`` and
+    ``sys.unraisablehook`` (everything else still reaches the previous hooks)."""
+    if getattr(sys.excepthook, "fdn_drops_late_callbacks", False):
+        return
+
+    def late(exc) -> bool:
+        return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+    previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
+
+    def excepthook(kind, value, tb):
+        if not late(value):
+            previous_except(kind, value, tb)
+
+    def unraisablehook(info):
+        if not late(info.exc_value):
+            previous_unraisable(info)
+
+    excepthook.fdn_drops_late_callbacks = True
+    sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
 
 
 # ------------------------------------------------------------------------------------------ single pytrees

@@ -18,6 +18,7 @@ import ml_collections
 from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage1_cache
 from fdn.data import catalog, pipeline, split
 from fdn.errors import UserError
+from fdn.models import names as N
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import random_encoder_variables
 from fdn.models.segmenter import eval_forward
@@ -59,7 +60,7 @@ def encoder_variables(config, key) -> dict:
         from fdn.serve import checkpoint as ckpt
 
         _, variables, _ = ckpt.load_model(Path(config.encoder.checkpoint).expanduser())
-        return {c: variables[c]["encoder"] for c in ("params", "batch_stats")}
+        return {c: variables[c][N.ENCODER] for c in (N.PARAMS, N.BATCH_STATS)}
     return random_encoder_variables(config.encoder.expand_first_block, key)
 
 
@@ -70,7 +71,7 @@ def calibrate_encoder(config, enc_vars, batches) -> dict:
     model = MobileNetV2Encoder(config.encoder.expand_first_block)
 
     def apply_train(variables, images):
-        return model.apply(variables, images, True, mutable=["batch_stats"])[1]["batch_stats"]
+        return model.apply(variables, images, True, mutable=[N.BATCH_STATS])[1][N.BATCH_STATS]
 
     return calibrate_batch_stats(apply_train, enc_vars, batches, config.encoder.calibrate_batches)
 

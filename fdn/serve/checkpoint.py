@@ -22,6 +22,7 @@ import numpy as np
 
 from fdn import checkpointing
 from fdn.checkpointing import CheckpointError  # noqa: F401  (public here: callers catch checkpoint.CheckpointError)
+from fdn.models import names as N
 from fdn.models.segmenter import ModelSpec, abstract_variables, param_counts
 
 SPEC_FILE = "fdn_model.json"
@@ -40,7 +41,7 @@ def save_model(directory, variables, spec: ModelSpec, metadata: dict | None = No
     variables = jax.tree.map(np.asarray, dict(variables))
     checkpointing.save_tree(directory / VARIABLES_DIR, variables)
     info = {"format_version": FORMAT_VERSION, "model": spec.to_dict(),
-            "param_counts": param_counts(variables["params"]), "metadata": metadata or {}}
+            "param_counts": param_counts(variables[N.PARAMS]), "metadata": metadata or {}}
     tmp = directory / (SPEC_FILE + ".tmp")
     tmp.write_text(json.dumps(info, indent=2))
     os.replace(tmp, directory / SPEC_FILE)  # the json appears last: a checkpoint without it is incomplete
@@ -60,7 +61,8 @@ def read_spec(directory) -> tuple[ModelSpec, dict]:
         info = json.loads(spec_file.read_text())
         spec = ModelSpec.from_dict(info["model"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{spec_file} is corrupt: {err}") from None
+        raise CheckpointError(f"{spec_file} is corrupt ({type(err).__name__}: {err}); use another checkpoint, or "
+                              "save, train or convert it again; nothing was changed") from None
     return spec, info
 
 
@@ -74,7 +76,8 @@ def load_model(directory) -> tuple[ModelSpec, dict, dict]:
     variables = checkpointing.restore_tree(
         var_dir, abstract_variables(spec),
         what=f"cannot restore the variables in {var_dir} for the model described in {SPEC_FILE} ({spec.genotype})",
-        hint="the checkpoint is damaged or its json describes another model: save, train or convert it again")
+        hint="the checkpoint is damaged or its json describes another model: use another checkpoint (fdn.train "
+             "writes best_model and final_model), or save, train or convert it again; nothing was changed")
     return spec, variables, info
 
 
@@ -107,8 +110,9 @@ class TrainCheckpoints:
         restored = self.steps.restore(
             step, arrays={"state": abstract_state}, json=("extra",),
             iterators=None if iterator is None else {"data": iterator},
-            hint="is it a checkpoint of another config or genotype? resume with the config it was written "
-                 "with, or train into a new --workdir")
+            hint=f"if it is damaged (a copy or a save cut short), delete {self.directory / str(step)} (nothing "
+                 "else) and run again to resume from the checkpoint before it, or from the start; if it was "
+                 "written with another config or genotype, resume with that config or train into a new --workdir")
         return restored["state"], restored["extra"]
 
     def wait(self) -> None:

@@ -4,6 +4,8 @@ The genotype is ``--config.genotype``: a released name (``arch0``), a literal, o
 (``WORKDIR#1`` = its best). Data parallel over every local device (``jax.sharding``); ``--distributed`` calls
 ``jax.distributed.initialize()`` first for multi-host runs (TPU pods, Slurm; see ``launch/``). Running the
 same command again resumes from ``DIR/checkpoints``. Outputs are described in `fdn.train.loop`.
+
+Ctrl-C or SIGTERM (a scheduler's preemption) saves the current step, prints one line and exits 130 / 143.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ml_collections import config_flags
 
 from fdn.cli import run_command
 from fdn.errors import report_user_errors
+from fdn.interrupts import exit_code_of
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "training config (configs/voc_train.py, nyud_train.py, "
@@ -44,6 +47,13 @@ def main(argv):
     except train_loop.NonFiniteLossError as err:
         print(f"fdn.train: error: {err}", file=sys.stderr)
         return 3
+    except train_loop.TrainingInterrupted as err:
+        where = f"at step {err.step}" if err.step is not None else "before the first step"
+        print(f"fdn.train: interrupted ({err}) {where}; run the same command again to resume", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt as err:  # a second signal while the first one's checkpoint was being finished
+        print("fdn.train: interrupted; run the same command again to resume", file=sys.stderr)
+        return exit_code_of(err)
     best = result["best_score"]
     print(f"fdn.train: done ({result['steps']} steps); best model {result['best_model']} "
           f"(score {best:.4f} at step {result['best_step']}), final model {result['final_model']}"

@@ -20,6 +20,7 @@ import optax
 from fdn import genotype as G
 from fdn import losses, tasks
 from fdn import polyak as polyak_lib
+from fdn.models import names as N
 from fdn.models import trainable
 from fdn.models.resize import resize_bilinear
 from fdn.models.segmenter import eval_forward
@@ -56,14 +57,14 @@ def make_optimizer(optim, params, genotype: G.Genotype, steps_per_epoch: int, ba
     def sgd(lr):
         return trainable.clipped_l2(optim.grad_clip, optim.weight_decay, optax.sgd(lr, momentum=optim.momentum))
 
-    tx = optax.multi_transform({"encoder": sgd(enc_lr), "decoder": sgd(dec_lr), FROZEN: optax.set_to_zero()},
+    tx = optax.multi_transform({N.ENCODER: sgd(enc_lr), N.DECODER: sgd(dec_lr), FROZEN: optax.set_to_zero()},
                                param_labels(params, genotype))
     return tx, (enc_lr, dec_lr)
 
 
 def init_state(tx, variables) -> dict:
-    params = variables["params"]
-    return {"step": jnp.zeros((), jnp.int32), "params": params, "batch_stats": variables["batch_stats"],
+    params = variables[N.PARAMS]
+    return {"step": jnp.zeros((), jnp.int32), N.PARAMS: params, N.BATCH_STATS: variables[N.BATCH_STATS],
             "opt_state": tx.init(params), "polyak": polyak_lib.init(params), "bad_step": jnp.zeros((), jnp.int32)}
 
 
@@ -84,20 +85,20 @@ def make_train_step(model, tx, config, teacher_model=None):
     decay = float(config.polyak_decay)
 
     def loss_fn(params, batch_stats, batch, teacher_variables):
-        (logits, aux), new = model.apply({"params": params, "batch_stats": batch_stats}, batch["image"],
-                                         train=True, with_aux=aux_weight > 0, mutable=["batch_stats"])
+        (logits, aux), new = model.apply({N.PARAMS: params, N.BATCH_STATS: batch_stats}, batch["image"],
+                                         train=True, with_aux=aux_weight > 0, mutable=[N.BATCH_STATS])
         teacher_logits = None
         if teacher_model is not None:
             teacher_logits = jax.lax.stop_gradient(eval_forward(teacher_model, teacher_variables, batch["image"])[0])
         terms = loss_terms(task, logits, aux, batch, teacher_logits, config.loss.berhu_threshold)
         loss = terms["main"] + aux_weight * terms.get("aux", 0.0) + kd_weight * terms.get("kd", 0.0)
-        return loss, (terms, new["batch_stats"])
+        return loss, (terms, new[N.BATCH_STATS])
 
     def step(state, batch, teacher_variables):
         (loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"], state["batch_stats"], batch, teacher_variables)
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
+            state[N.PARAMS], state[N.BATCH_STATS], batch, teacher_variables)
+        updates, opt_state = tx.update(grads, state["opt_state"], state[N.PARAMS])
+        params = optax.apply_updates(state[N.PARAMS], updates)
         ok = jnp.isfinite(loss) & (state["bad_step"] == 0)
 
         def keep(new, old):
@@ -105,8 +106,8 @@ def make_train_step(model, tx, config, teacher_model=None):
 
         new_state = {
             "step": state["step"] + 1,
-            "params": keep(params, state["params"]),
-            "batch_stats": keep(batch_stats, state["batch_stats"]),
+            N.PARAMS: keep(params, state[N.PARAMS]),
+            N.BATCH_STATS: keep(batch_stats, state[N.BATCH_STATS]),
             "opt_state": keep(opt_state, state["opt_state"]),
             "polyak": keep(polyak_lib.update(state["polyak"], params, decay), state["polyak"]),
             "bad_step": jnp.where((state["bad_step"] == 0) & ~jnp.isfinite(loss), state["step"] + 1,
