@@ -5,20 +5,26 @@ compile error; in stage 2 (the stage-1 reward is kept) and in stage 1.
 Failures are injected into ``fdn.candidate.CandidateTrainer`` on a tiny config: NaN images in the stage-2
 stream, NaN features in the stage-1 cache, and an ``XlaRuntimeError``-like ``jax.errors.JaxRuntimeError``
 raised by the compiled step or by the compile itself, which is how XLA reports both.
+
+The same tiny trainer (compiling it is most of this file's time) also shows that a second genotype reuses the
+compiled stage-1, evaluation and stage-2 programs of the universal decoder.
 """
 
 import jax
+import jax.monitoring
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
+from fdn import genotype as G
 from fdn.candidate import CandidateTrainer, Stage1Cache, build_stage1_cache, steps
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import draw_variables
 from fdn.search import early_stop
 from fdn.search.loop import run_candidate
 from tests.test_candidate import TINY, _batches, _tiny_config
+from tests.test_search import XLA_CACHE
 
 OOM = "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1234567 bytes."
 
@@ -32,7 +38,9 @@ def trainer():
     encode = jax.jit(lambda v, x: encoder.apply(v, x, train=False))
     cache = build_stage1_cache(encode, enc_vars, _batches(rng, 8, 32, 3, 4))
     train, val = _batches(rng, 6, 32, 3, 2), _batches(rng, 4, 32, 3, 2)
-    t = CandidateTrainer(_tiny_config(), 3, enc_vars, cache, lambda: iter(train), val)
+    config = _tiny_config()
+    config.compilation_cache_dir = str(XLA_CACHE)  # XLA's persistent cache, as test_search: later runs load
+    t = CandidateTrainer(config, 3, enc_vars, cache, lambda: iter(train), val)
     t.stage1(TINY, jax.random.PRNGKey(0))  # compile stage 1 and eval once for every test
     return t
 
@@ -118,3 +126,32 @@ def test_out_of_memory_while_running_stage1(trainer, monkeypatch):
     rec, _ = _run(trainer)
     assert rec["stage"] == 1 and rec["reward"] == 0.0
     assert rec["failure"].startswith("out of memory in stage 1") and "RESOURCE_EXHAUSTED" in rec["failure"]
+
+
+# Other ops, other wiring, cells at other levels than TINY: everything a per-genotype program would bake in.
+OTHER = G.parse([[1, [1, 0, 2, 3], [2, 3, 5, 6], [4, 7, 7, 8]], [[1, 2], [4, 0], [5, 3]]])
+LOWERING = "/jax/core/compile/jaxpr_to_mlir_module_duration"  # every new program is lowered, cache or not
+COMPILING = "/jax/core/compile/backend_compile_duration"
+
+
+def test_a_second_genotype_reuses_the_compiled_programs(trainer):
+    """``programs='universal'``: after one genotype's stage 1, evaluation and stage 2, another genotype lowers
+    and compiles nothing at all (counted with ``jax.monitoring``, which sees the ahead-of-time compiles and the
+    persistent cache's loads alike) and the trainer's table still holds three programs."""
+    assert trainer.config.programs == "universal"
+    trainer.stage2(TINY, trainer.stage1(TINY, jax.random.PRNGKey(0)))  # warm (no-op if done already)
+    events = []
+
+    def listen(event, duration, **kwargs):
+        if event in (LOWERING, COMPILING):
+            events.append((event, kwargs.get("fun_name")))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        r1 = trainer.stage1(OTHER, jax.random.PRNGKey(1))
+        r2 = trainer.stage2(OTHER, r1)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert events == [], events
+    assert sorted(k[1] for k in trainer._compiled) == ["eval", "stage1", "stage2"]
+    assert r1.seconds["compile"] < 0.01 and r2.seconds["compile"] < 0.01

@@ -139,7 +139,7 @@ def _run_fdn_and_reference(monkeypatch, parts):
     history = []
     for t, (n_enc, n_dec) in enumerate(NORMS, start=1):
         g_enc, g_dec = _gradient(rng, f_enc.size, n_enc, frozen_enc), _gradient(rng, f_dec.size, n_dec, frozen_dec)
-        new_stats = jax.tree.map(lambda x: x + float(t), stats0)
+        new_stats = jax.tree.map(lambda x, t=t: x + float(t), stats0)
         state, _ = step(state, {"enc": jnp.asarray(g_enc), "dec": jnp.asarray(g_dec)}, new_stats)
         reference_step(ref, g_enc.astype(np.float64), g_dec.astype(np.float64), frozen_enc, frozen_dec, cfg, t)
         history.append((jax.device_get(state), {k: v.copy() for k, v in ref.items()}, new_stats))
