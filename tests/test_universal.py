@@ -159,7 +159,11 @@ def test_train_outputs_stats_and_gradients_match_the_ordinary_decoder(features):
         uv = universal.layout.to_universal(v, g)
         plan = {k: jnp.asarray(x) for k, x in make_plan(g).items()}
         (u_loss, (u_out, u_aux, u_stats)), u_grads = universal_step(uv["params"], uv["batch_stats"], plan)
-        assert rel(u_loss, loss, 1e-6) < 1e-5
+        # The fixed list as before; for the covering and random genotypes the weighted sum may cancel ~100x
+        # (sum of |terms| / |sum| up to 101, measured), so its error is judged against the terms' scale: the
+        # outputs themselves are held to 1e-5 just below (measured worst 3.6e-6, loss 2.9e-5 of |sum|).
+        floor = 1e-6 if seed < len(GENOTYPES) else float(jnp.sum(jnp.abs(out * weights[0])))
+        assert rel(u_loss, loss, floor) < 1e-5
         assert rel(u_out, out, 1e-6) < 1e-5
         assert max(rel(a, b, 1e-6) for a, b in zip(u_aux, aux)) < 1e-5
         back = universal.layout.from_universal({"params": u_grads, "batch_stats": u_stats}, g)
