@@ -21,6 +21,51 @@ GENOTYPES = [
     G.parse("[[7, [1, 0, 10, 7], [2, 1, 10, 6], [0, 5, 7, 4]], [[2, 1], [0, 0], [4, 1]]]"),
     G.parse("[[3, [0, 1, 5, 0], [3, 2, 2, 8], [2, 2, 6, 9]], [[3, 2], [1, 4], [0, 5]]]"),
 ]
+# The op slots of a cell: op0, then o1 and o2 of each pair.
+OP_POSITIONS = ("op0", "pair1.o1", "pair1.o2", "pair2.o1", "pair2.o2", "pair3.o1", "pair3.o2")
+
+
+def op_slots(g) -> dict:
+    return dict(zip(OP_POSITIONS, [g.op0, *[op for p in g.pairs for op in p[2:]]]))
+
+
+def covering_genotypes() -> list:
+    """G.NUM_OPS genotypes that together put every op id (conv3x3, id 1, included) in every op slot: genotype i
+    has op (i + 3k) % NUM_OPS in slot k, so each genotype mixes ops; its positions and block wiring vary too."""
+    out = []
+    for i in range(G.NUM_OPS):
+        ops = [(i + 3 * k) % G.NUM_OPS for k in range(len(OP_POSITIONS))]
+        pairs = [[i % 2, (i + 1) % 2, ops[1], ops[2]], [i % 5, (2 * i) % 5, ops[3], ops[4]],
+                 [(3 * i) % 8, (i + 5) % 8, ops[5], ops[6]]]
+        blocks = [[(i + 3) % 4, (i + 3 + i % 2) % 4], [(i + 2) % 5, i % 5], [(i + 3) % 6, (2 * i) % 6]]
+        out.append(G.parse([[ops[0], *pairs], blocks]))
+    return out
+
+
+# What the universal decoder is compared on: the fixed list, the covering set and random genotypes.
+COMPARED = GENOTYPES + covering_genotypes() + [None, None]  # None: a random genotype, drawn in the test
+
+
+def compared_genotypes():
+    rng = np.random.default_rng(7)
+    return [g if g is not None else random_genotype(rng) for g in COMPARED]
+
+
+def test_every_op_id_is_compared_in_every_op_slot():
+    """Computed from the genotypes the comparisons below use: no op id may be missing from any slot."""
+    compared = compared_genotypes()
+    assert sum(g is None for g in COMPARED) >= 2  # random genotypes too
+    seen = {pos: set() for pos in OP_POSITIONS}
+    for g in compared:
+        for pos, op in op_slots(g).items():
+            seen[pos].add(op)
+    missing = {pos: sorted(set(range(G.NUM_OPS)) - ops) for pos, ops in seen.items() if len(ops) < G.NUM_OPS}
+    assert not missing, missing
+    assert len(G.OPS) == G.NUM_OPS and [op.id for op in G.OPS] == list(range(G.NUM_OPS))
+    # Cells at every resolution level and blocks reading earlier blocks, too.
+    levels = {int(x) for g in compared for x in make_plan(g)["block_level"]}
+    assert levels == {0, 1, 2, 3}, levels
+    assert any(i >= 4 for g in compared for b in g.blocks for i in b)
 
 
 def random_genotype(rng):
@@ -100,8 +145,8 @@ def test_train_outputs_stats_and_gradients_match_the_ordinary_decoder(features):
         aux = [resize_from_level(a, plan["block_level"][b], OUT, geom) for b, a in enumerate(aux)]
         return score(out, aux), (out, aux, new)
 
-    universal_step = jax.jit(jax.value_and_grad(universal_loss, has_aux=True))  # compiled once, for both
-    for seed, g in enumerate(GENOTYPES):
+    universal_step = jax.jit(jax.value_and_grad(universal_loss, has_aux=True))  # compiled once, for all
+    for seed, g in enumerate(compared_genotypes()):
         decoder, v = ordinary_variables(g, features, seed)
 
         def ordinary_loss(params):
@@ -114,7 +159,11 @@ def test_train_outputs_stats_and_gradients_match_the_ordinary_decoder(features):
         uv = universal.layout.to_universal(v, g)
         plan = {k: jnp.asarray(x) for k, x in make_plan(g).items()}
         (u_loss, (u_out, u_aux, u_stats)), u_grads = universal_step(uv["params"], uv["batch_stats"], plan)
-        assert rel(u_loss, loss, 1e-6) < 1e-5
+        # The fixed list as before; for the covering and random genotypes the weighted sum may cancel ~100x
+        # (sum of |terms| / |sum| up to 101, measured), so its error is judged against the terms' scale: the
+        # outputs themselves are held to 1e-5 just below (measured worst 3.6e-6, loss 2.9e-5 of |sum|).
+        floor = 1e-6 if seed < len(GENOTYPES) else float(jnp.sum(jnp.abs(out * weights[0])))
+        assert rel(u_loss, loss, floor) < 1e-5
         assert rel(u_out, out, 1e-6) < 1e-5
         assert max(rel(a, b, 1e-6) for a, b in zip(u_aux, aux)) < 1e-5
         back = universal.layout.from_universal({"params": u_grads, "batch_stats": u_stats}, g)
@@ -131,7 +180,7 @@ def test_train_outputs_stats_and_gradients_match_the_ordinary_decoder(features):
 def test_eval_outputs_match_the_ordinary_decoder(features):
     universal = UniversalDecoder(SETTINGS)
     fn = jax.jit(lambda v, plan: universal.apply(v, features, plan, train=False, with_aux=False)[:2])
-    for seed, g in enumerate(GENOTYPES):
+    for seed, g in enumerate(compared_genotypes()):
         decoder, v = ordinary_variables(g, features, seed)
         logits, _ = decoder.apply(v, features, train=False, with_aux=False)
         plan = {k: jnp.asarray(x) for k, x in make_plan(g).items()}
