@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from fdn import genotype as G
 from fdn.conventions import IGNORE_LABEL as IGNORE
+from fdn.models import names as N
 from fdn.models.decoder import Decoder, DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.resize import resize_bilinear, resize_nearest
@@ -112,20 +113,20 @@ class OrdinaryPrograms:
         decoder = Decoder(genotype, self.settings)
 
         def predict(params, batch_stats, feats, size, plan):
-            (logits, aux), upd = decoder.apply({"params": params, "batch_stats": batch_stats}, feats, train=True,
-                                               with_aux=True, mutable=["batch_stats"])
-            return resize_bilinear(logits, size), [resize_bilinear(a, size) for a in aux], upd["batch_stats"]
+            (logits, aux), upd = decoder.apply({N.PARAMS: params, N.BATCH_STATS: batch_stats}, feats, train=True,
+                                               with_aux=True, mutable=[N.BATCH_STATS])
+            return resize_bilinear(logits, size), [resize_bilinear(a, size) for a in aux], upd[N.BATCH_STATS]
         return predict
 
     def stage2_predict(self, genotype):
         model = Segmenter(genotype, self.settings, self.expand_first_block)
 
         def predict(params, batch_stats, images, labels, plan):
-            (logits, aux), upd = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
-                                             with_aux=True, mutable=["batch_stats"])
+            (logits, aux), upd = model.apply({N.PARAMS: params, N.BATCH_STATS: batch_stats}, images, train=True,
+                                             with_aux=True, mutable=[N.BATCH_STATS])
             size = logits.shape[1:3]
             return (logits, resize_nearest(labels, size), [resize_bilinear(a, size) for a in aux],
-                    upd["batch_stats"])
+                    upd[N.BATCH_STATS])
         return predict
 
     def eval_predict(self, genotype):
@@ -174,7 +175,7 @@ class UniversalPrograms:
 
         def predict(params, batch_stats, feats, size, plan):
             geom = Geometry.of(feats)
-            logits, level, aux, new = dec.apply({"params": params, "batch_stats": batch_stats}, feats, plan,
+            logits, level, aux, new = dec.apply({N.PARAMS: params, N.BATCH_STATS: batch_stats}, feats, plan,
                                                 train=True, with_aux=True)
             out = resize_from_level(logits, level, size, geom)
             return out, [resize_from_level(a, plan["block_level"][b], size, geom) for b, a in enumerate(aux)], new
@@ -185,10 +186,10 @@ class UniversalPrograms:
         encoder = MobileNetV2Encoder(self.expand_first_block)
 
         def predict(params, batch_stats, images, labels, plan):
-            feats, upd = encoder.apply({"params": params["encoder"], "batch_stats": batch_stats["encoder"]},
-                                       images, True, mutable=["batch_stats"])
+            feats, upd = encoder.apply({N.PARAMS: params[N.ENCODER], N.BATCH_STATS: batch_stats[N.ENCODER]},
+                                       images, True, mutable=[N.BATCH_STATS])
             geom = Geometry.of(feats)
-            logits, level, aux, new = dec.apply({"params": params["decoder"], "batch_stats": batch_stats["decoder"]},
+            logits, level, aux, new = dec.apply({N.PARAMS: params[N.DECODER], N.BATCH_STATS: batch_stats[N.DECODER]},
                                                 feats, plan, train=True, with_aux=True)
             h0, w0 = geom.canvas
             per_level = jnp.stack([
@@ -196,7 +197,7 @@ class UniversalPrograms:
                         constant_values=IGNORE) for s in geom.sizes])
             small = jax.lax.dynamic_index_in_dim(per_level, level, keepdims=False)
             aux = [resize_levels(a, plan["block_level"][b], level, geom) for b, a in enumerate(aux)]
-            return logits, small, aux, {"encoder": upd["batch_stats"], "decoder": new}
+            return logits, small, aux, {N.ENCODER: upd[N.BATCH_STATS], N.DECODER: new}
         return predict
 
     def eval_predict(self, genotype=None):

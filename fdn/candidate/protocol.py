@@ -13,6 +13,8 @@ import dataclasses
 import functools
 from typing import Callable, Iterable, Protocol, runtime_checkable
 
+from fdn.models import names as N
+
 MAX_REASON = 300  # characters of a failure reason kept in the run log
 
 
@@ -70,7 +72,7 @@ class StageResult:
         2-core CPU), which the search itself never needs.
         """
         dec = self.to_ordinary(self.decoder_program_variables)
-        return {k: {"encoder": self.encoder_variables[k], "decoder": dec[k]} for k in ("params", "batch_stats")}
+        return {k: {N.ENCODER: self.encoder_variables[k], N.DECODER: dec[k]} for k in (N.PARAMS, N.BATCH_STATS)}
 
     @property
     def steps_per_second(self) -> float | None:

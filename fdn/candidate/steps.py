@@ -19,6 +19,7 @@ import optax
 
 from fdn import losses, polyak
 from fdn.metrics import confusion_matrix
+from fdn.models import names as N
 
 
 # ------------------------------------------------------------------------------------------------ stage 1
@@ -46,18 +47,18 @@ def stage1_step(predict, tx, flattener, cfg, state, feats, labels, teacher, plan
     # Differentiate w.r.t. the tree and concatenate the gradients: the transpose of unflatten's slices would
     # be one full-length pad per leaf.
     grad_fn = jax.value_and_grad(stage1_loss, argnums=1, has_aux=True)
-    (loss, (parts, batch_stats)), grads = grad_fn(predict, flattener.unflatten(state["params"]),
-                                                   state["batch_stats"], feats, labels, teacher, plan, cfg)
+    (loss, (parts, batch_stats)), grads = grad_fn(predict, flattener.unflatten(state[N.PARAMS]),
+                                                   state[N.BATCH_STATS], feats, labels, teacher, plan, cfg)
     grads = flattener.flatten(grads)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = state["params"] + updates
+    updates, opt_state = tx.update(grads, state["opt_state"], state[N.PARAMS])
+    params = state[N.PARAMS] + updates
     avg = polyak.update(state["avg"], params, cfg.polyak_decay)
     metrics = dict(parts, loss=loss, grad_norm=optax.tree.norm(grads))
-    return {"params": params, "batch_stats": batch_stats, "opt_state": opt_state, "avg": avg}, metrics
+    return {N.PARAMS: params, N.BATCH_STATS: batch_stats, "opt_state": opt_state, "avg": avg}, metrics
 
 
 def init_state(tx, flat_params, batch_stats):
-    return {"params": flat_params, "batch_stats": batch_stats, "opt_state": tx.init(flat_params),
+    return {N.PARAMS: flat_params, N.BATCH_STATS: batch_stats, "opt_state": tx.init(flat_params),
             "avg": polyak.init(flat_params)}
 
 
@@ -91,7 +92,7 @@ def make_stage1_program(predict, tx, flattener, cfg, *, num_examples: int, batch
 def end_epoch(state):
     """Polyak write-back at an epoch end (parameters only; BN statistics keep their live values)."""
     out = dict(state)
-    for name, avg_name in (("params", "avg"), ("enc", "avg_enc"), ("dec", "avg_dec")):
+    for name, avg_name in ((N.PARAMS, "avg"), ("enc", "avg_enc"), ("dec", "avg_dec")):
         if name in state:
             out[name] = polyak.write_back(state[avg_name], state[name])
     return out
@@ -115,20 +116,20 @@ def stage2_step(predict, tx_enc, tx_dec, flat_enc, flat_dec, cfg, state, images,
     """One end-to-end step. ``state`` = {enc, dec (flat vectors), batch_stats, opt_enc, opt_dec, avg_enc,
     avg_dec}; encoder and decoder are clipped and updated by their own optimisers."""
 
-    params = {"encoder": flat_enc.unflatten(state["enc"]), "decoder": flat_dec.unflatten(state["dec"])}
+    params = {N.ENCODER: flat_enc.unflatten(state["enc"]), N.DECODER: flat_dec.unflatten(state["dec"])}
     grad_fn = jax.value_and_grad(stage2_loss, argnums=1, has_aux=True)
-    (loss, (_, batch_stats)), grads = grad_fn(predict, params, state["batch_stats"], images, labels, plan, cfg)
-    g_enc, g_dec = flat_enc.flatten(grads["encoder"]), flat_dec.flatten(grads["decoder"])
+    (loss, (_, batch_stats)), grads = grad_fn(predict, params, state[N.BATCH_STATS], images, labels, plan, cfg)
+    g_enc, g_dec = flat_enc.flatten(grads[N.ENCODER]), flat_dec.flatten(grads[N.DECODER])
     u_enc, opt_enc = tx_enc.update(g_enc, state["opt_enc"], state["enc"])
     u_dec, opt_dec = tx_dec.update(g_dec, state["opt_dec"], state["dec"])
     enc, dec = state["enc"] + u_enc, state["dec"] + u_dec
-    return {"enc": enc, "dec": dec, "batch_stats": batch_stats, "opt_enc": opt_enc, "opt_dec": opt_dec,
+    return {"enc": enc, "dec": dec, N.BATCH_STATS: batch_stats, "opt_enc": opt_enc, "opt_dec": opt_dec,
             "avg_enc": polyak.update(state["avg_enc"], enc, cfg.polyak_decay),
             "avg_dec": polyak.update(state["avg_dec"], dec, cfg.polyak_decay)}, loss
 
 
 def init_stage2_state(tx_enc, tx_dec, enc, dec, batch_stats):
-    return {"enc": enc, "dec": dec, "batch_stats": batch_stats, "opt_enc": tx_enc.init(enc),
+    return {"enc": enc, "dec": dec, N.BATCH_STATS: batch_stats, "opt_enc": tx_enc.init(enc),
             "opt_dec": tx_dec.init(dec), "avg_enc": polyak.init(enc), "avg_dec": polyak.init(dec)}
 
 

@@ -33,6 +33,7 @@ from fdn.candidate.cache import Stage1Cache
 from fdn.candidate.programs import make_programs, ordinary_abstract
 from fdn.candidate.protocol import CandidateFailure, StageResult, failure_reason
 from fdn.metrics import segmentation_metrics
+from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import draw_variables
@@ -146,14 +147,14 @@ class CandidateTrainer:
     def _decoder_parts(self, genotype):
         def build():
             abstract = self.programs.abstract(genotype, [f.shape for f in self.cache.features])
-            return abstract, flat.Flattener(abstract["params"])
+            return abstract, flat.Flattener(abstract[N.PARAMS])
         return self._cached("stage1", genotype, build)
 
     def _stage1_tx(self, genotype):
         """Stage 1's optimiser: Adam on the decoder's flat vector, the genotype's unused adapters frozen."""
         c = self.config.stage1
         abstract, flattener = self._decoder_parts(genotype)
-        trainable = optim.trainable_vector(flattener, optim.decoder_labels(abstract["params"], genotype))
+        trainable = optim.trainable_vector(flattener, optim.decoder_labels(abstract[N.PARAMS], genotype))
         return optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, trainable)
 
     def _stage1_exe(self, genotype):
@@ -165,7 +166,7 @@ class CandidateTrainer:
             program = steps.make_stage1_program(self.programs.stage1_predict(genotype), tx, flattener, c,
                                                 batch_size=batch, epochs=c.epochs,
                                                 num_examples=self.cache.num_examples)
-            state = jax.eval_shape(lambda: steps.init_state(tx, jnp.zeros(flattener.size), abstract["batch_stats"]))
+            state = jax.eval_shape(lambda: steps.init_state(tx, jnp.zeros(flattener.size), abstract[N.BATCH_STATS]))
             args = (state, jax.random.PRNGKey(0), *self._cache_args(), self.programs.plan(genotype))
             return jax.jit(program, donate_argnums=0).lower(*args).compile()
         return self._executable((self.programs.key(genotype), "stage1"), build)
@@ -197,13 +198,13 @@ class CandidateTrainer:
             feature_shapes = [f.shape for f in jax.eval_shape(
                 lambda v: model.apply(v, dummy, method=Segmenter.encode), ordinary)]
             dec = self.programs.abstract(genotype, feature_shapes)
-            abstract = {k: {"encoder": ordinary[k]["encoder"], "decoder": dec[k]} for k in ("params", "batch_stats")}
-            return abstract, flat.Flattener(abstract["params"]["encoder"]), flat.Flattener(abstract["params"]["decoder"])
+            abstract = {k: {N.ENCODER: ordinary[k][N.ENCODER], N.DECODER: dec[k]} for k in (N.PARAMS, N.BATCH_STATS)}
+            return abstract, flat.Flattener(abstract[N.PARAMS][N.ENCODER]), flat.Flattener(abstract[N.PARAMS][N.DECODER])
 
         abstract, f_enc, f_dec = self._cached("stage2", genotype, build)
-        p = abstract["params"]
-        enc_on = optim.trainable_vector(f_enc, optim.encoder_labels(p["encoder"], genotype))
-        dec_on = optim.trainable_vector(f_dec, optim.decoder_labels(p["decoder"], genotype))
+        p = abstract[N.PARAMS]
+        enc_on = optim.trainable_vector(f_enc, optim.encoder_labels(p[N.ENCODER], genotype))
+        dec_on = optim.trainable_vector(f_dec, optim.decoder_labels(p[N.DECODER], genotype))
         tx_enc = optim.flat_sgd(c.enc_lr, c.enc_momentum, c.enc_weight_decay, c.grad_clip, enc_on)
         tx_dec = optim.flat_adam(c.dec_lr, c.dec_weight_decay, c.grad_clip, dec_on)
         return abstract, tx_enc, tx_dec, f_enc, f_dec
@@ -215,7 +216,7 @@ class CandidateTrainer:
             predict = self.programs.stage2_predict(genotype)
             fn = lambda s, x, y, d: steps.stage2_step(predict, tx_enc, tx_dec, f_enc, f_dec, c, s, x, y, d)  # noqa
             state = jax.eval_shape(lambda: steps.init_stage2_state(
-                tx_enc, tx_dec, jnp.zeros(f_enc.size), jnp.zeros(f_dec.size), abstract["batch_stats"]))
+                tx_enc, tx_dec, jnp.zeros(f_enc.size), jnp.zeros(f_dec.size), abstract[N.BATCH_STATS]))
             size = (c.crop_size, c.crop_size)
             images = jax.ShapeDtypeStruct((c.batch_size, *size, 3), jnp.float32)
             labels = jax.ShapeDtypeStruct((c.batch_size, *size), jnp.uint8)
@@ -240,7 +241,7 @@ class CandidateTrainer:
         ordinary_shapes = self._ordinary_shapes[genotype]
         variables = self.programs.to_program(
             draw_variables(ordinary_shapes, int(jax.random.randint(init_key, (), 0, 2 ** 31 - 1))), genotype)
-        state = steps.init_state(tx, flattener.flatten(variables["params"]), variables["batch_stats"])
+        state = steps.init_state(tx, flattener.flatten(variables[N.PARAMS]), variables[N.BATCH_STATS])
         data = self.programs.plan(genotype)
         t0 = time.perf_counter()
         try:
@@ -250,9 +251,9 @@ class CandidateTrainer:
             raise CandidateFailure(failure_reason(err, "stage 1")) from err
         train_s = time.perf_counter() - t0
         _check_finite(losses, "stage 1")
-        decoder_vars = {"params": flattener.unflatten(state["params"]), "batch_stats": state["batch_stats"]}
+        decoder_vars = {N.PARAMS: flattener.unflatten(state[N.PARAMS]), N.BATCH_STATS: state[N.BATCH_STATS]}
         # Counted from shapes in the ordinary layout (the official names: aux heads are 'aux*').
-        params = {"encoder": self.encoder_variables["params"], "decoder": ordinary_shapes["params"]}
+        params = {N.ENCODER: self.encoder_variables[N.PARAMS], N.DECODER: ordinary_shapes[N.PARAMS]}
         counts = (count_params(params, True), count_params(params, False))
         return self._finish(genotype, decoder_vars, self.encoder_variables, self._val_feats, compile_s, train_s,
                             start, counts, steps=int(losses.size))
@@ -268,8 +269,8 @@ class CandidateTrainer:
         enc, dec = stage1_result.encoder_variables, stage1_result.decoder_program_variables
         # The step donates its state: copy what stage 1's result shares with the trainer.
         batch_stats = jax.tree.map(lambda a: jnp.array(a, copy=True),
-                                   {"encoder": enc["batch_stats"], "decoder": dec["batch_stats"]})
-        state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(enc["params"]), f_dec.flatten(dec["params"]),
+                                   {N.ENCODER: enc[N.BATCH_STATS], N.DECODER: dec[N.BATCH_STATS]})
+        state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(enc[N.PARAMS]), f_dec.flatten(dec[N.PARAMS]),
                                         batch_stats)
         data = self.programs.plan(genotype)
         t0 = time.perf_counter()
@@ -303,8 +304,8 @@ class CandidateTrainer:
         except Exception as err:  # noqa: BLE001
             raise CandidateFailure(failure_reason(err, "stage 2")) from err
         train_s = time.perf_counter() - t0
-        decoder_vars = {"params": f_dec.unflatten(state["dec"]), "batch_stats": state["batch_stats"]["decoder"]}
-        encoder_vars = {"params": f_enc.unflatten(state["enc"]), "batch_stats": state["batch_stats"]["encoder"]}
+        decoder_vars = {N.PARAMS: f_dec.unflatten(state["dec"]), N.BATCH_STATS: state[N.BATCH_STATS][N.DECODER]}
+        encoder_vars = {N.PARAMS: f_enc.unflatten(state["enc"]), N.BATCH_STATS: state[N.BATCH_STATS][N.ENCODER]}
         counts = (stage1_result.params_total, stage1_result.params_without_aux)  # the same network
         return self._finish(genotype, decoder_vars, encoder_vars, None, compile_s, train_s, start, counts,
                             steps=trained, input_wait=input_wait)
