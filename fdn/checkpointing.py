@@ -43,8 +43,9 @@ class CheckpointError(UserError, RuntimeError):
 
 def abstract_like(tree):
     """The ``jax.ShapeDtypeStruct`` of every leaf of ``tree`` (leaves that are already abstract stay as they are)."""
-    return jax.tree.map(lambda x: x if isinstance(x, jax.ShapeDtypeStruct) else ocp.utils.to_shape_dtype_struct(x),
-                        tree)
+    return jax.tree.map(
+        lambda x: x if isinstance(x, jax.ShapeDtypeStruct) else ocp.utils.to_shape_dtype_struct(x), tree
+    )
 
 
 @contextlib.contextmanager
@@ -101,8 +102,13 @@ def save_tree(path: str | os.PathLike, tree) -> Path:
     return path
 
 
-def restore_tree(path: str | os.PathLike, like, *, what: str | None = None,
-                 hint: str = "the checkpoint is damaged or of another model: write it again"):
+def restore_tree(
+    path: str | os.PathLike,
+    like,
+    *,
+    what: str | None = None,
+    hint: str = "the checkpoint is damaged or of another model: write it again",
+):
     """The pytree saved at ``path``, restored into the structure, shapes and dtypes of ``like``.
 
     ``like`` may be concrete (its values are unused) or abstract. A failure raises `CheckpointError` with
@@ -123,16 +129,19 @@ class StepManager:
     are on disk (call `wait` before relying on them); otherwise `save` returns when the step is complete.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, keep_latest: int = 1, keep_best: bool = False,
-                 asynchronous: bool = False):
+    def __init__(
+        self, directory: str | os.PathLike, *, keep_latest: int = 1, keep_best: bool = False, asynchronous: bool = False
+    ):
         from orbax.checkpoint import checkpoint_managers as cm
 
         policy = cm.LatestN(keep_latest)
         if keep_best:
-            policy = cm.AnyPreservationPolicy([policy, cm.BestN(
-                get_metric_fn=lambda m: m[SCORE], n=1, keep_checkpoints_without_metrics=False)])
-        options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
-                                               enable_async_checkpointing=asynchronous)
+            policy = cm.AnyPreservationPolicy(
+                [policy, cm.BestN(get_metric_fn=lambda m: m[SCORE], n=1, keep_checkpoints_without_metrics=False)]
+            )
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policy, create=True, enable_async_checkpointing=asynchronous
+        )
         self.directory = Path(directory).absolute()
         self.asynchronous = asynchronous
         self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -140,8 +149,15 @@ class StepManager:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
-    def save(self, step: int, *, arrays: dict | None = None, json: dict | None = None,
-             iterators: dict | None = None, score: float | None = None) -> None:
+    def save(
+        self,
+        step: int,
+        *,
+        arrays: dict | None = None,
+        json: dict | None = None,
+        iterators: dict | None = None,
+        score: float | None = None,
+    ) -> None:
         """Saves step ``step`` (replacing it if present): ``arrays`` {item: pytree}, ``json`` {item: dict},
         ``iterators`` {item: grain iterator}."""
         items = {name: ocp.args.StandardSave(tree) for name, tree in (arrays or {}).items()}
@@ -150,21 +166,31 @@ class StepManager:
             import grain
 
             items.update({name: grain.checkpoint.CheckpointSave(it) for name, it in iterators.items()})
-        self._manager.save(step, args=ocp.args.Composite(**items), force=True,
-                           metrics=None if score is None else {SCORE: float(score)})
+        self._manager.save(
+            step, args=ocp.args.Composite(**items), force=True, metrics=None if score is None else {SCORE: float(score)}
+        )
         if not self.asynchronous:
             self._manager.wait_until_finished()
 
-    def restore(self, step: int, *, arrays: dict | None = None, json: tuple = (), iterators: dict | None = None,
-                hint: str = "the checkpoint is damaged or was written with other settings: use a new directory"):
+    def restore(
+        self,
+        step: int,
+        *,
+        arrays: dict | None = None,
+        json: tuple = (),
+        iterators: dict | None = None,
+        hint: str = "the checkpoint is damaged or was written with other settings: use a new directory",
+    ):
         """{item: value} of step ``step``.
 
         ``arrays`` {item: target}: each restored into the shapes of its target (`abstract_like`), or as saved
         when the target is None; ``json``: names of JSON items; ``iterators`` {item: grain iterator}, each set
         to its saved position in place. Any failure raises `CheckpointError` naming the step and ``hint``.
         """
-        items = {name: ocp.args.StandardRestore(None if like is None else abstract_like(like))
-                 for name, like in (arrays or {}).items()}
+        items = {
+            name: ocp.args.StandardRestore(None if like is None else abstract_like(like))
+            for name, like in (arrays or {}).items()
+        }
         items.update({name: ocp.args.JsonRestore() for name in json})
         if iterators:
             import grain

@@ -39,10 +39,19 @@ def describe_flag_error(err: BaseException, argv: list[str]) -> str:
         names = re.findall(r"'([A-Za-z_][\w]*)'", text.replace("\\'", "'"))
         hint = re.search(r'Did you mean "([^"]+)"', text.replace('\\"', '"'))
         bad = names[0] if names else "?"
-        flag = next((a.split("=")[0] for a in argv if a.startswith("--config.") and
-                     re.search(rf"\.{re.escape(bad)}(=|$)", a.split("=")[0])), f"--config...{bad}")
-        return (f"unknown config key {flag}" + (f" (did you mean {hint.group(1)!r}?)" if hint else "") +
-                "; fix the spelling (the config file lists every key)")
+        flag = next(
+            (
+                a.split("=")[0]
+                for a in argv
+                if a.startswith("--config.") and re.search(rf"\.{re.escape(bad)}(=|$)", a.split("=")[0])
+            ),
+            f"--config...{bad}",
+        )
+        return (
+            f"unknown config key {flag}"
+            + (f" (did you mean {hint.group(1)!r}?)" if hint else "")
+            + "; fix the spelling (the config file lists every key)"
+        )
     if "Failed loading config file" in text or "No such file or directory" in text:
         path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "?")
         return f"cannot load the config file {path.split(':')[0]!r}: no such file (give a path like configs/demo.py)"

@@ -30,6 +30,7 @@ USER_ERROR_TYPES: tuple[type[BaseException], ...] = (UserError, FileNotFoundErro
 
 def report_user_errors(command: str):
     """Decorator for a command's main: a `USER_ERROR_TYPES` error -> ``command: error: ...`` and exit status 2."""
+
     def wrap(main):
         @functools.wraps(main)
         def run(*args, **kwargs):
@@ -38,5 +39,7 @@ def report_user_errors(command: str):
             except USER_ERROR_TYPES as err:
                 print(f"{command}: error: {err}", file=sys.stderr)
                 sys.exit(2)
+
         return run
+
     return wrap

@@ -40,8 +40,20 @@ def main(argv):
     f = flags.FLAGS
     from fdn.serve.evaluation import evaluate_checkpoint
 
-    scores, text = evaluate_checkpoint(f.checkpoint, f.split, f.dataset, f.data_dir, f.crop, f.min_side, f.batch_size,
-                       f.num_examples, f.omit_classes, f.png_dir, f.num_png, f.depth_max)
+    scores, text = evaluate_checkpoint(
+        f.checkpoint,
+        f.split,
+        f.dataset,
+        f.data_dir,
+        f.crop,
+        f.min_side,
+        f.batch_size,
+        f.num_examples,
+        f.omit_classes,
+        f.png_dir,
+        f.num_png,
+        f.depth_max,
+    )
     print(text)
     if f.json:
         with open(f.json, "w") as out:

@@ -54,8 +54,7 @@ def main(argv):
     h, w = parse_size(f.size)
     shape = export_lib.ExportSpec(f.batch or None, h, w)
     try:
-        print(export_lib.export_checkpoint(f.checkpoint, f.format, f.out, shape, f.fold_bn, f.platforms,
-                                           f.overwrite))
+        print(export_lib.export_checkpoint(f.checkpoint, f.format, f.out, shape, f.fold_bn, f.platforms, f.overwrite))
     except export_lib.ExportError as err:  # not (yet) one of fdn.errors' user error types
         print(f"fdn.export: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -237,8 +237,8 @@ def _as_int(value: Any, field: str) -> int:
 def _from_list(obj: Any) -> Genotype:
     if not isinstance(obj, (list, tuple)) or len(obj) != 2:
         raise GenotypeError(
-            "a genotype is [[op0, [p1, p2, o1, o2] x3], [[i1, i2] x3]] (cell, then block connections); "
-            f"got {obj!r}")
+            f"a genotype is [[op0, [p1, p2, o1, o2] x3], [[i1, i2] x3]] (cell, then block connections); got {obj!r}"
+        )
     cell, blocks = obj
     if not isinstance(cell, (list, tuple)) or len(cell) != 1 + NUM_PAIRS:
         raise GenotypeError(f"the cell part must be [op0, [p1, p2, o1, o2] x3], got {cell!r}")
@@ -271,7 +271,8 @@ def parse(spec: Any) -> Genotype:
         if "[" not in text:
             raise GenotypeError(
                 f"unknown genotype {text!r}: give a released name ({', '.join(RELEASED)}) or a literal "
-                "like [[op0, [p1, p2, o1, o2] x3], [[i1, i2] x3]]")
+                "like [[op0, [p1, p2, o1, o2] x3], [[i1, i2] x3]]"
+            )
         literal = _extract_nested_list(text)
         try:
             obj = json.loads(literal)

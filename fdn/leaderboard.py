@@ -13,20 +13,24 @@ from fdn.cli import run_command
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("top_k", 10, "rows of the table")
 flags.DEFINE_integer("draw_k", 3, "genotypes to draw")
-flags.DEFINE_bool("html", False, "also write report/index.html: one self-contained page (plots, drawings, "
-                  "training commands) to open in a browser")
-flags.DEFINE_multi_string("compare", [], "another search workdir to set beside this one (table + "
-                          "report/compare.png); repeat for several")
+flags.DEFINE_bool(
+    "html",
+    False,
+    "also write report/index.html: one self-contained page (plots, drawings, training commands) to open in a browser",
+)
+flags.DEFINE_multi_string(
+    "compare", [], "another search workdir to set beside this one (table + report/compare.png); repeat for several"
+)
 
 
 def main(argv):
     if len(argv) != 2:
-        raise app.UsageError("usage: python -m fdn.leaderboard WORKDIR [--html] [--top_k=10] [--draw_k=3] "
-                             "[--compare=OTHER]")
+        raise app.UsageError(
+            "usage: python -m fdn.leaderboard WORKDIR [--html] [--top_k=10] [--draw_k=3] [--compare=OTHER]"
+        )
     from fdn.search.leaderboard import report_command
 
-    return report_command(argv[1], top_k=FLAGS.top_k, draw_k=FLAGS.draw_k, compare=FLAGS.compare,
-                          html=FLAGS.html)
+    return report_command(argv[1], top_k=FLAGS.top_k, draw_k=FLAGS.draw_k, compare=FLAGS.compare, html=FLAGS.html)
 
 
 if __name__ == "__main__":

@@ -115,18 +115,30 @@ def depth_sums(pred, target):
     def total(x):
         return jnp.sum(jnp.where(valid, x, 0.0))
 
-    return {"count": jnp.sum(valid).astype(jnp.float32), "sq": total(jnp.square(p - t)),
-            "log_sq": total(jnp.square(jnp.log(p) - jnp.log(t))), "abs_rel": total(jnp.abs(p - t) / t),
-            "sq_rel": total(jnp.square(p - t) / t), "log10": total(jnp.abs(jnp.log10(p) - jnp.log10(t))),
-            "delta1": total((ratio < 1.25).astype(jnp.float32)),
-            "delta2": total((ratio < 1.25 ** 2).astype(jnp.float32)),
-            "delta3": total((ratio < 1.25 ** 3).astype(jnp.float32))}
+    return {
+        "count": jnp.sum(valid).astype(jnp.float32),
+        "sq": total(jnp.square(p - t)),
+        "log_sq": total(jnp.square(jnp.log(p) - jnp.log(t))),
+        "abs_rel": total(jnp.abs(p - t) / t),
+        "sq_rel": total(jnp.square(p - t) / t),
+        "log10": total(jnp.abs(jnp.log10(p) - jnp.log10(t))),
+        "delta1": total((ratio < 1.25).astype(jnp.float32)),
+        "delta2": total((ratio < 1.25**2).astype(jnp.float32)),
+        "delta3": total((ratio < 1.25**3).astype(jnp.float32)),
+    }
 
 
 def depth_metrics(sums) -> dict[str, float]:
     """RMSE, log-RMSE, abs rel, sq rel, log10 and delta < 1.25^k from (accumulated) ``depth_sums``."""
     s = {k: float(v) for k, v in jax.device_get(sums).items()}
     n = max(s["count"], 1.0)
-    return {"rmse": float(np.sqrt(s["sq"] / n)), "log_rmse": float(np.sqrt(s["log_sq"] / n)),
-            "abs_rel": s["abs_rel"] / n, "sq_rel": s["sq_rel"] / n, "log10": s["log10"] / n,
-            "delta1": s["delta1"] / n, "delta2": s["delta2"] / n, "delta3": s["delta3"] / n}
+    return {
+        "rmse": float(np.sqrt(s["sq"] / n)),
+        "log_rmse": float(np.sqrt(s["log_sq"] / n)),
+        "abs_rel": s["abs_rel"] / n,
+        "sq_rel": s["sq_rel"] / n,
+        "log10": s["log10"] / n,
+        "delta1": s["delta1"] / n,
+        "delta2": s["delta2"] / n,
+        "delta3": s["delta3"] / n,
+    }

@@ -113,10 +113,13 @@ class Depth(Task):
         return upsampled[..., 0]
 
 
-REGISTRY: dict[str, Task] = {t.name: t for t in (
-    Segmentation(SEGMENTATION, categorical=True, report_keys=("miou", "pixel_acc")),
-    Depth(DEPTH, categorical=False, report_keys=("rmse", "log_rmse", "abs_rel", "delta1"), fixed_channels=1),
-)}
+REGISTRY: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Segmentation(SEGMENTATION, categorical=True, report_keys=("miou", "pixel_acc")),
+        Depth(DEPTH, categorical=False, report_keys=("rmse", "log_rmse", "abs_rel", "delta1"), fixed_channels=1),
+    )
+}
 NAMES = tuple(REGISTRY)
 
 

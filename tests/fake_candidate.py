@@ -54,8 +54,17 @@ def _no_variables(program_variables):
 class CandidateTrainer:
     """Implements ``fdn.candidate.protocol.Trainer``; the class is the ``TrainerFactory``."""
 
-    def __init__(self, config, num_classes, encoder_variables, stage1_cache, train_batches, val_batches, *,
-                 expand_first_block=True):
+    def __init__(
+        self,
+        config,
+        num_classes,
+        encoder_variables,
+        stage1_cache,
+        train_batches,
+        val_batches,
+        *,
+        expand_first_block=True,
+    ):
         self.config = config
         self.train_batches = train_batches
         self.calls = 0
@@ -70,9 +79,17 @@ class CandidateTrainer:
         noise = float(jax.random.uniform(key, (), minval=-0.02, maxval=0.02))
         reward = scale * (0.2 + 0.6 * skill) + noise + data
         metrics = {"miou": reward, "macc": reward, "fwiou": reward, "reward": reward}
-        return StageResult(reward, metrics, 1000 + 10 * sum(ops), 900,
-                           {"compile": 0.01, "train": 0.02, "eval": 0.01}, steps=1, encoder_variables={},
-                           decoder_program_variables={}, to_ordinary=_no_variables)
+        return StageResult(
+            reward,
+            metrics,
+            1000 + 10 * sum(ops),
+            900,
+            {"compile": 0.01, "train": 0.02, "eval": 0.01},
+            steps=1,
+            encoder_variables={},
+            decoder_program_variables={},
+            to_ordinary=_no_variables,
+        )
 
     def stage1(self, genotype, key):
         index = self.calls

@@ -55,8 +55,9 @@ class RawGradState(NamedTuple):
 
 def keep_raw_grad() -> optax.GradientTransformation:
     """Identity on the updates; its state holds the last gradient it saw (the step's raw gradient)."""
-    return optax.GradientTransformation(lambda p: RawGradState(jnp.zeros_like(p)),
-                                        lambda g, s, p=None: (g, RawGradState(g)))
+    return optax.GradientTransformation(
+        lambda p: RawGradState(jnp.zeros_like(p)), lambda g, s, p=None: (g, RawGradState(g))
+    )
 
 
 def run_step(program: str, case: str = "search_a_stage1") -> dict:
@@ -79,7 +80,7 @@ def run_step(program: str, case: str = "search_a_stage1") -> dict:
     # The converter reads full segmenter state dicts; search_a holds the same model's encoder.
     with np.load(PARITY / "search_a.npz") as z:
         state_dict = {k: z[k] for k in z.files if k.startswith("encoder.")}
-    state_dict.update({"decoder." + k[len("init/"):]: v for k, v in arrays.items() if k.startswith("init/")})
+    state_dict.update({"decoder." + k[len("init/") :]: v for k, v in arrays.items() if k.startswith("init/")})
     variables = variables_from_torch(state_dict, spec)
     dec_vars = {"params": variables["params"]["decoder"], "batch_stats": variables["batch_stats"]["decoder"]}
     programs = make_programs(program, settings)
@@ -100,17 +101,27 @@ def run_step(program: str, case: str = "search_a_stage1") -> dict:
 
     def official_names(params, batch_stats=None):
         params = jax.tree.map(np.asarray, params)
-        ordinary = programs.to_ordinary({"params": params, "batch_stats": batch_stats or prog_vars["batch_stats"]},
-                                        genotype)
+        ordinary = programs.to_ordinary(
+            {"params": params, "batch_stats": batch_stats or prog_vars["batch_stats"]}, genotype
+        )
         v = {"params": {"decoder": ordinary["params"]}}
         if batch_stats is not None:
             v["batch_stats"] = {"decoder": ordinary["batch_stats"]}
         sd = torch_from_variables(v)
-        return {k[len("decoder."):]: x for k, x in sd.items() if not k.endswith("tracked")}
+        return {k[len("decoder.") :]: x for k, x in sd.items() if not k.endswith("tracked")}
 
     new_state = jax.device_get(new_state)
-    return {"programs": program, "arrays": arrays, "meta": meta, "metrics": jax.device_get(metrics),
-            "tx": tx, "state": state, "flattener": flattener, "init": official_names(dec_vars["params"]),
-            "grad": official_names(flattener.unflatten(new_state["opt_state"][0].grad)),
-            "after": official_names(flattener.unflatten(new_state["params"]), new_state["batch_stats"]),
-            "avg": official_names(flattener.unflatten(new_state["avg"])), "names": official_names}
+    return {
+        "programs": program,
+        "arrays": arrays,
+        "meta": meta,
+        "metrics": jax.device_get(metrics),
+        "tx": tx,
+        "state": state,
+        "flattener": flattener,
+        "init": official_names(dec_vars["params"]),
+        "grad": official_names(flattener.unflatten(new_state["opt_state"][0].grad)),
+        "after": official_names(flattener.unflatten(new_state["params"]), new_state["batch_stats"]),
+        "avg": official_names(flattener.unflatten(new_state["avg"])),
+        "names": official_names,
+    }

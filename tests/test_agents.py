@@ -8,8 +8,7 @@ import pytest
 
 from fdn.agents import controller
 from fdn import genotype as gt
-from fdn.agents import (AgentState, make_agent, ppo, restore_agent_state, save_agent_state,
-                        default_config)
+from fdn.agents import AgentState, make_agent, ppo, restore_agent_state, save_agent_state, default_config
 
 TARGET_OP = 3
 OP_ACTIONS = [1, 4, 5, 8, 9, 12, 13]  # op0 and the pairs' o1, o2 in the action vector
@@ -27,8 +26,9 @@ def target_prob(agent, state):
 
 def leaves_equal(a, b):
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    return (jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
-            and all(np.array_equal(x, y) for x, y in zip(la, lb)))
+    return jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b) and all(
+        np.array_equal(x, y) for x, y in zip(la, lb)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,8 @@ def test_surrogate_loss_is_the_clipped_objective():
     adv = jnp.asarray([1.0, -2.0, 3.0, 0.5])
     mask = jnp.asarray([True, True, True, False])
     loss, (action_loss, _, clip_fraction) = jax.jit(ppo.surrogate_loss, static_argnums=(5, 6))(
-        params, actions, old, adv, mask, 0.1, 0.0)
+        params, actions, old, adv, mask, 0.1, 0.0
+    )
     ratio = np.exp(np.asarray(log_probs - old, np.float64))
     surr = np.minimum(ratio * adv, np.clip(ratio, 0.9, 1.1) * adv)
     np.testing.assert_allclose(loss, -surr[:3].mean(), rtol=1e-5)
@@ -122,9 +123,17 @@ def test_ppo_update_equals_plain_loop(ppo_agent):
 
     @jax.jit
     def adam_step(params, opt_state, idx):
-        g = jax.grad(lambda p: ppo.surrogate_loss(p, buf.actions[idx][None], buf.log_probs[idx][None],
-                                                  (buf.rewards[idx] - baseline)[None], jnp.ones(1, bool),
-                                                  0.1, 0.0)[0])(params)
+        g = jax.grad(
+            lambda p: ppo.surrogate_loss(
+                p,
+                buf.actions[idx][None],
+                buf.log_probs[idx][None],
+                (buf.rewards[idx] - baseline)[None],
+                jnp.ones(1, bool),
+                0.1,
+                0.0,
+            )[0]
+        )(params)
         updates, opt_state = ppo_agent.tx.update(g, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 

@@ -46,11 +46,16 @@ def test_bad_flags_are_rejected(bad):
         _parse(bad)
 
 
-@pytest.mark.parametrize("args, message", [(["--candidates=0"], "--candidates"),
-                                           (["--steps_scale=0"], "--steps_scale"),
-                                           (["--steps_scale=1.5"], "--steps_scale"),
-                                           (["--early_stop_rate=1"], "--early_stop_rate"),
-                                           (["--preset=voc"], "preset")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--candidates=0"], "--candidates"),
+        (["--steps_scale=0"], "--steps_scale"),
+        (["--steps_scale=1.5"], "--steps_scale"),
+        (["--early_stop_rate=1"], "--early_stop_rate"),
+        (["--preset=voc"], "preset"),
+    ],
+)
 def test_unusable_values_exit_2_with_one_line(args, message, capsys):
     assert bench_main.main(["fdn.bench", "search", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -94,9 +99,15 @@ def test_tiny_scale_runs_at_least_one_step_of_everything():
 
 
 # ------------------------------------------------------------------------------------------ peaks, cost
-@pytest.mark.parametrize("kind, name, hbm", [("NVIDIA H100 80GB HBM3", "H100 SXM", 3.35), ("NVIDIA H200", "H200", 4.8),
-                                             ("NVIDIA H100 PCIe", "H100 PCIe", 2.0),
-                                             ("NVIDIA A100-SXM4-80GB", "A100 80GB SXM", 2.039)])
+@pytest.mark.parametrize(
+    "kind, name, hbm",
+    [
+        ("NVIDIA H100 80GB HBM3", "H100 SXM", 3.35),
+        ("NVIDIA H200", "H200", 4.8),
+        ("NVIDIA H100 PCIe", "H100 PCIe", 2.0),
+        ("NVIDIA A100-SXM4-80GB", "A100 80GB SXM", 2.039),
+    ],
+)
 def test_peak_table_knows_the_benchmarked_gpus(kind, name, hbm):
     peak = peak_of(kind)
     assert peak.name == name and peak.hbm_tbps == hbm and peak.source
@@ -116,14 +127,16 @@ def test_fractions_of_a_known_peak():
 
 def test_cost_counts_a_scan_body_once():
     """The stage-1 program is a scan over steps: its XLA count is one step's, which the bench relies on."""
+
     def program(n):
         def f(x, w):
             return jax.lax.scan(lambda c, _: (c @ w, None), x, None, length=n)[0]
+
         x = jnp.ones((32, 32))
         return program_cost(jax.jit(f).lower(x, x).compile())
 
     one, five = program(1), program(5)
-    assert one["flops"] == pytest.approx(2 * 32 ** 3, rel=0.01) and one["bytes"] > 0
+    assert one["flops"] == pytest.approx(2 * 32**3, rel=0.01) and one["bytes"] > 0
     assert five["flops"] == pytest.approx(one["flops"], rel=0.01)
 
 
@@ -143,8 +156,9 @@ def test_phases_add_up_to_the_candidate_and_split_the_input_wait():
 def test_full_scale_and_candidates_per_hour():
     schedule = _presets.Schedule(5, 6, 1, 310, 297, 16)
     phases = {k: 1.0 for k in _search_report.PHASES}
-    full = _search_report.full_scale(phases, schedule, compile_per_candidate={"compile stage 1": 0.0,
-                                                                              "compile stage 2": 0.0})
+    full = _search_report.full_scale(
+        phases, schedule, compile_per_candidate={"compile stage 1": 0.0, "compile stage 2": 0.0}
+    )
     assert full["stage-1 train"] == 62.0 and full["input wait"] == 49.5 and full["stage-2 eval"] == 16.0
     assert full["stage-1 other"] == 1.0 and full["compile stage 1"] == 0.0
     stage1, stage2 = 62 + 16 + 1, 49.5 * 2 + 16 + 1
@@ -159,9 +173,24 @@ def test_full_scale_and_candidates_per_hour():
 def test_tiny_preset_end_to_end(tmp_path):
     """One candidate of the tiny preset on synthetic JPEGs: the table, then the JSON line (minutes: the compiles; 2.5 min alone on 2 cores, 15+ when shared)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-m", "fdn.bench", "search", "--preset=tiny", "--steps_scale=0.01",
-                          "--candidates=1", "--data=synthetic"], capture_output=True, text=True, cwd=ROOT, env=env,
-                         timeout=1800, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fdn.bench",
+            "search",
+            "--preset=tiny",
+            "--steps_scale=0.01",
+            "--candidates=1",
+            "--data=synthetic",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=1800,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     result = json.loads(lines[-1])

@@ -24,8 +24,9 @@ def test_calibrated_eval_mode_equals_train_mode_on_the_same_images():
     evals = model.apply(calibrated, images, False)
     trains, _ = model.apply(variables, images, True, mutable=["batch_stats"])
     # The first level sees few BN layers: equal up to the unbiased running variance (n / (n - 1), n = 32768).
-    np.testing.assert_allclose(np.asarray(evals[0]), np.asarray(trains[0]), rtol=1e-2,
-                               atol=1e-2 * float(jnp.std(trains[0])))
+    np.testing.assert_allclose(
+        np.asarray(evals[0]), np.asarray(trains[0]), rtol=1e-2, atol=1e-2 * float(jnp.std(trains[0]))
+    )
     # Deeper, that factor compounds over dozens of layers with few pixels each (l4: 4x4x8): same features
     # up to a small distortion.
     for e, t in zip(evals, trains):

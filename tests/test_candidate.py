@@ -53,11 +53,13 @@ def exact():
 
 def _loss_parts(metrics, scalars):
     """Relative error of each loss part and of the raw gradient norm."""
-    return {"loss": rel_l2(metrics["loss"], scalars["loss_official"]),
-            "nll": rel_l2(metrics["nll"], scalars["loss_main_nll"]),
-            "kd": rel_l2(metrics["kd"], scalars["loss_kd_mse"]),
-            "aux": rel_l2(metrics["aux"], scalars["loss_aux_nll"]),
-            "grad_norm": rel_l2(metrics["grad_norm"], scalars["grad_norm_official"])}
+    return {
+        "loss": rel_l2(metrics["loss"], scalars["loss_official"]),
+        "nll": rel_l2(metrics["nll"], scalars["loss_main_nll"]),
+        "kd": rel_l2(metrics["kd"], scalars["loss_kd_mse"]),
+        "aux": rel_l2(metrics["aux"], scalars["loss_aux_nll"]),
+        "grad_norm": rel_l2(metrics["grad_norm"], scalars["grad_norm_official"]),
+    }
 
 
 def _first_adam_input(arrays, scalars, names):
@@ -65,18 +67,19 @@ def _first_adam_input(arrays, scalars, names):
     of): how far each element is from the float32 noise."""
     cfg = default_config().stage1
     clip = min(1.0, cfg.grad_clip / scalars["grad_norm_official"])
-    return np.concatenate([np.abs(clip * arrays[f"grad/{k}"] + cfg.weight_decay * arrays[f"init/{k}"]).ravel()
-                           for k in names])
+    return np.concatenate(
+        [np.abs(clip * arrays[f"grad/{k}"] + cfg.weight_decay * arrays[f"init/{k}"]).ravel() for k in names]
+    )
 
 
 def test_stage1_loss_parts_match_official(official_step, exact):
     """fdn in float32 against the exact step; each bound with fdn's measured error beside it (per_genotype /
     universal, 2-core CPU) and the official float32 code's (search_a_stage1_f64.json and the fixture)."""
     err = _loss_parts(official_step["metrics"], exact[1]["scalars"])
-    assert err["loss"] < 2e-5       # fdn 2.4e-6 / 2.3e-6; official 2.2e-6..2.7e-6
-    assert err["nll"] < 1e-6        # fdn 5.2e-8 / 5.2e-8; official 5.9e-8
-    assert err["kd"] < 1e-6         # fdn 8.1e-9 / 8.1e-9; official 6.1e-8
-    assert err["aux"] < 1e-4        # fdn 1.2e-5 / 1.1e-5; official 1.7e-5
+    assert err["loss"] < 2e-5  # fdn 2.4e-6 / 2.3e-6; official 2.2e-6..2.7e-6
+    assert err["nll"] < 1e-6  # fdn 5.2e-8 / 5.2e-8; official 5.9e-8
+    assert err["kd"] < 1e-6  # fdn 8.1e-9 / 8.1e-9; official 6.1e-8
+    assert err["aux"] < 1e-4  # fdn 1.2e-5 / 1.1e-5; official 1.7e-5
     assert err["grad_norm"] < 1e-3  # fdn 2.4e-5 / 2.2e-5; official 1.7e-4..2.0e-4
     a = exact[0]
     keys = sorted(k for k in official_step["grad"] if f"grad/{k}" in a)
@@ -156,9 +159,9 @@ def test_stage1_optimizer_on_official_gradient(official_step):
     from flax import traverse_util
 
     flat_tree = traverse_util.flatten_dict(zero)
-    g_tree = traverse_util.unflatten_dict({p: L.from_torch_array(p[-1], grads[L.torch_key(("decoder",) + p)
-                                                                              [len("decoder."):]])
-                                           for p in flat_tree})
+    g_tree = traverse_util.unflatten_dict(
+        {p: L.from_torch_array(p[-1], grads[L.torch_key(("decoder",) + p)[len("decoder.") :]]) for p in flat_tree}
+    )
     state = official_step["state"]
     updates, _ = official_step["tx"].update(f.flatten(g_tree), state["opt_state"], state["params"])
     after = names(f.unflatten(state["params"] + updates))
@@ -258,8 +261,7 @@ def test_torchvision_layout_encoder_reaches_every_program():
     encode = jax.jit(lambda v, x: encoder.apply(v, x, train=False))
     cache = build_stage1_cache(encode, enc_vars, _batches(rng, 8, 32, 3, 4))
     train, val = _batches(rng, 6, 32, 3, 2), _batches(rng, 4, 32, 3, 2)
-    trainer = CandidateTrainer(_tiny_config(), 3, enc_vars, cache, lambda: iter(train), val,
-                               expand_first_block=False)
+    trainer = CandidateTrainer(_tiny_config(), 3, enc_vars, cache, lambda: iter(train), val, expand_first_block=False)
     r1 = trainer.stage1(TINY, jax.random.PRNGKey(0))
     r2 = trainer.stage2(TINY, r1, jax.random.PRNGKey(1))
     assert 0.0 <= r1.reward <= 1.0 and 0.0 <= r2.reward <= 1.0

@@ -87,6 +87,7 @@ def test_out_of_memory_while_running_stage2(trainer, monkeypatch):
 def test_stage2_compile_error(trainer, monkeypatch, error):
     """The stage-2 program fails while it is traced or compiled (a fresh compile-table entry); the candidate
     gets 0 with the compile named, and the table entry is restored afterwards."""
+
     def broken_step(*args, **kwargs):
         if error == "oom":
             _oom()
@@ -113,8 +114,9 @@ def test_stage2_runs_when_nothing_is_injected(trainer):
 
 def test_nan_features_in_stage1(trainer, monkeypatch):
     c = trainer.cache
-    monkeypatch.setattr(trainer, "cache", Stage1Cache(tuple(jnp.full_like(f, jnp.nan) for f in c.features),
-                                                      c.labels, c.teacher))
+    monkeypatch.setattr(
+        trainer, "cache", Stage1Cache(tuple(jnp.full_like(f, jnp.nan) for f in c.features), c.labels, c.teacher)
+    )
     rec, es = _run(trainer, early_stop_enabled=True)
     assert rec["stage"] == 1 and rec["reward"] == 0.0 and rec["stage1_reward"] is None
     assert "stage 1: non-finite loss" in rec["failure"]

@@ -14,8 +14,11 @@ from fdn.checkpointing import CheckpointError, StepManager
 
 def tree(seed=0):
     rng = np.random.default_rng(seed)
-    return {"w": rng.normal(size=(3, 4)).astype(np.float32), "b": {"x": np.arange(5, dtype=np.int32)},
-            "key": np.array([seed, 7], np.uint32)}
+    return {
+        "w": rng.normal(size=(3, 4)).astype(np.float32),
+        "b": {"x": np.arange(5, dtype=np.int32)},
+        "key": np.array([seed, 7], np.uint32),
+    }
 
 
 def assert_same(a, b):
@@ -31,7 +34,7 @@ def damage(directory, how):
     for f in directory.rglob("*"):
         if f.is_file() and f.stat().st_size > 100 and "METADATA" not in f.name and not f.name.startswith("_"):
             data = f.read_bytes()
-            f.write_bytes(b"\0" * 16 if how == "corrupt" else data[:len(data) // 2])
+            f.write_bytes(b"\0" * 16 if how == "corrupt" else data[: len(data) // 2])
             hit += 1
     assert hit
 
@@ -125,22 +128,32 @@ def test_user_errors_share_one_base_and_keep_their_builtin_ones():
     from fdn.serve.export import ExportError
 
     assert ServeCheckpointError is CheckpointError
-    for cls, builtin in ((GenotypeError, ValueError), (CheckpointError, RuntimeError), (StateDictError, ValueError),
-                         (ConversionError, ValueError), (ExportError, RuntimeError),
-                         (errors.InputError, ValueError), (ManualDataError, FileNotFoundError)):
+    for cls, builtin in (
+        (GenotypeError, ValueError),
+        (CheckpointError, RuntimeError),
+        (StateDictError, ValueError),
+        (ConversionError, ValueError),
+        (ExportError, RuntimeError),
+        (errors.InputError, ValueError),
+        (ManualDataError, FileNotFoundError),
+    ):
         assert issubclass(cls, errors.UserError) and issubclass(cls, builtin), cls
 
 
 def test_errors_imports_nothing_from_fdn():
-    imported = [node for node in ast.walk(ast.parse(inspect.getsource(errors)))
-                if isinstance(node, (ast.Import, ast.ImportFrom))]
+    imported = [
+        node
+        for node in ast.walk(ast.parse(inspect.getsource(errors)))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    ]
     names = [a.name for n in imported if isinstance(n, ast.Import) for a in n.names]
     names += [n.module or "" for n in imported if isinstance(n, ast.ImportFrom)]
     assert not [n for n in names if n == "fdn" or n.startswith("fdn.")], names
 
 
-@pytest.mark.parametrize("exc", [CheckpointError("bad checkpoint in /x; do y"), FileNotFoundError("no /y"),
-                                 errors.InputError("bad image")])
+@pytest.mark.parametrize(
+    "exc", [CheckpointError("bad checkpoint in /x; do y"), FileNotFoundError("no /y"), errors.InputError("bad image")]
+)
 def test_report_user_errors_exits_2_with_one_line(exc, capsys):
     @errors.report_user_errors("fdn.thing")
     def main():

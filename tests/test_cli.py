@@ -42,5 +42,6 @@ def test_unknown_flag(command):
 
 def test_describe_bad_value():
     from absl import flags
+
     err = flags.IllegalFlagValueError("flag --config.num_candidates=abc: invalid literal for int()")
     assert cli.describe_flag_error(err, []).startswith("flag --config.num_candidates=abc: invalid literal")

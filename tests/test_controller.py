@@ -103,8 +103,12 @@ def test_sampling_follows_the_policy(params):
     """Empirical frequencies of each decision match its softmax (the draws use the right rows)."""
     sharp = jax.tree_util.tree_map(lambda x: x * 10.0, params)
     probs = np.exp(np.asarray(controller.decision_log_probs(sharp)))
-    d = np.concatenate([np.asarray(controller.actions_to_decisions(controller.sample(sharp, key, N)[0]))
-                        for key in jax.random.split(jax.random.PRNGKey(7), 12)])
+    d = np.concatenate(
+        [
+            np.asarray(controller.actions_to_decisions(controller.sample(sharp, key, N)[0]))
+            for key in jax.random.split(jax.random.PRNGKey(7), 12)
+        ]
+    )
     for k, choices in enumerate(controller.DECISION_CHOICES):
         freq = np.bincount(d[:, k], minlength=11) / len(d)
         np.testing.assert_allclose(freq[:choices], probs[k, :choices], atol=0.02)

@@ -32,15 +32,28 @@ RTOL = 2e-5  # float32, relative to the largest entry; a wrong gradient is off b
 
 
 def _dense_reference(x, kernel, stride, padding, dilation):
-    return lax.conv_general_dilated(x, kernel, (stride, stride), [(padding, padding)] * 2,
-                                    rhs_dilation=(dilation, dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                    precision=lax.Precision.HIGHEST)
+    return lax.conv_general_dilated(
+        x,
+        kernel,
+        (stride, stride),
+        [(padding, padding)] * 2,
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=lax.Precision.HIGHEST,
+    )
 
 
 def _depthwise_reference(x, kernel, stride, padding, dilation):
-    return lax.conv_general_dilated(x, kernel[:, :, None, :], (stride, stride), [(padding, padding)] * 2,
-                                    rhs_dilation=(dilation, dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                    feature_group_count=x.shape[3], precision=lax.Precision.HIGHEST)
+    return lax.conv_general_dilated(
+        x,
+        kernel[:, :, None, :],
+        (stride, stride),
+        [(padding, padding)] * 2,
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=x.shape[3],
+        precision=lax.Precision.HIGHEST,
+    )
 
 
 def _in_context(conv, context):
@@ -54,6 +67,7 @@ def _in_context(conv, context):
     def switched(x, kernels, index):
         branches = [lambda a, k: conv(a, k), lambda a, k: -conv(a, k)]
         return jnp.stack([lax.switch(index, branches, x, k) for k in kernels])
+
     return switched
 
 
@@ -61,6 +75,7 @@ def _value_and_grads(fn, x, kernels, cotangent):
     def run(x, kernels, cotangent, index):
         y, vjp = jax.vjp(lambda a, b: fn(a, b, index), x, kernels)
         return (y,) + vjp(cotangent)
+
     return jax.jit(run)(x, kernels, cotangent, jnp.int32(0))
 
 

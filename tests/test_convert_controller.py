@@ -18,8 +18,7 @@ def random_state_dict(seed, ctx_sizes=(2, 2, 5, 5, 8, 8), scale=0.3):
     def u(*shape):
         return rng.uniform(-scale, scale, shape).astype(np.float32)
 
-    sd = {"g_emb": u(1, 1, H), "enc_op.weight": u(11, H),
-          "linear_op.weight": u(11, H), "linear_op.bias": u(11)}
+    sd = {"g_emb": u(1, 1, H), "enc_op.weight": u(11, H), "linear_op.weight": u(11, H), "linear_op.bias": u(11)}
     for layer in range(2):
         sd[f"rnn.weight_ih_l{layer}"] = u(4 * H, H)
         sd[f"rnn.weight_hh_l{layer}"] = u(4 * H, H)
@@ -42,9 +41,13 @@ def reference_log_prob_and_entropy(sd, genotype):
     def lstm(x, state):
         out = []
         for layer, (h, c) in enumerate(state):
-            z = (sd[f"rnn.weight_ih_l{layer}"] @ x + sd[f"rnn.bias_ih_l{layer}"]
-                 + sd[f"rnn.weight_hh_l{layer}"] @ h + sd[f"rnn.bias_hh_l{layer}"])
-            i, f, g, o = sigmoid(z[:H]), sigmoid(z[H:2 * H]), np.tanh(z[2 * H:3 * H]), sigmoid(z[3 * H:])
+            z = (
+                sd[f"rnn.weight_ih_l{layer}"] @ x
+                + sd[f"rnn.bias_ih_l{layer}"]
+                + sd[f"rnn.weight_hh_l{layer}"] @ h
+                + sd[f"rnn.bias_hh_l{layer}"]
+            )
+            i, f, g, o = sigmoid(z[:H]), sigmoid(z[H : 2 * H]), np.tanh(z[2 * H : 3 * H]), sigmoid(z[3 * H :])
             c = f * c + i * g
             h = o * np.tanh(c)
             out.append((h, c))
@@ -55,8 +58,7 @@ def reference_log_prob_and_entropy(sd, genotype):
     decisions = [(f"conn_fcs.{2 * b + j}", g.blocks[b][j]) for b in range(3) for j in range(2)]
     decisions.append(("linear_op", g.op0))
     for j, (p1, p2, o1, o2) in enumerate(g.pairs):
-        decisions += [(f"ctx_fcs.{2 * j}", p1), (f"ctx_fcs.{2 * j + 1}", p2),
-                      ("linear_op", o1), ("linear_op", o2)]
+        decisions += [(f"ctx_fcs.{2 * j}", p1), (f"ctx_fcs.{2 * j + 1}", p2), ("linear_op", o1), ("linear_op", o2)]
 
     x, state = sd["g_emb"].reshape(H), [(np.zeros(H), np.zeros(H))] * 2
     for _ in range(4):

@@ -19,8 +19,7 @@ from fdn.models.encoder import MobileNetV2Encoder
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURE = SHARED / "parity" / "torchvision_mobilenet_v2_seed1.npz"
 # torchvision's inverted_residual_setting: (t, c, n, s).
-SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-           (6, 320, 1, 1)]
+SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 
 
 def torchvision_state_dict(seed=0):
@@ -83,49 +82,62 @@ def test_key_mapping_and_layouts(written, expand_first_block):
     imported = encoder_variables_from_torchvision(written, expand_first_block)
     got = flat(imported.variables)
     assert got["params/layer1/conv/kernel"].shape == (3, 3, 3, 32)
-    np.testing.assert_array_equal(got["params/layer1/conv/kernel"],
-                                  written["features.0.0.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        got["params/layer1/conv/kernel"], written["features.0.0.weight"].transpose(2, 3, 1, 0)
+    )
     np.testing.assert_array_equal(got["batch_stats/layer1/bn/var"], written["features.0.1.running_var"])
     # First block: no expansion in torchvision, so its depthwise conv is conv.0.0 and its projection conv.1.
-    np.testing.assert_array_equal(got["params/layer2_0/dw_conv/kernel"],
-                                  written["features.1.conv.0.0.weight"].transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(got["params/layer2_0/project_bn/scale"],
-                                  written["features.1.conv.2.weight"])
+    np.testing.assert_array_equal(
+        got["params/layer2_0/dw_conv/kernel"], written["features.1.conv.0.0.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(got["params/layer2_0/project_bn/scale"], written["features.1.conv.2.weight"])
     # Other blocks: conv.0 expansion, conv.1 depthwise, conv.2 projection, conv.3 its BN;
     # features.17 = layer8_0.
-    np.testing.assert_array_equal(got["params/layer3_1/expand/conv/kernel"],
-                                  written["features.3.conv.0.0.weight"].transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(got["batch_stats/layer5_3/dw_bn/mean"],
-                                  written["features.10.conv.1.1.running_mean"])
-    np.testing.assert_array_equal(got["params/layer8_0/project_conv/kernel"],
-                                  written["features.17.conv.2.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        got["params/layer3_1/expand/conv/kernel"], written["features.3.conv.0.0.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(got["batch_stats/layer5_3/dw_bn/mean"], written["features.10.conv.1.1.running_mean"])
+    np.testing.assert_array_equal(
+        got["params/layer8_0/project_conv/kernel"], written["features.17.conv.2.weight"].transpose(2, 3, 1, 0)
+    )
     np.testing.assert_array_equal(got["params/layer8_0/project_bn/bias"], written["features.17.conv.3.bias"])
     assert imported.unused_keys == sorted(k for k in written if k.startswith(("features.18.", "classifier.")))
     # Every value comes from the file except the official-only expansion of the first block.
     sources = {v.tobytes() for k, v in written.items() if v.ndim == 1}
     own = sorted(k for k, v in got.items() if v.ndim == 1 and v.tobytes() not in sources)
-    assert own == (["batch_stats/layer2_0/expand/bn/mean", "batch_stats/layer2_0/expand/bn/var",
-                    "params/layer2_0/expand/bn/bias", "params/layer2_0/expand/bn/scale"]
-                   if expand_first_block else [])
+    assert own == (
+        [
+            "batch_stats/layer2_0/expand/bn/mean",
+            "batch_stats/layer2_0/expand/bn/var",
+            "params/layer2_0/expand/bn/bias",
+            "params/layer2_0/expand/bn/scale",
+        ]
+        if expand_first_block
+        else []
+    )
     assert bool(imported.not_from_file) == expand_first_block
 
 
 def test_identity_and_random_expansion(written):
     ident = flat(encoder_variables_from_torchvision(written, True).variables)
-    np.testing.assert_array_equal(ident["params/layer2_0/expand/conv/kernel"][0, 0],
-                                  np.eye(32, dtype=np.float32))
+    np.testing.assert_array_equal(ident["params/layer2_0/expand/conv/kernel"][0, 0], np.eye(32, dtype=np.float32))
     np.testing.assert_allclose(ident["batch_stats/layer2_0/expand/bn/var"] + 1e-5, 1.0, rtol=1e-7)
     rand = flat(encoder_variables_from_torchvision(written, True, expand_init="random", seed=3).variables)
     assert not np.allclose(rand["params/layer2_0/expand/conv/kernel"][0, 0], np.eye(32))
     assert np.abs(rand["params/layer2_0/expand/conv/kernel"]).max() <= 1 / np.sqrt(32)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda sd: sd.pop("features.7.conv.1.1.running_var"), "missing key features.7.conv.1.1.running_var"),
-    (lambda sd: sd.update({"features.19.weight": np.zeros(3)}), "unexpected key features.19.weight"),
-    (lambda sd: sd.update({"features.4.conv.2.weight": np.zeros((32, 144, 3, 3), np.float32)}),
-     "wrong shape for features.4.conv.2.weight: got (32, 144, 3, 3), expected (32, 144, 1, 1)"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda sd: sd.pop("features.7.conv.1.1.running_var"), "missing key features.7.conv.1.1.running_var"),
+        (lambda sd: sd.update({"features.19.weight": np.zeros(3)}), "unexpected key features.19.weight"),
+        (
+            lambda sd: sd.update({"features.4.conv.2.weight": np.zeros((32, 144, 3, 3), np.float32)}),
+            "wrong shape for features.4.conv.2.weight: got (32, 144, 3, 3), expected (32, 144, 1, 1)",
+        ),
+    ],
+)
 def test_problems_name_the_key(written, change, message):
     sd = dict(written)
     change(sd)

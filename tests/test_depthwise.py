@@ -22,9 +22,15 @@ C = 6
 
 def _reference(x, kernel, stride, dilation, padding):
     return lax.conv_general_dilated(
-        x, kernel[:, :, None, :], (stride, stride), [(padding, padding)] * 2, rhs_dilation=(dilation, dilation),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=x.shape[3],
-        precision=lax.Precision.HIGHEST)
+        x,
+        kernel[:, :, None, :],
+        (stride, stride),
+        [(padding, padding)] * 2,
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=x.shape[3],
+        precision=lax.Precision.HIGHEST,
+    )
 
 
 def _inputs(shape, k, seed=0, dtype=jnp.float32):
@@ -36,9 +42,11 @@ def _inputs(shape, k, seed=0, dtype=jnp.float32):
 
 def _value_and_grads(fn, x, kernel, cotangent):
     """Under jit: eagerly, every slice of the shifted sums would be compiled on its own (slow tests)."""
+
     def run(x, kernel, cotangent):
         y, vjp = jax.vjp(fn, x, kernel)
         return (y,) + vjp(cotangent)
+
     return jax.jit(run)(x, kernel, cotangent)
 
 
@@ -50,8 +58,9 @@ def _assert_close(got, want, rtol=2e-5):
 
 
 EXTRA_CASES = [(3, 2, 1, 0), (5, 2, 2, 1), (3, 1, 2, 0)]
-GRID = ([(shape,) + case for shape in SHAPES for case in PROJECT_CASES]
-        + [(shape,) + case for shape in SHAPES[:2] for case in EXTRA_CASES])
+GRID = [(shape,) + case for shape in SHAPES for case in PROJECT_CASES] + [
+    (shape,) + case for shape in SHAPES[:2] for case in EXTRA_CASES
+]
 
 
 @pytest.mark.parametrize("shape,k,stride,dilation,padding", GRID)
@@ -66,7 +75,10 @@ def test_matches_lax_value_and_grads(shape, k, stride, dilation, padding):
     for impl in ("shifted", "xla"):
         got = _value_and_grads(
             lambda a, b: depthwise_conv(a, b, stride=stride, dilation=dilation, padding=padding, impl=impl),
-            x, kernel, cot)
+            x,
+            kernel,
+            cot,
+        )
         _assert_close(got, want)
 
 
@@ -86,8 +98,15 @@ def test_output_size_is_pytorchs_at_stride_2_on_odd_sizes():
 def test_accepts_hwio_kernel_and_asymmetric_padding():
     x, kernel = _inputs((2, 9, 10), 3)
     pads = ((0, 2), (1, 0))
-    want = lax.conv_general_dilated(x, kernel[:, :, None, :], (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                    feature_group_count=C, precision=lax.Precision.HIGHEST)
+    want = lax.conv_general_dilated(
+        x,
+        kernel[:, :, None, :],
+        (1, 1),
+        pads,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=C,
+        precision=lax.Precision.HIGHEST,
+    )
     got = depthwise_conv(x, kernel[:, :, None, :], padding=pads, impl="shifted")
     _assert_close([got], [want])
 
@@ -97,8 +116,9 @@ def test_skips_taps_that_only_read_padding():
     x, kernel = _inputs((1, 4, 5), 5)
     jaxpr = jax.make_jaxpr(lambda a, b: depthwise_conv(a, b, dilation=6, padding=12, impl="shifted"))(x, kernel)
     assert str(jaxpr).count("mul") <= 2
-    _, kernel_grad = jax.grad(lambda a, b: depthwise_conv(a, b, dilation=6, padding=12, impl="shifted").sum(),
-                              argnums=(0, 1))(x, kernel)
+    _, kernel_grad = jax.grad(
+        lambda a, b: depthwise_conv(a, b, dilation=6, padding=12, impl="shifted").sum(), argnums=(0, 1)
+    )(x, kernel)
     assert np.count_nonzero(np.asarray(kernel_grad).reshape(25, C).any(axis=1)) == 1
 
 
@@ -135,8 +155,9 @@ def test_bfloat16():
     assert got.dtype == jnp.bfloat16 and kernel.dtype == jnp.bfloat16
     want = _reference(x.astype(jnp.float32), kernel.astype(jnp.float32), 1, 1, 1)
     _assert_close([got], [want], rtol=2e-2)
-    grads = jax.jit(jax.grad(lambda a, b: depthwise_conv(a, b, padding=1, impl="shifted").astype(jnp.float32).sum(),
-                             argnums=(0, 1)))(x, kernel)
+    grads = jax.jit(
+        jax.grad(lambda a, b: depthwise_conv(a, b, padding=1, impl="shifted").astype(jnp.float32).sum(), argnums=(0, 1))
+    )(x, kernel)
     assert [g.dtype for g in grads] == [jnp.bfloat16, jnp.bfloat16]
 
 

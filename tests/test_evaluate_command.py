@@ -27,8 +27,15 @@ NUM_CLASSES = 7
 
 
 def run(module, *args, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], check=False, cwd=ROOT, env=environment(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        check=False,
+        cwd=ROOT,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def files_of(directory: Path):
@@ -45,9 +52,15 @@ def assert_one_line_error(done, command, *fragments):
 @pytest.fixture(scope="module")
 def model_dir(shapes_dir, tmp_path_factory):  # noqa: F811
     spec = ModelSpec(G.ARCH0, DecoderSettings(NUM_CLASSES, 8, 2, False), "segmentation", True)
-    metadata = {"source": "fdn.train", "dataset": "fdn_shapes", "eval_split": "val", "data_dir": str(shapes_dir),
-                "task": "segmentation", "class_names": catalog.class_names("fdn_shapes", NUM_CLASSES),
-                "eval": {"crop_size": [32, 32], "min_side": 32, "batch_size": 4, "omit_classes": []}}
+    metadata = {
+        "source": "fdn.train",
+        "dataset": "fdn_shapes",
+        "eval_split": "val",
+        "data_dir": str(shapes_dir),
+        "task": "segmentation",
+        "class_names": catalog.class_names("fdn_shapes", NUM_CLASSES),
+        "eval": {"crop_size": [32, 32], "min_side": 32, "batch_size": 4, "omit_classes": []},
+    }
     directory = tmp_path_factory.mktemp("models") / "model"
     checkpoint.save_model(directory, random_variables(spec, 0), spec, metadata)
     return directory
@@ -72,8 +85,9 @@ def test_evaluate_without_a_checkpoint_is_one_line(tmp_path):
 
 
 def truncate_variables(directory: Path) -> None:
-    victim = max((p for p in (directory / checkpoint.VARIABLES_DIR).rglob("*") if p.is_file()),
-                 key=lambda p: p.stat().st_size)
+    victim = max(
+        (p for p in (directory / checkpoint.VARIABLES_DIR).rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+    )
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])
 
 
@@ -85,9 +99,15 @@ def garbage_spec(directory: Path) -> None:
     (directory / checkpoint.SPEC_FILE).write_text('{"model": {"genotype": ')
 
 
-@pytest.mark.parametrize("command,damage", [("fdn.evaluate", truncate_variables),
-                                            ("fdn.evaluate", garbage_variables_metadata),
-                                            ("fdn.evaluate", garbage_spec), ("fdn.predict", truncate_variables)])
+@pytest.mark.parametrize(
+    "command,damage",
+    [
+        ("fdn.evaluate", truncate_variables),
+        ("fdn.evaluate", garbage_variables_metadata),
+        ("fdn.evaluate", garbage_spec),
+        ("fdn.predict", truncate_variables),
+    ],
+)
 def test_a_damaged_model_checkpoint_is_one_line_exit_2_and_kept(model_dir, tmp_path, damage, command):
     broken = tmp_path / "best_model"
     import shutil
@@ -99,7 +119,6 @@ def test_a_damaged_model_checkpoint_is_one_line_exit_2_and_kept(model_dir, tmp_p
         done = run(command, f"--checkpoint={broken}", "--num_examples=4", timeout=300)
     else:
         np.save(tmp_path / "x.npy", np.zeros((1, 32, 32, 3), np.float32))
-        done = run(command, f"--checkpoint={broken}", f"--out={tmp_path / 'out.npz'}", tmp_path / "x.npy",
-                   timeout=300)
+        done = run(command, f"--checkpoint={broken}", f"--out={tmp_path / 'out.npz'}", tmp_path / "x.npy", timeout=300)
     assert_one_line_error(done, command, str(broken), "use another checkpoint")
     assert files_of(broken) == before

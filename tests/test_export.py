@@ -46,8 +46,12 @@ def test_fold_batch_norm_folds_every_bn(model):
     scales = [np.asarray(v) for p, v in flat if p[-1].key == "scale"]
     assert scales and all(np.all(s == 1) for s in scales)
     with pytest.raises(E.ExportError, match="cannot fold BN"):
-        E.fold_batch_norm({"params": {"a": {"norm": {"scale": np.ones(2), "bias": np.zeros(2)}}},
-                           "batch_stats": {"a": {"norm": {"mean": np.zeros(2), "var": np.ones(2)}}}})
+        E.fold_batch_norm(
+            {
+                "params": {"a": {"norm": {"scale": np.ones(2), "bias": np.zeros(2)}}},
+                "batch_stats": {"a": {"norm": {"mean": np.zeros(2), "var": np.ones(2)}}},
+            }
+        )
 
 
 def test_stablehlo_artifact_matches_fdn(model, tmp_path):
@@ -86,8 +90,7 @@ def test_export_refuses_to_overwrite_and_unknown_formats(model, tmp_path):
 ONNX_MISSING = importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("jax2onnx") is None
 
 
-@pytest.mark.skipif(ONNX_MISSING,
-                    reason="onnxruntime / jax2onnx not installed (pip install fdn[export])")
+@pytest.mark.skipif(ONNX_MISSING, reason="onnxruntime / jax2onnx not installed (pip install fdn[export])")
 def test_onnx_artifact_matches_fdn(model, tmp_path):
     import onnxruntime as ort
 
@@ -106,9 +109,11 @@ def test_cli_reports_user_errors(tmp_path):
     import sys
 
     cli = [sys.executable, "-m", "fdn.export"]
-    proc = subprocess.run(cli + [f"--checkpoint={tmp_path}/none", "--out=x.stablehlo"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cli + [f"--checkpoint={tmp_path}/none", "--out=x.stablehlo"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 2 and "fdn.export: error: no checkpoint directory" in proc.stderr, proc.stderr
-    proc = subprocess.run(cli + [f"--checkpoint={tmp_path}", "--size=64", "--out=x"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cli + [f"--checkpoint={tmp_path}", "--size=64", "--out=x"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 2 and "--size must be HxW" in proc.stderr, proc.stderr

@@ -22,8 +22,17 @@ from fdn.models import names as N
 FDN = Path(__file__).resolve().parents[1] / "fdn"
 
 # Exact string literals that must only be spelled in fdn/models/names.py.
-GUARDED_LITERALS = {N.ENCODER, N.DECODER, N.PARAMS, N.BATCH_STATS, N.KERNEL, N.DW_CONV, N.DW_BN, N.PROJECT_CONV,
-                    N.PROJECT_BN}
+GUARDED_LITERALS = {
+    N.ENCODER,
+    N.DECODER,
+    N.PARAMS,
+    N.BATCH_STATS,
+    N.KERNEL,
+    N.DW_CONV,
+    N.DW_BN,
+    N.PROJECT_CONV,
+    N.PROJECT_BN,
+}
 # An f-string piece that ends with the stem of a numbered fdn module name right before a ``{...}``, at the start
 # of the string or after a ``/`` (fdn paths); PyTorch keys (``decoder.adapt{i}``, after a ``.``) are the
 # official format's own names and may be spelled in fdn/convert.
@@ -54,8 +63,10 @@ FORBIDDEN_IMPORTS = {
 }
 # (importing module, imported module) -> why it is allowed for now.
 ALLOWED_IMPORTS = {
-    ("fdn.train.genotype_source", "fdn.search.run_log"):
-        "TODO(owner of fdn/train): WORKDIR#rank reads a search's run log; move the reader below both",
+    (
+        "fdn.train.genotype_source",
+        "fdn.search.run_log",
+    ): "TODO(owner of fdn/train): WORKDIR#rank reads a search's run log; move the reader below both",
     ("fdn.train.genotype_source", "fdn.search.leaderboard"): "TODO(owner of fdn/train): as above",
 }
 
@@ -88,12 +99,19 @@ def _spelled_names(path: Path):
     for node in ast.walk(tree):
         if isinstance(node, ast.JoinedStr):
             for piece, after in zip(node.values, node.values[1:]):
-                if (isinstance(piece, ast.Constant) and isinstance(after, ast.FormattedValue)
-                        and _NUMBERED_STEM.search(piece.value)):
+                if (
+                    isinstance(piece, ast.Constant)
+                    and isinstance(after, ast.FormattedValue)
+                    and _NUMBERED_STEM.search(piece.value)
+                ):
                     yield node.lineno, f"f-string {piece.value!r}{{...}}"
-        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
-              and node.value in GUARDED_LITERALS | GUARDED_STEMS
-              and id(node) not in docstrings and id(node) not in in_fstring):
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value in GUARDED_LITERALS | GUARDED_STEMS
+            and id(node) not in docstrings
+            and id(node) not in in_fstring
+        ):
             yield node.lineno, repr(node.value)
 
 
@@ -110,8 +128,10 @@ def test_names_are_spelled_only_in_models_names():
                 used.update(allowed)
                 continue
             found.append(f"fdn/{rel}:{line}: {what}")
-    assert not found, ("use fdn.models.names (constants / helpers / PATTERNS) instead of spelling these names:\n  "
-                       + "\n  ".join(found))
+    assert not found, (
+        "use fdn.models.names (constants / helpers / PATTERNS) instead of spelling these names:\n  "
+        + "\n  ".join(found)
+    )
     # An entry nothing needs any more goes, so the allow-list only shrinks.
     assert not set(ALLOWED_LITERALS) - used, f"stale allow-list entries: {sorted(set(ALLOWED_LITERALS) - used)}"
 
@@ -165,7 +185,7 @@ def _cycle(graph) -> list[str] | None:
         state[node] = 1
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt, path + [nxt])):
                 return found
         state[node] = 2
@@ -187,18 +207,21 @@ def test_the_cycle_finder_finds_cycles():
     assert _cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
-@pytest.mark.parametrize("pattern, spelled", [
-    ("encoder_block", [N.encoder_block_name(g, j) for g in range(7) for j in range(4)]),
-    ("adapter", [N.adapter_name(level) for level in range(4)]),
-    ("input_cell", [N.input_cell_name(b, k) for b in range(3) for k in (1, 2)]),
-    ("aggregate", [N.aggregate_name(b) for b in range(3)]),
-    ("aggregate_branch", [N.aggregate_branch_name(k) for k in (1, 2)]),
-    ("aux_head", [N.aux_head_name(b) for b in range(3)]),
-    ("cell_op", [N.cell_op_name(s) for s in range(7)]),
-    ("sep_dw", [N.sep_conv_names(r)[0] for r in range(3)]),
-    ("sep_pw", [N.sep_conv_names(r)[1] for r in range(3)]),
-    ("sep_bn", [N.sep_conv_names(r)[2] for r in range(3)]),
-])
+@pytest.mark.parametrize(
+    "pattern, spelled",
+    [
+        ("encoder_block", [N.encoder_block_name(g, j) for g in range(7) for j in range(4)]),
+        ("adapter", [N.adapter_name(level) for level in range(4)]),
+        ("input_cell", [N.input_cell_name(b, k) for b in range(3) for k in (1, 2)]),
+        ("aggregate", [N.aggregate_name(b) for b in range(3)]),
+        ("aggregate_branch", [N.aggregate_branch_name(k) for k in (1, 2)]),
+        ("aux_head", [N.aux_head_name(b) for b in range(3)]),
+        ("cell_op", [N.cell_op_name(s) for s in range(7)]),
+        ("sep_dw", [N.sep_conv_names(r)[0] for r in range(3)]),
+        ("sep_pw", [N.sep_conv_names(r)[1] for r in range(3)]),
+        ("sep_bn", [N.sep_conv_names(r)[2] for r in range(3)]),
+    ],
+)
 def test_each_pattern_reads_back_what_its_helper_spells(pattern, spelled):
     regex = re.compile(f"^{N.PATTERNS[pattern]}$")
     assert all(regex.match(name) for name in spelled), (pattern, spelled)

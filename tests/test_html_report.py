@@ -16,8 +16,13 @@ from fdn.search.report import measure, page, run_info
 from fdn.train import genotype_source
 from tests.test_leaderboard import record
 
-DEMO_CONFIG = {"agent": "ppo", "seed": 9314, "num_candidates": 20,
-               "data": {"name": "fdn_shapes", "data_dir": "", "auto_prepare": True}, "encoder": {"checkpoint": ""}}
+DEMO_CONFIG = {
+    "agent": "ppo",
+    "seed": 9314,
+    "num_candidates": 20,
+    "data": {"name": "fdn_shapes", "data_dir": "", "auto_prepare": True},
+    "encoder": {"checkpoint": ""},
+}
 FAILURE = "RESOURCE_EXHAUSTED: out of memory while compiling stage 2"
 
 
@@ -34,8 +39,16 @@ def _write_run(workdir, rows, config=DEMO_CONFIG, measure_of=None):
     return workdir
 
 
-ROWS = [("arch0", 0.30), ("arch1", 0.50), ("arch0", 0.40), ("arch2", 0.10), ("arch1", 0.45), ("arch2", 0.0),
-        ("arch0", 0.35), ("arch1", 0.55)]
+ROWS = [
+    ("arch0", 0.30),
+    ("arch1", 0.50),
+    ("arch0", 0.40),
+    ("arch2", 0.10),
+    ("arch1", 0.45),
+    ("arch2", 0.0),
+    ("arch0", 0.35),
+    ("arch1", 0.55),
+]
 
 
 @pytest.fixture
@@ -50,8 +63,16 @@ def _page(workdir):
 
 def test_pareto_front():
     P = measure.Point
-    pts = [P(0, 10, 0.5), P(1, 5, 0.3), P(2, 5, 0.4), P(3, 20, 0.5), P(4, 30, 0.6), P(5, 1, 0.1), P(6, 12, 0.45),
-           P(7, 5, 0.4)]
+    pts = [
+        P(0, 10, 0.5),
+        P(1, 5, 0.3),
+        P(2, 5, 0.4),
+        P(3, 20, 0.5),
+        P(4, 30, 0.6),
+        P(5, 1, 0.1),
+        P(6, 12, 0.45),
+        P(7, 5, 0.4),
+    ]
     # 1 (beaten by 2 at the same cost), 3 (by 0, cheaper), 6 (by 0), 7 (equal to 2, which came first) are off it
     assert [p.index for p in measure.pareto_front(pts)] == [5, 2, 0, 4]
     assert measure.pareto_front([]) == []
@@ -69,7 +90,9 @@ def test_measure_field_or_parameters():
 
 
 def test_page_is_self_contained_and_complete(workdir):
-    leaderboard.write_report(workdir, top_k=2, draw_k=0)  # as the search's refresh hook calls it: html on: the page comes with it
+    leaderboard.write_report(
+        workdir, top_k=2, draw_k=0
+    )  # as the search's refresh hook calls it: html on: the page comes with it
     text = _page(workdir)
     srcs = re.findall(r'<img src="([^"]+)"', text)
     assert len(srcs) == 4 + 2  # rewards, entropy, Pareto, time; one drawing per leaderboard row
@@ -92,8 +115,10 @@ def test_train_commands_name_the_design_they_train(workdir):
     commands = [html.unescape(c) for c in re.findall(r'<div class="cmd">(.*?)</div>', _page(workdir))]
     assert len(commands) == 3
     wd = workdir.absolute()
-    assert commands[0] == (f"python -m fdn.train --config=configs/demo_train.py '--config.genotype={wd}#1' "
-                           f"--workdir={wd}/train/top1 --config.data.data_dir={wd}/data")
+    assert commands[0] == (
+        f"python -m fdn.train --config=configs/demo_train.py '--config.genotype={wd}#1' "
+        f"--workdir={wd}/train/top1 --config.data.data_dir={wd}/data"
+    )
     for rank, expected in enumerate([gt.ARCH1, gt.ARCH0, gt.ARCH2], start=1):
         assert genotype_source.resolve(f"{wd}#{rank}") == expected and f"#{rank}'" in commands[rank - 1]
 
@@ -139,6 +164,7 @@ def test_command_writes_the_page_only_with_html(workdir, capsys):
 
 # ------------------------------------------------------------------------------------------- in a real browser
 
+
 def _chromium():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if path := shutil.which(name):
@@ -147,8 +173,16 @@ def _chromium():
 
 
 def _browser(chromium, tmp_path, *args):
-    cmd = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-           f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000", *map(str, args)]
+    cmd = [
+        chromium,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--virtual-time-budget=5000",
+        *map(str, args),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 

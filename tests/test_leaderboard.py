@@ -12,19 +12,40 @@ from fdn.search.drawing import draw_genotype
 
 def record(index, genotype, reward, stopped=False, failure=None, compile_s=1.0, total=4.0):
     g = gt.parse(genotype)
-    return {"index": index, "genotype": g.to_list(), "hash": g.short_hash, "reward": reward,
-            "stage1_reward": reward, "miou": reward, "macc": reward, "fwiou": reward, "params": 2000 + index,
-            "params_without_aux": 1500 + index, "stage": 1 if stopped else 2, "stopped_early": stopped,
-            "failure": failure, "controller_step": index + 1, "entropy": 35.0 - 0.1 * index,
-            "early_stop_threshold": 0.01 + 0.001 * index,
-            "seconds": {"compile": compile_s, "stage1": 1.0, "stage2": 1.0, "eval": 0.5, "total": total}}
+    return {
+        "index": index,
+        "genotype": g.to_list(),
+        "hash": g.short_hash,
+        "reward": reward,
+        "stage1_reward": reward,
+        "miou": reward,
+        "macc": reward,
+        "fwiou": reward,
+        "params": 2000 + index,
+        "params_without_aux": 1500 + index,
+        "stage": 1 if stopped else 2,
+        "stopped_early": stopped,
+        "failure": failure,
+        "controller_step": index + 1,
+        "entropy": 35.0 - 0.1 * index,
+        "early_stop_threshold": 0.01 + 0.001 * index,
+        "seconds": {"compile": compile_s, "stage1": 1.0, "stage2": 1.0, "eval": 0.5, "total": total},
+    }
 
 
 @pytest.fixture
 def workdir(tmp_path):
     log = run_log.RunLog(tmp_path)
-    rows = [("arch0", 0.30), ("arch1", 0.50), ("arch0", 0.40), ("arch2", 0.10), ("arch1", 0.45),
-            ("arch2", 0.0), ("arch0", 0.35), ("arch1", 0.55)]
+    rows = [
+        ("arch0", 0.30),
+        ("arch1", 0.50),
+        ("arch0", 0.40),
+        ("arch2", 0.10),
+        ("arch1", 0.45),
+        ("arch2", 0.0),
+        ("arch0", 0.35),
+        ("arch1", 0.55),
+    ]
     for i, (name, reward) in enumerate(rows):
         log.append(record(i, name, reward, stopped=(i == 3), failure="boom" if i == 5 else None))
     log.close()
@@ -107,8 +128,9 @@ def test_command_line(workdir, tmp_path_factory):
     import sys
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "fdn.leaderboard", *map(str, args)], capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "fdn.leaderboard", *map(str, args)], capture_output=True, text=True, timeout=120
+        )
 
     ok = run(workdir, "--top_k=2", f"--compare={workdir}", "--html")
     assert ok.returncode == 0, ok.stderr

@@ -46,7 +46,7 @@ def test_berhu_by_hand():
     pred = np.array([[[1.5, 2.0, 7.0, 8.0]]])
     err = np.array([0.5, 0.0, 5.0])
     c = 0.2 * 5.0
-    per = np.where(err <= c, err, (err ** 2 + c ** 2) / (2 * c))
+    per = np.where(err <= c, err, (err**2 + c**2) / (2 * c))
     assert float(losses.berhu(pred, target)) == pytest.approx(per.mean())
     assert float(losses.berhu(pred[..., None], target)) == pytest.approx(per.mean())
 

@@ -10,9 +10,7 @@ def test_confusion_matrix_counts_gt_rows_pred_columns_and_skips_ignored():
     labels = np.array([[[0, 1, 1, 2], [2, 255, 3, 1]]])  # 3 >= K and 255 are skipped
     pred = np.array([[[0, 1, 2, 2], [0, 1, 1, 1]]])
     cm = np.asarray(metrics.confusion_matrix(pred, labels, 3))
-    want = np.array([[1, 0, 0],
-                     [0, 2, 1],
-                     [1, 0, 1]])
+    want = np.array([[1, 0, 0], [0, 2, 1], [1, 0, 1]])
     np.testing.assert_array_equal(cm, want)
 
 
@@ -25,10 +23,7 @@ def test_confusion_matrix_skips_padding_images():
 
 def test_reward_by_hand():
     # rows = GT, columns = prediction; class 0 (background) omitted; class 3 absent everywhere.
-    cm = np.array([[50, 5, 5, 0],
-                   [4, 30, 6, 0],
-                   [2, 8, 10, 0],
-                   [0, 0, 0, 0]])
+    cm = np.array([[50, 5, 5, 0], [4, 30, 6, 0], [2, 8, 10, 0], [0, 0, 0, 0]])
     m = metrics.segmentation_metrics(cm)
     iou1, iou2 = 30 / (40 + 43 - 30), 10 / (20 + 21 - 10)
     acc1, acc2 = 30 / 40, 10 / 20
@@ -40,9 +35,9 @@ def test_reward_by_hand():
 
 
 def test_predicted_but_absent_class_counts_with_accuracy_one():
-    cm = np.array([[5, 0, 1],
-                   [0, 4, 0],
-                   [0, 0, 0]])  # class 2 never in GT but predicted once: IoU 0, accuracy 1 (official)
+    cm = np.array(
+        [[5, 0, 1], [0, 4, 0], [0, 0, 0]]
+    )  # class 2 never in GT but predicted once: IoU 0, accuracy 1 (official)
     m = metrics.segmentation_metrics(cm)
     assert m["miou"] == pytest.approx((1.0 + 0.0) / 2)
     assert m["macc"] == pytest.approx(1.0)

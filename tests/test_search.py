@@ -63,12 +63,12 @@ def _accepts_the_protocol_call(cls, name) -> bool:
     """``cls.name`` takes the protocol method's parameters, in order; anything more has a default."""
     declared = list(inspect.signature(getattr(protocol.Trainer, name)).parameters)
     own = list(inspect.signature(getattr(cls, name)).parameters.values())
-    return ([p.name for p in own[:len(declared)]] == declared
-            and all(p.default is not inspect.Parameter.empty for p in own[len(declared):]))
+    return [p.name for p in own[: len(declared)]] == declared and all(
+        p.default is not inspect.Parameter.empty for p in own[len(declared) :]
+    )
 
 
-@pytest.mark.parametrize("trainer_cls", [CandidateTrainer, fake_candidate.CandidateTrainer],
-                         ids=["real", "fake"])
+@pytest.mark.parametrize("trainer_cls", [CandidateTrainer, fake_candidate.CandidateTrainer], ids=["real", "fake"])
 def test_trainers_implement_the_search_contract(trainer_cls):
     """Both trainers are ``TrainerFactory``s whose products are ``Trainer``s (`fdn.candidate.protocol`): the
     loop calls nothing else."""
@@ -145,9 +145,16 @@ def test_resume_refuses_other_settings(voc_dir, tmp_path):
 def test_sigkill_mid_run_then_resume(voc_dir, tmp_path):
     """Kill -9 a running search, tear its last line, resume: indexes continue, no duplicate/corrupt line."""
     n = 8
-    cmd = [sys.executable, "-m", "tests.fake_candidate", "--config=configs/voc.py:tiny", f"--workdir={tmp_path}",
-           f"--config.data.data_dir={voc_dir}",
-           f"--config.num_candidates={n}", f"--config.candidate.compilation_cache_dir={XLA_CACHE}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.fake_candidate",
+        "--config=configs/voc.py:tiny",
+        f"--workdir={tmp_path}",
+        f"--config.data.data_dir={voc_dir}",
+        f"--config.num_candidates={n}",
+        f"--config.candidate.compilation_cache_dir={XLA_CACHE}",
+    ]
     env = dict(os.environ, FDN_FAKE_SLEEP="0.4")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = tmp_path / run_log.FILENAME
@@ -165,8 +172,9 @@ def test_sigkill_mid_run_then_resume(voc_dir, tmp_path):
         f.write(b'{"index": 99, "rew')
     assert killed_lines < n
     env["FDN_FAKE_SLEEP"] = "0"
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=240)
+    subprocess.run(
+        cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=240
+    )
     lines = log.read_bytes().splitlines()
     records = [json.loads(line) for line in lines]  # every line is complete JSON
     assert [r["index"] for r in records] == list(range(n))
@@ -174,11 +182,19 @@ def test_sigkill_mid_run_then_resume(voc_dir, tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_resumes(voc_dir, tmp_path):
-    cmd = [sys.executable, "-m", "tests.fake_candidate", "--config=configs/voc.py:tiny", f"--workdir={tmp_path}",
-           f"--config.data.data_dir={voc_dir}",
-           "--config.num_candidates=50", f"--config.candidate.compilation_cache_dir={XLA_CACHE}"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, FDN_FAKE_SLEEP="0.2"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.fake_candidate",
+        "--config=configs/voc.py:tiny",
+        f"--workdir={tmp_path}",
+        f"--config.data.data_dir={voc_dir}",
+        "--config.num_candidates=50",
+        f"--config.candidate.compilation_cache_dir={XLA_CACHE}",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=dict(os.environ, FDN_FAKE_SLEEP="0.2"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     log = tmp_path / run_log.FILENAME
     deadline = time.time() + 240
     while time.time() < deadline and not (log.exists() and len(log.read_bytes().splitlines()) >= 2):

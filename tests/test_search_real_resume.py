@@ -22,11 +22,19 @@ N = 2
 
 
 def _flags(workdir, data_dir):
-    return ["--config=configs/demo.py", f"--workdir={workdir}", f"--config.num_candidates={N}",
-            f"--config.data.data_dir={data_dir}", "--config.teacher.kind=none", "--config.max_stage=1",
-            "--config.encoder.calibrate_batches=1", "--config.data.val_examples=16",
-            "--config.candidate.stage1.num_examples=64", "--config.log.progress=false",
-            f"--config.candidate.compilation_cache_dir={XLA_CACHE}"]
+    return [
+        "--config=configs/demo.py",
+        f"--workdir={workdir}",
+        f"--config.num_candidates={N}",
+        f"--config.data.data_dir={data_dir}",
+        "--config.teacher.kind=none",
+        "--config.max_stage=1",
+        "--config.encoder.calibrate_batches=1",
+        "--config.data.val_examples=16",
+        "--config.candidate.stage1.num_examples=64",
+        "--config.log.progress=false",
+        f"--config.candidate.compilation_cache_dir={XLA_CACHE}",
+    ]
 
 
 def _env(**extra):
@@ -41,8 +49,14 @@ def test_demo_config_runs_then_a_killed_search_resumes_seamlessly(tmp_path):
     data_dir = tmp_path / "data"
     # 1. the README's command, uninterrupted: candidates logged, the report written
     straight = tmp_path / "straight"
-    proc = subprocess.run([sys.executable, "-m", "fdn.search", *_flags(straight, data_dir)], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fdn.search", *_flags(straight, data_dir)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = run_log.read(straight)
     assert [r["index"] for r in records] == list(range(N))

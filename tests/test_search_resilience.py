@@ -25,13 +25,22 @@ voc_dir = test_search.voc_dir  # the miniature VOC tree fixture
 
 
 def _command(workdir, voc_dir, *flags):
-    return [sys.executable, "-m", "tests.fake_candidate", "--config=configs/voc.py:tiny", f"--workdir={workdir}",
-            f"--config.data.data_dir={voc_dir}", f"--config.candidate.compilation_cache_dir={XLA_CACHE}", *flags]
+    return [
+        sys.executable,
+        "-m",
+        "tests.fake_candidate",
+        "--config=configs/voc.py:tiny",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={voc_dir}",
+        f"--config.candidate.compilation_cache_dir={XLA_CACHE}",
+        *flags,
+    ]
 
 
 def _run_command(cmd, **env):
-    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), **env), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), **env), capture_output=True, text=True, timeout=300
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -55,9 +64,13 @@ def test_sigterm_stops_after_a_whole_candidate_exits_143_and_resumes(voc_dir, tm
     """SIGTERM mid-run: exit 143 after a complete line + checkpoint; running again ends as an uninterrupted run."""
     n = 6
     workdir = tmp_path / "killed"
-    proc = subprocess.Popen(_command(workdir, voc_dir, f"--config.num_candidates={n}"), cwd=ROOT,
-                            env=dict(os.environ, FDN_FAKE_SLEEP="0.3", PYTHONPATH=str(ROOT)),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        _command(workdir, voc_dir, f"--config.num_candidates={n}"),
+        cwd=ROOT,
+        env=dict(os.environ, FDN_FAKE_SLEEP="0.3", PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     log = workdir / run_log.FILENAME
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not (log.exists() and log.read_bytes().count(b"\n") >= 2):
@@ -100,8 +113,7 @@ def test_a_search_whose_candidates_all_fail_stops_with_one_line(voc_dir, tmp_pat
     a resume continues the count; a larger limit (a runtime key) lets it go on."""
     flags = ("--config.num_candidates=20", "--config.failures.max_consecutive=3")
     rc, _, err = _run_command(_command(tmp_path, voc_dir, *flags), FDN_FAKE_FAIL="stage1:*")
-    _assert_one_line_error(rc, err, "the last 3 candidates all failed: injected stage-1 failure",
-                           "max_consecutive")
+    _assert_one_line_error(rc, err, "the last 3 candidates all failed: injected stage-1 failure", "max_consecutive")
     records = run_log.read(tmp_path)
     assert [r["failure"] for r in records] == ["injected stage-1 failure"] * 3
     assert SearchCheckpointer(tmp_path).latest_step() == 3
@@ -154,10 +166,12 @@ def test_command_refuses_other_settings_in_one_line(voc_dir, two_candidates, tmp
     workdir = tmp_path / "w"
     shutil.copytree(two_candidates, workdir)
     before = _tree(workdir)
-    rc, _, err = _run_command(_command(workdir, voc_dir, "--config.num_candidates=3",
-                                       "--config.candidate.stage1.lr=0.5"))
-    line = _assert_one_line_error(rc, err, "other search settings", "candidate.stage1.lr (", "-> 0.5)",
-                                  "new --workdir", "num_candidates")
+    rc, _, err = _run_command(
+        _command(workdir, voc_dir, "--config.num_candidates=3", "--config.candidate.stage1.lr=0.5")
+    )
+    line = _assert_one_line_error(
+        rc, err, "other search settings", "candidate.stage1.lr (", "-> 0.5)", "new --workdir", "num_candidates"
+    )
     assert "seed" not in line.split("settings:")[1].split(";")[0]  # only the differing key is named
     assert _tree(workdir) == before  # config.json included: the first session's settings stay
 
@@ -211,8 +225,7 @@ def test_search_trains_stage_2_for_the_derived_steps(voc_dir, tmp_path):
     from fdn.search import loop as search_loop
     from tests import fake_candidate
 
-    search_loop.run(config, tmp_path, trainer_factory=fake_candidate.CandidateTrainer, progress=False,
-                    log=lines.append)
+    search_loop.run(config, tmp_path, trainer_factory=fake_candidate.CandidateTrainer, progress=False, log=lines.append)
     assert any("stage 2: 1 steps per epoch (meta-train // batch)" in ln for ln in lines), lines
     records = run_log.read(tmp_path)
     assert any(r["stage"] == 2 for r in records) and all(r["failure"] is None for r in records)

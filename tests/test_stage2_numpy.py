@@ -69,8 +69,9 @@ def _frozen_masks(params_abstract, f_enc, f_dec):
     last_layer = names.encoder_layer_number(TAP_GROUPS[last_tap])
     unused = {names.adapter_name(i) for i in range(4) if i > last_tap}
     assert unused == unused_adapters(SHALLOW)
-    enc = _frozen_by_name(f_enc, params_abstract["encoder"],
-                          lambda k: (names.encoder_layer_index(k[0]) or 0) > last_layer)
+    enc = _frozen_by_name(
+        f_enc, params_abstract["encoder"], lambda k: (names.encoder_layer_index(k[0]) or 0) > last_layer
+    )
     dec = _frozen_by_name(f_dec, params_abstract["decoder"], lambda k: k[0] in unused)
     assert 0 < enc.sum() < enc.size and 0 < dec.sum() < dec.size
     return enc, dec
@@ -91,8 +92,8 @@ def reference_step(ref, g_enc, g_dec, frozen_enc, frozen_dec, cfg, t):
     ref["enc"] = ref["enc"] - cfg.enc_lr * ref["trace"]
     b1, b2, eps = 0.9, 0.999, 1e-8
     ref["mu"] = b1 * ref["mu"] + (1 - b1) * g_dec
-    ref["nu"] = b2 * ref["nu"] + (1 - b2) * g_dec ** 2
-    m_hat, v_hat = ref["mu"] / (1 - b1 ** t), ref["nu"] / (1 - b2 ** t)
+    ref["nu"] = b2 * ref["nu"] + (1 - b2) * g_dec**2
+    m_hat, v_hat = ref["mu"] / (1 - b1**t), ref["nu"] / (1 - b2**t)
     ref["dec"] = ref["dec"] - cfg.dec_lr * m_hat / (np.sqrt(v_hat) + eps)
     d = cfg.polyak_decay
     ref["avg_enc"] = d * ref["avg_enc"] + (1 - d) * ref["enc"]
@@ -120,22 +121,30 @@ def _run_fdn_and_reference(monkeypatch, parts):
     cfg, abstract, tx_enc, tx_dec, f_enc, f_dec = parts
 
     def given_gradient_loss(predict, params, batch_stats, images, labels, plan, cfg):
-        loss = (jnp.vdot(f_enc.flatten(params["encoder"]), images["enc"])
-                + jnp.vdot(f_dec.flatten(params["decoder"]), images["dec"]))
+        loss = jnp.vdot(f_enc.flatten(params["encoder"]), images["enc"]) + jnp.vdot(
+            f_dec.flatten(params["decoder"]), images["dec"]
+        )
         return loss, ({}, labels)  # ``labels`` carries the step's new BN statistics
 
     monkeypatch.setattr(steps, "stage2_loss", given_gradient_loss)
-    step = jax.jit(lambda s, grads, stats: steps.stage2_step(None, tx_enc, tx_dec, f_enc, f_dec, cfg, s, grads,
-                                                             stats, None))
+    step = jax.jit(
+        lambda s, grads, stats: steps.stage2_step(None, tx_enc, tx_dec, f_enc, f_dec, cfg, s, grads, stats, None)
+    )
     rng = np.random.default_rng(3)
     frozen_enc, frozen_dec = _frozen_masks(abstract["params"], f_enc, f_dec)
     enc0 = (0.1 * rng.normal(size=f_enc.size)).astype(np.float32)
     dec0 = (0.1 * rng.normal(size=f_dec.size)).astype(np.float32)
     stats0 = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), abstract["batch_stats"])
     state = steps.init_stage2_state(tx_enc, tx_dec, jnp.asarray(enc0), jnp.asarray(dec0), stats0)
-    ref = {"enc": enc0.astype(np.float64), "dec": dec0.astype(np.float64), "trace": np.zeros(f_enc.size),
-           "mu": np.zeros(f_dec.size), "nu": np.zeros(f_dec.size),
-           "avg_enc": enc0.astype(np.float64), "avg_dec": dec0.astype(np.float64)}
+    ref = {
+        "enc": enc0.astype(np.float64),
+        "dec": dec0.astype(np.float64),
+        "trace": np.zeros(f_enc.size),
+        "mu": np.zeros(f_dec.size),
+        "nu": np.zeros(f_dec.size),
+        "avg_enc": enc0.astype(np.float64),
+        "avg_dec": dec0.astype(np.float64),
+    }
     history = []
     for t, (n_enc, n_dec) in enumerate(NORMS, start=1):
         g_enc, g_dec = _gradient(rng, f_enc.size, n_enc, frozen_enc), _gradient(rng, f_dec.size, n_dec, frozen_dec)
@@ -156,13 +165,15 @@ def _moment(opt_state, name):
 # Adam amplifies float32 rounding of its input where m / sqrt(v) nearly cancels, hence the decoder's larger
 # bound; it is still ~1e-3 of one step (lr 1e-2). The mistakes this guards move things by >=1e-4 (a joint clip
 # rescales the small side's gradient, a decoupled L2 adds wd * p = 5e-3 to a step).
-ATOL = {"enc": 2e-7,       # 3.9e-8
-        "dec": 1e-5,       # 3.1e-6
-        "trace": 1e-7,     # 1.2e-8 (SGD buffer, values ~1e-2)
-        "mu": 1e-7,        # 1.5e-8 (values ~5e-3)
-        "nu": 1e-10,       # 4.7e-12 (values ~3e-8)
-        "avg_enc": 4e-7,   # 8.9e-8
-        "avg_dec": 4e-7}   # 8.9e-8
+ATOL = {
+    "enc": 2e-7,  # 3.9e-8
+    "dec": 1e-5,  # 3.1e-6
+    "trace": 1e-7,  # 1.2e-8 (SGD buffer, values ~1e-2)
+    "mu": 1e-7,  # 1.5e-8 (values ~5e-3)
+    "nu": 1e-10,  # 4.7e-12 (values ~3e-8)
+    "avg_enc": 4e-7,  # 8.9e-8
+    "avg_dec": 4e-7,
+}  # 8.9e-8
 
 
 def _close(got, want, what, key):

@@ -111,8 +111,10 @@ def test_data_dir_resolution(tmp_path):
 
 
 def test_serving_imports_neither_training_nor_the_search():
-    code = ("import sys, fdn.serve.evaluation, fdn.serve.inference, fdn.serve.export, fdn.predict; "
-            "print(sorted(m for m in sys.modules if m.startswith(('fdn.train', 'fdn.search', 'fdn.candidate'))))")
+    code = (
+        "import sys, fdn.serve.evaluation, fdn.serve.inference, fdn.serve.export, fdn.predict; "
+        "print(sorted(m for m in sys.modules if m.startswith(('fdn.train', 'fdn.search', 'fdn.candidate'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -55,12 +55,12 @@ def parse_message(buf):
         if wire == 0:
             value, i = _varint(buf, i)
         elif wire == 1:
-            value, i = buf[i:i + 8], i + 8
+            value, i = buf[i : i + 8], i + 8
         elif wire == 5:
-            value, i = buf[i:i + 4], i + 4
+            value, i = buf[i : i + 4], i + 4
         elif wire == 2:
             n, i = _varint(buf, i)
-            value, i = buf[i:i + n], i + n
+            value, i = buf[i : i + n], i + n
         else:
             raise AssertionError(f"unexpected wire type {wire}")
         fields.setdefault(field, []).append(value)
@@ -71,12 +71,12 @@ def read_records(path):
     data = path.read_bytes()
     out, i = [], 0
     while i < len(data):
-        header = data[i:i + 8]
+        header = data[i : i + 8]
         (length,) = struct.unpack("<Q", header)
-        (hcrc,) = struct.unpack("<I", data[i + 8:i + 12])
+        (hcrc,) = struct.unpack("<I", data[i + 8 : i + 12])
         assert hcrc == masked_crc32c(header)
-        body = data[i + 12:i + 12 + length]
-        (bcrc,) = struct.unpack("<I", data[i + 12 + length:i + 16 + length])
+        body = data[i + 12 : i + 12 + length]
+        (bcrc,) = struct.unpack("<I", data[i + 12 + length : i + 16 + length])
         assert bcrc == masked_crc32c(body)
         out.append(body)
         i += 16 + length
@@ -103,7 +103,7 @@ def test_crc32c_known_values():
 def test_event_file_parses(tmp_path):
     writer = MetricWriter(tmp_path)
     writer.write(7, "train", {"loss": 0.5, "miou": 0.25})
-    writer.write(2 ** 40, "eval", {"x": -3.0, "rmse": float("nan")})
+    writer.write(2**40, "eval", {"x": -3.0, "rmse": float("nan")})
     writer.close()
     (path,) = (tmp_path / "tensorboard").glob("events.out.tfevents.*")
     records = read_records(path)
@@ -112,7 +112,7 @@ def test_event_file_parses(tmp_path):
     assert first[3] == [b"brain.Event:2"] and struct.unpack("<d", first[1][0])[0] > 1.6e9
     assert scalars_of(records[1]) == (7, {"train/loss": 0.5, "train/miou": 0.25})
     step, values = scalars_of(records[2])
-    assert step == 2 ** 40 and values["eval/x"] == -3.0 and math.isnan(values["eval/rmse"])
+    assert step == 2**40 and values["eval/x"] == -3.0 and math.isnan(values["eval/rmse"])
     assert set(values) == {"eval/x", "eval/rmse"}
 
 
@@ -126,9 +126,11 @@ def test_metric_writer_drops_lines_past_the_resumed_step(tmp_path):
     w.write(3, "train", {"loss": 30.0})
     w.close()
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [line for line in lines] == ['{"step": 1, "kind": "train", "loss": 1.0}',
-                                        '{"step": 2, "kind": "train", "loss": 2.0}',
-                                        '{"step": 3, "kind": "train", "loss": 30.0}']
+    assert [line for line in lines] == [
+        '{"step": 1, "kind": "train", "loss": 1.0}',
+        '{"step": 2, "kind": "train", "loss": 2.0}',
+        '{"step": 3, "kind": "train", "loss": 30.0}',
+    ]
     assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) >= 1
 
 

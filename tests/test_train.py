@@ -84,8 +84,12 @@ def interrupt_after(monkeypatch, n, poison=False):
         if calls[0] > n:
             if not poison:
                 raise Interrupt
-            batch = dict(batch, image=np.where(np.arange(batch["image"].size).reshape(batch["image"].shape) == 5,
-                                               np.nan, batch["image"]).astype(np.float32))
+            batch = dict(
+                batch,
+                image=np.where(
+                    np.arange(batch["image"].size).reshape(batch["image"].shape) == 5, np.nan, batch["image"]
+                ).astype(np.float32),
+            )
         return real(batch, mesh)
 
     monkeypatch.setattr(train_loop.sharding, "shard_batch", shard)
@@ -116,14 +120,27 @@ def test_bad_genotype_and_missing_dataset_are_one_line_errors(tmp_path):
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    base = [sys.executable, "-m", "fdn.train", "--config=configs/demo_train.py:tiny", "--noconfig.data.auto_prepare",
-            f"--config.data.data_dir={tmp_path / 'empty'}"]
-    bad = subprocess.run(base + ["--config.genotype=arch9", f"--workdir={tmp_path / 'a'}"], cwd=root,
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("fdn.train: error: unknown "
-                                                                                 "genotype 'arch9'"), bad.stderr
-    missing = subprocess.run(base + [f"--workdir={tmp_path / 'b'}"], cwd=root, capture_output=True, text=True,
-                             timeout=120)
+    base = [
+        sys.executable,
+        "-m",
+        "fdn.train",
+        "--config=configs/demo_train.py:tiny",
+        "--noconfig.data.auto_prepare",
+        f"--config.data.data_dir={tmp_path / 'empty'}",
+    ]
+    bad = subprocess.run(
+        base + ["--config.genotype=arch9", f"--workdir={tmp_path / 'a'}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        "fdn.train: error: unknown genotype 'arch9'"
+    ), bad.stderr
+    missing = subprocess.run(
+        base + [f"--workdir={tmp_path / 'b'}"], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert missing.returncode == 2, missing.stderr[-2000:]
     assert "fdn_shapes is not prepared" in missing.stderr and "python -m fdn.data.prepare" in missing.stderr
     assert "Traceback" not in missing.stderr
@@ -169,8 +186,7 @@ def test_train_resume_export_evaluate(xla_cache, shapes_dir, tmp_path, monkeypat
     assert len(list((tmp_path / "png").glob("*_pred.png"))) == 3
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(xla_cache, shapes_dir, tmp_path,
-                                                                         monkeypatch):
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(xla_cache, shapes_dir, tmp_path, monkeypatch):
     interrupt_after(monkeypatch, 5, poison=True)  # step 6 sees a NaN pixel
     with pytest.raises(train_loop.NonFiniteLossError, match="at step 6 .*last good checkpoint is step 4"):
         run(tiny(shapes_dir), tmp_path)
@@ -203,6 +219,5 @@ def test_depth_on_shapes_and_on_a_miniature_nyu_tree(xla_cache, shapes_dir, tmp_
     assert result["steps"] == 8 and result["metrics"]["rmse"] > 0
     spec, _, info = checkpoint.load_model(tmp_path / "nyu" / "final_model")
     assert spec.task == "depth" and spec.decoder.num_classes == 1
-    scores, text = evaluate_checkpoint(str(tmp_path / "nyu" / "final_model"), png_dir=str(tmp_path / "png"),
-                                       num_png=2)
+    scores, text = evaluate_checkpoint(str(tmp_path / "nyu" / "final_model"), png_dir=str(tmp_path / "png"), num_png=2)
     assert scores["rmse"] == pytest.approx(result["metrics"]["rmse"], rel=1e-5) and "abs_rel" in text

@@ -32,26 +32,54 @@ CHECKPOINT_EVERY = 25
 ABSL_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")  # "W1202 11:27:33.225 ... image_feature.py:339] ..."
 STEP_DIR = re.compile(r"^\d+$")  # a finished Orbax step directory (unfinished ones carry a tmp suffix)
 
+
 def command(workdir, data_dir):
-    return [sys.executable, "-m", "fdn.train", "--config=configs/demo_train.py:tiny", f"--workdir={workdir}",
-            f"--config.data.data_dir={data_dir}", f"--config.optim.steps_per_epoch={STEPS_PER_EPOCH}",
-            f"--config.checkpoint_every_steps={CHECKPOINT_EVERY}", "--config.log_every_steps=10"]
+    return [
+        sys.executable,
+        "-m",
+        "fdn.train",
+        "--config=configs/demo_train.py:tiny",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={data_dir}",
+        f"--config.optim.steps_per_epoch={STEPS_PER_EPOCH}",
+        f"--config.checkpoint_every_steps={CHECKPOINT_EVERY}",
+        "--config.log_every_steps=10",
+    ]
 
 
 def environment():
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "JAX_PLATFORMS": "cpu",
-            "JAX_COMPILATION_CACHE_DIR": str(XLA_CACHE), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(XLA_CACHE),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
 
 
 def train(workdir, data_dir, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run(command(workdir, data_dir), check=False, cwd=ROOT, env=environment(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        command(workdir, data_dir),
+        check=False,
+        cwd=ROOT,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start(workdir, data_dir, log_path) -> subprocess.Popen:
-    return subprocess.Popen(command(workdir, data_dir), cwd=ROOT, env=environment(), stdout=subprocess.PIPE,
-                            stderr=open(log_path, "w"), text=True)
+    return subprocess.Popen(
+        command(workdir, data_dir),
+        cwd=ROOT,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=open(log_path, "w"),
+        text=True,
+    )
 
 
 def error_line(stderr: str, command: str) -> str:
@@ -107,8 +135,9 @@ def test_sigterm_saves_the_current_step_exits_143_and_the_rerun_resumes(referenc
     stderr = (tmp_path / "stderr.txt").read_text()
     assert "Traceback" not in stderr, stderr
     last = stderr.strip().splitlines()[-1]
-    match = re.fullmatch(r"fdn\.train: interrupted \(SIGTERM\) at step (\d+); run the same command again to resume",
-                         last)
+    match = re.fullmatch(
+        r"fdn\.train: interrupted \(SIGTERM\) at step (\d+); run the same command again to resume", last
+    )
     assert match, stderr
     step = int(match.group(1))
     assert 1 <= step < TOTAL_STEPS and finished_steps(workdir)[-1] == step  # the very step it stopped at
@@ -153,8 +182,12 @@ def damage_garbage_json(step_dir: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", [damage_truncate_array_file, damage_garbage_json])
-def test_a_damaged_training_checkpoint_is_one_line_exit_2_and_nothing_is_deleted(reference, shapes_dir, tmp_path,  # noqa: F811
-                                                                                 damage):
+def test_a_damaged_training_checkpoint_is_one_line_exit_2_and_nothing_is_deleted(
+    reference,
+    shapes_dir,
+    tmp_path,  # noqa: F811
+    damage,
+):
     workdir = tmp_path / "run"
     shutil.copytree(reference[0], workdir)
     step_dir = workdir / train_loop.CHECKPOINTS / str(finished_steps(workdir)[-1])
@@ -168,8 +201,12 @@ def test_a_damaged_training_checkpoint_is_one_line_exit_2_and_nothing_is_deleted
 
 
 @pytest.mark.slow
-def test_a_signal_during_an_evaluation_saves_its_step_and_the_rerun_evaluates_it(xla_cache, shapes_dir, tmp_path,  # noqa: F811
-                                                                                  monkeypatch):
+def test_a_signal_during_an_evaluation_saves_its_step_and_the_rerun_evaluates_it(
+    xla_cache,
+    shapes_dir,
+    tmp_path,  # noqa: F811
+    monkeypatch,
+):
     config = tiny(shapes_dir)  # 8 steps, evaluations at 4 and 8 (tests/test_train.py's program)
     reference = train_loop.run(config, tmp_path / "full", log=lambda *a: None)
 
@@ -188,7 +225,8 @@ def test_a_signal_during_an_evaluation_saves_its_step_and_the_rerun_evaluates_it
     again = train_loop.run(config, tmp_path / "cut", log=lambda *a: None)
     assert again["start_step"] == 4 and again["best_step"] == reference["best_step"]
     drop = ("seconds", "time")
-    assert ({k: v for k, v in again["metrics"].items() if k not in drop}
-            == {k: v for k, v in reference["metrics"].items() if k not in drop})
+    assert {k: v for k, v in again["metrics"].items() if k not in drop} == {
+        k: v for k, v in reference["metrics"].items() if k not in drop
+    }
     evals = [outcome(d)[1] for d in (tmp_path / "full", tmp_path / "cut")]
     assert evals[0] == evals[1] and [e["step"] for e in evals[0]] == [4, 8]

@@ -42,8 +42,13 @@ def tiny_variables(seed=0):
     model = TinySegmenter()
     v = model.init(jax.random.key(seed), jnp.zeros((2, 16, 16, 3)), train=False)
     # the trainer expects {'encoder': ..., 'decoder': ...} at the top, as the Segmenter has
-    split = {c: {"encoder": {k: v[c][k] for k in ("layer1", "layer8_0")},
-                 "decoder": {k: v[c][k] for k in v[c] if k not in ("layer1", "layer8_0")}} for c in v}
+    split = {
+        c: {
+            "encoder": {k: v[c][k] for k in ("layer1", "layer8_0")},
+            "decoder": {k: v[c][k] for k in v[c] if k not in ("layer1", "layer8_0")},
+        }
+        for c in v
+    }
     return model, split
 
 
@@ -115,10 +120,12 @@ def test_unused_parameters_stay_put_and_polyak_moves():
     for i in range(3):
         state, _ = step(state, batch(i), None)
     after = jax.tree.map(np.asarray, state)
-    np.testing.assert_array_equal(after["params"]["decoder"]["adapt2"]["conv"]["kernel"],
-                                  before["params"]["decoder"]["adapt2"]["conv"]["kernel"])
-    assert not np.allclose(after["params"]["decoder"]["merge"]["kernel"],
-                           before["params"]["decoder"]["merge"]["kernel"])
+    np.testing.assert_array_equal(
+        after["params"]["decoder"]["adapt2"]["conv"]["kernel"], before["params"]["decoder"]["adapt2"]["conv"]["kernel"]
+    )
+    assert not np.allclose(
+        after["params"]["decoder"]["merge"]["kernel"], before["params"]["decoder"]["merge"]["kernel"]
+    )
     # Polyak: avg = 0.99 avg + 0.01 params, strictly between the start and the live weights
     p0, p, a = (x["params"]["decoder"]["merge"]["kernel"] for x in (before, after, {"params": after["polyak"]}))
     assert 0 < np.abs(a - p0).max() < np.abs(p - p0).max()
@@ -162,10 +169,17 @@ print("RESULT" + json.dumps(out))
 
 
 def test_sharded_step_equals_one_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(ROOT)], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", SHARDED_SCRIPT, str(ROOT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
     one, four = result["1"], result["4"]

@@ -35,8 +35,11 @@ def covering_genotypes() -> list:
     out = []
     for i in range(G.NUM_OPS):
         ops = [(i + 3 * k) % G.NUM_OPS for k in range(len(OP_POSITIONS))]
-        pairs = [[i % 2, (i + 1) % 2, ops[1], ops[2]], [i % 5, (2 * i) % 5, ops[3], ops[4]],
-                 [(3 * i) % 8, (i + 5) % 8, ops[5], ops[6]]]
+        pairs = [
+            [i % 2, (i + 1) % 2, ops[1], ops[2]],
+            [i % 5, (2 * i) % 5, ops[3], ops[4]],
+            [(3 * i) % 8, (i + 5) % 8, ops[5], ops[6]],
+        ]
         blocks = [[(i + 3) % 4, (i + 3 + i % 2) % 4], [(i + 2) % 5, i % 5], [(i + 3) % 6, (2 * i) % 6]]
         out.append(G.parse([[ops[0], *pairs], blocks]))
     return out
@@ -72,8 +75,12 @@ def random_genotype(rng):
     while True:
         actions = [0, int(rng.integers(G.NUM_OPS))]
         for n in G.CELL_POSITION_CHOICES:
-            actions += [int(rng.integers(n)), int(rng.integers(n)), int(rng.integers(G.NUM_OPS)),
-                        int(rng.integers(G.NUM_OPS))]
+            actions += [
+                int(rng.integers(n)),
+                int(rng.integers(n)),
+                int(rng.integers(G.NUM_OPS)),
+                int(rng.integers(G.NUM_OPS)),
+            ]
         for n in G.BLOCK_INPUT_CHOICES:
             actions += [int(rng.integers(n)), int(rng.integers(n))]
         try:
@@ -139,8 +146,7 @@ def test_train_outputs_stats_and_gradients_match_the_ordinary_decoder(features):
         return jnp.sum(out * weights[0]) + sum(jnp.sum(a * w) for a, w in zip(aux, weights[1:]))
 
     def universal_loss(params, stats, plan):
-        logits, level, aux, new = universal.apply({"params": params, "batch_stats": stats}, features, plan,
-                                                  train=True)
+        logits, level, aux, new = universal.apply({"params": params, "batch_stats": stats}, features, plan, train=True)
         out = resize_from_level(logits, level, OUT, geom)
         aux = [resize_from_level(a, plan["block_level"][b], OUT, geom) for b, a in enumerate(aux)]
         return score(out, aux), (out, aux, new)
@@ -150,8 +156,9 @@ def test_train_outputs_stats_and_gradients_match_the_ordinary_decoder(features):
         decoder, v = ordinary_variables(g, features, seed)
 
         def ordinary_loss(params):
-            (logits, aux), upd = decoder.apply({"params": params, "batch_stats": v["batch_stats"]}, features,
-                                               train=True, mutable=["batch_stats"])
+            (logits, aux), upd = decoder.apply(
+                {"params": params, "batch_stats": v["batch_stats"]}, features, train=True, mutable=["batch_stats"]
+            )
             out, aux = resize_bilinear(logits, OUT), [resize_bilinear(a, OUT) for a in aux]
             return score(out, aux), (out, aux, upd["batch_stats"])
 

@@ -40,5 +40,16 @@ def make_agent(name: str, config: Mapping[str, Any] | None = None) -> Agent:
     return AGENTS[name](ml_collections.FrozenConfigDict(cfg))
 
 
-__all__ = ["AGENTS", "Agent", "AgentState", "Buffer", "PPO", "RandomSearch", "Reinforce", "default_config",
-           "make_agent", "restore_agent_state", "save_agent_state"]
+__all__ = [
+    "AGENTS",
+    "Agent",
+    "AgentState",
+    "Buffer",
+    "PPO",
+    "RandomSearch",
+    "Reinforce",
+    "default_config",
+    "make_agent",
+    "restore_agent_state",
+    "save_agent_state",
+]

@@ -28,16 +28,18 @@ from fdn.agents import state as state_lib
 
 def default_config() -> ml_collections.ConfigDict:
     """Settings of the policy agents; the defaults are the official PPO's."""
-    return ml_collections.ConfigDict(dict(
-        learning_rate=1e-4,  # Adam
-        max_grad_norm=2.0,  # global-norm gradient clip before Adam
-        baseline_decay=0.95,  # EMA of rewards; advantage = reward - baseline
-        entropy_coef=0.0,  # weight of the policy entropy bonus (the official code computes it, weight 0)
-        clip_epsilon=0.1,  # PPO ratio clip
-        buffer_size=100,  # PPO rollout buffer: the latest results
-        minibatch_size=1,  # PPO: 1 = official (100 Adam steps per update); larger = fewer, faster steps
-        ppo_epochs=1,  # PPO passes over the buffer per update
-    ))
+    return ml_collections.ConfigDict(
+        dict(
+            learning_rate=1e-4,  # Adam
+            max_grad_norm=2.0,  # global-norm gradient clip before Adam
+            baseline_decay=0.95,  # EMA of rewards; advantage = reward - baseline
+            entropy_coef=0.0,  # weight of the policy entropy bonus (the official code computes it, weight 0)
+            clip_epsilon=0.1,  # PPO ratio clip
+            buffer_size=100,  # PPO rollout buffer: the latest results
+            minibatch_size=1,  # PPO: 1 = official (100 Adam steps per update); larger = fewer, faster steps
+            ppo_epochs=1,  # PPO passes over the buffer per update
+        )
+    )
 
 
 class Agent:
@@ -49,8 +51,7 @@ class Agent:
         self.config = config
         # Per-leaf, not optax.flatten: flattening compiles ~2 s faster on XLA:CPU but runs the 100-step
         # update 20-100 % slower (the concatenation every Adam step).
-        self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                              optax.adam(config.learning_rate))
+        self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate))
 
     # Agents of the same class and settings are equal, so they share compiled functions (`_jitted_*`).
     def _identity(self):
@@ -95,8 +96,10 @@ class Agent:
         log_probs = jnp.asarray(log_probs, jnp.float32).reshape(-1)
         rewards = jnp.asarray(rewards, jnp.float32).reshape(-1)
         if not actions.shape[0] == log_probs.shape[0] == rewards.shape[0]:
-            raise ValueError(f"update needs as many actions, log-probs and rewards, got "
-                             f"{actions.shape[0]}, {log_probs.shape[0]}, {rewards.shape[0]}")
+            raise ValueError(
+                f"update needs as many actions, log-probs and rewards, got "
+                f"{actions.shape[0]}, {log_probs.shape[0]}, {rewards.shape[0]}"
+            )
         return _jitted_update(self, state, actions, log_probs, rewards)
 
     def _update_impl(self, state, actions, log_probs, rewards):

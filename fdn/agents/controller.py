@@ -99,8 +99,8 @@ def lstm_step(weights, x, carries):
     for (w, b), (h, c) in zip(weights, carries):
         gates = jnp.concatenate([x, h], -1) @ w + b
         n = h.shape[-1]
-        i, f, o = (jax.nn.sigmoid(gates[..., k * n:(k + 1) * n]) for k in (0, 1, 3))
-        c = f * c + i * jnp.tanh(gates[..., 2 * n:3 * n])
+        i, f, o = (jax.nn.sigmoid(gates[..., k * n : (k + 1) * n]) for k in (0, 1, 3))
+        c = f * c + i * jnp.tanh(gates[..., 2 * n : 3 * n])
         x = h = o * jnp.tanh(c)
         new.append((h, c))
     return x, new
@@ -119,14 +119,15 @@ class Linear(nn.Module):
 
 
 # The heads in the order their columns are concatenated: conn_0..5, pos_0..5, op.
-_HEAD_SIZES = (*DECISION_CHOICES[:_CONN], *[c for c in gt.CELL_POSITION_CHOICES for _ in range(2)],
-               gt.NUM_OPS)
+_HEAD_SIZES = (*DECISION_CHOICES[:_CONN], *[c for c in gt.CELL_POSITION_CHOICES for _ in range(2)], gt.NUM_OPS)
 _HEAD_OFFSETS = np.cumsum((0,) + _HEAD_SIZES)
 _OP_HEAD = len(_HEAD_SIZES) - 1
 # Which head each decision reads: conn_0..5, op, then per pair pos_{2j}, pos_{2j+1}, op, op.
-_DECISION_HEAD = (*range(_CONN), _OP_HEAD,
-                  *[h for j in range(gt.NUM_PAIRS)
-                    for h in (_CONN + 2 * j, _CONN + 2 * j + 1, _OP_HEAD, _OP_HEAD)])
+_DECISION_HEAD = (
+    *range(_CONN),
+    _OP_HEAD,
+    *[h for j in range(gt.NUM_PAIRS) for h in (_CONN + 2 * j, _CONN + 2 * j + 1, _OP_HEAD, _OP_HEAD)],
+)
 # _GATHER[k, j] = column of choice j of decision k in the concatenated head output (0 where invalid).
 _GATHER = np.where(_VALID, _HEAD_OFFSETS[list(_DECISION_HEAD)][:, None] + np.arange(MAX_CHOICES)[None], 0)
 
@@ -184,11 +185,10 @@ def init_params(key: jax.Array) -> Params:
     # The LSTM bias `b` stands for PyTorch's b_ih + b_hh: two draws summed.
     draws = [2 if path[-1].key == "b" else 1 for path, _ in leaves]
     sizes = [math.prod(leaf.shape) for _, leaf in leaves]
-    flat = jax.random.uniform(key, (sum(d * n for d, n in zip(draws, sizes)),), jnp.float32, -INIT_RANGE,
-                              INIT_RANGE)
+    flat = jax.random.uniform(key, (sum(d * n for d, n in zip(draws, sizes)),), jnp.float32, -INIT_RANGE, INIT_RANGE)
     out, offset = [], 0
     for (_, leaf), d, n in zip(leaves, draws, sizes):
-        out.append(flat[offset:offset + d * n].reshape((d,) + leaf.shape).sum(0))
+        out.append(flat[offset : offset + d * n].reshape((d,) + leaf.shape).sum(0))
         offset += d * n
     return jax.tree_util.tree_unflatten(treedef, out)
 

@@ -84,8 +84,8 @@ class PPO(base.Agent):
         def adam_step(carry, idx, m):
             params, opt_state = carry
             (_, (action_loss, entropy, clip_fraction)), grads = grad_fn(
-                params, buf.actions[idx], buf.log_probs[idx], advantages[idx], m, cfg.clip_epsilon,
-                cfg.entropy_coef)
+                params, buf.actions[idx], buf.log_probs[idx], advantages[idx], m, cfg.clip_epsilon, cfg.entropy_coef
+            )
             updates, opt_state = self.tx.update(grads, opt_state, params)
             stats = jnp.stack([action_loss, entropy, clip_fraction, optax.tree.norm(grads), 1.0])
             return (optax.apply_updates(params, updates), opt_state), stats
@@ -100,8 +100,13 @@ class PPO(base.Agent):
         state = state.replace(params=params, opt_state=opt_state, key=key, step=state.step + 1)
         capacity = buf.capacity
         metrics = {
-            "loss": mean[0], "entropy": mean[1], "clip_fraction": mean[2], "grad_norm": mean[3],
-            "adam_steps": stats[:, 4].sum().astype(jnp.int32), "baseline": state.baseline,
-            "advantage": rewards[-1] - state.baseline, "buffer_fill": jnp.minimum(buf.count, capacity),
+            "loss": mean[0],
+            "entropy": mean[1],
+            "clip_fraction": mean[2],
+            "grad_norm": mean[3],
+            "adam_steps": stats[:, 4].sum().astype(jnp.int32),
+            "baseline": state.baseline,
+            "advantage": rewards[-1] - state.baseline,
+            "buffer_fill": jnp.minimum(buf.count, capacity),
         }
         return state, metrics

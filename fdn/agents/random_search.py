@@ -28,16 +28,19 @@ class RandomSearch(base.Agent):
     def _sample(params, key, n):
         del params
         maxval = jnp.asarray(controller.DECISION_CHOICES, jnp.int32)
-        decisions = controller.flat_random(jax.random.randint, key, (n, controller.NUM_DECISIONS), 0,
-                                           jnp.tile(maxval, n), jnp.int32)
+        decisions = controller.flat_random(
+            jax.random.randint, key, (n, controller.NUM_DECISIONS), 0, jnp.tile(maxval, n), jnp.int32
+        )
         actions = controller.decisions_to_actions(decisions)
         return actions, jnp.full((n,), -_LOG_CHOICES), jnp.full((n,), _LOG_CHOICES)
 
     def _update_impl(self, state, actions, log_probs, rewards):
         state = self._record(state, actions, log_probs, rewards)
         state = state.replace(step=state.step + 1)
-        return state, {"baseline": state.baseline,
-                       "buffer_fill": jnp.minimum(state.buffer.count, state.buffer.capacity)}
+        return state, {
+            "baseline": state.baseline,
+            "buffer_fill": jnp.minimum(state.buffer.count, state.buffer.capacity),
+        }
 
     def decision_probs(self, state) -> np.ndarray:
         choices = np.asarray(controller.DECISION_CHOICES)[:, None]

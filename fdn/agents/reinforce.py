@@ -31,11 +31,18 @@ class Reinforce(base.Agent):
         state = self._record(state, actions, log_probs, rewards)
         advantages = rewards - state.baseline
         (_, (policy_loss, entropy)), grads = jax.value_and_grad(reinforce_loss, has_aux=True)(
-            state.params, actions, advantages, self.config.entropy_coef)
+            state.params, actions, advantages, self.config.entropy_coef
+        )
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-        state = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
-                              step=state.step + 1)
-        metrics = {"loss": policy_loss, "entropy": entropy, "grad_norm": optax.tree.norm(grads),
-                   "baseline": state.baseline, "advantage": advantages[-1],
-                   "buffer_fill": jnp.minimum(state.buffer.count, state.buffer.capacity)}
+        state = state.replace(
+            params=optax.apply_updates(state.params, updates), opt_state=opt_state, step=state.step + 1
+        )
+        metrics = {
+            "loss": policy_loss,
+            "entropy": entropy,
+            "grad_norm": optax.tree.norm(grads),
+            "baseline": state.baseline,
+            "advantage": advantages[-1],
+            "buffer_fill": jnp.minimum(state.buffer.count, state.buffer.capacity),
+        }
         return state, metrics

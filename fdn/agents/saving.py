@@ -24,5 +24,8 @@ def restore_agent_state(path: str | os.PathLike, like):
     damaged or mismatching directory raises `fdn.checkpointing.CheckpointError`.
     """
     return checkpointing.restore_tree(
-        path, like, what=f"cannot restore the agent state in {os.path.abspath(os.fspath(path))}",
-        hint="was it saved by an agent of the same kind and config? save it again")
+        path,
+        like,
+        what=f"cannot restore the agent state in {os.path.abspath(os.fspath(path))}",
+        hint="was it saved by an agent of the same kind and config? save it again",
+    )

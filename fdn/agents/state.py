@@ -95,8 +95,10 @@ def record(state: AgentState, actions, log_probs, rewards, decay: float) -> Agen
         )
         return (baseline, buf), None
 
-    items = (jnp.asarray(actions, jnp.int32).reshape(-1, gt.ACTION_SIZE),
-             jnp.asarray(log_probs, jnp.float32).reshape(-1),
-             jnp.asarray(rewards, jnp.float32).reshape(-1))
+    items = (
+        jnp.asarray(actions, jnp.int32).reshape(-1, gt.ACTION_SIZE),
+        jnp.asarray(log_probs, jnp.float32).reshape(-1),
+        jnp.asarray(rewards, jnp.float32).reshape(-1),
+    )
     (baseline, buf), _ = jax.lax.scan(push, (state.baseline, state.buffer), items)
     return state.replace(baseline=baseline, buffer=buf)

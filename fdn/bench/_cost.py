@@ -34,16 +34,42 @@ class DevicePeak:
 # Substrings of ``jax.Device.device_kind`` (lower case) -> peaks; the first match wins, so the more specific
 # spellings come first. Sources: NVIDIA's H100 (SXM5), H200 and A100 datasheets; dense (not 2:4 sparse) rates.
 DEVICE_PEAKS: tuple[tuple[str, DevicePeak], ...] = (
-    ("h200", DevicePeak("H200", 67.0, 989.0, 4.8, "NVIDIA H200 datasheet (SXM: FP32 67, BF16 dense 989 TFLOP/s, "
-                                                   "4.8 TB/s)")),
-    ("h100 pcie", DevicePeak("H100 PCIe", 51.0, 756.0, 2.0, "NVIDIA H100 datasheet (PCIe: FP32 51, BF16 dense 756 "
-                                                             "TFLOP/s, 2.0 TB/s)")),
-    ("h100", DevicePeak("H100 SXM", 67.0, 989.0, 3.35, "NVIDIA H100 datasheet (SXM5: FP32 67, BF16 dense 989 "
-                                                        "TFLOP/s, 3.35 TB/s)")),
-    ("a100 80gb pcie", DevicePeak("A100 80GB PCIe", 19.5, 312.0, 1.935, "NVIDIA A100 datasheet (80GB PCIe: FP32 19.5, "
-                                                                         "BF16 312 TFLOP/s, 1.935 TB/s)")),
-    ("a100-sxm4-80gb", DevicePeak("A100 80GB SXM", 19.5, 312.0, 2.039, "NVIDIA A100 datasheet (80GB SXM: FP32 19.5, "
-                                                                        "BF16 312 TFLOP/s, 2.039 TB/s)")),
+    (
+        "h200",
+        DevicePeak("H200", 67.0, 989.0, 4.8, "NVIDIA H200 datasheet (SXM: FP32 67, BF16 dense 989 TFLOP/s, 4.8 TB/s)"),
+    ),
+    (
+        "h100 pcie",
+        DevicePeak(
+            "H100 PCIe", 51.0, 756.0, 2.0, "NVIDIA H100 datasheet (PCIe: FP32 51, BF16 dense 756 TFLOP/s, 2.0 TB/s)"
+        ),
+    ),
+    (
+        "h100",
+        DevicePeak(
+            "H100 SXM", 67.0, 989.0, 3.35, "NVIDIA H100 datasheet (SXM5: FP32 67, BF16 dense 989 TFLOP/s, 3.35 TB/s)"
+        ),
+    ),
+    (
+        "a100 80gb pcie",
+        DevicePeak(
+            "A100 80GB PCIe",
+            19.5,
+            312.0,
+            1.935,
+            "NVIDIA A100 datasheet (80GB PCIe: FP32 19.5, BF16 312 TFLOP/s, 1.935 TB/s)",
+        ),
+    ),
+    (
+        "a100-sxm4-80gb",
+        DevicePeak(
+            "A100 80GB SXM",
+            19.5,
+            312.0,
+            2.039,
+            "NVIDIA A100 datasheet (80GB SXM: FP32 19.5, BF16 312 TFLOP/s, 2.039 TB/s)",
+        ),
+    ),
 )
 
 
@@ -64,8 +90,10 @@ def program_cost(compiled) -> dict:
     if not analysis:
         return {"flops": None, "bytes": None}
     flops, nbytes = analysis.get("flops"), analysis.get("bytes accessed")
-    return {"flops": float(flops) if flops is not None else None,
-            "bytes": float(nbytes) if nbytes is not None else None}
+    return {
+        "flops": float(flops) if flops is not None else None,
+        "bytes": float(nbytes) if nbytes is not None else None,
+    }
 
 
 def achieved(cost: dict, seconds_per_step: float | None, peak: DevicePeak | None) -> dict:
@@ -74,6 +102,7 @@ def achieved(cost: dict, seconds_per_step: float | None, peak: DevicePeak | None
     Fractions of FLOPs are given against both the float32 and the bfloat16 peak (fdn trains in float32, which
     XLA may run on tensor cores as TF32); a missing figure or peak gives None.
     """
+
     def rate(amount, scale):
         return amount / seconds_per_step / scale if amount is not None and seconds_per_step else None
 
@@ -82,7 +111,10 @@ def achieved(cost: dict, seconds_per_step: float | None, peak: DevicePeak | None
     def frac(value, top):
         return value / top if value is not None and peak is not None else None
 
-    return {"tflops": tflops, "gbps": gbps,
-            "of_f32_peak": frac(tflops, peak.f32_tflops if peak else None),
-            "of_bf16_peak": frac(tflops, peak.bf16_tflops if peak else None),
-            "of_hbm_peak": frac(gbps, peak.hbm_tbps * 1e3 if peak else None)}
+    return {
+        "tflops": tflops,
+        "gbps": gbps,
+        "of_f32_peak": frac(tflops, peak.f32_tflops if peak else None),
+        "of_bf16_peak": frac(tflops, peak.bf16_tflops if peak else None),
+        "of_hbm_peak": frac(gbps, peak.hbm_tbps * 1e3 if peak else None),
+    }

@@ -52,9 +52,11 @@ class Schedule:
 
     def ratio(self, phase: str) -> float:
         """How many times longer the full phase is than the measured one ('stage1', 'stage2', 'val')."""
-        run, full = {"stage1": (self.stage1_steps, self.full_stage1_steps),
-                     "stage2": (self.stage2_steps, self.full_stage2_steps),
-                     "val": (self.val_batches, self.full_val_batches)}[phase]
+        run, full = {
+            "stage1": (self.stage1_steps, self.full_stage1_steps),
+            "stage2": (self.stage2_steps, self.full_stage2_steps),
+            "val": (self.val_batches, self.full_val_batches),
+        }[phase]
         return full / run
 
 

@@ -52,8 +52,9 @@ class BenchSetup:
 def open_source(config, data: str, data_dir: str, log=print):
     """(source, name): the preset's prepared dataset or synthetic records (``data`` = auto|prepared|synthetic)."""
     if data != "synthetic":
-        dataset_dir = str(Path(data_dir or DEFAULT_DATA_DIR).expanduser()) if config.data.auto_prepare else (
-            data_dir or None)
+        dataset_dir = (
+            str(Path(data_dir or DEFAULT_DATA_DIR).expanduser()) if config.data.auto_prepare else (data_dir or None)
+        )
         catalog.ensure_prepared(config.data, dataset_dir, log, "fdn.bench search")
         try:
             source = pipeline.data_source(config.data.name, config.data.split, dataset_dir)
@@ -71,7 +72,7 @@ def build(config, *, data: str = "auto", data_dir: str = "", log=print) -> Bench
     start = time.perf_counter()
     source, name = open_source(config, data, data_dir, log)
     meta_train, meta_val = split.meta_split(len(source), config.seed, config.data.val_fraction)
-    meta_val = meta_val[:config.data.val_examples] if config.data.val_examples else meta_val
+    meta_val = meta_val[: config.data.val_examples] if config.data.val_examples else meta_val
     num_classes = catalog.num_classes_of(config.data)
     val = val_batches(source, meta_val, cc)
     seconds["data"] = time.perf_counter() - start
@@ -80,22 +81,43 @@ def build(config, *, data: str = "auto", data_dir: str = "", log=print) -> Bench
     enc_vars = random_encoder_variables(config.encoder.expand_first_block, jax.random.key(config.seed))
     teacher_fn = None
     if config.teacher.kind != "none":
+
         def teacher_fn(images):
             return jnp.zeros((images.shape[0], images.shape[1] // 4, images.shape[2] // 4, num_classes))
-    batches = split.stage1_batches(source, meta_train, cc.stage1.num_examples, crop_size=cc.stage1.crop_size,
-                                   seed=config.seed, min_side=cc.stage1.min_side,
-                                   scale_range=tuple(config.data.scale_range), batch_size=config.data.cache_batch)
-    cache = build_stage1_cache(make_encoder_apply(config), enc_vars, batches, teacher_fn=teacher_fn,
-                               feature_dtype=cc.stage1.feature_dtype)
+
+    batches = split.stage1_batches(
+        source,
+        meta_train,
+        cc.stage1.num_examples,
+        crop_size=cc.stage1.crop_size,
+        seed=config.seed,
+        min_side=cc.stage1.min_side,
+        scale_range=tuple(config.data.scale_range),
+        batch_size=config.data.cache_batch,
+    )
+    cache = build_stage1_cache(
+        make_encoder_apply(config), enc_vars, batches, teacher_fn=teacher_fn, feature_dtype=cc.stage1.feature_dtype
+    )
     jax.block_until_ready(cache.labels)
     seconds["cache"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    stream = iter(pipeline.train_dataset(
-        source, crop_size=cc.stage2.crop_size, batch_size=cc.stage2.batch_size, seed=config.seed,
-        indices=meta_train, min_side=cc.stage2.min_side, scale_range=tuple(config.data.scale_range),
-        process_index=0, process_count=1, worker_count=config.data.worker_count))
-    trainer = CandidateTrainer(cc, num_classes, enc_vars, cache, lambda: stream, val,
-                               expand_first_block=config.encoder.expand_first_block)
+    stream = iter(
+        pipeline.train_dataset(
+            source,
+            crop_size=cc.stage2.crop_size,
+            batch_size=cc.stage2.batch_size,
+            seed=config.seed,
+            indices=meta_train,
+            min_side=cc.stage2.min_side,
+            scale_range=tuple(config.data.scale_range),
+            process_index=0,
+            process_count=1,
+            worker_count=config.data.worker_count,
+        )
+    )
+    trainer = CandidateTrainer(
+        cc, num_classes, enc_vars, cache, lambda: stream, val, expand_first_block=config.encoder.expand_first_block
+    )
     seconds["trainer"] = time.perf_counter() - start
     return BenchSetup(trainer, name, seconds)

@@ -35,9 +35,15 @@ def phase_seconds(r1_seconds: dict, r2_seconds: dict) -> dict:
     Stage-2 train excludes the time spent waiting for input batches, which is its own phase.
     """
     wait = float(r2_seconds.get("input_wait", 0.0))
-    out = {"stage-1 train": r1_seconds["train"], "stage-1 eval": r1_seconds["eval"],
-           "stage-2 train": r2_seconds["train"] - wait, "input wait": wait, "stage-2 eval": r2_seconds["eval"],
-           "compile stage 1": r1_seconds["compile"], "compile stage 2": r2_seconds["compile"]}
+    out = {
+        "stage-1 train": r1_seconds["train"],
+        "stage-1 eval": r1_seconds["eval"],
+        "stage-2 train": r2_seconds["train"] - wait,
+        "input wait": wait,
+        "stage-2 eval": r2_seconds["eval"],
+        "compile stage 1": r1_seconds["compile"],
+        "compile stage 2": r2_seconds["compile"],
+    }
     for stage, s in ((1, r1_seconds), (2, r2_seconds)):
         out[f"stage-{stage} other"] = max(0.0, s["total"] - s["compile"] - s["train"] - s["eval"])
     return {k: float(out[k]) for k in PHASES}
@@ -75,9 +81,11 @@ def program_rows(compiled: dict, phases: dict, schedule, peak) -> dict:
     (the throughput the search gets) / steps. With per-genotype programs the table holds one program per
     genotype; the row shows the last one's cost against the mean step time.
     """
-    per_step = {"stage1": phases["stage-1 train"] / schedule.stage1_steps,
-                "eval": phases["stage-1 eval"] / schedule.val_batches,
-                "stage2": (phases["stage-2 train"] + phases["input wait"]) / schedule.stage2_steps}
+    per_step = {
+        "stage1": phases["stage-1 train"] / schedule.stage1_steps,
+        "eval": phases["stage-1 eval"] / schedule.val_batches,
+        "stage2": (phases["stage-2 train"] + phases["input wait"]) / schedule.stage2_steps,
+    }
     rows = {}
     for (_, what), exe in sorted(compiled.items(), key=lambda kv: list(per_step).index(kv[0][1])):
         cost = program_cost(exe)
@@ -94,25 +102,41 @@ def format_table(phases: dict, full: dict, schedule, *, early_stop_rate: float) 
     run_total, full_total = sum(phases.values()), sum(full.values())
     lines = [f"{'phase':<16} {'run s':>9} {'share':>6} {'full s':>9} {'share':>6}"]
     for name in PHASES:
-        lines.append(f"{name:<16} {phases[name]:>9.3f} {phases[name] / run_total:>6.1%} "
-                     f"{full[name]:>9.2f} {full[name] / full_total:>6.1%}")
+        lines.append(
+            f"{name:<16} {phases[name]:>9.3f} {phases[name] / run_total:>6.1%} "
+            f"{full[name]:>9.2f} {full[name] / full_total:>6.1%}"
+        )
     expected = candidate_seconds(full, early_stop_rate)
-    lines += [f"{'candidate':<16} {run_total:>9.3f} {'':>6} {full_total:>9.2f}",
-              (f"steps run / full: stage 1 {schedule.stage1_steps} / {schedule.full_stage1_steps}, stage 2 "
-               f"{schedule.stage2_steps} / {schedule.full_stage2_steps}, meta-val batches {schedule.val_batches} / "
-               f"{schedule.full_val_batches}"),
-              (f"full candidate: {full_total:.1f} s; with {early_stop_rate:.0%} stopped after stage 1: "
-               f"{expected:.1f} s = {3600 / expected:.1f} candidates/hour")]
+    lines += [
+        f"{'candidate':<16} {run_total:>9.3f} {'':>6} {full_total:>9.2f}",
+        (
+            f"steps run / full: stage 1 {schedule.stage1_steps} / {schedule.full_stage1_steps}, stage 2 "
+            f"{schedule.stage2_steps} / {schedule.full_stage2_steps}, meta-val batches {schedule.val_batches} / "
+            f"{schedule.full_val_batches}"
+        ),
+        (
+            f"full candidate: {full_total:.1f} s; with {early_stop_rate:.0%} stopped after stage 1: "
+            f"{expected:.1f} s = {3600 / expected:.1f} candidates/hour"
+        ),
+    ]
     return lines
 
 
 def format_programs(rows: dict) -> list[str]:
-    lines = [(f"{'program':<8} {'GFLOP/step':>11} {'GB/step':>9} {'s/step':>9} {'TFLOP/s':>8} {'GB/s':>8} "
-              f"{'%f32':>6} {'%bf16':>6} {'%HBM':>6}")]
+    lines = [
+        (
+            f"{'program':<8} {'GFLOP/step':>11} {'GB/step':>9} {'s/step':>9} {'TFLOP/s':>8} {'GB/s':>8} "
+            f"{'%f32':>6} {'%bf16':>6} {'%HBM':>6}"
+        )
+    ]
     for what, r in rows.items():
-        pct = [_fmt(r[k] * 100 if r[k] is not None else None, ".1f") for k in
-               ("of_f32_peak", "of_bf16_peak", "of_hbm_peak")]
-        lines.append(f"{what:<8} {_fmt(r['flops'] and r['flops'] / 1e9, '.2f'):>11} "
-                     f"{_fmt(r['bytes'] and r['bytes'] / 1e9, '.3f'):>9} {r['seconds_per_step']:>9.4f} "
-                     f"{_fmt(r['tflops'], '.3f'):>8} {_fmt(r['gbps'], '.1f'):>8} {pct[0]:>6} {pct[1]:>6} {pct[2]:>6}")
+        pct = [
+            _fmt(r[k] * 100 if r[k] is not None else None, ".1f")
+            for k in ("of_f32_peak", "of_bf16_peak", "of_hbm_peak")
+        ]
+        lines.append(
+            f"{what:<8} {_fmt(r['flops'] and r['flops'] / 1e9, '.2f'):>11} "
+            f"{_fmt(r['bytes'] and r['bytes'] / 1e9, '.3f'):>9} {r['seconds_per_step']:>9.4f} "
+            f"{_fmt(r['tflops'], '.3f'):>8} {_fmt(r['gbps'], '.1f'):>8} {pct[0]:>6} {pct[1]:>6} {pct[2]:>6}"
+        )
     return lines

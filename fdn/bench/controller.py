@@ -61,12 +61,14 @@ def main(argv):
     rows = []
     for n in (1, 100, 10_000):
         keys = iter(jax.random.split(jax.random.PRNGKey(1), 1 + args.warmup + args.repeats))
-        first, median = _timed(lambda: jax.block_until_ready(controller.sample(params, next(keys), n)),
-                               args.warmup, args.repeats)
+        first, median = _timed(
+            lambda: jax.block_until_ready(controller.sample(params, next(keys), n)), args.warmup, args.repeats
+        )
         rows.append((f"sample n={n}", first, median, f"{n / median:,.0f} samples/s"))
     actions = controller.sample(params, jax.random.PRNGKey(2), 100)[0]
-    first, median = _timed(lambda: jax.block_until_ready(controller.log_prob_and_entropy(params, actions)),
-                           args.warmup, args.repeats)
+    first, median = _timed(
+        lambda: jax.block_until_ready(controller.log_prob_and_entropy(params, actions)), args.warmup, args.repeats
+    )
     rows.append(("log_prob_and_entropy n=100", first, median, ""))
 
     for mb in (int(v) for v in args.minibatch_sizes.split(",")):
@@ -76,8 +78,10 @@ def main(argv):
     first, median, _ = _update_row("reinforce", None, args.warmup, args.repeats)
     rows.append(("REINFORCE update (1 result)", first, median, "1 Adam step"))
 
-    print(f"fdn.bench controller  (jax {jax.__version__}, {jax.devices()[0].platform}, median of "
-          f"{args.repeats} after {args.warmup} warm-up calls)")
+    print(
+        f"fdn.bench controller  (jax {jax.__version__}, {jax.devices()[0].platform}, median of "
+        f"{args.repeats} after {args.warmup} warm-up calls)"
+    )
     print(f"{'what':<36} {'first call s':>12} {'median ms':>10}  note")
     for what, first, median, note in rows:
         print(f"{what:<36} {first:>12.2f} {median * 1e3:>10.2f}  {note}")

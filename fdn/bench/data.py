@@ -24,18 +24,23 @@ from fdn import tasks
 from fdn.data import augment
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_enum('source', 'tfds', ['tfds', 'synthetic'], 'read a prepared tfds dataset or synthetic VOC-size JPEGs',
-                  flag_values=FLAGS)
-flags.DEFINE_string('dataset', 'fdn_shapes', 'tfds dataset name', flag_values=FLAGS)
-flags.DEFINE_string('split', 'train', 'split', flag_values=FLAGS)
-flags.DEFINE_string('data_dir', None, 'tfds data dir', flag_values=FLAGS)
-flags.DEFINE_integer('crop', 112, 'crop size', flag_values=FLAGS)
-flags.DEFINE_integer('min_side', None, 'minimum shorter side R (default: crop)', flag_values=FLAGS)
-flags.DEFINE_integer('batch_size', 32, 'batch size', flag_values=FLAGS)
-flags.DEFINE_enum('task', tasks.SEGMENTATION, list(augment.TASKS), 'label keys', flag_values=FLAGS)
-flags.DEFINE_list('workers', ['0', '1', '2'], 'worker process counts to measure', flag_values=FLAGS)
-flags.DEFINE_integer('read_threads', 2, 'reader threads per process', flag_values=FLAGS)
-flags.DEFINE_float('seconds', 10.0, 'measuring time per worker count', flag_values=FLAGS)
+flags.DEFINE_enum(
+    "source",
+    "tfds",
+    ["tfds", "synthetic"],
+    "read a prepared tfds dataset or synthetic VOC-size JPEGs",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string("dataset", "fdn_shapes", "tfds dataset name", flag_values=FLAGS)
+flags.DEFINE_string("split", "train", "split", flag_values=FLAGS)
+flags.DEFINE_string("data_dir", None, "tfds data dir", flag_values=FLAGS)
+flags.DEFINE_integer("crop", 112, "crop size", flag_values=FLAGS)
+flags.DEFINE_integer("min_side", None, "minimum shorter side R (default: crop)", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 32, "batch size", flag_values=FLAGS)
+flags.DEFINE_enum("task", tasks.SEGMENTATION, list(augment.TASKS), "label keys", flag_values=FLAGS)
+flags.DEFINE_list("workers", ["0", "1", "2"], "worker process counts to measure", flag_values=FLAGS)
+flags.DEFINE_integer("read_threads", 2, "reader threads per process", flag_values=FLAGS)
+flags.DEFINE_float("seconds", 10.0, "measuring time per worker count", flag_values=FLAGS)
 
 
 class SyntheticJpegSource:
@@ -50,48 +55,61 @@ class SyntheticJpegSource:
             image = np.asarray(Image.fromarray(small).resize(size[::-1], Image.BICUBIC))
             image = np.clip(image + rng.integers(-10, 11, image.shape), 0, 255).astype(np.uint8)
             mask = np.kron(rng.integers(0, 21, (size[0] // 25 + 1, size[1] // 25 + 1)), np.ones((25, 25), np.uint8))
-            self.records.append((_encode(image, 'JPEG'), _encode(mask[:size[0], :size[1]].astype(np.uint8), 'PNG')))
+            self.records.append((_encode(image, "JPEG"), _encode(mask[: size[0], : size[1]].astype(np.uint8), "PNG")))
 
     def __len__(self):
         return len(self.records)
 
     def __getitem__(self, i):
         jpeg, png = self.records[i]
-        return {'image': np.asarray(Image.open(io.BytesIO(jpeg)).convert('RGB')),
-                tasks.SEGMENTATION: np.asarray(Image.open(io.BytesIO(png))), 'image_id': str(i)}
+        return {
+            "image": np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")),
+            tasks.SEGMENTATION: np.asarray(Image.open(io.BytesIO(png))),
+            "image_id": str(i),
+        }
 
 
 def _encode(array, fmt):
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=fmt, quality=90) if fmt == 'JPEG' else Image.fromarray(array).save(
-        buffer, format=fmt)
+    Image.fromarray(array).save(buffer, format=fmt, quality=90) if fmt == "JPEG" else Image.fromarray(array).save(
+        buffer, format=fmt
+    )
     return buffer.getvalue()
 
 
 def _source():
-    if FLAGS.source == 'synthetic':
-        return SyntheticJpegSource(), 'synthetic 500x375 JPEG'
+    if FLAGS.source == "synthetic":
+        return SyntheticJpegSource(), "synthetic 500x375 JPEG"
     from fdn.data import pipeline
 
     try:
         source = pipeline.data_source(FLAGS.dataset, FLAGS.split, FLAGS.data_dir)
     except FileNotFoundError:
-        if FLAGS.dataset != 'fdn_shapes':
+        if FLAGS.dataset != "fdn_shapes":
             raise
         from fdn.data import prepare
 
-        prepare.prepare('fdn_shapes', data_dir=FLAGS.data_dir)
+        prepare.prepare("fdn_shapes", data_dir=FLAGS.data_dir)
         source = pipeline.data_source(FLAGS.dataset, FLAGS.split, FLAGS.data_dir)
-    return source, f'{FLAGS.dataset}/{FLAGS.split}'
+    return source, f"{FLAGS.dataset}/{FLAGS.split}"
 
 
 def measure(source, workers):
     """(images/s, batches) of the training pipeline with ``workers`` processes."""
     from fdn.data import pipeline
 
-    ds = pipeline.train_dataset(source, crop_size=FLAGS.crop, min_side=FLAGS.min_side, batch_size=FLAGS.batch_size,
-                                seed=0, task=FLAGS.task, process_index=0, process_count=1, worker_count=workers,
-                                read_threads=FLAGS.read_threads)
+    ds = pipeline.train_dataset(
+        source,
+        crop_size=FLAGS.crop,
+        min_side=FLAGS.min_side,
+        batch_size=FLAGS.batch_size,
+        seed=0,
+        task=FLAGS.task,
+        process_index=0,
+        process_count=1,
+        worker_count=workers,
+        read_threads=FLAGS.read_threads,
+    )
     it = iter(ds)
     try:
         next(it)  # warm-up: worker start-up, first reads
@@ -101,7 +119,7 @@ def measure(source, workers):
             batches += 1
         elapsed = time.perf_counter() - start
     finally:
-        if hasattr(it, 'close'):
+        if hasattr(it, "close"):
             it.close()
     return batches * FLAGS.batch_size / elapsed, batches
 
@@ -109,10 +127,12 @@ def measure(source, workers):
 def main(argv):
     FLAGS(argv)
     source, name = _source()
-    print(f'training pipeline on {name}: crop {FLAGS.crop}, min side {FLAGS.min_side or FLAGS.crop}, '
-          f'batch {FLAGS.batch_size}, task {FLAGS.task}, {FLAGS.read_threads} reader threads per process')
-    print(f'{"workers":>8} {"images/s":>10} {"batches":>8}')
+    print(
+        f"training pipeline on {name}: crop {FLAGS.crop}, min side {FLAGS.min_side or FLAGS.crop}, "
+        f"batch {FLAGS.batch_size}, task {FLAGS.task}, {FLAGS.read_threads} reader threads per process"
+    )
+    print(f"{'workers':>8} {'images/s':>10} {'batches':>8}")
     for workers in (int(w) for w in FLAGS.workers):
         rate, batches = measure(source, workers)
-        print(f'{workers:>8} {rate:>10.1f} {batches:>8}', flush=True)
+        print(f"{workers:>8} {rate:>10.1f} {batches:>8}", flush=True)
     return 0

@@ -42,14 +42,27 @@ def _stacked(x, kernel, stride, dilation, padding):
     xp = jnp.pad(x, [(0, 0), (padding, padding), (padding, padding), (0, 0)])
     ho = (xp.shape[1] - dilation * (k - 1) - 1) // stride + 1
     wo = (xp.shape[2] - dilation * (k - 1) - 1) // stride + 1
-    taps = [xp[:, i * dilation:i * dilation + (ho - 1) * stride + 1:stride,
-               j * dilation:j * dilation + (wo - 1) * stride + 1:stride] for i in range(k) for j in range(k)]
+    taps = [
+        xp[
+            :,
+            i * dilation : i * dilation + (ho - 1) * stride + 1 : stride,
+            j * dilation : j * dilation + (wo - 1) * stride + 1 : stride,
+        ]
+        for i in range(k)
+        for j in range(k)
+    ]
     return jnp.einsum("nhwtc,tc->nhwc", jnp.stack(taps, axis=3), kernel.reshape(k * k, -1))
 
 
 def _impls():
-    out = {name: (lambda impl: lambda x, w, s, d, p: depthwise.depthwise_conv(
-        x, w, stride=s, dilation=d, padding=p, impl=impl))(name) for name in ("xla", "shifted")}
+    out = {
+        name: (
+            lambda impl: (
+                lambda x, w, s, d, p: depthwise.depthwise_conv(x, w, stride=s, dilation=d, padding=p, impl=impl)
+            )
+        )(name)
+        for name in ("xla", "shifted")
+    }
     out["autodiff"] = _autodiff
     out["stacked"] = _stacked
     return out
@@ -70,8 +83,7 @@ def _torch_ms(x, kernel, stride, dilation, padding, repeats):
     wt = torch.tensor(np.asarray(kernel)).permute(2, 0, 1)[:, None].contiguous().requires_grad_()
 
     def fwd():
-        return torch.nn.functional.conv2d(xt, wt, stride=stride, padding=padding, dilation=dilation,
-                                          groups=xt.shape[1])
+        return torch.nn.functional.conv2d(xt, wt, stride=stride, padding=padding, dilation=dilation, groups=xt.shape[1])
 
     def fwd_bwd():
         (fwd() ** 2).sum().backward()
@@ -95,8 +107,10 @@ def main(argv):
     args = parser.parse_args(argv[1:])
     impls = {name: fn for name, fn in _impls().items() if name in args.impls.split(",")}
     rng = np.random.default_rng(0)
-    print(f"depthwise conv, batch {args.batch}, {args.size}x{args.size}, backend {jax.default_backend()}, "
-          f"{args.repeats} repeats; median ms (fwd / fwd+bwd), first fwd+bwd call incl. compile in []")
+    print(
+        f"depthwise conv, batch {args.batch}, {args.size}x{args.size}, backend {jax.default_backend()}, "
+        f"{args.repeats} repeats; median ms (fwd / fwd+bwd), first fwd+bwd call incl. compile in []"
+    )
     header = f"{'case':14s} {'C':>4s} " + " ".join(f"{name:>24s}" for name in impls)
     print(header)
     for name, k, stride, dilation, padding, channel_flag in CASES:
@@ -106,8 +120,9 @@ def main(argv):
         cells = []
         for fn in impls.values():
             fwd = jax.jit(lambda x, w, fn=fn: fn(x, w, stride, dilation, padding))
-            fwd_bwd = jax.jit(jax.grad(lambda x, w, fn=fn: jnp.sum(fn(x, w, stride, dilation, padding) ** 2),
-                                       argnums=(0, 1)))
+            fwd_bwd = jax.jit(
+                jax.grad(lambda x, w, fn=fn: jnp.sum(fn(x, w, stride, dilation, padding) ** 2), argnums=(0, 1))
+            )
             f_ms, _ = _median_ms(fwd, (x, kernel), args.repeats)
             fb_ms, first = _median_ms(fwd_bwd, (x, kernel), args.repeats)
             cells.append(f"{f_ms:6.1f} / {fb_ms:6.1f} [{first / 1e3:4.1f}s]")

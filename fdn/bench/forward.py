@@ -34,13 +34,15 @@ def measure(spec: ModelSpec, batch: int, size: int, repeats: int) -> dict:
     features = model.apply(variables, x, method=model.encode)
 
     def enc_loss(params, x):
-        out, _ = model.apply({**variables, N.PARAMS: params}, x, train=True, method=model.encode,
-                             mutable=[N.BATCH_STATS])
+        out, _ = model.apply(
+            {**variables, N.PARAMS: params}, x, train=True, method=model.encode, mutable=[N.BATCH_STATS]
+        )
         return sum(jnp.mean(o) for o in out)
 
     def dec_loss(params, feats):
-        (logits, aux), _ = model.apply({**variables, N.PARAMS: params}, feats, train=True, method=model.decode,
-                                       mutable=[N.BATCH_STATS])
+        (logits, aux), _ = model.apply(
+            {**variables, N.PARAMS: params}, feats, train=True, method=model.decode, mutable=[N.BATCH_STATS]
+        )
         return jnp.mean(logits) + sum(jnp.mean(a) for a in aux)
 
     fns = {
@@ -64,8 +66,10 @@ def main(argv):
     args = parser.parse_args(argv[1:])
     settings = getattr(DecoderSettings, args.settings)(args.num_classes)
     spec = ModelSpec(G.parse(args.genotype), settings)
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), genotype {spec.genotype}, "
-          f"{args.settings} settings, batch {args.batch}, {args.size}x{args.size}")
+    print(
+        f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), genotype {spec.genotype}, "
+        f"{args.settings} settings, batch {args.batch}, {args.size}x{args.size}"
+    )
     results = {}
     for impl in args.impls.split(","):
         depthwise.set_default_impl(impl)
@@ -78,6 +82,12 @@ def main(argv):
             first, median = results[impl][part]
             row += f"{median * 1e3:>16.1f}{first:>14.2f}"
         print(row)
-    print(json.dumps({impl: {part: {"median_s": m, "first_call_s": f} for part, (f, m) in r.items()}
-                      for impl, r in results.items()}))
+    print(
+        json.dumps(
+            {
+                impl: {part: {"median_s": m, "first_call_s": f} for part, (f, m) in r.items()}
+                for impl, r in results.items()
+            }
+        )
+    )
     return 0

@@ -33,29 +33,44 @@ from fdn.bench._timing import time_calls
 from fdn.models import names as N
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory; else --genotype with random weights",
-                    flag_values=FLAGS)
-flags.DEFINE_string("genotype", "arch0", "released name or literal, used without --checkpoint",
-                    flag_values=FLAGS)
+flags.DEFINE_string(
+    "checkpoint", None, "fdn model checkpoint directory; else --genotype with random weights", flag_values=FLAGS
+)
+flags.DEFINE_string("genotype", "arch0", "released name or literal, used without --checkpoint", flag_values=FLAGS)
 flags.DEFINE_integer("num_classes", 21, "output channels, used without --checkpoint", flag_values=FLAGS)
-flags.DEFINE_enum("task", tasks.AUTO, [tasks.AUTO, *tasks.NAMES],
-                  "the head's task, used without --checkpoint (auto: depth iff num_classes == 1)", flag_values=FLAGS)
+flags.DEFINE_enum(
+    "task",
+    tasks.AUTO,
+    [tasks.AUTO, *tasks.NAMES],
+    "the head's task, used without --checkpoint (auto: depth iff num_classes == 1)",
+    flag_values=FLAGS,
+)
 flags.DEFINE_list("sizes", ["64", "128", "256", "384", "512"], "square input sizes", flag_values=FLAGS)
 flags.DEFINE_integer("batch", 1, "batch size", flag_values=FLAGS)
-flags.DEFINE_list("runtimes", ["fdn", "stablehlo", "onnx"], "what to time (onnx skipped if not installed)",
-                  flag_values=FLAGS)
+flags.DEFINE_list(
+    "runtimes", ["fdn", "stablehlo", "onnx"], "what to time (onnx skipped if not installed)", flag_values=FLAGS
+)
 flags.DEFINE_integer("warmup", 3, "untimed calls after compiling", flag_values=FLAGS)
 flags.DEFINE_integer("runs", 20, "timed calls per size and runtime", flag_values=FLAGS)
-flags.DEFINE_enum("precision", "highest", ["highest", "default"],
-                  "matmul/conv precision (default allows TF32 on recent GPUs)", flag_values=FLAGS)
+flags.DEFINE_enum(
+    "precision",
+    "highest",
+    ["highest", "default"],
+    "matmul/conv precision (default allows TF32 on recent GPUs)",
+    flag_values=FLAGS,
+)
 flags.DEFINE_bool("fold_bn", True, "fold BN in the exported artifacts", flag_values=FLAGS)
 flags.DEFINE_integer("onnx_threads", 0, "onnxruntime intra-op threads (0: its default)", flag_values=FLAGS)
 
 
 def summarize(times_s) -> dict:
     ms = np.asarray(times_s) * 1e3
-    return {"median": float(np.median(ms)), "p10": float(np.percentile(ms, 10)),
-            "p90": float(np.percentile(ms, 90)), "runs": len(ms)}
+    return {
+        "median": float(np.median(ms)),
+        "p10": float(np.percentile(ms, 10)),
+        "p90": float(np.percentile(ms, 90)),
+        "runs": len(ms),
+    }
 
 
 def load_model(checkpoint_dir, genotype, num_classes, task=tasks.AUTO):
@@ -76,8 +91,9 @@ def load_model(checkpoint_dir, genotype, num_classes, task=tasks.AUTO):
 def runtimes_available(requested) -> list[str]:
     out = []
     for name in requested:
-        if name == "onnx" and (importlib.util.find_spec("onnxruntime") is None
-                               or importlib.util.find_spec("jax2onnx") is None):
+        if name == "onnx" and (
+            importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("jax2onnx") is None
+        ):
             print("onnx: skipped (pip install jax2onnx onnx onnxruntime)")
             continue
         if name not in ("fdn", "stablehlo", "onnx"):
@@ -86,8 +102,19 @@ def runtimes_available(requested) -> list[str]:
     return out
 
 
-def measure(spec, variables, size: int, runtime: str, batch=1, warmup=3, runs=20, precision="highest",
-            fold_bn=True, onnx_threads=0, workdir=None) -> dict:
+def measure(
+    spec,
+    variables,
+    size: int,
+    runtime: str,
+    batch=1,
+    warmup=3,
+    runs=20,
+    precision="highest",
+    fold_bn=True,
+    onnx_threads=0,
+    workdir=None,
+) -> dict:
     """One row of the table: ``{'median', 'p10', 'p90', 'runs', 'prepare_s'}`` (prepare = compile/export)."""
     import contextlib
 
@@ -107,30 +134,47 @@ def measure(spec, variables, size: int, runtime: str, batch=1, warmup=3, runs=20
             with ctx:
                 return forward(vd, xd)[0].block_until_ready()
     elif runtime == "stablehlo":
-        blob = E.export_stablehlo(spec, variables, E.ExportSpec(batch, size, size), fold_bn,
-                                  platforms=(jax.export.default_export_platform(),), precision=precision)
+        blob = E.export_stablehlo(
+            spec,
+            variables,
+            E.ExportSpec(batch, size, size),
+            fold_bn,
+            platforms=(jax.export.default_export_platform(),),
+            precision=precision,
+        )
         fn, xd = E.load_stablehlo(blob), jax.device_put(x)
 
         def call():
             return fn(xd).block_until_ready()
     else:
-        path = E.export_onnx(spec, variables, Path(workdir or tempfile.mkdtemp()) / f"model_{size}.onnx",
-                             E.ExportSpec(batch, size, size), fold_bn)
+        path = E.export_onnx(
+            spec,
+            variables,
+            Path(workdir or tempfile.mkdtemp()) / f"model_{size}.onnx",
+            E.ExportSpec(batch, size, size),
+            fold_bn,
+        )
         session = E.onnx_session(path, onnx_threads or None)
 
         def call():
             return E.run_onnx(session, x)
+
     call()  # compile / session warm-up
     prepare_s = time.perf_counter() - start
     return {**summarize(time_calls(call, repeats=runs, warmup=warmup).times), "prepare_s": prepare_s}
 
 
 def format_table(rows, header: str) -> str:
-    lines = [header, f"{'size':>9} {'runtime':<10} {'median':>9} {'p10':>9} {'p90':>9} {'prepare':>9}",
-             f"{'':>9} {'':<10} {'ms':>9} {'ms':>9} {'ms':>9} {'s':>9}"]
+    lines = [
+        header,
+        f"{'size':>9} {'runtime':<10} {'median':>9} {'p10':>9} {'p90':>9} {'prepare':>9}",
+        f"{'':>9} {'':<10} {'ms':>9} {'ms':>9} {'ms':>9} {'s':>9}",
+    ]
     for size, runtime, r in rows:
-        lines.append(f"{f'{size}x{size}':>9} {runtime:<10} {r['median']:9.2f} {r['p10']:9.2f} "
-                     f"{r['p90']:9.2f} {r['prepare_s']:9.1f}")
+        lines.append(
+            f"{f'{size}x{size}':>9} {runtime:<10} {r['median']:9.2f} {r['p10']:9.2f} "
+            f"{r['p90']:9.2f} {r['prepare_s']:9.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -143,17 +187,30 @@ def main(argv):
     spec, variables, what = load_model(FLAGS.checkpoint, FLAGS.genotype, FLAGS.num_classes, FLAGS.task)
     runtimes = runtimes_available(FLAGS.runtimes)
     device = jax.devices()[0]
-    header = (f"eval-mode latency, batch {FLAGS.batch}: {what}; "
-              f"{param_counts(variables[N.PARAMS])['without_aux']:,} parameters without aux heads\n"
-              f"device: {device.platform} ({device.device_kind}), jax {jax.__version__}, precision "
-              f"{FLAGS.precision}, {FLAGS.warmup} warm-up + {FLAGS.runs} timed calls; "
-              "prepare = compile/export")
+    header = (
+        f"eval-mode latency, batch {FLAGS.batch}: {what}; "
+        f"{param_counts(variables[N.PARAMS])['without_aux']:,} parameters without aux heads\n"
+        f"device: {device.platform} ({device.device_kind}), jax {jax.__version__}, precision "
+        f"{FLAGS.precision}, {FLAGS.warmup} warm-up + {FLAGS.runs} timed calls; "
+        "prepare = compile/export"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for size in (int(s) for s in FLAGS.sizes):
             for runtime in runtimes:
-                r = measure(spec, variables, size, runtime, FLAGS.batch, FLAGS.warmup, FLAGS.runs,
-                            FLAGS.precision, FLAGS.fold_bn, FLAGS.onnx_threads, workdir)
+                r = measure(
+                    spec,
+                    variables,
+                    size,
+                    runtime,
+                    FLAGS.batch,
+                    FLAGS.warmup,
+                    FLAGS.runs,
+                    FLAGS.precision,
+                    FLAGS.fold_bn,
+                    FLAGS.onnx_threads,
+                    workdir,
+                )
                 rows.append((size, runtime, r))
                 print(f"{size}x{size} {runtime}: median {r['median']:.2f} ms", flush=True)
     print(format_table(rows, header))

@@ -38,18 +38,32 @@ OFFICIAL_EARLY_STOP_RATE = 0.38
 FLAGS = flags.FlagValues()
 flags.DEFINE_enum("preset", "paper", list(_presets.PRESETS), "search settings to measure", flag_values=FLAGS)
 flags.DEFINE_integer("candidates", 2, "candidates to run (the first pays the compiles)", flag_values=FLAGS)
-flags.DEFINE_enum("programs", None, ["universal", "per_genotype"],
-                  "decoder programs (default: the preset's candidate.programs)", flag_values=FLAGS)
+flags.DEFINE_enum(
+    "programs",
+    None,
+    ["universal", "per_genotype"],
+    "decoder programs (default: the preset's candidate.programs)",
+    flag_values=FLAGS,
+)
 flags.DEFINE_float("steps_scale", 1.0, "shorten every stage by this factor in (0, 1]", flag_values=FLAGS)
-flags.DEFINE_float("early_stop_rate", OFFICIAL_EARLY_STOP_RATE, "share of candidates stopped after stage 1",
-                   flag_values=FLAGS)
-flags.DEFINE_enum("data", "auto", ["auto", "prepared", "synthetic"],
-                  "the preset's dataset (auto: if prepared, else synthetic; fdn_shapes is prepared on the fly)",
-                  flag_values=FLAGS)
+flags.DEFINE_float(
+    "early_stop_rate", OFFICIAL_EARLY_STOP_RATE, "share of candidates stopped after stage 1", flag_values=FLAGS
+)
+flags.DEFINE_enum(
+    "data",
+    "auto",
+    ["auto", "prepared", "synthetic"],
+    "the preset's dataset (auto: if prepared, else synthetic; fdn_shapes is prepared on the fly)",
+    flag_values=FLAGS,
+)
 flags.DEFINE_string("data_dir", "", "tfds data dir of the preset's dataset", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "seed of the sampled genotypes", flag_values=FLAGS)
-flags.DEFINE_bool("compilation_cache", False, "keep the preset's persistent XLA cache (off: compiles are timed "
-                  "cold)", flag_values=FLAGS)
+flags.DEFINE_bool(
+    "compilation_cache",
+    False,
+    "keep the preset's persistent XLA cache (off: compiles are timed cold)",
+    flag_values=FLAGS,
+)
 
 
 class BenchFlagError(UserError, ValueError):
@@ -88,21 +102,29 @@ def run_candidates(trainer, genotypes, log=print) -> tuple[list[dict], list[str]
             continue
         phases = _search_report.phase_seconds(r1.seconds, r2.seconds)
         per_candidate.append(phases)
-        log(f"candidate {i + 1}/{len(genotypes)} {genotype.short_hash}: {sum(phases.values()):.2f} s (compile "
-            f"{phases['compile stage 1'] + phases['compile stage 2']:.2f}), rewards {r1.reward:.4f} / {r2.reward:.4f}")
+        log(
+            f"candidate {i + 1}/{len(genotypes)} {genotype.short_hash}: {sum(phases.values()):.2f} s (compile "
+            f"{phases['compile stage 1'] + phases['compile stage 2']:.2f}), rewards {r1.reward:.4f} / {r2.reward:.4f}"
+        )
     return per_candidate, failures
 
 
 def describe(config, schedule) -> dict:
     cc = config.candidate
     device = jax.devices()[0]
-    return {"device": str(device), "device_kind": device.device_kind, "platform": device.platform,
-            "jax": jax.__version__, "python": platform.python_version(), "programs": cc.programs,
-            "agg_size": cc.decoder.agg_size,
-            "stage1": f"{schedule.stage1_steps} steps x batch {cc.stage1.batch_size}, crop {cc.stage1.crop_size}, "
-                      f"cache {cc.stage1.num_examples}",
-            "stage2": f"{schedule.stage2_steps} steps x batch {cc.stage2.batch_size}, crop {cc.stage2.crop_size}",
-            "val": f"{schedule.val_batches} batches x {cc.val.batch_size} at {cc.val.crop_size}"}
+    return {
+        "device": str(device),
+        "device_kind": device.device_kind,
+        "platform": device.platform,
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "programs": cc.programs,
+        "agg_size": cc.decoder.agg_size,
+        "stage1": f"{schedule.stage1_steps} steps x batch {cc.stage1.batch_size}, crop {cc.stage1.crop_size}, "
+        f"cache {cc.stage1.num_examples}",
+        "stage2": f"{schedule.stage2_steps} steps x batch {cc.stage2.batch_size}, crop {cc.stage2.crop_size}",
+        "val": f"{schedule.val_batches} batches x {cc.val.batch_size} at {cc.val.crop_size}",
+    }
 
 
 def main(argv):
@@ -138,17 +160,36 @@ def report(config, schedule, info, per_candidate, failures, setup) -> int:
     peak = peak_of(info["device_kind"])
     programs = _search_report.program_rows(setup.trainer.compiled_programs(), steady, schedule, peak)
     once = sum(per_candidate[0][k] for k in compile_names) if universal else 0.0
-    print(f"\nsteady state: mean of candidates {'2..' if len(per_candidate) > 1 else ''}{len(per_candidate)}; "
-          f"compile {'once per search' if universal else 'per new genotype'}"
-          f"{f' (first candidate: {once:.1f} s)' if universal else ''}")
+    print(
+        f"\nsteady state: mean of candidates {'2..' if len(per_candidate) > 1 else ''}{len(per_candidate)}; "
+        f"compile {'once per search' if universal else 'per new genotype'}"
+        f"{f' (first candidate: {once:.1f} s)' if universal else ''}"
+    )
     print("\n".join(_search_report.format_table(steady, full, schedule, early_stop_rate=FLAGS.early_stop_rate)))
     print(f"\nper compiled program (XLA cost analysis; peak: {peak.source if peak else 'unknown device'})")
     print("\n".join(_search_report.format_programs(programs)))
-    print(json.dumps({
-        "bench": "search", "preset": FLAGS.preset, "steps_scale": FLAGS.steps_scale, **info,
-        "data": setup.data_name, "candidates": len(per_candidate), "failures": failures,
-        "setup_seconds": setup.seconds, "schedule": vars(schedule), "phases": steady, "phases_full": full,
-        "candidate_seconds": sum(steady.values()), "candidate_seconds_full": sum(full.values()),
-        "early_stop_rate": FLAGS.early_stop_rate, "expected_candidate_seconds_full": expected,
-        "candidates_per_hour": 3600 / expected, "compile_once_seconds": once, "programs_cost": programs}))
+    print(
+        json.dumps(
+            {
+                "bench": "search",
+                "preset": FLAGS.preset,
+                "steps_scale": FLAGS.steps_scale,
+                **info,
+                "data": setup.data_name,
+                "candidates": len(per_candidate),
+                "failures": failures,
+                "setup_seconds": setup.seconds,
+                "schedule": vars(schedule),
+                "phases": steady,
+                "phases_full": full,
+                "candidate_seconds": sum(steady.values()),
+                "candidate_seconds_full": sum(full.values()),
+                "early_stop_rate": FLAGS.early_stop_rate,
+                "expected_candidate_seconds_full": expected,
+                "candidates_per_hour": 3600 / expected,
+                "compile_once_seconds": once,
+                "programs_cost": programs,
+            }
+        )
+    )
     return 0

@@ -42,9 +42,13 @@ flags.DEFINE_integer("steps", 20, "timed steps", flag_values=FLAGS)
 flags.DEFINE_integer("warmup", 2, "untimed steps after compiling", flag_values=FLAGS)
 flags.DEFINE_integer("num_classes", 21, "classes", flag_values=FLAGS)
 flags.DEFINE_bool("scan", False, "also time the lax.scan epoch program", flag_values=FLAGS)
-flags.DEFINE_enum("programs", "universal", ["universal", "per_genotype"],
-                  "decoder program: one for every genotype, or compiled per genotype (fdn.candidate.programs)",
-                  flag_values=FLAGS)
+flags.DEFINE_enum(
+    "programs",
+    "universal",
+    ["universal", "per_genotype"],
+    "decoder program: one for every genotype, or compiled per genotype (fdn.candidate.programs)",
+    flag_values=FLAGS,
+)
 
 
 def tap_size(crop: int, stride: int) -> int:
@@ -56,8 +60,10 @@ def tap_size(crop: int, stride: int) -> int:
 
 
 def synthetic_features(rng, n: int, crop: int, dtype=np.float32):
-    return [jnp.asarray(rng.normal(size=(n, tap_size(crop, s), tap_size(crop, s), c)).astype(dtype))
-            for s, c in zip(TAP_STRIDES, TAP_CHANNELS)]
+    return [
+        jnp.asarray(rng.normal(size=(n, tap_size(crop, s), tap_size(crop, s), c)).astype(dtype))
+        for s, c in zip(TAP_STRIDES, TAP_CHANNELS)
+    ]
 
 
 def synthetic_labels(rng, n: int, size: int, num_classes: int):
@@ -94,8 +100,9 @@ def main(argv):
     predict, plan = programs.stage1_predict(genotype), programs.plan(genotype)
 
     def fresh_state():
-        return steps.init_state(tx, flattener.flatten(variables[N.PARAMS]),
-                                jax.tree.map(jnp.array, variables[N.BATCH_STATS]))
+        return steps.init_state(
+            tx, flattener.flatten(variables[N.PARAMS]), jax.tree.map(jnp.array, variables[N.BATCH_STATS])
+        )
 
     def step(state, f, y, t, d):
         state, metrics = steps.stage1_step(predict, tx, flattener, cfg, state, f, y, t, d)
@@ -115,17 +122,31 @@ def main(argv):
 
     timing = time_calls(call, repeats=FLAGS.steps, warmup=FLAGS.warmup, args=lambda: (feats, labels, teacher))
     median, times = timing.median, timing.times
-    rows = [("genotype", str(genotype)), ("programs", FLAGS.programs),
-            ("batch / crop / l1", f"{b} / {FLAGS.crop} / {l1}x{l1}"),
-            ("decoder params (total / without aux)",
-             f"{count_params(ordinary[N.PARAMS])} / {count_params(ordinary[N.PARAMS], False)}"),
-            ("trace+lower s", f"{t1 - t0:.2f}"), ("compile s", f"{t2 - t1:.2f}"),
-            ("step s (median)", f"{median:.4f}"),
-            ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
-            ("images/s", f"{b / median:.1f}")]
-    result = {"bench": "stage1", "genotype": genotype.to_list(), "programs": FLAGS.programs, "batch": b,
-              "crop": FLAGS.crop, "seconds_per_step": median, "compile_seconds": t2 - t1,
-              "lower_seconds": t1 - t0, "device": jax.devices()[0].device_kind}
+    rows = [
+        ("genotype", str(genotype)),
+        ("programs", FLAGS.programs),
+        ("batch / crop / l1", f"{b} / {FLAGS.crop} / {l1}x{l1}"),
+        (
+            "decoder params (total / without aux)",
+            f"{count_params(ordinary[N.PARAMS])} / {count_params(ordinary[N.PARAMS], False)}",
+        ),
+        ("trace+lower s", f"{t1 - t0:.2f}"),
+        ("compile s", f"{t2 - t1:.2f}"),
+        ("step s (median)", f"{median:.4f}"),
+        ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
+        ("images/s", f"{b / median:.1f}"),
+    ]
+    result = {
+        "bench": "stage1",
+        "genotype": genotype.to_list(),
+        "programs": FLAGS.programs,
+        "batch": b,
+        "crop": FLAGS.crop,
+        "seconds_per_step": median,
+        "compile_seconds": t2 - t1,
+        "lower_seconds": t1 - t0,
+        "device": jax.devices()[0].device_kind,
+    }
     if FLAGS.scan:
         n = b * max(FLAGS.steps, 1)
         cache_f = synthetic_features(rng, n, FLAGS.crop)

@@ -35,8 +35,13 @@ flags.DEFINE_integer("crop", 350, "square crop side", flag_values=FLAGS)
 flags.DEFINE_integer("steps", 10, "timed steps", flag_values=FLAGS)
 flags.DEFINE_integer("warmup", 2, "untimed steps after compiling", flag_values=FLAGS)
 flags.DEFINE_integer("num_classes", 21, "classes", flag_values=FLAGS)
-flags.DEFINE_enum("programs", "universal", ["universal", "per_genotype"],
-                  "decoder program (fdn.candidate.programs)", flag_values=FLAGS)
+flags.DEFINE_enum(
+    "programs",
+    "universal",
+    ["universal", "per_genotype"],
+    "decoder program (fdn.candidate.programs)",
+    flag_values=FLAGS,
+)
 
 
 def main(argv):
@@ -64,8 +69,13 @@ def main(argv):
     dec_on = optim.trainable_vector(f_dec, optim.decoder_labels(p[N.DECODER], genotype))
     tx_enc = optim.flat_sgd(cfg.enc_lr, cfg.enc_momentum, cfg.enc_weight_decay, cfg.grad_clip, enc_on)
     tx_dec = optim.flat_adam(cfg.dec_lr, cfg.dec_weight_decay, cfg.grad_clip, dec_on)
-    state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(variables[N.PARAMS][N.ENCODER]),
-                                    f_dec.flatten(variables[N.PARAMS][N.DECODER]), variables[N.BATCH_STATS])
+    state = steps.init_stage2_state(
+        tx_enc,
+        tx_dec,
+        f_enc.flatten(variables[N.PARAMS][N.ENCODER]),
+        f_dec.flatten(variables[N.PARAMS][N.DECODER]),
+        variables[N.BATCH_STATS],
+    )
 
     predict, plan = programs.stage2_predict(genotype), programs.plan(genotype)
 
@@ -85,16 +95,35 @@ def main(argv):
 
     timing = time_calls(call, repeats=FLAGS.steps, warmup=FLAGS.warmup, args=lambda: (images, labels))
     median, times = timing.median, timing.times
-    print_table([("genotype", str(genotype)), ("batch / crop", f"{b} / {size}"),
-                 ("programs", FLAGS.programs),
-                 ("params (total / without aux)",
-                  f"{count_params(ordinary[N.PARAMS])} / {count_params(ordinary[N.PARAMS], False)}"),
-                 ("trace+lower s", f"{t1 - t0:.2f}"), ("compile s", f"{t2 - t1:.2f}"),
-                 ("step s (median)", f"{median:.4f}"),
-                 ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
-                 ("images/s", f"{b / median:.1f}")])
-    print(json.dumps({"bench": "stage2", "genotype": genotype.to_list(), "programs": FLAGS.programs, "batch": b,
-                      "crop": size,
-                      "seconds_per_step": median, "compile_seconds": t2 - t1, "lower_seconds": t1 - t0,
-                      "device": jax.devices()[0].device_kind}))
+    print_table(
+        [
+            ("genotype", str(genotype)),
+            ("batch / crop", f"{b} / {size}"),
+            ("programs", FLAGS.programs),
+            (
+                "params (total / without aux)",
+                f"{count_params(ordinary[N.PARAMS])} / {count_params(ordinary[N.PARAMS], False)}",
+            ),
+            ("trace+lower s", f"{t1 - t0:.2f}"),
+            ("compile s", f"{t2 - t1:.2f}"),
+            ("step s (median)", f"{median:.4f}"),
+            ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
+            ("images/s", f"{b / median:.1f}"),
+        ]
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "stage2",
+                "genotype": genotype.to_list(),
+                "programs": FLAGS.programs,
+                "batch": b,
+                "crop": size,
+                "seconds_per_step": median,
+                "compile_seconds": t2 - t1,
+                "lower_seconds": t1 - t0,
+                "device": jax.devices()[0].device_kind,
+            }
+        )
+    )
     return 0

@@ -20,5 +20,14 @@ from fdn.candidate.config import default_config
 from fdn.candidate.protocol import CandidateFailure, StageResult, Trainer, TrainerFactory
 from fdn.candidate.trainer import CandidateTrainer, enable_compilation_cache
 
-__all__ = ["CandidateFailure", "CandidateTrainer", "Stage1Cache", "StageResult", "Trainer", "TrainerFactory",
-           "build_stage1_cache", "default_config", "enable_compilation_cache"]
+__all__ = [
+    "CandidateFailure",
+    "CandidateTrainer",
+    "Stage1Cache",
+    "StageResult",
+    "Trainer",
+    "TrainerFactory",
+    "build_stage1_cache",
+    "default_config",
+    "enable_compilation_cache",
+]

@@ -31,8 +31,13 @@ class Stage1Cache:
         return int(self.labels.shape[0])
 
 
-def build_stage1_cache(encoder_apply: Callable, encoder_variables, batches: Iterable[dict],
-                       teacher_fn: Callable | None = None, feature_dtype=jnp.float32) -> Stage1Cache:
+def build_stage1_cache(
+    encoder_apply: Callable,
+    encoder_variables,
+    batches: Iterable[dict],
+    teacher_fn: Callable | None = None,
+    feature_dtype=jnp.float32,
+) -> Stage1Cache:
     """Run the encoder (and teacher) once over ``batches`` ({'image', 'segmentation'} NumPy dicts, e.g.
     ``fdn.data.split.stage1_batches``) and keep the results on the device.
 
@@ -53,5 +58,8 @@ def build_stage1_cache(encoder_apply: Callable, encoder_variables, batches: Iter
             teacher.append(resize_teacher(teacher_fn(images).astype(jnp.float32), size))
     if not labels:
         raise ValueError("build_stage1_cache: no batches")
-    return Stage1Cache(tuple(jnp.concatenate(f) for f in feats), jnp.concatenate(labels),
-                       jnp.concatenate(teacher) if teacher_fn is not None else None)
+    return Stage1Cache(
+        tuple(jnp.concatenate(f) for f in feats),
+        jnp.concatenate(labels),
+        jnp.concatenate(teacher) if teacher_fn is not None else None,
+    )

@@ -33,7 +33,7 @@ class Flattener:
 
     def unflatten(self, vec):
         bounds = zip(self.offsets[:-1], self.offsets[1:], self.shapes)
-        leaves = [vec[int(a):int(b)].reshape(s) for a, b, s in bounds]
+        leaves = [vec[int(a) : int(b)].reshape(s) for a, b, s in bounds]
         return jax.tree.unflatten(self.treedef, leaves)
 
     def mask(self, labels_tree, label) -> np.ndarray:

@@ -21,8 +21,15 @@ import optax
 
 from fdn.models.trainable import FROZEN, clipped_l2, decoder_labels, encoder_labels
 
-__all__ = ["FROZEN", "decoder_labels", "encoder_labels", "elementwise_mask", "flat_adam", "flat_sgd",
-           "trainable_vector"]
+__all__ = [
+    "FROZEN",
+    "decoder_labels",
+    "encoder_labels",
+    "elementwise_mask",
+    "flat_adam",
+    "flat_sgd",
+    "trainable_vector",
+]
 
 
 def trainable_vector(flattener, labels) -> np.ndarray:
@@ -54,8 +61,10 @@ def flat_adam(lr: float, weight_decay: float, grad_clip: float, trainable) -> op
     return clipped_l2(grad_clip, weight_decay, optax.chain(elementwise_mask(trainable), optax.adam(lr)))
 
 
-def flat_sgd(lr: float, momentum: float, weight_decay: float, grad_clip: float,
-             trainable) -> optax.GradientTransformation:
+def flat_sgd(
+    lr: float, momentum: float, weight_decay: float, grad_clip: float, trainable
+) -> optax.GradientTransformation:
     """Clip -> coupled L2 -> zero the frozen entries -> SGD with momentum (PyTorch's: first buffer = grad)."""
-    return clipped_l2(grad_clip, weight_decay,
-                      optax.chain(elementwise_mask(trainable), optax.sgd(lr, momentum=momentum)))
+    return clipped_l2(
+        grad_clip, weight_decay, optax.chain(elementwise_mask(trainable), optax.sgd(lr, momentum=momentum))
+    )

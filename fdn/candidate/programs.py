@@ -113,20 +113,31 @@ class OrdinaryPrograms:
         decoder = Decoder(genotype, self.settings)
 
         def predict(params, batch_stats, feats, size, plan):
-            (logits, aux), upd = decoder.apply({N.PARAMS: params, N.BATCH_STATS: batch_stats}, feats, train=True,
-                                               with_aux=True, mutable=[N.BATCH_STATS])
+            (logits, aux), upd = decoder.apply(
+                {N.PARAMS: params, N.BATCH_STATS: batch_stats},
+                feats,
+                train=True,
+                with_aux=True,
+                mutable=[N.BATCH_STATS],
+            )
             return resize_bilinear(logits, size), [resize_bilinear(a, size) for a in aux], upd[N.BATCH_STATS]
+
         return predict
 
     def stage2_predict(self, genotype):
         model = Segmenter(genotype, self.settings, self.expand_first_block)
 
         def predict(params, batch_stats, images, labels, plan):
-            (logits, aux), upd = model.apply({N.PARAMS: params, N.BATCH_STATS: batch_stats}, images, train=True,
-                                             with_aux=True, mutable=[N.BATCH_STATS])
+            (logits, aux), upd = model.apply(
+                {N.PARAMS: params, N.BATCH_STATS: batch_stats},
+                images,
+                train=True,
+                with_aux=True,
+                mutable=[N.BATCH_STATS],
+            )
             size = logits.shape[1:3]
-            return (logits, resize_nearest(labels, size), [resize_bilinear(a, size) for a in aux],
-                    upd[N.BATCH_STATS])
+            return (logits, resize_nearest(labels, size), [resize_bilinear(a, size) for a in aux], upd[N.BATCH_STATS])
+
         return predict
 
     def eval_predict(self, genotype):
@@ -135,6 +146,7 @@ class OrdinaryPrograms:
         def predict(variables, feats, size, plan):
             logits, _ = eval_forward(decoder, variables, feats)
             return resize_bilinear(logits, size)
+
         return predict
 
 
@@ -160,8 +172,9 @@ class UniversalPrograms:
     def abstract(self, genotype, feature_shapes):
         key = tuple(tuple(s) for s in feature_shapes)
         if key not in self._abstract:  # the same for every genotype: built once per feature shapes
-            self._abstract[key] = self.layout.abstract(ordinary_abstract(self._any, self.settings, feature_shapes),
-                                                       self._any)
+            self._abstract[key] = self.layout.abstract(
+                ordinary_abstract(self._any, self.settings, feature_shapes), self._any
+            )
         return self._abstract[key]
 
     def to_program(self, variables, genotype):
@@ -175,10 +188,12 @@ class UniversalPrograms:
 
         def predict(params, batch_stats, feats, size, plan):
             geom = Geometry.of(feats)
-            logits, level, aux, new = dec.apply({N.PARAMS: params, N.BATCH_STATS: batch_stats}, feats, plan,
-                                                train=True, with_aux=True)
+            logits, level, aux, new = dec.apply(
+                {N.PARAMS: params, N.BATCH_STATS: batch_stats}, feats, plan, train=True, with_aux=True
+            )
             out = resize_from_level(logits, level, size, geom)
             return out, [resize_from_level(a, plan["block_level"][b], size, geom) for b, a in enumerate(aux)], new
+
         return predict
 
     def stage2_predict(self, genotype=None):
@@ -186,18 +201,31 @@ class UniversalPrograms:
         encoder = MobileNetV2Encoder(self.expand_first_block)
 
         def predict(params, batch_stats, images, labels, plan):
-            feats, upd = encoder.apply({N.PARAMS: params[N.ENCODER], N.BATCH_STATS: batch_stats[N.ENCODER]},
-                                       images, True, mutable=[N.BATCH_STATS])
+            feats, upd = encoder.apply(
+                {N.PARAMS: params[N.ENCODER], N.BATCH_STATS: batch_stats[N.ENCODER]},
+                images,
+                True,
+                mutable=[N.BATCH_STATS],
+            )
             geom = Geometry.of(feats)
-            logits, level, aux, new = dec.apply({N.PARAMS: params[N.DECODER], N.BATCH_STATS: batch_stats[N.DECODER]},
-                                                feats, plan, train=True, with_aux=True)
+            logits, level, aux, new = dec.apply(
+                {N.PARAMS: params[N.DECODER], N.BATCH_STATS: batch_stats[N.DECODER]},
+                feats,
+                plan,
+                train=True,
+                with_aux=True,
+            )
             h0, w0 = geom.canvas
-            per_level = jnp.stack([
-                jnp.pad(resize_nearest(labels, s), ((0, 0), (0, h0 - s[0]), (0, w0 - s[1])),
-                        constant_values=IGNORE) for s in geom.sizes])
+            per_level = jnp.stack(
+                [
+                    jnp.pad(resize_nearest(labels, s), ((0, 0), (0, h0 - s[0]), (0, w0 - s[1])), constant_values=IGNORE)
+                    for s in geom.sizes
+                ]
+            )
             small = jax.lax.dynamic_index_in_dim(per_level, level, keepdims=False)
             aux = [resize_levels(a, plan["block_level"][b], level, geom) for b, a in enumerate(aux)]
             return logits, small, aux, {N.ENCODER: upd[N.BATCH_STATS], N.DECODER: new}
+
         return predict
 
     def eval_predict(self, genotype=None):
@@ -206,6 +234,7 @@ class UniversalPrograms:
         def predict(variables, feats, size, plan):
             logits, level, _, _ = dec.apply(variables, feats, plan, train=False, with_aux=False)
             return resize_from_level(logits, level, size, Geometry.of(feats))
+
         return predict
 
 

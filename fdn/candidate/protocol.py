@@ -105,6 +105,14 @@ class TrainerFactory(Protocol):
     the meta-val batches.
     """
 
-    def __call__(self, config, num_classes: int, encoder_variables, stage1_cache,
-                 train_batches: Callable[[], Iterable[dict]] | None, val_batches: Iterable[dict], *,
-                 expand_first_block: bool = True) -> Trainer: ...
+    def __call__(
+        self,
+        config,
+        num_classes: int,
+        encoder_variables,
+        stage1_cache,
+        train_batches: Callable[[], Iterable[dict]] | None,
+        val_batches: Iterable[dict],
+        *,
+        expand_first_block: bool = True,
+    ) -> Trainer: ...

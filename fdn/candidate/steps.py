@@ -47,8 +47,9 @@ def stage1_step(predict, tx, flattener, cfg, state, feats, labels, teacher, plan
     # Differentiate w.r.t. the tree and concatenate the gradients: the transpose of unflatten's slices would
     # be one full-length pad per leaf.
     grad_fn = jax.value_and_grad(stage1_loss, argnums=1, has_aux=True)
-    (loss, (parts, batch_stats)), grads = grad_fn(predict, flattener.unflatten(state[N.PARAMS]),
-                                                   state[N.BATCH_STATS], feats, labels, teacher, plan, cfg)
+    (loss, (parts, batch_stats)), grads = grad_fn(
+        predict, flattener.unflatten(state[N.PARAMS]), state[N.BATCH_STATS], feats, labels, teacher, plan, cfg
+    )
     grads = flattener.flatten(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], state[N.PARAMS])
     params = state[N.PARAMS] + updates
@@ -58,8 +59,12 @@ def stage1_step(predict, tx, flattener, cfg, state, feats, labels, teacher, plan
 
 
 def init_state(tx, flat_params, batch_stats):
-    return {N.PARAMS: flat_params, N.BATCH_STATS: batch_stats, "opt_state": tx.init(flat_params),
-            "avg": polyak.init(flat_params)}
+    return {
+        N.PARAMS: flat_params,
+        N.BATCH_STATS: batch_stats,
+        "opt_state": tx.init(flat_params),
+        "avg": polyak.init(flat_params),
+    }
 
 
 def make_stage1_program(predict, tx, flattener, cfg, *, num_examples: int, batch_size: int, epochs: int):
@@ -75,12 +80,13 @@ def make_stage1_program(predict, tx, flattener, cfg, *, num_examples: int, batch
         def step(state, idx):
             batch_feats = [jnp.take(f, idx, axis=0).astype(jnp.float32) for f in feats]
             batch_teacher = None if teacher is None else jnp.take(teacher, idx, axis=0).astype(jnp.float32)
-            state, metrics = stage1_step(predict, tx, flattener, cfg, state, batch_feats,
-                                         jnp.take(labels, idx, axis=0), batch_teacher, plan)
+            state, metrics = stage1_step(
+                predict, tx, flattener, cfg, state, batch_feats, jnp.take(labels, idx, axis=0), batch_teacher, plan
+            )
             return state, metrics["loss"]
 
         def epoch(state, epoch_key):
-            order = jax.random.permutation(epoch_key, num_examples)[:steps * batch_size]
+            order = jax.random.permutation(epoch_key, num_examples)[: steps * batch_size]
             state, epoch_losses = jax.lax.scan(step, state, order.reshape(steps, batch_size))
             return end_epoch(state), epoch_losses
 
@@ -123,14 +129,27 @@ def stage2_step(predict, tx_enc, tx_dec, flat_enc, flat_dec, cfg, state, images,
     u_enc, opt_enc = tx_enc.update(g_enc, state["opt_enc"], state["enc"])
     u_dec, opt_dec = tx_dec.update(g_dec, state["opt_dec"], state["dec"])
     enc, dec = state["enc"] + u_enc, state["dec"] + u_dec
-    return {"enc": enc, "dec": dec, N.BATCH_STATS: batch_stats, "opt_enc": opt_enc, "opt_dec": opt_dec,
-            "avg_enc": polyak.update(state["avg_enc"], enc, cfg.polyak_decay),
-            "avg_dec": polyak.update(state["avg_dec"], dec, cfg.polyak_decay)}, loss
+    return {
+        "enc": enc,
+        "dec": dec,
+        N.BATCH_STATS: batch_stats,
+        "opt_enc": opt_enc,
+        "opt_dec": opt_dec,
+        "avg_enc": polyak.update(state["avg_enc"], enc, cfg.polyak_decay),
+        "avg_dec": polyak.update(state["avg_dec"], dec, cfg.polyak_decay),
+    }, loss
 
 
 def init_stage2_state(tx_enc, tx_dec, enc, dec, batch_stats):
-    return {"enc": enc, "dec": dec, N.BATCH_STATS: batch_stats, "opt_enc": tx_enc.init(enc),
-            "opt_dec": tx_dec.init(dec), "avg_enc": polyak.init(enc), "avg_dec": polyak.init(dec)}
+    return {
+        "enc": enc,
+        "dec": dec,
+        N.BATCH_STATS: batch_stats,
+        "opt_enc": tx_enc.init(enc),
+        "opt_dec": tx_dec.init(dec),
+        "avg_enc": polyak.init(enc),
+        "avg_dec": polyak.init(dec),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ eval

@@ -64,9 +64,17 @@ class CandidateTrainer:
     Implements ``fdn.candidate.protocol.Trainer``; the class itself is the search's ``TrainerFactory``.
     """
 
-    def __init__(self, config, num_classes: int, encoder_variables, stage1_cache: Stage1Cache,
-                 train_batches: Callable[[], Iterable[dict]] | None, val_batches: Iterable[dict], *,
-                 expand_first_block: bool = True):
+    def __init__(
+        self,
+        config,
+        num_classes: int,
+        encoder_variables,
+        stage1_cache: Stage1Cache,
+        train_batches: Callable[[], Iterable[dict]] | None,
+        val_batches: Iterable[dict],
+        *,
+        expand_first_block: bool = True,
+    ):
         self.config = config
         self.num_classes = int(num_classes)
         d = config.decoder
@@ -84,16 +92,19 @@ class CandidateTrainer:
         self._ordinary_shapes: dict = {}  # genotype -> its ordinary decoder's variable shapes (stage-1 inputs)
         encoder = MobileNetV2Encoder(self.expand_first_block)
         self._encode = jax.jit(lambda v, x: eval_forward(encoder, v, x, with_aux=None))
-        self._val = [{"image": np.asarray(b["image"], np.float32),
-                      "segmentation": np.asarray(b["segmentation"]),
-                      "valid": np.asarray(b.get("valid", np.ones(len(b["image"]), bool)))}
-                     for b in val_batches]
+        self._val = [
+            {
+                "image": np.asarray(b["image"], np.float32),
+                "segmentation": np.asarray(b["segmentation"]),
+                "valid": np.asarray(b.get("valid", np.ones(len(b["image"]), bool))),
+            }
+            for b in val_batches
+        ]
         if not self._val:
             raise ValueError("CandidateTrainer: no validation batches")
         self._val_feats = None
         if config.val.cache_features:  # stage 1 never changes the encoder: its meta-val features are fixed
-            self._val_feats = [self._encode(self.encoder_variables, jnp.asarray(b["image"]))
-                               for b in self._val]
+            self._val_feats = [self._encode(self.encoder_variables, jnp.asarray(b["image"])) for b in self._val]
 
     # ------------------------------------------------------------------------------------------ compiling
     def _executable(self, key, build):
@@ -148,6 +159,7 @@ class CandidateTrainer:
         def build():
             abstract = self.programs.abstract(genotype, [f.shape for f in self.cache.features])
             return abstract, flat.Flattener(abstract[N.PARAMS])
+
         return self._cached("stage1", genotype, build)
 
     def _stage1_tx(self, genotype):
@@ -163,18 +175,28 @@ class CandidateTrainer:
             abstract, flattener = self._decoder_parts(genotype)
             tx = self._stage1_tx(genotype)
             batch = min(c.batch_size, self.cache.num_examples)
-            program = steps.make_stage1_program(self.programs.stage1_predict(genotype), tx, flattener, c,
-                                                batch_size=batch, epochs=c.epochs,
-                                                num_examples=self.cache.num_examples)
+            program = steps.make_stage1_program(
+                self.programs.stage1_predict(genotype),
+                tx,
+                flattener,
+                c,
+                batch_size=batch,
+                epochs=c.epochs,
+                num_examples=self.cache.num_examples,
+            )
             state = jax.eval_shape(lambda: steps.init_state(tx, jnp.zeros(flattener.size), abstract[N.BATCH_STATS]))
             args = (state, jax.random.PRNGKey(0), *self._cache_args(), self.programs.plan(genotype))
             return jax.jit(program, donate_argnums=0).lower(*args).compile()
+
         return self._executable((self.programs.key(genotype), "stage1"), build)
 
     def _eval_exe(self, genotype):
         def build():
-            feats = self._val_feats[0] if self._val_feats is not None else jax.eval_shape(
-                self._encode, self.encoder_variables, jnp.asarray(self._val[0]["image"]))
+            feats = (
+                self._val_feats[0]
+                if self._val_feats is not None
+                else jax.eval_shape(self._encode, self.encoder_variables, jnp.asarray(self._val[0]["image"]))
+            )
             feats = [jax.ShapeDtypeStruct(f.shape, jnp.float32) for f in feats]
             abstract = self.programs.abstract(genotype, [f.shape for f in feats])
             predict = self.programs.eval_predict(genotype)
@@ -182,9 +204,14 @@ class CandidateTrainer:
 
             def fn(v, f, y, m, cm, data):
                 return steps.decoder_confusion(predict, self.num_classes, v, f, y, m, cm, data)
+
             cm = jax.ShapeDtypeStruct((self.num_classes, self.num_classes), jnp.int32)
-            return jax.jit(fn).lower(abstract, feats, b["segmentation"], b["valid"], cm,
-                                     self.programs.plan(genotype)).compile()
+            return (
+                jax.jit(fn)
+                .lower(abstract, feats, b["segmentation"], b["valid"], cm, self.programs.plan(genotype))
+                .compile()
+            )
+
         return self._executable((self.programs.key(genotype), "eval"), build)
 
     def _stage2_parts(self, genotype):
@@ -195,11 +222,16 @@ class CandidateTrainer:
             model = Segmenter(genotype, self.settings, self.expand_first_block)
             dummy = jnp.zeros((2, *size, 3))
             ordinary = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, train=False))
-            feature_shapes = [f.shape for f in jax.eval_shape(
-                lambda v: model.apply(v, dummy, method=Segmenter.encode), ordinary)]
+            feature_shapes = [
+                f.shape for f in jax.eval_shape(lambda v: model.apply(v, dummy, method=Segmenter.encode), ordinary)
+            ]
             dec = self.programs.abstract(genotype, feature_shapes)
             abstract = {k: {N.ENCODER: ordinary[k][N.ENCODER], N.DECODER: dec[k]} for k in (N.PARAMS, N.BATCH_STATS)}
-            return abstract, flat.Flattener(abstract[N.PARAMS][N.ENCODER]), flat.Flattener(abstract[N.PARAMS][N.DECODER])
+            return (
+                abstract,
+                flat.Flattener(abstract[N.PARAMS][N.ENCODER]),
+                flat.Flattener(abstract[N.PARAMS][N.DECODER]),
+            )
 
         abstract, f_enc, f_dec = self._cached("stage2", genotype, build)
         p = abstract[N.PARAMS]
@@ -215,12 +247,16 @@ class CandidateTrainer:
             abstract, tx_enc, tx_dec, f_enc, f_dec = self._stage2_parts(genotype)
             predict = self.programs.stage2_predict(genotype)
             fn = lambda s, x, y, d: steps.stage2_step(predict, tx_enc, tx_dec, f_enc, f_dec, c, s, x, y, d)  # noqa
-            state = jax.eval_shape(lambda: steps.init_stage2_state(
-                tx_enc, tx_dec, jnp.zeros(f_enc.size), jnp.zeros(f_dec.size), abstract[N.BATCH_STATS]))
+            state = jax.eval_shape(
+                lambda: steps.init_stage2_state(
+                    tx_enc, tx_dec, jnp.zeros(f_enc.size), jnp.zeros(f_dec.size), abstract[N.BATCH_STATS]
+                )
+            )
             size = (c.crop_size, c.crop_size)
             images = jax.ShapeDtypeStruct((c.batch_size, *size, 3), jnp.float32)
             labels = jax.ShapeDtypeStruct((c.batch_size, *size), jnp.uint8)
             return jax.jit(fn, donate_argnums=0).lower(state, images, labels, self.programs.plan(genotype)).compile()
+
         return self._executable((self.programs.key(genotype), "stage2"), build)
 
     def _cache_args(self):
@@ -236,11 +272,13 @@ class CandidateTrainer:
         tx = self._stage1_tx(genotype)
         init_key, run_key = jax.random.split(key)
         if genotype not in self._ordinary_shapes:  # ~0.5 s of tracing; a search meets most genotypes again
-            self._ordinary_shapes[genotype] = ordinary_abstract(genotype, self.settings,
-                                                                [f.shape for f in self.cache.features])
+            self._ordinary_shapes[genotype] = ordinary_abstract(
+                genotype, self.settings, [f.shape for f in self.cache.features]
+            )
         ordinary_shapes = self._ordinary_shapes[genotype]
         variables = self.programs.to_program(
-            draw_variables(ordinary_shapes, int(jax.random.randint(init_key, (), 0, 2 ** 31 - 1))), genotype)
+            draw_variables(ordinary_shapes, int(jax.random.randint(init_key, (), 0, 2**31 - 1))), genotype
+        )
         state = steps.init_state(tx, flattener.flatten(variables[N.PARAMS]), variables[N.BATCH_STATS])
         data = self.programs.plan(genotype)
         t0 = time.perf_counter()
@@ -255,8 +293,17 @@ class CandidateTrainer:
         # Counted from shapes in the ordinary layout (the official names: aux heads are 'aux*').
         params = {N.ENCODER: self.encoder_variables[N.PARAMS], N.DECODER: ordinary_shapes[N.PARAMS]}
         counts = (count_params(params, True), count_params(params, False))
-        return self._finish(genotype, decoder_vars, self.encoder_variables, self._val_feats, compile_s, train_s,
-                            start, counts, steps=int(losses.size))
+        return self._finish(
+            genotype,
+            decoder_vars,
+            self.encoder_variables,
+            self._val_feats,
+            compile_s,
+            train_s,
+            start,
+            counts,
+            steps=int(losses.size),
+        )
 
     def stage2(self, genotype, stage1_result: StageResult, key=None) -> StageResult:
         """End-to-end training from the stage-1 variables over the train stream, then the reward."""
@@ -268,10 +315,12 @@ class CandidateTrainer:
         _, tx_enc, tx_dec, f_enc, f_dec = self._stage2_parts(genotype)
         enc, dec = stage1_result.encoder_variables, stage1_result.decoder_program_variables
         # The step donates its state: copy what stage 1's result shares with the trainer.
-        batch_stats = jax.tree.map(lambda a: jnp.array(a, copy=True),
-                                   {N.ENCODER: enc[N.BATCH_STATS], N.DECODER: dec[N.BATCH_STATS]})
-        state = steps.init_stage2_state(tx_enc, tx_dec, f_enc.flatten(enc[N.PARAMS]), f_dec.flatten(dec[N.PARAMS]),
-                                        batch_stats)
+        batch_stats = jax.tree.map(
+            lambda a: jnp.array(a, copy=True), {N.ENCODER: enc[N.BATCH_STATS], N.DECODER: dec[N.BATCH_STATS]}
+        )
+        state = steps.init_stage2_state(
+            tx_enc, tx_dec, f_enc.flatten(enc[N.PARAMS]), f_dec.flatten(dec[N.PARAMS]), batch_stats
+        )
         data = self.programs.plan(genotype)
         t0 = time.perf_counter()
         batches = iter(self.train_batches())
@@ -286,8 +335,12 @@ class CandidateTrainer:
                     input_wait += time.perf_counter() - t_wait
                     if batch is None:
                         break
-                    state, loss = exe(state, jnp.asarray(batch["image"], jnp.float32),
-                                      jnp.asarray(batch["segmentation"], jnp.uint8), data)
+                    state, loss = exe(
+                        state,
+                        jnp.asarray(batch["image"], jnp.float32),
+                        jnp.asarray(batch["segmentation"], jnp.uint8),
+                        data,
+                    )
                     pending.append(loss)
                     done += 1
                     if done % max(c.check_every, 1) == 0:
@@ -307,8 +360,18 @@ class CandidateTrainer:
         decoder_vars = {N.PARAMS: f_dec.unflatten(state["dec"]), N.BATCH_STATS: state[N.BATCH_STATS][N.DECODER]}
         encoder_vars = {N.PARAMS: f_enc.unflatten(state["enc"]), N.BATCH_STATS: state[N.BATCH_STATS][N.ENCODER]}
         counts = (stage1_result.params_total, stage1_result.params_without_aux)  # the same network
-        return self._finish(genotype, decoder_vars, encoder_vars, None, compile_s, train_s, start, counts,
-                            steps=trained, input_wait=input_wait)
+        return self._finish(
+            genotype,
+            decoder_vars,
+            encoder_vars,
+            None,
+            compile_s,
+            train_s,
+            start,
+            counts,
+            steps=trained,
+            input_wait=input_wait,
+        )
 
     # ------------------------------------------------------------------------------------------ eval
     def _evaluate(self, genotype, decoder_vars, encoder_vars, val_feats):
@@ -321,8 +384,20 @@ class CandidateTrainer:
         metrics = segmentation_metrics(np.asarray(cm), tuple(self.config.val.omit_classes))
         return metrics, compile_s
 
-    def _finish(self, genotype, decoder_vars, encoder_vars, val_feats, compile_s, train_s, start, counts, *,
-                steps: int, input_wait: float = 0.0):
+    def _finish(
+        self,
+        genotype,
+        decoder_vars,
+        encoder_vars,
+        val_feats,
+        compile_s,
+        train_s,
+        start,
+        counts,
+        *,
+        steps: int,
+        input_wait: float = 0.0,
+    ):
         t0 = time.perf_counter()
         try:
             metrics, eval_compile_s = self._evaluate(genotype, decoder_vars, encoder_vars, val_feats)
@@ -331,10 +406,24 @@ class CandidateTrainer:
         except Exception as err:  # noqa: BLE001
             raise CandidateFailure(failure_reason(err, "validation")) from err
         eval_s = time.perf_counter() - t0 - eval_compile_s
-        seconds = {"compile": compile_s + eval_compile_s, "train": train_s, "eval": eval_s,
-                   "input_wait": input_wait, "total": time.perf_counter() - start}
-        return StageResult(metrics["reward"], metrics, counts[0], counts[1], seconds, steps, encoder_vars,
-                           decoder_vars, functools.partial(self.programs.to_ordinary, genotype=genotype))
+        seconds = {
+            "compile": compile_s + eval_compile_s,
+            "train": train_s,
+            "eval": eval_s,
+            "input_wait": input_wait,
+            "total": time.perf_counter() - start,
+        }
+        return StageResult(
+            metrics["reward"],
+            metrics,
+            counts[0],
+            counts[1],
+            seconds,
+            steps,
+            encoder_vars,
+            decoder_vars,
+            functools.partial(self.programs.to_ordinary, genotype=genotype),
+        )
 
 
 def _check_finite(losses: np.ndarray, what: str):

@@ -30,14 +30,26 @@ flags.DEFINE_integer("num_classes", 21, "Output channels (21 for VOC, 19 for Cit
 flags.DEFINE_integer("agg_size", 64, "Decoder width (48 in the search, 64 in the released models).")
 flags.DEFINE_integer("repeats", 2, "Depth of each separable conv (1 in the search, 2 in the released models).")
 flags.DEFINE_bool("aux_cell", False, "Whether the auxiliary heads have an auxiliary cell (search: true).")
-flags.DEFINE_enum("task", tasks.AUTO, [tasks.AUTO, *tasks.NAMES],
-                  "auto guesses between the two legacy tasks (depth iff num_classes == 1); name any other task.")
+flags.DEFINE_enum(
+    "task",
+    tasks.AUTO,
+    [tasks.AUTO, *tasks.NAMES],
+    "auto guesses between the two legacy tasks (depth iff num_classes == 1); name any other task.",
+)
 flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
-flags.DEFINE_bool("torchvision", False, "--from is torchvision's ImageNet MobileNet-v2: import it as the encoder "
-                  "of a new model whose decoder is initialised from --seed.")
-flags.DEFINE_enum("encoder_layout", "official", ["official", "torchvision"],
-                  "With --torchvision: official (the first block has the 32->32 expansion conv, initialised as "
-                  "--expand_init) or torchvision (no such conv).")
+flags.DEFINE_bool(
+    "torchvision",
+    False,
+    "--from is torchvision's ImageNet MobileNet-v2: import it as the encoder "
+    "of a new model whose decoder is initialised from --seed.",
+)
+flags.DEFINE_enum(
+    "encoder_layout",
+    "official",
+    ["official", "torchvision"],
+    "With --torchvision: official (the first block has the 32->32 expansion conv, initialised as "
+    "--expand_init) or torchvision (no such conv).",
+)
 flags.DEFINE_enum("expand_init", "identity", ["identity", "random"], "See --encoder_layout.")
 flags.DEFINE_integer("seed", 0, "With --torchvision: seed of the decoder's initialisation.")
 flags.mark_flags_as_required(["from", "out"])
@@ -50,12 +62,29 @@ def main(argv):
     f = flags.FLAGS
     if f.torchvision:
         from fdn.convert import encoder_cli
-        print(encoder_cli.torchvision_to_fdn(getattr(f, "from"), f.out, f.genotype, f.num_classes, f.agg_size,
-                                             f.repeats, f.aux_cell, f.task, f.overwrite,
-                                             f.encoder_layout == "official", f.expand_init, f.seed))
+
+        print(
+            encoder_cli.torchvision_to_fdn(
+                getattr(f, "from"),
+                f.out,
+                f.genotype,
+                f.num_classes,
+                f.agg_size,
+                f.repeats,
+                f.aux_cell,
+                f.task,
+                f.overwrite,
+                f.encoder_layout == "official",
+                f.expand_init,
+                f.seed,
+            )
+        )
         return
-    print(cli.run(getattr(f, "from"), f.out, f.genotype, f.num_classes, f.agg_size, f.repeats, f.aux_cell, f.task,
-                  f.overwrite))
+    print(
+        cli.run(
+            getattr(f, "from"), f.out, f.genotype, f.num_classes, f.agg_size, f.repeats, f.aux_cell, f.task, f.overwrite
+        )
+    )
 
 
 if __name__ == "__main__":

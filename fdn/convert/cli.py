@@ -14,18 +14,23 @@ from fdn.models.segmenter import ModelSpec, param_counts
 from fdn.serve import checkpoint
 
 
-def official_to_fdn(src, out, genotype, num_classes=21, agg_size=64, repeats=2, aux_cell=False, task=tasks.AUTO,
-                    overwrite=False) -> str:
+def official_to_fdn(
+    src, out, genotype, num_classes=21, agg_size=64, repeats=2, aux_cell=False, task=tasks.AUTO, overwrite=False
+) -> str:
     if genotype is None:
-        raise G.GenotypeError("--genotype is required to convert an official state dict (arch0, arch1, arch2 "
-                              "or a literal); the state dict alone does not say which design it holds")
+        raise G.GenotypeError(
+            "--genotype is required to convert an official state dict (arch0, arch1, arch2 "
+            "or a literal); the state dict alone does not say which design it holds"
+        )
     task = tasks.resolve(task, num_classes)
     spec = ModelSpec(G.parse(genotype), DecoderSettings(num_classes, agg_size, repeats, aux_cell), task)
     variables = variables_from_torch(read_state_dict(src), spec)
     path = checkpoint.save_model(out, variables, spec, {"converted_from": str(Path(src).absolute())}, overwrite)
     counts = param_counts(variables[N.PARAMS])
-    return (f"wrote {path}: {spec.genotype.describe()}; {counts['total']:,} parameters "
-            f"({counts['without_aux']:,} without auxiliary heads)")
+    return (
+        f"wrote {path}: {spec.genotype.describe()}; {counts['total']:,} parameters "
+        f"({counts['without_aux']:,} without auxiliary heads)"
+    )
 
 
 def fdn_to_official(src, out, overwrite=False) -> str:
@@ -40,8 +45,9 @@ def fdn_to_official(src, out, overwrite=False) -> str:
     return f"wrote {out}: {len(sd)} official keys"
 
 
-def run(src, out, genotype=None, num_classes=21, agg_size=64, repeats=2, aux_cell=False, task=tasks.AUTO,
-        overwrite=False) -> str:
+def run(
+    src, out, genotype=None, num_classes=21, agg_size=64, repeats=2, aux_cell=False, task=tasks.AUTO, overwrite=False
+) -> str:
     if Path(src).is_dir():
         return fdn_to_official(src, out, overwrite)
     return official_to_fdn(src, out, genotype, num_classes, agg_size, repeats, aux_cell, task, overwrite)

@@ -35,7 +35,8 @@ def _linear(sd, name, out_features):
         raise ValueError(
             f"{name}.weight has {weight.shape[0]} outputs, fdn's controller expects {out_features} "
             "(the 2020 controller's position heads have 1, 4, 7 entries: only the 2019 one (2, 5, 8) "
-            "converts)")
+            "converts)"
+        )
     return {N.KERNEL: weight.T.copy(), N.BIAS: bias.copy()}
 
 
@@ -49,18 +50,17 @@ def controller_params_from_torch(state_dict: Mapping[str, Any]) -> dict:
     for key, value in state_dict.items():
         for prefix in ("param/", "module.", "controller."):
             if key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         sd[key] = _to_numpy(value)
 
     required = {"g_emb", "linear_op.weight", "linear_op.bias"}
-    required |= {f"rnn.{w}_l{layer}" for layer in range(NUM_LAYERS)
-                 for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
-    required |= {f"{head}.{i}.{w}" for head in ("conn_fcs", "ctx_fcs") for i in range(6)
-                 for w in ("weight", "bias")}
+    required |= {
+        f"rnn.{w}_l{layer}" for layer in range(NUM_LAYERS) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    }
+    required |= {f"{head}.{i}.{w}" for head in ("conn_fcs", "ctx_fcs") for i in range(6) for w in ("weight", "bias")}
     missing, unknown = sorted(required - set(sd)), sorted(set(sd) - required - set(UNUSED))
     if missing or unknown:
-        raise ValueError(f"not an official 2019 controller state dict: missing {missing}, "
-                         f"unexpected {unknown}")
+        raise ValueError(f"not an official 2019 controller state dict: missing {missing}, unexpected {unknown}")
 
     params: dict[str, Any] = {"start": sd["g_emb"].reshape(-1).copy()}
     for layer in range(NUM_LAYERS):

@@ -26,28 +26,49 @@ from fdn.serve import checkpoint
 from fdn.serve.export import random_variables
 
 
-def encoder_from_file(path, expand_first_block: bool = True, expand_init: str = "identity",
-                      seed: int = 0) -> EncoderImport:
+def encoder_from_file(
+    path, expand_first_block: bool = True, expand_init: str = "identity", seed: int = 0
+) -> EncoderImport:
     """Encoder variables from a torchvision MobileNet-v2 file (``.pth`` needs torch; ``.npz`` does not)."""
     return encoder_variables_from_torchvision(read_state_dict(path), expand_first_block, expand_init, seed)
 
 
-def torchvision_to_fdn(src, out, genotype, num_classes=21, agg_size=64, repeats=2, aux_cell=False,
-                       task=tasks.AUTO, overwrite=False, expand_first_block=True, expand_init="identity",
-                       seed=0) -> str:
+def torchvision_to_fdn(
+    src,
+    out,
+    genotype,
+    num_classes=21,
+    agg_size=64,
+    repeats=2,
+    aux_cell=False,
+    task=tasks.AUTO,
+    overwrite=False,
+    expand_first_block=True,
+    expand_init="identity",
+    seed=0,
+) -> str:
     """Writes an fdn model checkpoint: ImageNet encoder from ``src``, decoder initialised from ``seed``."""
     if genotype is None:
-        raise G.GenotypeError("--genotype is required: the checkpoint holds a whole segmenter, and the "
-                              "ImageNet file says nothing about the decoder (arch0, arch1, arch2 or a "
-                              "literal)")
+        raise G.GenotypeError(
+            "--genotype is required: the checkpoint holds a whole segmenter, and the "
+            "ImageNet file says nothing about the decoder (arch0, arch1, arch2 or a "
+            "literal)"
+        )
     task = tasks.resolve(task, num_classes)
-    spec = ModelSpec(G.parse(genotype), DecoderSettings(num_classes, agg_size, repeats, aux_cell), task,
-                     expand_first_block)
+    spec = ModelSpec(
+        G.parse(genotype), DecoderSettings(num_classes, agg_size, repeats, aux_cell), task, expand_first_block
+    )
     imported = encoder_from_file(src, expand_first_block, expand_init, seed)
     variables = with_encoder(random_variables(spec, seed), imported.variables)
-    metadata = {"encoder_from": str(Path(src).absolute()), "encoder_source": "torchvision mobilenet_v2",
-                "decoder_init_seed": seed, "first_block_expand_init": imported.expand_init}
+    metadata = {
+        "encoder_from": str(Path(src).absolute()),
+        "encoder_source": "torchvision mobilenet_v2",
+        "decoder_init_seed": seed,
+        "first_block_expand_init": imported.expand_init,
+    }
     path = checkpoint.save_model(out, variables, spec, metadata, overwrite)
     counts = param_counts(variables[N.PARAMS])
-    return (f"wrote {path}: {spec.genotype.describe()}; {counts['total']:,} parameters "
-            f"({counts['without_aux']:,} without auxiliary heads); {imported.summary()}")
+    return (
+        f"wrote {path}: {spec.genotype.describe()}; {counts['total']:,} parameters "
+        f"({counts['without_aux']:,} without auxiliary heads); {imported.summary()}"
+    )

@@ -30,7 +30,8 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
     except ImportError:
         raise StateDictError(
             f"reading {path.name} needs PyTorch, which fdn does not install by default; `pip install torch` "
-            "(a CPU build is enough), or convert the file to .npz with numpy where torch is available") from None
+            "(a CPU build is enough), or convert the file to .npz with numpy where torch is available"
+        ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for damaged or unsafe files
@@ -38,6 +39,7 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
     if not isinstance(obj, dict):
         raise StateDictError(f"{path} holds a {type(obj).__name__}, not a state dict")
     from fdn.convert.segmenter import unwrap_state_dict
+
     return unwrap_state_dict(obj)
 
 

@@ -26,7 +26,7 @@ def unwrap_state_dict(sd: dict) -> dict:
             sd = sd[key]
     out = {}
     for k, v in sd.items():
-        k = k[len("module."):] if k.startswith("module.") else k
+        k = k[len("module.") :] if k.startswith("module.") else k
         if hasattr(v, "detach"):
             v = v.detach().cpu().numpy()
         out[k] = np.asarray(v)

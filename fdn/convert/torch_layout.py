@@ -40,8 +40,14 @@ _OP_RULES = [
     (_rule(N.CONV), "0"),
     (_rule(N.BN), "1"),
 ]
-_ENCODER_BLOCK = {f"{N.EXPAND}/{N.CONV}": "conv.0", f"{N.EXPAND}/{N.BN}": "conv.1", N.DW_CONV: "conv.3",
-                  N.DW_BN: "conv.4", N.PROJECT_CONV: "conv.6", N.PROJECT_BN: "conv.7"}
+_ENCODER_BLOCK = {
+    f"{N.EXPAND}/{N.CONV}": "conv.0",
+    f"{N.EXPAND}/{N.BN}": "conv.1",
+    N.DW_CONV: "conv.3",
+    N.DW_BN: "conv.4",
+    N.PROJECT_CONV: "conv.6",
+    N.PROJECT_BN: "conv.7",
+}
 _STEM = _rule(N.ENCODER, N.STEM, _CONV_OR_BN)
 _ENCODER_BLOCK_CHILD = _rule(N.ENCODER, P["encoder_block"], "(.+)")
 _ADAPTER = _rule(N.DECODER, P["adapter"], _CONV_OR_BN)

@@ -39,8 +39,14 @@ EXPAND_INITS = ("identity", "random")
 # Keys of torchvision's ImageNet head: present in every torchvision file, unused by a segmenter.
 _UNUSED = re.compile(r"^(features\.18\.|classifier\.)")
 # Module names inside an inverted residual, fdn -> torchvision; the first block (no expansion conv) differs.
-_BLOCK = {f"{N.EXPAND}/{N.CONV}": "conv.0.0", f"{N.EXPAND}/{N.BN}": "conv.0.1", N.DW_CONV: "conv.1.0",
-          N.DW_BN: "conv.1.1", N.PROJECT_CONV: "conv.2", N.PROJECT_BN: "conv.3"}
+_BLOCK = {
+    f"{N.EXPAND}/{N.CONV}": "conv.0.0",
+    f"{N.EXPAND}/{N.BN}": "conv.0.1",
+    N.DW_CONV: "conv.1.0",
+    N.DW_BN: "conv.1.1",
+    N.PROJECT_CONV: "conv.2",
+    N.PROJECT_BN: "conv.3",
+}
 _FIRST_BLOCK = {N.DW_CONV: "conv.0.0", N.DW_BN: "conv.0.1", N.PROJECT_CONV: "conv.1", N.PROJECT_BN: "conv.2"}
 _FIRST_BLOCK_NAME = N.encoder_block_name(0, 0)
 _FIRST_EXPAND = f"{_FIRST_BLOCK_NAME}/{N.EXPAND}"
@@ -60,12 +66,16 @@ class EncoderImport:
 
     def summary(self) -> str:
         n = sum(v.size for v in jax.tree.leaves(self.variables[N.PARAMS]))
-        text = (f"{n:,} encoder parameters from torchvision's MobileNet-v2; "
-                f"{len(self.unused_keys)} ImageNet-head keys unused (features.18, classifier)")
+        text = (
+            f"{n:,} encoder parameters from torchvision's MobileNet-v2; "
+            f"{len(self.unused_keys)} ImageNet-head keys unused (features.18, classifier)"
+        )
         if self.not_from_file:
-            text += (f"; the official first-block expansion conv has no torchvision weights and was set to "
-                     f"{'an eval-mode identity' if self.expand_init == 'identity' else 'its random init'} "
-                     "(approximate in train mode)")
+            text += (
+                f"; the official first-block expansion conv has no torchvision weights and was set to "
+                f"{'an eval-mode identity' if self.expand_init == 'identity' else 'its random init'} "
+                "(approximate in train mode)"
+            )
         return text
 
 
@@ -138,8 +148,9 @@ def _default_init(leaf, shape, dtype, rng):
     return (np.ones(shape) if leaf in (N.SCALE, N.VAR) else np.zeros(shape)).astype(dtype)
 
 
-def encoder_variables_from_torchvision(state_dict: dict, expand_first_block: bool = False,
-                                       expand_init: str = "identity", seed: int = 0) -> EncoderImport:
+def encoder_variables_from_torchvision(
+    state_dict: dict, expand_first_block: bool = False, expand_init: str = "identity", seed: int = 0
+) -> EncoderImport:
     """Variables of ``MobileNetV2Encoder(expand_first_block)`` from a torchvision MobileNet-v2 state dict.
 
     ``state_dict``: ``{key: array}`` as read by ``fdn.convert.files.read_state_dict`` (torch tensors are
@@ -167,8 +178,7 @@ def encoder_variables_from_torchvision(state_dict: dict, expand_first_block: boo
             continue
         torch_shape = L.to_torch_array(path[-1], np.zeros(want.shape, np.int8)).shape
         if tuple(sd[key].shape) != tuple(torch_shape):
-            problems.append(f"wrong shape for {key}: got {tuple(sd[key].shape)}, "
-                            f"expected {tuple(torch_shape)}")
+            problems.append(f"wrong shape for {key}: got {tuple(sd[key].shape)}, expected {tuple(torch_shape)}")
             continue
         flat[(collection, *path)] = np.asarray(L.from_torch_array(path[-1], sd[key]), dtype=want.dtype)
         used.add(key)
@@ -178,11 +188,11 @@ def encoder_variables_from_torchvision(state_dict: dict, expand_first_block: boo
     extra = sorted(set(sd) - used - set(unused))
     problems += [f"unexpected key {k}" for k in extra]
     if problems:
-        head = (f"the state dict is not torchvision's MobileNet-v2 (width 1.0) layout: {len(problems)} "
-                "problem(s)")
+        head = f"the state dict is not torchvision's MobileNet-v2 (width 1.0) layout: {len(problems)} problem(s)"
         raise ConversionError(head + "\n  " + "\n  ".join(problems))
-    return EncoderImport(traverse_util.unflatten_dict(flat), unused, not_from_file,
-                         expand_init if not_from_file else None)
+    return EncoderImport(
+        traverse_util.unflatten_dict(flat), unused, not_from_file, expand_init if not_from_file else None
+    )
 
 
 def with_encoder(variables: dict, encoder_variables: dict) -> dict:
@@ -199,8 +209,9 @@ def with_encoder(variables: dict, encoder_variables: dict) -> dict:
                 raise ConversionError(f"encoder layouts differ (expand_first_block?); e.g. {diff[:3]}")
             for p in old:
                 if tuple(old[p].shape) != tuple(new[p].shape):
-                    raise ConversionError(f"encoder variable {'/'.join(p)} has shape {new[p].shape}, "
-                                          f"the model expects {old[p].shape}")
+                    raise ConversionError(
+                        f"encoder variable {'/'.join(p)} has shape {new[p].shape}, the model expects {old[p].shape}"
+                    )
             tree[N.ENCODER] = traverse_util.unflatten_dict({p: np.asarray(new[p], old[p].dtype) for p in old})
         out[collection] = tree
     return out

@@ -10,4 +10,4 @@ and ``depth`` (H, W) float32 metres (0 = invalid). Nothing here imports TensorFl
 
 from fdn.data import cityscapes, image_folder, nyu_depth, shapes, voc_sbd  # noqa: F401  (registers the builders)
 
-DATASETS = ('voc_sbd', 'nyu_depth_v2_labeled', 'cityscapes_fine', 'fdn_shapes', 'image_folder')
+DATASETS = ("voc_sbd", "nyu_depth_v2_labeled", "cityscapes_fine", "fdn_shapes", "image_folder")

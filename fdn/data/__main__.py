@@ -3,5 +3,5 @@
 from fdn.cli import run_command
 from fdn.data import prepare
 
-if __name__ == '__main__':
-    run_command(prepare.main, 'fdn.data')
+if __name__ == "__main__":
+    run_command(prepare.main, "fdn.data")

@@ -19,14 +19,14 @@ from fdn.conventions import IGNORE_LABEL, denormalise, normalise  # noqa: F401  
 # ``'both'`` is a pipeline mode, not a task: batches that carry the segmentation *and* the depth labels of a
 # dataset that has both (NYU-Depth v2), for the data benchmark and the pipeline tests. Task names come from
 # ``fdn.tasks``; this tuple only adds the mode.
-BOTH = 'both'
+BOTH = "both"
 TASKS = (*tasks.NAMES, BOTH)
 
 
 def task_keys(task):
     """Label keys a pipeline mode needs: one task's labels (``fdn.tasks``), or segmentation's and depth's."""
     if task not in TASKS:
-        raise ValueError(f'task must be one of {TASKS}, got {task!r}')
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     names = (tasks.SEGMENTATION, tasks.DEPTH) if task == BOTH else (task,)
     return tuple(tasks.get(name).label_key for name in names)
 
@@ -45,12 +45,12 @@ def train_scale(rng, shorter_side, scale_range, min_side):
 
 def resize(example, scale):
     """Scale every array of ``example`` by ``scale``: image bicubic, label maps and depth nearest."""
-    h, w = example['image'].shape[:2]
+    h, w = example["image"].shape[:2]
     size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))  # PIL wants (W, H)
     if size == (w, h):
         return dict(example)
     out = dict(example)
-    out['image'] = np.asarray(Image.fromarray(example['image']).resize(size, Image.BICUBIC))
+    out["image"] = np.asarray(Image.fromarray(example["image"]).resize(size, Image.BICUBIC))
     for key in (tasks.SEGMENTATION, tasks.DEPTH):
         if key in example:
             out[key] = np.asarray(Image.fromarray(example[key]).resize(size, Image.NEAREST))
@@ -72,10 +72,10 @@ def crop(example, size, top, left):
     """Crop ``size`` at (top, left); parts outside the array are padded (image 0 after normalising,
     segmentation 255, depth 0). Returns the normalised float32 image and the cropped label maps."""
     ch, cw = size
-    h, w = example['image'].shape[:2]
+    h, w = example["image"].shape[:2]
     (sy, dy), (sx, dx) = _window(h, ch, top), _window(w, cw, left)
-    out = {'image': np.zeros((ch, cw, 3), np.float32)}
-    out['image'][dy, dx] = normalise(example['image'][sy, sx])
+    out = {"image": np.zeros((ch, cw, 3), np.float32)}
+    out["image"][dy, dx] = normalise(example["image"][sy, sx])
     if tasks.SEGMENTATION in example:
         out[tasks.SEGMENTATION] = np.full((ch, cw), IGNORE_LABEL, np.uint8)
         out[tasks.SEGMENTATION][dy, dx] = example[tasks.SEGMENTATION][sy, sx]
@@ -94,10 +94,10 @@ def _offset(rng, length, crop_len):
 
 def select(record, keys):
     """The arrays of a data-source record that a task needs, with a clear error if one is missing."""
-    example = {'image': np.asarray(record['image'])}
+    example = {"image": np.asarray(record["image"])}
     for key in keys:
         if key not in record:
-            raise KeyError(f'the dataset has no {key!r} (it has {sorted(record)}); choose another task')
+            raise KeyError(f"the dataset has no {key!r} (it has {sorted(record)}); choose another task")
         example[key] = np.asarray(record[key])
     return example
 
@@ -113,11 +113,11 @@ class TrainTransform:
 
     def __call__(self, record, rng):
         example = select(record, self.keys)
-        h, w = example['image'].shape[:2]
+        h, w = example["image"].shape[:2]
         example = resize(example, train_scale(rng, min(h, w), self.scale_range, self.min_side))
         if rng.integers(2):
             example = mirror(example)
-        h, w = example['image'].shape[:2]
+        h, w = example["image"].shape[:2]
         top, left = _offset(rng, h, self.crop_size[0]), _offset(rng, w, self.crop_size[1])
         return crop(example, self.crop_size, top, left)
 
@@ -137,14 +137,14 @@ class EvalTransform:
     def __call__(self, record):
         if not record:
             empty = {k: np.zeros((0, 0), np.uint8 if k == tasks.SEGMENTATION else np.float32) for k in self.keys}
-            out = crop({'image': np.zeros((0, 0, 3), np.uint8), **empty}, self.crop_size, 0, 0)
-            out['valid'] = np.bool_(False)
+            out = crop({"image": np.zeros((0, 0, 3), np.uint8), **empty}, self.crop_size, 0, 0)
+            out["valid"] = np.bool_(False)
             return out
         example = select(record, self.keys)
-        h, w = example['image'].shape[:2]
+        h, w = example["image"].shape[:2]
         if min(h, w) < self.min_side:
             example = resize(example, self.min_side / min(h, w))
-        h, w = example['image'].shape[:2]
+        h, w = example["image"].shape[:2]
         out = crop(example, self.crop_size, _offset(None, h, self.crop_size[0]), _offset(None, w, self.crop_size[1]))
-        out['valid'] = np.bool_(True)
+        out["valid"] = np.bool_(True)
         return out

@@ -26,7 +26,7 @@ def require(path, what, how):
     """
     path = Path(path)
     if not path.exists():
-        raise ManualDataError(f'missing {what}: expected {path}\n  {how}')
+        raise ManualDataError(f"missing {what}: expected {path}\n  {how}")
     return path
 
 
@@ -51,10 +51,10 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     to the module, which these builders do not ship.
     """
 
-    DESCRIPTION = ''
-    MANUAL_DOWNLOAD_INSTRUCTIONS = ''
-    HOMEPAGE = ''
-    CITATION = ''
+    DESCRIPTION = ""
+    MANUAL_DOWNLOAD_INSTRUCTIONS = ""
+    HOMEPAGE = ""
+    CITATION = ""
 
     def __init_subclass__(cls, **kwargs):
         # tfds derives ``code_path`` through ``importlib_resources``, which is not installed (and not
@@ -63,7 +63,7 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         super().__init_subclass__(**kwargs)
 
     def __init__(self, *, file_format=None, **kwargs):
-        super().__init__(file_format=file_format or 'array_record', **kwargs)
+        super().__init__(file_format=file_format or "array_record", **kwargs)
 
     def _features(self):
         raise NotImplementedError
@@ -87,4 +87,5 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             return Path(os.fspath(dl_manager.manual_dir))
         except (AssertionError, ValueError):
             raise ManualDataError(
-                f'{self.name}: the manual directory is missing or empty; pass --manual_dir=DIR holding\n  {how}') from None
+                f"{self.name}: the manual directory is missing or empty; pass --manual_dir=DIR holding\n  {how}"
+            ) from None

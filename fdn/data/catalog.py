@@ -62,8 +62,11 @@ def ensure_prepared(data, data_dir, log=print, who="fdn") -> None:
 def _known_names(dataset: str):
     from fdn.data import cityscapes, shapes, voc_sbd
 
-    return {"fdn_shapes": shapes.CLASS_NAMES, "cityscapes_fine": cityscapes.CLASS_NAMES,
-            "voc_sbd": voc_sbd.CLASS_NAMES}.get(dataset.split("/")[0])
+    return {
+        "fdn_shapes": shapes.CLASS_NAMES,
+        "cityscapes_fine": cityscapes.CLASS_NAMES,
+        "voc_sbd": voc_sbd.CLASS_NAMES,
+    }.get(dataset.split("/")[0])
 
 
 def dataset_classes(dataset: str, data_dir=None) -> tuple[int, list[str] | None]:
@@ -78,9 +81,11 @@ def dataset_classes(dataset: str, data_dir=None) -> tuple[int, list[str] | None]
     metadata = builder.info.metadata if builder.is_prepared() else None
     if not metadata or not metadata.get("num_classes"):
         where = f" in {builder.data_dir}" if metadata is None else ""
-        raise UnknownDatasetError(f"{dataset} declares no class count{where}"
-                                  f"{' (not prepared there)' if metadata is None else ''}; prepare it, or set "
-                                  "the class count in the config (data.num_classes / model.num_classes)")
+        raise UnknownDatasetError(
+            f"{dataset} declares no class count{where}"
+            f"{' (not prepared there)' if metadata is None else ''}; prepare it, or set "
+            "the class count in the config (data.num_classes / model.num_classes)"
+        )
     names = metadata.get("class_names")
     return int(metadata["num_classes"]), list(names) if names else None
 

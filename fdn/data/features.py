@@ -20,25 +20,25 @@ class StrText(tfds.features.Text):
     def decode_example_np(self, example_data):
         value = super().decode_example_np(example_data)
         if isinstance(value, bytes):
-            return value.decode('utf-8')
+            return value.decode("utf-8")
         if isinstance(value, np.ndarray) and value.dtype == object:
-            return np.vectorize(lambda v: v.decode('utf-8') if isinstance(v, bytes) else v, otypes=[object])(value)
+            return np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v, otypes=[object])(value)
         return value
 
 
-def image(encoding_format='png'):
+def image(encoding_format="png"):
     """An RGB uint8 image of any size, kept as encoded bytes (original JPEG/PNG or lossless PNG)."""
     return tfds.features.Image(shape=(None, None, 3), encoding_format=encoding_format)
 
 
 def label_map():
     """An (H, W) uint8 class map (255 = ignore), zlib-compressed raw bytes: exact and TF-free."""
-    return tfds.features.Tensor(shape=(None, None), dtype=np.uint8, encoding='zlib')
+    return tfds.features.Tensor(shape=(None, None), dtype=np.uint8, encoding="zlib")
 
 
 def depth_map():
     """An (H, W) float32 depth map in metres (0 = invalid), zlib-compressed raw bytes."""
-    return tfds.features.Tensor(shape=(None, None), dtype=np.float32, encoding='zlib')
+    return tfds.features.Tensor(shape=(None, None), dtype=np.float32, encoding="zlib")
 
 
 def image_id():

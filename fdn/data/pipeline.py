@@ -50,8 +50,10 @@ def data_source(name, split, data_dir=None):
 
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
-        raise FileNotFoundError(f'{name} is not prepared in {builder.data_dir}; run '
-                                f'python -m fdn.data.prepare {name} --data_dir=... [--manual_dir=...]')
+        raise FileNotFoundError(
+            f"{name} is not prepared in {builder.data_dir}; run "
+            f"python -m fdn.data.prepare {name} --data_dir=... [--manual_dir=...]"
+        )
     return builder.as_data_source(split=split)
 
 
@@ -97,7 +99,7 @@ def _processes(process_index, process_count):
 
 def _local_batch(batch_size, process_count):
     if batch_size % process_count:
-        raise ValueError(f'batch_size {batch_size} is not divisible by process_count {process_count}')
+        raise ValueError(f"batch_size {batch_size} is not divisible by process_count {process_count}")
     return batch_size // process_count
 
 
@@ -105,8 +107,19 @@ def _records(source, indices):
     return source if indices is None else Subset(source, indices)
 
 
-def augmented(source, *, crop_size, seed, indices=None, min_side=None, scale_range=(0.7, 1.4),
-              task=tasks.SEGMENTATION, num_epochs=None, process_index=0, process_count=1):
+def augmented(
+    source,
+    *,
+    crop_size,
+    seed,
+    indices=None,
+    min_side=None,
+    scale_range=(0.7, 1.4),
+    task=tasks.SEGMENTATION,
+    num_epochs=None,
+    process_index=0,
+    process_count=1,
+):
     """Unbatched ``grain.MapDataset`` of augmented crops: the stream ``train_dataset`` batches.
 
     ``stage1_subset`` takes its first N elements, so the stage-1 cache and the training stream are
@@ -114,7 +127,7 @@ def augmented(source, *, crop_size, seed, indices=None, min_side=None, scale_ran
     """
     records = _records(source, indices)
     if len(records) == 0:
-        raise ValueError('no records to train on')
+        raise ValueError("no records to train on")
     ds = grain.MapDataset.source(records).shuffle(seed=seed).repeat(num_epochs)
     if process_count > 1:
         ds = ds[process_index::process_count]
@@ -129,14 +142,29 @@ def _to_iter(ds, worker_count, read_threads, prefetch_batches):
 
         if not flags.FLAGS.is_parsed():  # grain's worker processes read absl flags (unparsed outside app.run)
             flags.FLAGS.mark_as_parsed()
-        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
-                                                         per_worker_buffer_size=prefetch_batches))
+        ds = ds.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=worker_count, per_worker_buffer_size=prefetch_batches)
+        )
     return ds
 
 
-def train_dataset(source, *, crop_size, batch_size, seed, indices=None, min_side=None, scale_range=(0.7, 1.4),
-                  task=tasks.SEGMENTATION, num_epochs=None, process_index=None, process_count=None, worker_count=0,
-                  read_threads=2, prefetch_batches=2):
+def train_dataset(
+    source,
+    *,
+    crop_size,
+    batch_size,
+    seed,
+    indices=None,
+    min_side=None,
+    scale_range=(0.7, 1.4),
+    task=tasks.SEGMENTATION,
+    num_epochs=None,
+    process_index=None,
+    process_count=None,
+    worker_count=0,
+    read_threads=2,
+    prefetch_batches=2,
+):
     """Endless (or ``num_epochs``) stream of fixed-shape training batches as a ``grain.IterDataset``.
 
     Args:
@@ -157,9 +185,18 @@ def train_dataset(source, *, crop_size, batch_size, seed, indices=None, min_side
       a ``grain.IterDataset``; ``iter()`` it for a checkpointable ``grain.DatasetIterator``.
     """
     process_index, process_count = _processes(process_index, process_count)
-    ds = augmented(source, crop_size=crop_size, seed=seed, indices=indices, min_side=min_side,
-                   scale_range=scale_range, task=task, num_epochs=num_epochs,
-                   process_index=process_index, process_count=process_count)
+    ds = augmented(
+        source,
+        crop_size=crop_size,
+        seed=seed,
+        indices=indices,
+        min_side=min_side,
+        scale_range=scale_range,
+        task=task,
+        num_epochs=num_epochs,
+        process_index=process_index,
+        process_count=process_count,
+    )
     ds = ds.batch(_local_batch(batch_size, process_count), drop_remainder=True)
     return _to_iter(ds, worker_count, read_threads, prefetch_batches)
 
@@ -170,8 +207,20 @@ def eval_num_batches(num_records, batch_size, process_count=1):
     return math.ceil(num_records / (local * process_count))
 
 
-def eval_dataset(source, *, crop_size, batch_size, indices=None, min_side=None, task=tasks.SEGMENTATION,
-                 process_index=None, process_count=None, worker_count=0, read_threads=2, prefetch_batches=2):
+def eval_dataset(
+    source,
+    *,
+    crop_size,
+    batch_size,
+    indices=None,
+    min_side=None,
+    task=tasks.SEGMENTATION,
+    process_index=None,
+    process_count=None,
+    worker_count=0,
+    read_threads=2,
+    prefetch_batches=2,
+):
     """One pass over the records in order, as fixed-shape batches with a ``valid`` (B,) bool mask.
 
     Shorter side scaled up to ``min_side`` (never down), central ``crop_size`` crop. The records are split
@@ -184,7 +233,7 @@ def eval_dataset(source, *, crop_size, batch_size, indices=None, min_side=None, 
     records = _records(source, indices)
     per_host = eval_num_batches(len(records), batch_size, process_count) * local
     padded = _Padded(records, per_host * process_count)
-    ds = grain.MapDataset.source(padded)[process_index * per_host:(process_index + 1) * per_host]
+    ds = grain.MapDataset.source(padded)[process_index * per_host : (process_index + 1) * per_host]
     ds = ds.map(augment.EvalTransform(crop_size, min_side=min_side, task=task)).batch(local, drop_remainder=True)
     return _to_iter(ds, worker_count, read_threads, prefetch_batches)
 
@@ -203,7 +252,7 @@ def set_iterator_state(iterator, state):
 def save_iterator_state(iterator, path):
     """Write ``iterator_state`` to ``path`` atomically (write a temp file, then rename)."""
     path = Path(path)
-    tmp = path.with_name(path.name + '.tmp')
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(iterator_state(iterator))
     tmp.replace(path)
 

@@ -24,14 +24,14 @@ from fdn.cli import run_command
 from fdn.errors import report_user_errors
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('manual_dir', None, 'folder holding the downloaded archives, extracted (see each builder)')
-flags.DEFINE_string('data_dir', None, 'tfds data dir to write to (default: tfds default, ~/tensorflow_datasets)')
-flags.DEFINE_bool('overwrite', False, 'delete an existing prepared copy and prepare again')
-flags.DEFINE_string('name', None, 'image_folder: the NAME of image_folder/NAME (default: the folder\'s name)')
-flags.DEFINE_enum('task', 'segmentation', ['segmentation', 'depth'], 'image_folder: masks/ or depth/ labels')
-flags.DEFINE_float('depth_scale', 0.001, 'image_folder --task=depth: metres per unit of the 16-bit PNGs')
-flags.DEFINE_float('val_fraction', 0.1, 'image_folder without train.txt/val.txt: share of images in val')
-flags.DEFINE_integer('split_seed', 0, 'image_folder without train.txt/val.txt: seed of the split')
+flags.DEFINE_string("manual_dir", None, "folder holding the downloaded archives, extracted (see each builder)")
+flags.DEFINE_string("data_dir", None, "tfds data dir to write to (default: tfds default, ~/tensorflow_datasets)")
+flags.DEFINE_bool("overwrite", False, "delete an existing prepared copy and prepare again")
+flags.DEFINE_string("name", None, "image_folder: the NAME of image_folder/NAME (default: the folder's name)")
+flags.DEFINE_enum("task", "segmentation", ["segmentation", "depth"], "image_folder: masks/ or depth/ labels")
+flags.DEFINE_float("depth_scale", 0.001, "image_folder --task=depth: metres per unit of the 16-bit PNGs")
+flags.DEFINE_float("val_fraction", 0.1, "image_folder without train.txt/val.txt: share of images in val")
+flags.DEFINE_integer("split_seed", 0, "image_folder without train.txt/val.txt: seed of the split")
 
 
 def prepare(name, data_dir=None, manual_dir=None, overwrite=False, **folder):
@@ -45,44 +45,53 @@ def prepare(name, data_dir=None, manual_dir=None, overwrite=False, **folder):
     import fdn.data  # noqa: F401  (registers the builders)
     from fdn.data import image_folder
 
-    if name.split('/')[0] == image_folder.ImageFolder.name:
+    if name.split("/")[0] == image_folder.ImageFolder.name:
         name = image_folder.configure(name, manual_dir, **folder)
 
         def make():  # from the code, always: tfds would open an already prepared NAME read-only, from its files
-            return image_folder.ImageFolder(config=name.partition('/')[2], data_dir=data_dir,
-                                            file_format='array_record')
+            return image_folder.ImageFolder(
+                config=name.partition("/")[2], data_dir=data_dir, file_format="array_record"
+            )
     elif folder:
-        raise image_folder.ImageFolderError(f'--{", --".join(sorted(folder))}: for image_folder only, not {name}')
+        raise image_folder.ImageFolderError(f"--{', --'.join(sorted(folder))}: for image_folder only, not {name}")
     else:
+
         def make():
-            return tfds.builder(name, data_dir=data_dir, file_format='array_record')
+            return tfds.builder(name, data_dir=data_dir, file_format="array_record")
+
     builder = make()
     if overwrite and builder.is_prepared():
         # tfds cannot regenerate over a finished copy (its DatasetInfo is frozen), so the copy goes first.
         shutil.rmtree(builder.data_dir)
         builder = make()
-    config = tfds.download.DownloadConfig(manual_dir=manual_dir,
-                                          download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
-    builder.download_and_prepare(download_config=config, file_format='array_record')
+    config = tfds.download.DownloadConfig(
+        manual_dir=manual_dir, download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+    )
+    builder.download_and_prepare(download_config=config, file_format="array_record")
     return builder
 
 
 def folder_flags():
     """The image_folder flags the user gave (so other datasets can refuse them)."""
-    given = {'name': 'folder_name', 'task': 'task', 'depth_scale': 'depth_scale', 'val_fraction': 'val_fraction',
-             'split_seed': 'split_seed'}
+    given = {
+        "name": "folder_name",
+        "task": "task",
+        "depth_scale": "depth_scale",
+        "val_fraction": "val_fraction",
+        "split_seed": "split_seed",
+    }
     return {key: FLAGS[flag].value for flag, key in given.items() if FLAGS[flag].present}
 
 
-@report_user_errors('fdn.data.prepare')
+@report_user_errors("fdn.data.prepare")
 def main(argv):
     if len(argv) != 2:
-        raise app.UsageError('usage: python -m fdn.data.prepare NAME [--manual_dir=DIR] [--data_dir=DIR]')
+        raise app.UsageError("usage: python -m fdn.data.prepare NAME [--manual_dir=DIR] [--data_dir=DIR]")
     builder = prepare(argv[1], FLAGS.data_dir, FLAGS.manual_dir, FLAGS.overwrite, **folder_flags())
     for split, info in builder.info.splits.items():
-        print(f'{builder.info.full_name} {split}: {info.num_examples} examples in {builder.data_dir}')
+        print(f"{builder.info.full_name} {split}: {info.num_examples} examples in {builder.data_dir}")
     return 0
 
 
-if __name__ == '__main__':
-    run_command(main, 'fdn.data.prepare')
+if __name__ == "__main__":
+    run_command(main, "fdn.data.prepare")

@@ -39,18 +39,26 @@ from fdn.data import base, features
 
 SEED = 20190616
 HEIGHT, WIDTH = 128, 160
-SPLITS = {'train': 1200, 'val': 200}
-CLASS_NAMES = ('background', 'striped_disc', 'checkered_disc', 'striped_square', 'triangle',
-               'marker_on_stripes', 'marker_elsewhere')
+SPLITS = {"train": 1200, "val": 200}
+CLASS_NAMES = (
+    "background",
+    "striped_disc",
+    "checkered_disc",
+    "striped_square",
+    "triangle",
+    "marker_on_stripes",
+    "marker_elsewhere",
+)
 NUM_CLASSES = len(CLASS_NAMES)
 STRIPED_HOSTS = (1, 3)
 
-_SPLIT_CODES = {'train': 0, 'val': 1, 'test': 2}
+_SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 # Integer directions for stripes and square orientations: exact on every platform.
 _DIRECTIONS = ((1, 0), (0, 1), (1, 1), (1, -1), (2, 1), (1, 2), (2, -1), (1, -2))
 # Unit vectors x1000 for triangle vertices, rounded once (ties at .5 cannot occur for these angles).
-_UNIT = tuple((round(1000 * math.cos(2 * math.pi * k / 36)), round(1000 * math.sin(2 * math.pi * k / 36)))
-              for k in range(36))
+_UNIT = tuple(
+    (round(1000 * math.cos(2 * math.pi * k / 36)), round(1000 * math.sin(2 * math.pi * k / 36))) for k in range(36)
+)
 
 
 def _contrasting_colours(rng):
@@ -63,7 +71,7 @@ def _contrasting_colours(rng):
 
 def _texture(rng, kind, ys, xs):
     """0/1 pattern of stripes (any of 8 integer directions) or a checkerboard."""
-    if kind == 'stripes':
+    if kind == "stripes":
         a, b = _DIRECTIONS[rng.integers(len(_DIRECTIONS))]
         period = int(rng.integers(4, 8))
         return ((a * xs + b * ys) // period) % 2
@@ -76,17 +84,19 @@ def _texture(rng, kind, ys, xs):
 def _shape_mask(rng, kind, cy, cx, r, ys, xs):
     """Boolean mask of a disc, rotated square or triangle of 'radius' ``r`` centred at (cy, cx)."""
     dy, dx = ys - cy, xs - cx
-    if kind == 'disc':
+    if kind == "disc":
         return dy * dy + dx * dx <= r * r
-    if kind == 'square':
+    if kind == "square":
         a, b = _DIRECTIONS[rng.integers(len(_DIRECTIONS))]
         half = (r * 7) // 8  # about the disc's area
         u, v = a * dx + b * dy, -b * dx + a * dy
         bound = half * half * (a * a + b * b)
         return (u * u <= bound) & (v * v <= bound)
     k0 = int(rng.integers(36))
-    verts = [(cx + (r * _UNIT[(k0 + 12 * j) % 36][0]) // 1000, cy + (r * _UNIT[(k0 + 12 * j) % 36][1]) // 1000)
-             for j in range(3)]
+    verts = [
+        (cx + (r * _UNIT[(k0 + 12 * j) % 36][0]) // 1000, cy + (r * _UNIT[(k0 + 12 * j) % 36][1]) // 1000)
+        for j in range(3)
+    ]
     signs = []
     for (x0, y0), (x1, y1) in zip(verts, verts[1:] + verts[:1]):
         signs.append((x1 - x0) * (ys - y0) - (y1 - y0) * (xs - x0))
@@ -112,14 +122,14 @@ def render(split, index):
     for _ in range(num_objects):
         cls = int(rng.integers(1, 5))
         d = rng.uniform(1.6, 5.5)
-        objects.append((d, cls, int(rng.integers(0, 2 ** 31))))
+        objects.append((d, cls, int(rng.integers(0, 2**31))))
     objects.sort(key=lambda o: -o[0])
     for d, cls, obj_seed in objects:
         orng = np.random.default_rng([SEED, _SPLIT_CODES[split], int(index), obj_seed])
-        kind = {1: 'disc', 2: 'disc', 3: 'square', 4: 'triangle'}[cls]
-        r = int(np.clip(int(90 / d), 14, 48)) * (5 if kind == 'triangle' else 4) // 4
+        kind = {1: "disc", 2: "disc", 3: "square", 4: "triangle"}[cls]
+        r = int(np.clip(int(90 / d), 14, 48)) * (5 if kind == "triangle" else 4) // 4
         cy, cx = int(orng.integers(-r // 2, HEIGHT + r // 2)), int(orng.integers(-r // 2, WIDTH + r // 2))
-        texture = {1: 'stripes', 2: 'checker', 3: 'stripes', 4: ('stripes', 'checker')[orng.integers(2)]}[cls]
+        texture = {1: "stripes", 2: "checker", 3: "stripes", 4: ("stripes", "checker")[orng.integers(2)]}[cls]
         # Rasterise inside the bounding box only (the shapes never reach beyond cx/cy +- r).
         box = (slice(max(cy - r, 0), min(cy + r + 1, HEIGHT)), slice(max(cx - r, 0), min(cx + r + 1, WIDTH)))
         mask = _shape_mask(orng, kind, cy, cx, r, ys[box], xs[box])
@@ -145,13 +155,13 @@ def render(split, index):
             y0, x0 = y0 - size // 2, x0 - size // 2
             if y0 < 0 or x0 < 0 or y0 + size > HEIGHT or x0 + size > WIDTH:
                 continue
-            region = label[y0:y0 + size, x0:x0 + size]
+            region = label[y0 : y0 + size, x0 : x0 + size]
             host = int(region[0, 0])
             if host > 4 or not (region == host).all():
                 continue
-            label[y0:y0 + size, x0:x0 + size] = 5 if host in STRIPED_HOSTS else 6
-            image[y0:y0 + size, x0:x0 + size] = colour
-            depth[y0:y0 + size, x0:x0 + size] = depth[y0 + size // 2, x0 + size // 2] - 0.05
+            label[y0 : y0 + size, x0 : x0 + size] = 5 if host in STRIPED_HOSTS else 6
+            image[y0 : y0 + size, x0 : x0 + size] = colour
+            depth[y0 : y0 + size, x0 : x0 + size] = depth[y0 + size // 2, x0 + size // 2] - 0.05
             break
 
     # Sensor-like noise on the image, invalid (0) holes in the depth map.
@@ -160,35 +170,37 @@ def render(split, index):
         hy, hx = int(rng.integers(HEIGHT)), int(rng.integers(WIDTH))
         ry, rx = int(rng.integers(2, 7)), int(rng.integers(2, 7))
         depth[((ys - hy) * rx) ** 2 + ((xs - hx) * ry) ** 2 <= (rx * ry) ** 2] = 0.0
-    return {'image': image, 'segmentation': label.astype(np.uint8), 'depth': depth.astype(np.float32)}
+    return {"image": image, "segmentation": label.astype(np.uint8), "depth": depth.astype(np.float32)}
 
 
 def image_id(split, index):
     """Stable id of a generated example, e.g. ``shapes_train_00042``."""
-    return f'shapes_{split}_{index:05d}'
+    return f"shapes_{split}_{index:05d}"
 
 
 def _png(array):
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format='PNG')
+    Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 class FdnShapes(base.ArrayRecordBuilder):
     """Builder of ``fdn_shapes`` (splits ``train`` 1200 and ``val`` 200; images 128x160)."""
 
-    name = 'fdn_shapes'
-    VERSION = tfds.core.Version('1.0.0')
-    RELEASE_NOTES = {'1.0.0': 'First release: 7 classes, 128x160, seed 20190616.'}
+    name = "fdn_shapes"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release: 7 classes, 128x160, seed 20190616."}
     DESCRIPTION = __doc__
 
     def _features(self):
-        return tfds.features.FeaturesDict({
-            'image': features.image('png'),
-            'image_id': features.image_id(),
-            'segmentation': features.label_map(),
-            'depth': features.depth_map(),
-        })
+        return tfds.features.FeaturesDict(
+            {
+                "image": features.image("png"),
+                "image_id": features.image_id(),
+                "segmentation": features.label_map(),
+                "depth": features.depth_map(),
+            }
+        )
 
     def _split_generators(self, dl_manager):
         del dl_manager  # nothing to download
@@ -198,5 +210,12 @@ class FdnShapes(base.ArrayRecordBuilder):
         for index in range(num_examples):
             example = render(split, index)
             key = image_id(split, index)
-            yield key, {'image': _png(example['image']), 'image_id': key,
-                        'segmentation': example['segmentation'], 'depth': example['depth']}
+            yield (
+                key,
+                {
+                    "image": _png(example["image"]),
+                    "image_id": key,
+                    "segmentation": example["segmentation"],
+                    "depth": example["depth"],
+                },
+            )

@@ -36,8 +36,11 @@ def calibrate_batch_stats(apply_train: Callable, variables: dict, batches: Itera
     """
     momentum = BatchNorm.momentum
     zeros = jax.tree.map(jnp.zeros_like, variables[names.BATCH_STATS])
-    step = jax.jit(lambda params, images: jax.tree.map(
-        lambda s: s / momentum, apply_train({names.PARAMS: params, names.BATCH_STATS: zeros}, images)))
+    step = jax.jit(
+        lambda params, images: jax.tree.map(
+            lambda s: s / momentum, apply_train({names.PARAMS: params, names.BATCH_STATS: zeros}, images)
+        )
+    )
     total, count = None, 0
     for batch in batches:
         if count >= max_batches:

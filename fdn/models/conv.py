@@ -30,8 +30,9 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
 def _xla(x, kernel, padding: int, dilation: int):
-    return lax.conv_general_dilated(x, kernel, (1, 1), [(padding, padding)] * 2, rhs_dilation=(dilation, dilation),
-                                    dimension_numbers=_DIMS)
+    return lax.conv_general_dilated(
+        x, kernel, (1, 1), [(padding, padding)] * 2, rhs_dilation=(dilation, dilation), dimension_numbers=_DIMS
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -50,9 +51,18 @@ def _same_conv_bwd(padding, dilation, res, g):
     g_x = _xla(g, flipped.astype(g.dtype), dilation * (k - 1) - padding, dilation)
     h, w = g.shape[1:3]
     xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    taps = [[jnp.einsum("nhwc,nhwo->co", xp[:, i * dilation:i * dilation + h, j * dilation:j * dilation + w], g,
-                        preferred_element_type=jnp.promote_types(x.dtype, jnp.float32))
-             for j in range(k)] for i in range(k)]
+    taps = [
+        [
+            jnp.einsum(
+                "nhwc,nhwo->co",
+                xp[:, i * dilation : i * dilation + h, j * dilation : j * dilation + w],
+                g,
+                preferred_element_type=jnp.promote_types(x.dtype, jnp.float32),
+            )
+            for j in range(k)
+        ]
+        for i in range(k)
+    ]
     g_k = jnp.stack([jnp.stack(row) for row in taps]).astype(kernel.dtype)
     return g_x.astype(x.dtype), g_k
 
@@ -65,12 +75,22 @@ def conv2d(x, kernel, stride: int = 1, padding: int = 0, dilation: int = 1):
     k = kernel.shape[0]
     same = stride == 1 and kernel.shape[0] == kernel.shape[1] and 2 * padding == dilation * (k - 1)
     if not same:
-        return lax.conv_general_dilated(x, kernel, (stride, stride), [(padding, padding)] * 2,
-                                        rhs_dilation=(dilation, dilation), dimension_numbers=_DIMS)
+        return lax.conv_general_dilated(
+            x,
+            kernel,
+            (stride, stride),
+            [(padding, padding)] * 2,
+            rhs_dilation=(dilation, dilation),
+            dimension_numbers=_DIMS,
+        )
     impl = depthwise.default_impl()  # one process-wide switch for fdn's CPU kernels (export sets 'xla')
     if impl == "xla":
         return _xla(x, kernel, padding, dilation)
     if impl == "shifted":
         return _same_conv(x, kernel, padding, dilation)
-    return lax.platform_dependent(x, kernel, cpu=lambda a, b: _same_conv(a, b, padding, dilation),
-                                  default=lambda a, b: _xla(a, b, padding, dilation))
+    return lax.platform_dependent(
+        x,
+        kernel,
+        cpu=lambda a, b: _same_conv(a, b, padding, dilation),
+        default=lambda a, b: _xla(a, b, padding, dilation),
+    )

@@ -58,8 +58,7 @@ def default_impl():
     return env
 
 
-def depthwise_conv(x, kernel, *, stride: IntPair = 1, dilation: IntPair = 1, padding: Padding = 0,
-                   impl: str = "auto"):
+def depthwise_conv(x, kernel, *, stride: IntPair = 1, dilation: IntPair = 1, padding: Padding = 0, impl: str = "auto"):
     """Depthwise 2-D convolution of an NHWC tensor, with PyTorch's explicit zero-padding semantics.
 
     Equals ``torch.nn.functional.conv2d(x, w, stride=s, padding=p, dilation=d, groups=C)`` (in NHWC) and
@@ -94,8 +93,9 @@ def depthwise_conv(x, kernel, *, stride: IntPair = 1, dilation: IntPair = 1, pad
         return _shifted(x, kernel, geom)
     if impl == "xla":
         return _xla(x, kernel, geom)
-    return lax.platform_dependent(x, kernel, cpu=lambda x, k: _shifted(x, k, geom),
-                                  default=lambda x, k: _xla(x, k, geom))
+    return lax.platform_dependent(
+        x, kernel, cpu=lambda x, k: _shifted(x, k, geom), default=lambda x, k: _xla(x, k, geom)
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -117,8 +117,7 @@ def _padding_pairs(padding) -> Tuple[Tuple[int, int], Tuple[int, int]]:
     padding = tuple(padding)
     if len(padding) != 2:
         raise ValueError(f"padding must be an int, (ph, pw) or ((lo, hi), (lo, hi)), got {padding!r}")
-    return tuple((int(p), int(p)) if isinstance(p, (int, np.integer)) else _pair(p, "padding")
-                 for p in padding)
+    return tuple((int(p), int(p)) if isinstance(p, (int, np.integer)) else _pair(p, "padding") for p in padding)
 
 
 def _normalize(x, kernel, stride, dilation, padding):
@@ -139,8 +138,9 @@ def _normalize(x, kernel, stride, dilation, padding):
         if s < 1 or d < 1:
             raise ValueError(f"stride and dilation must be >= 1, got {stride}, {dilation}")
         if (n + lo + hi - d * (k - 1) - 1) // s + 1 < 1:
-            raise ValueError(f"empty output in spatial dim {dim}: size {n}, kernel {k}, dilation {d}, "
-                             f"padding {(lo, hi)}")
+            raise ValueError(
+                f"empty output in spatial dim {dim}: size {n}, kernel {k}, dilation {d}, padding {(lo, hi)}"
+            )
     return x, kernel, (stride, dilation, pads)
 
 
@@ -151,8 +151,14 @@ def _normalize(x, kernel, stride, dilation, padding):
 def _xla(x, kernel, geom):
     stride, dilation, pads = geom
     return lax.conv_general_dilated(
-        x, kernel[:, :, None, :], window_strides=stride, padding=pads, rhs_dilation=dilation,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=x.shape[3])
+        x,
+        kernel[:, :, None, :],
+        window_strides=stride,
+        padding=pads,
+        rhs_dilation=dilation,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=x.shape[3],
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -202,8 +208,12 @@ def _correlate(x, kernel, stride, dilation, pad_config, out_dtype):
     acc = None
     for i, si in taps_h:
         for j, sj in taps_w:
-            tap = lax.slice(xp, (0, si, sj, 0), (n, si + (ho - 1) * stride[0] + 1,
-                                                 sj + (wo - 1) * stride[1] + 1, c), (1, stride[0], stride[1], 1))
+            tap = lax.slice(
+                xp,
+                (0, si, sj, 0),
+                (n, si + (ho - 1) * stride[0] + 1, sj + (wo - 1) * stride[1] + 1, c),
+                (1, stride[0], stride[1], 1),
+            )
             term = tap.astype(acc_dtype) * kernel[i, j]
             acc = term if acc is None else acc + term
     return acc.astype(out_dtype)
@@ -248,9 +258,13 @@ def _kernel_grad(x, g, kshape, stride, dilation, pads):
             acc = None
             for k in range(chunks):
                 r0 = si + k * rows * stride[0]
-                tap = lax.slice(xp, (0, r0, sj, 0), (n, r0 + (rows - 1) * stride[0] + 1,
-                                                     sj + (wo - 1) * stride[1] + 1, c), (1, stride[0], stride[1], 1))
-                term = tap.astype(acc_dtype) * g[:, k * rows:(k + 1) * rows]
+                tap = lax.slice(
+                    xp,
+                    (0, r0, sj, 0),
+                    (n, r0 + (rows - 1) * stride[0] + 1, sj + (wo - 1) * stride[1] + 1, c),
+                    (1, stride[0], stride[1], 1),
+                )
+                term = tap.astype(acc_dtype) * g[:, k * rows : (k + 1) * rows]
                 acc = term if acc is None else acc + term
             partial.append(acc)
     partial = lax.optimization_barrier(jnp.stack(partial))
@@ -259,8 +273,9 @@ def _kernel_grad(x, g, kshape, stride, dilation, pads):
         return kept.reshape(kh, kw, c)
     index = {(i, j): t for t, (i, j) in enumerate((i, j) for i, _ in taps_h for j, _ in taps_w)}
     zero = jnp.zeros((c,), acc_dtype)
-    return jnp.stack([kept[index[i, j]] if (i, j) in index else zero
-                      for i in range(kh) for j in range(kw)]).reshape(kh, kw, c)
+    return jnp.stack([kept[index[i, j]] if (i, j) in index else zero for i in range(kh) for j in range(kw)]).reshape(
+        kh, kw, c
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

@@ -14,8 +14,15 @@ from fdn.models import names
 from fdn.models.layers import BatchNorm, Conv, ConvBN, DepthwiseConv, activate
 
 # (expansion t, out channels c, repeats n, first stride s) for the official layer2..layer8.
-MOBILENET_V2_GROUPS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                       (6, 160, 3, 2), (6, 320, 1, 1))
+MOBILENET_V2_GROUPS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 # Indices into MOBILENET_V2_GROUPS whose last output is a decoder tap (layer3, layer4, layer6, layer8).
 TAP_GROUPS = (1, 2, 4, 6)
 TAP_CHANNELS = (24, 32, 96, 320)

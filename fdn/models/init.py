@@ -42,8 +42,12 @@ def draw_variables(abstract, seed, random_bn_stats: bool = False) -> dict:
         elif leaf not in (N.SCALE, N.BIAS, N.MEAN, N.VAR):
             raise ValueError(f"draw_variables: no rule for {'/'.join(path)}")
         elif random_bn_stats:
-            draw = {N.SCALE: lambda: rng.uniform(0.5, 1.5, shape), N.BIAS: lambda: rng.normal(0, 0.1, shape),
-                    N.MEAN: lambda: rng.normal(0, 0.2, shape), N.VAR: lambda: rng.uniform(0.5, 2.0, shape)}
+            draw = {
+                N.SCALE: lambda: rng.uniform(0.5, 1.5, shape),
+                N.BIAS: lambda: rng.normal(0, 0.1, shape),
+                N.MEAN: lambda: rng.normal(0, 0.2, shape),
+                N.VAR: lambda: rng.uniform(0.5, 2.0, shape),
+            }
             value = draw[leaf]()
         else:
             value = np.ones(shape) if leaf in (N.SCALE, N.VAR) else np.zeros(shape)

@@ -59,8 +59,10 @@ class Conv(nn.Module):
         if self.use_bias:
             fan_in = k * k * x.shape[-1]
             bias = self.param(
-                names.BIAS, lambda key, s: jax.random.uniform(key, s, jnp.float32, -1, 1) / jnp.sqrt(fan_in),
-                (self.features,))
+                names.BIAS,
+                lambda key, s: jax.random.uniform(key, s, jnp.float32, -1, 1) / jnp.sqrt(fan_in),
+                (self.features,),
+            )
             y = y + bias.astype(y.dtype)
         return y
 
@@ -70,8 +72,14 @@ def depthwise(x, kernel, stride: int, padding: int, dilation: int):
     if _depthwise_conv is not None:
         return _depthwise_conv(x, kernel, stride=stride, dilation=dilation, padding=padding)
     return jax.lax.conv_general_dilated(
-        x, kernel, (stride, stride), [(padding, padding)] * 2, rhs_dilation=(dilation, dilation),
-        dimension_numbers=_DIMS, feature_group_count=x.shape[-1])
+        x,
+        kernel,
+        (stride, stride),
+        [(padding, padding)] * 2,
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=_DIMS,
+        feature_group_count=x.shape[-1],
+    )
 
 
 class DepthwiseConv(nn.Module):

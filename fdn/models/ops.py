@@ -59,8 +59,9 @@ class Zero(nn.Module):
 
 # Constructors by ``OpSpec.kind``; each op's geometry comes from the op table (``fdn.genotype.OPS``).
 _BUILDERS = {
-    "conv": lambda op, channels, repeats, name: ConvBN(channels, op.kernel, padding=op.padding,
-                                                       dilation=op.dilation, name=name),
+    "conv": lambda op, channels, repeats, name: ConvBN(
+        channels, op.kernel, padding=op.padding, dilation=op.dilation, name=name
+    ),
     "sep": lambda op, channels, repeats, name: SepConv(op.kernel, op.padding, op.dilation, repeats, name=name),
     "gap": lambda op, channels, repeats, name: GlobalAveragePool(name=name),
     "skip": lambda op, channels, repeats, name: Identity(name=name),

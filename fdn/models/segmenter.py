@@ -34,17 +34,27 @@ class ModelSpec:
     def __post_init__(self):
         channels = tasks.get(self.task).head_size(self.decoder.num_classes)
         if channels != self.decoder.num_classes:
-            raise ValueError(f"a {self.task} model has {channels} output channel{'s' if channels != 1 else ''}, "
-                             f"got num_classes={self.decoder.num_classes}")
+            raise ValueError(
+                f"a {self.task} model has {channels} output channel{'s' if channels != 1 else ''}, "
+                f"got num_classes={self.decoder.num_classes}"
+            )
 
     def to_dict(self) -> dict:
-        return {"genotype": self.genotype.to_list(), "decoder": dataclasses.asdict(self.decoder),
-                "task": self.task, "expand_first_block": self.expand_first_block}
+        return {
+            "genotype": self.genotype.to_list(),
+            "decoder": dataclasses.asdict(self.decoder),
+            "task": self.task,
+            "expand_first_block": self.expand_first_block,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
-        return cls(G.parse(d["genotype"]), DecoderSettings(**d["decoder"]), d.get("task", tasks.SEGMENTATION),
-                   d.get("expand_first_block", True))
+        return cls(
+            G.parse(d["genotype"]),
+            DecoderSettings(**d["decoder"]),
+            d.get("task", tasks.SEGMENTATION),
+            d.get("expand_first_block", True),
+        )
 
     def build(self) -> "Segmenter":
         return Segmenter(self.genotype, self.decoder, self.expand_first_block)

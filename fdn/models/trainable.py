@@ -50,8 +50,10 @@ def encoder_labels(encoder_params, genotype: G.Genotype, label: str = names.ENCO
 
 def segmenter_labels(params, genotype: G.Genotype):
     """``encoder`` / ``decoder`` / ``FROZEN`` for every parameter of a segmenter ``{'encoder', 'decoder'}``."""
-    return {name: encoder_labels(sub, genotype) if name == names.ENCODER else decoder_labels(sub, genotype)
-            for name, sub in params.items()}
+    return {
+        name: encoder_labels(sub, genotype) if name == names.ENCODER else decoder_labels(sub, genotype)
+        for name, sub in params.items()
+    }
 
 
 def clipped_l2(grad_clip: float, weight_decay: float, inner: optax.GradientTransformation):

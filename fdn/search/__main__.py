@@ -14,8 +14,9 @@ from fdn.cli import run_command
 from fdn.errors import report_user_errors
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "search config file (configs/demo.py, configs/voc.py[:tiny])",
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    "config", None, "search config file (configs/demo.py, configs/voc.py[:tiny])", lock_config=True
+)
 flags.DEFINE_string("workdir", None, "where the run lives; an existing run there is resumed")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -32,10 +33,16 @@ def main(argv, trainer_factory=None):
     from fdn.search import loop as search_loop
 
     config = FLAGS.config
-    summary = search_loop.run(config, FLAGS.workdir, trainer_factory=trainer_factory or CandidateTrainer,
-                              refresh_report=lambda wd: leaderboard.write_report(wd, top_k=config.log.top_k))
-    print(f"fdn.search: {summary['candidates']} candidates in {FLAGS.workdir}, best reward "
-          f"{summary['best_reward']:.4f}; report: python -m fdn.leaderboard {FLAGS.workdir}")
+    summary = search_loop.run(
+        config,
+        FLAGS.workdir,
+        trainer_factory=trainer_factory or CandidateTrainer,
+        refresh_report=lambda wd: leaderboard.write_report(wd, top_k=config.log.top_k),
+    )
+    print(
+        f"fdn.search: {summary['candidates']} candidates in {FLAGS.workdir}, best reward "
+        f"{summary['best_reward']:.4f}; report: python -m fdn.leaderboard {FLAGS.workdir}"
+    )
     return summary["exit_code"]  # 130 after Ctrl-C, 143 after SIGTERM (fdn.interrupts)
 
 

@@ -23,9 +23,19 @@ def _finite(result) -> bool:
 
 
 def _empty_record() -> dict:
-    return {"stage": 0, "stopped_early": False, "failure": None, "reward": 0.0, "stage1_reward": None,
-            "miou": None, "macc": None, "fwiou": None, "params": None, "params_without_aux": None,
-            "early_stop_threshold": None}
+    return {
+        "stage": 0,
+        "stopped_early": False,
+        "failure": None,
+        "reward": 0.0,
+        "stage1_reward": None,
+        "miou": None,
+        "macc": None,
+        "fwiou": None,
+        "params": None,
+        "params_without_aux": None,
+        "early_stop_threshold": None,
+    }
 
 
 def run_candidate(trainer: Trainer, genotype, key, es_state, config, on_stage=None) -> tuple[dict, dict]:
@@ -48,9 +58,13 @@ def run_candidate(trainer: Trainer, genotype, key, es_state, config, on_stage=No
         seconds["eval"] += float(s["eval"])
         if result.steps_per_second is not None:
             steps_per_s[f"stage{stage}"] = result.steps_per_second
-        rec.update(stage=stage, reward=float(result.reward), params=int(result.params_total),
-                   params_without_aux=int(result.params_without_aux),
-                   **{m: float(result.metrics[m]) for m in ("miou", "macc", "fwiou") if m in result.metrics})
+        rec.update(
+            stage=stage,
+            reward=float(result.reward),
+            params=int(result.params_total),
+            params_without_aux=int(result.params_without_aux),
+            **{m: float(result.metrics[m]) for m in ("miou", "macc", "fwiou") if m in result.metrics},
+        )
         if not _finite(result):
             raise FloatingPointError(f"non-finite reward or metrics in stage {stage}: {result.metrics}")
 

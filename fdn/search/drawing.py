@@ -21,8 +21,20 @@ _USED = dict(boxstyle="round,pad=0.3", fc="#d5f0d5", ec="#2d7a2d")
 
 
 def _arrow(ax, p, q, rad=0.0, color="#555555"):
-    ax.add_patch(FancyArrowPatch(p, q, arrowstyle="-|>", mutation_scale=10, color=color, lw=1.0,
-                                 connectionstyle=f"arc3,rad={rad}", shrinkA=14, shrinkB=14, zorder=1))
+    ax.add_patch(
+        FancyArrowPatch(
+            p,
+            q,
+            arrowstyle="-|>",
+            mutation_scale=10,
+            color=color,
+            lw=1.0,
+            connectionstyle=f"arc3,rad={rad}",
+            shrinkA=14,
+            shrinkB=14,
+            zorder=1,
+        )
+    )
 
 
 def _node(ax, xy, text, style, fontsize=8):
@@ -61,7 +73,7 @@ def draw_decoder(ax, g: gt.Genotype) -> None:
     pos = {i: (0.0, 1.5 - i) for i in range(gt.NUM_ENCODER_OUTPUTS)}
     used = set(g.encoder_levels_used())
     for i in range(gt.NUM_ENCODER_OUTPUTS):
-        _node(ax, pos[i], f"l{i + 1}\n1/{4 * 2 ** i}", _USED if i in used else _IO)
+        _node(ax, pos[i], f"l{i + 1}\n1/{4 * 2**i}", _USED if i in used else _IO)
     for b, (i1, i2) in enumerate(g.blocks):
         k = gt.NUM_ENCODER_OUTPUTS + b
         pos[k] = (1.5 + 1.2 * b, 1.0 - 1.0 * b)

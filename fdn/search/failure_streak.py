@@ -52,4 +52,5 @@ class FailureStreak:
                 f"the last {self.count} candidates all failed: {' '.join(self.reason.split())}; the search stopped "
                 f"(their log lines and the checkpoint are kept in {workdir}). Fix the cause and run the same command "
                 "again to resume (a setting that decides results needs a new --workdir); "
-                "--config.failures.max_consecutive=0 never stops")
+                "--config.failures.max_consecutive=0 never stops"
+            )

@@ -43,9 +43,18 @@ def unique_genotypes(records: list[dict]) -> list[dict]:
     """One row per genotype hash, best reward first: best and mean reward, params, times seen, the candidates."""
     rows: dict[str, dict] = {}
     for r in records:
-        row = rows.setdefault(r["hash"], {"hash": r["hash"], "genotype": r["genotype"], "rewards": [], "indices": [],
-                                          "first_index": r["index"], "params": r.get("params_without_aux"),
-                                          "params_total": r.get("params")})
+        row = rows.setdefault(
+            r["hash"],
+            {
+                "hash": r["hash"],
+                "genotype": r["genotype"],
+                "rewards": [],
+                "indices": [],
+                "first_index": r["index"],
+                "params": r.get("params_without_aux"),
+                "params_total": r.get("params"),
+            },
+        )
         row["rewards"].append(float(r["reward"] or 0.0))
         row["indices"].append(r["index"])
         if row["params"] is None:
@@ -62,8 +71,10 @@ def unique_genotypes(records: list[dict]) -> list[dict]:
 def summary(records: list[dict]) -> dict:
     """Counts, time shares and quarter means of a run's records."""
     n = len(records)
-    seconds = {k: float(sum(r["seconds"].get(k, 0.0) for r in records)) for k in
-               ("compile", "stage1", "stage2", "eval", "total")}
+    seconds = {
+        k: float(sum(r["seconds"].get(k, 0.0) for r in records))
+        for k in ("compile", "stage1", "stage2", "eval", "total")
+    }
     rewards = _rewards(records)
     q = max(n // 4, 1)
     return {
@@ -93,15 +104,17 @@ def table(records: list[dict], top_k: int = 10) -> str:
     ]
     for rank, row in enumerate(unique_genotypes(records)[:top_k], start=1):
         params = f"{row['params']:,}" if row["params"] else "-"
-        lines.append(f"| {rank} | {row['best']:.4f} | {row['mean']:.4f} | {row['seen']} | {params} | {row['hash']} | "
-                     f"`{gt.parse(row['genotype']).describe()}` |")
+        lines.append(
+            f"| {rank} | {row['best']:.4f} | {row['mean']:.4f} | {row['seen']} | {params} | {row['hash']} | "
+            f"`{gt.parse(row['genotype']).describe()}` |"
+        )
     return "\n".join(lines)
 
 
 def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
     out = np.empty_like(values)
     for i in range(len(values)):
-        out[i] = values[max(0, i - window + 1):i + 1].mean()
+        out[i] = values[max(0, i - window + 1) : i + 1].mean()
     return out
 
 
@@ -139,8 +152,11 @@ def plot_rewards(records: list[dict], path: Path) -> None:
 
 
 def plot_reward_vs_params(records: list[dict], path: Path) -> None:
-    pts = [(r["params_without_aux"], float(r["reward"] or 0.0), bool(r.get("stopped_early"))) for r in records
-           if r.get("params_without_aux")]
+    pts = [
+        (r["params_without_aux"], float(r["reward"] or 0.0), bool(r.get("stopped_early")))
+        for r in records
+        if r.get("params_without_aux")
+    ]
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     if pts:
@@ -175,8 +191,11 @@ def write_report(workdir, top_k: int = 10, draw_k: int = 3, html: bool = True) -
         stem = out / f"top{rank}"
         for old in out.glob(f"top{rank}_*"):
             old.unlink()
-        draw_genotype(gt.parse(row["genotype"]), f"{stem}_{row['hash']}",
-                      f"#{rank} reward {row['best']:.4f} ({row['hash']}): {gt.parse(row['genotype'])}")
+        draw_genotype(
+            gt.parse(row["genotype"]),
+            f"{stem}_{row['hash']}",
+            f"#{rank} reward {row['best']:.4f} ({row['hash']}): {gt.parse(row['genotype'])}",
+        )
     path = out / "leaderboard.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(table(records, top_k) + "\n")
@@ -207,7 +226,10 @@ def _run_label(workdir: Path) -> str:
 
 def compare_table(runs: dict[str, list[dict]]) -> str:
     """One row per run: candidates, mean reward per quarter, overall mean, best."""
-    lines = ["| run | candidates | Q1 mean | Q2 mean | Q3 mean | Q4 mean | mean | best |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | candidates | Q1 mean | Q2 mean | Q3 mean | Q4 mean | mean | best |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for label, records in runs.items():
         rewards = _rewards(records)
         quarters = np.array_split(rewards, 4) if len(rewards) >= 4 else [rewards] * 4
@@ -222,7 +244,7 @@ def plot_compare(runs: dict[str, list[dict]], path: Path) -> None:
     for label, records in runs.items():
         rewards = _rewards(records)
         idx = np.array([r["index"] for r in records])
-        line, = ax.plot(idx, _running_mean(rewards, max(5, len(rewards) // 6)), lw=1.8, label=label)
+        (line,) = ax.plot(idx, _running_mean(rewards, max(5, len(rewards) // 6)), lw=1.8, label=label)
         ax.scatter(idx, rewards, s=6, alpha=0.35, color=line.get_color())
     _save(fig, ax, path, "candidate", "reward (dots) and running mean (lines)", legend="lower right")
 
@@ -241,8 +263,9 @@ def write_comparison(workdirs: list, out_dir) -> str:
     return compare_table(runs)
 
 
-def report_command(workdir: str, top_k: int = 10, draw_k: int = 3, compare: Sequence[str] = (),
-                   html: bool = False) -> int:
+def report_command(
+    workdir: str, top_k: int = 10, draw_k: int = 3, compare: Sequence[str] = (), html: bool = False
+) -> int:
     """``python -m fdn.leaderboard``'s work: print the table (and a comparison), write the report; exit code."""
     for w in [workdir, *compare]:
         if not (Path(w) / run_log.FILENAME).exists():

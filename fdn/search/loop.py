@@ -44,8 +44,15 @@ from fdn.search.settings import RUNTIME_KEYS, fingerprint, result_settings  # no
 from fdn.search.state import SearchCheckpointer, SearchState
 
 
-def run(config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer,
-        refresh_report: Callable | None = None, progress: bool | None = None, log=print) -> dict:
+def run(
+    config,
+    workdir,
+    *,
+    trainer_factory: TrainerFactory = CandidateTrainer,
+    refresh_report: Callable | None = None,
+    progress: bool | None = None,
+    log=print,
+) -> dict:
     """Runs (or resumes) the search in ``workdir`` up to ``config.num_candidates``; returns a summary.
 
     ``trainer_factory`` builds what trains the candidates (`fdn.candidate.protocol`); the search tests pass
@@ -62,16 +69,23 @@ def run(config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer,
             search.loop(stops, progress)
     except KeyboardInterrupt as err:  # SIGINT or SIGTERM (fdn.interrupts.Interrupted)
         stopped = err
-        log(f"\nsearch: interrupted ({_signal_name(err)}); {search.state.counter} candidates are saved in "
-            f"{search.workdir} (run again to resume)")
+        log(
+            f"\nsearch: interrupted ({_signal_name(err)}); {search.state.counter} candidates are saved in "
+            f"{search.workdir} (run again to resume)"
+        )
     finally:
         search.close()
     if not stopped:
         search.refresh()
-    return {"candidates": search.state.counter, "best_reward": search.state.best_reward,
-            "interrupted": stopped is not None, "signal": _signal_name(stopped) if stopped else None,
-            "exit_code": exit_code_of(stopped) if stopped else 0,
-            "setup_seconds": search.setup.seconds if search.setup else {}, "wall_seconds": time.time() - wall_start}
+    return {
+        "candidates": search.state.counter,
+        "best_reward": search.state.best_reward,
+        "interrupted": stopped is not None,
+        "signal": _signal_name(stopped) if stopped else None,
+        "exit_code": exit_code_of(stopped) if stopped else 0,
+        "setup_seconds": search.setup.seconds if search.setup else {},
+        "wall_seconds": time.time() - wall_start,
+    }
 
 
 def _signal_name(err: KeyboardInterrupt) -> str:
@@ -105,14 +119,18 @@ class _Search:
         """The latest checkpoint (or a fresh state), with the log cut back to it; user errors before any write."""
         config = self.config
         agent_key, loop_key = jax.random.split(jax.random.key(config.seed))
-        fresh = SearchState(agent=self.agent.init(agent_key), rng=np.asarray(jax.random.key_data(loop_key)),
-                            early_stop=early_stop.init(config.seed, config.early_stop.maxval,
-                                                       config.early_stop.delta))
+        fresh = SearchState(
+            agent=self.agent.init(agent_key),
+            rng=np.asarray(jax.random.key_data(loop_key)),
+            early_stop=early_stop.init(config.seed, config.early_stop.maxval, config.early_stop.delta),
+        )
         state = self.checkpointer.restore(fresh) or fresh
         dropped = run_log.truncate_to(self.workdir, state.log_size)
         if state.counter:
-            self.log(f"search: resuming {self.workdir} after candidate {state.counter - 1}"
-                     f"{f' (dropped {dropped} bytes of an unfinished candidate)' if dropped else ''}")
+            self.log(
+                f"search: resuming {self.workdir} after candidate {state.counter - 1}"
+                f"{f' (dropped {dropped} bytes of an unfinished candidate)' if dropped else ''}"
+            )
         return state, FailureStreak.from_records(run_log.read(self.workdir) if state.counter else [])
 
     def set_up(self) -> None:
@@ -147,21 +165,40 @@ class _Search:
         if pending is not None:
             self.ahead.start(self.setup.trainer, pending)
         progress.set_stage(bar, index, "1", state.best_reward)
-        rec, es_state = run_candidate(self.setup.trainer, genotype, cand_key, state.early_stop, config,
-                                      on_stage=lambda s: progress.set_stage(bar, index, str(s), state.best_reward))
+        rec, es_state = run_candidate(
+            self.setup.trainer,
+            genotype,
+            cand_key,
+            state.early_stop,
+            config,
+            on_stage=lambda s: progress.set_stage(bar, index, str(s), state.best_reward),
+        )
         agent_start = time.time()
         agent_state, metrics = self.agent.update(agent_state, info["actions"], info["log_probs"], [rec["reward"]])
         metrics = jax.device_get(metrics)
         rec["seconds"]["agent"] = agent_seconds + time.time() - agent_start
         rec["seconds"]["total"] = time.time() - start
-        record = {"index": index, "genotype": genotype.to_list(), "hash": genotype.short_hash,
-                  **{k: rec[k] for k in rec if k != "seconds"},
-                  "controller_step": int(agent_state.step), "entropy": float(info["entropies"][0]),
-                  "log_prob": float(info["log_probs"][0]), "baseline": float(metrics["baseline"]),
-                  "agent": config.agent, "seconds": rec["seconds"], "time": time.time()}
-        new_state = SearchState(agent=agent_state, rng=np.asarray(jax.random.key_data(key)), counter=index + 1,
-                                early_stop=es_state, best_reward=max(state.best_reward, rec["reward"]),
-                                pending=pending)
+        record = {
+            "index": index,
+            "genotype": genotype.to_list(),
+            "hash": genotype.short_hash,
+            **{k: rec[k] for k in rec if k != "seconds"},
+            "controller_step": int(agent_state.step),
+            "entropy": float(info["entropies"][0]),
+            "log_prob": float(info["log_probs"][0]),
+            "baseline": float(metrics["baseline"]),
+            "agent": config.agent,
+            "seconds": rec["seconds"],
+            "time": time.time(),
+        }
+        new_state = SearchState(
+            agent=agent_state,
+            rng=np.asarray(jax.random.key_data(key)),
+            counter=index + 1,
+            early_stop=es_state,
+            best_reward=max(state.best_reward, rec["reward"]),
+            pending=pending,
+        )
         return record, new_state
 
     def commit(self, record: dict, new_state: SearchState) -> None:

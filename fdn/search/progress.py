@@ -12,8 +12,9 @@ def progress_bar(config, counter: int, progress: bool | None):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=config.num_candidates, initial=counter, unit="cand", dynamic_ncols=True,
-                desc="search", smoothing=0.1)
+    return tqdm(
+        total=config.num_candidates, initial=counter, unit="cand", dynamic_ncols=True, desc="search", smoothing=0.1
+    )
 
 
 def set_stage(bar, index, stage, best) -> None:
@@ -28,5 +29,8 @@ def after_candidate(bar, record, best) -> None:
     status = "failed" if record["failure"] else ("stopped" if record["stopped_early"] else "done")
     bar.update(1)
     rates = " ".join(f"{k[-1]}:{v:.1f}" for k, v in record.get("steps_per_s", {}).items())
-    bar.set_postfix_str(f"cand {record['index']} {status} r {record['reward']:.4f} best {best:.4f} "
-                        f"{s['total']:.1f}s (compile {s['compile']:.1f}s) steps/s {rates or '-'}", refresh=True)
+    bar.set_postfix_str(
+        f"cand {record['index']} {status} r {record['reward']:.4f} best {best:.4f} "
+        f"{s['total']:.1f}s (compile {s['compile']:.1f}s) steps/s {rates or '-'}",
+        refresh=True,
+    )

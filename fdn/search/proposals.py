@@ -30,14 +30,20 @@ def next_proposal(agent, state, compile_ahead: bool):
     else:
         current = state.pending
     _, agent_state, info_next = agent.propose(agent_state, 1)
-    info = {"actions": np.asarray([current["actions"]], np.int32), "log_probs": np.asarray([current["log_prob"]]),
-            "entropies": np.asarray([current["entropy"]])}
+    info = {
+        "actions": np.asarray([current["actions"]], np.int32),
+        "log_probs": np.asarray([current["log_prob"]]),
+        "entropies": np.asarray([current["entropy"]]),
+    }
     return gt.Genotype.from_actions(current["actions"]), agent_state, info, _pending_of(info_next)
 
 
 def _pending_of(info) -> dict:
-    return {"actions": [int(a) for a in info["actions"][0]], "log_prob": float(info["log_probs"][0]),
-            "entropy": float(info["entropies"][0])}
+    return {
+        "actions": [int(a) for a in info["actions"][0]],
+        "log_prob": float(info["log_probs"][0]),
+        "entropy": float(info["entropies"][0]),
+    }
 
 
 class CompileAhead:

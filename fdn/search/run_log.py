@@ -70,9 +70,11 @@ def truncate_to(workdir: str | os.PathLike, size: int) -> int:
     path = Path(workdir) / FILENAME
     current = path.stat().st_size if path.exists() else 0
     if current < size:
-        raise LogMismatch(f"{path} has {current} bytes but the checkpoint in {Path(workdir) / 'checkpoints'} "
-                          f"recorded {size}: the log was truncated or replaced; restore it from a copy, or start a "
-                          "new --workdir (nothing was changed)")
+        raise LogMismatch(
+            f"{path} has {current} bytes but the checkpoint in {Path(workdir) / 'checkpoints'} "
+            f"recorded {size}: the log was truncated or replaced; restore it from a copy, or start a "
+            "new --workdir (nothing was changed)"
+        )
     if current > size:
         with open(path, "r+b") as f:
             f.truncate(size)

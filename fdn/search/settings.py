@@ -15,8 +15,16 @@ from fdn.errors import UserError
 
 # Settings that may change between sessions of one run without making its checkpoint meaningless (a key names
 # itself and everything below it).
-RUNTIME_KEYS = ("num_candidates", "log", "failures", "data.data_dir", "data.worker_count", "data.auto_prepare",
-                "candidate.compilation_cache_dir", "teacher.train.log_every")
+RUNTIME_KEYS = (
+    "num_candidates",
+    "log",
+    "failures",
+    "data.data_dir",
+    "data.worker_count",
+    "data.auto_prepare",
+    "candidate.compilation_cache_dir",
+    "teacher.train.log_every",
+)
 _SHOWN = 6  # differing keys named in a SettingsMismatch message
 
 
@@ -68,12 +76,14 @@ def check_same(saved: dict | None, saved_fingerprint: str | None, now: dict, whe
         what = f"fingerprint {saved_fingerprint} != {fingerprint(now)}"
     else:
         keys = differing_keys(saved, now)
-        shown = ", ".join(f"{k} ({_short(saved.get(k, '<unset>'))} -> {_short(now.get(k, '<unset>'))})"
-                          for k in keys[:_SHOWN])
+        shown = ", ".join(
+            f"{k} ({_short(saved.get(k, '<unset>'))} -> {_short(now.get(k, '<unset>'))})" for k in keys[:_SHOWN]
+        )
         what = shown + (f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
     raise SettingsMismatch(
         f"the search in {where} was run with other search settings: {what}; use a new --workdir, or the original "
-        f"settings (between sessions only these may change: {', '.join(RUNTIME_KEYS)})")
+        f"settings (between sessions only these may change: {', '.join(RUNTIME_KEYS)})"
+    )
 
 
 def _short(value) -> str:

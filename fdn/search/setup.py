@@ -47,8 +47,10 @@ def resolve_candidate_config(cc, meta_train_size: int) -> ml_collections.ConfigD
     resolved = ml_collections.ConfigDict(cc.to_dict())
     steps = resolved.stage2.steps_per_epoch
     if steps < 0:
-        raise SearchConfigError(f"candidate.stage2.steps_per_epoch={steps}: the search's stage-2 stream never "
-                                "ends; give a step count, or 0 for len(meta-train) // stage2.batch_size")
+        raise SearchConfigError(
+            f"candidate.stage2.steps_per_epoch={steps}: the search's stage-2 stream never "
+            "ends; give a step count, or 0 for len(meta-train) // stage2.batch_size"
+        )
     if steps == 0:
         resolved.stage2.steps_per_epoch = max(1, meta_train_size // resolved.stage2.batch_size)
     return resolved
@@ -83,8 +85,15 @@ def make_encoder_apply(config) -> Callable:
 
 def val_batches(source, indices, cc) -> list[dict]:
     """The meta-val batches, read once (the reward sees the same images, in the same order, every time)."""
-    ds = pipeline.eval_dataset(source, crop_size=cc.val.crop_size, batch_size=cc.val.batch_size,
-                               indices=indices, min_side=cc.val.min_side, process_index=0, process_count=1)
+    ds = pipeline.eval_dataset(
+        source,
+        crop_size=cc.val.crop_size,
+        batch_size=cc.val.batch_size,
+        indices=indices,
+        min_side=cc.val.min_side,
+        process_index=0,
+        process_count=1,
+    )
     return list(ds)
 
 
@@ -102,20 +111,32 @@ def build(config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer
     source = pipeline.data_source(config.data.name, config.data.split, data_dir)
     meta_train, meta_val = split.meta_split(len(source), config.seed, config.data.val_fraction)
     if config.data.val_examples:
-        meta_val = meta_val[:config.data.val_examples]
+        meta_val = meta_val[: config.data.val_examples]
     cc = resolve_candidate_config(config.candidate, len(meta_train))
     num_classes = catalog.num_classes_of(config.data)
     val = val_batches(source, meta_val, cc)
     seconds["data"] = time.time() - start
-    log(f"search: {config.data.name}/{config.data.split}: meta-train {len(meta_train)}, meta-val {len(meta_val)} "
+    log(
+        f"search: {config.data.name}/{config.data.split}: meta-train {len(meta_train)}, meta-val {len(meta_val)} "
         f"images, {num_classes} classes; stage 2: {cc.stage2.steps_per_epoch} steps per epoch"
-        f"{' (meta-train // batch)' if not config.candidate.stage2.steps_per_epoch else ''}")
+        f"{' (meta-train // batch)' if not config.candidate.stage2.steps_per_epoch else ''}"
+    )
 
     def stage2_stream(seed):
-        return iter(pipeline.train_dataset(
-            source, crop_size=cc.stage2.crop_size, batch_size=cc.stage2.batch_size, seed=seed, indices=meta_train,
-            min_side=cc.stage2.min_side, scale_range=tuple(config.data.scale_range), process_index=0,
-            process_count=1, worker_count=config.data.worker_count))
+        return iter(
+            pipeline.train_dataset(
+                source,
+                crop_size=cc.stage2.crop_size,
+                batch_size=cc.stage2.batch_size,
+                seed=seed,
+                indices=meta_train,
+                min_side=cc.stage2.min_side,
+                scale_range=tuple(config.data.scale_range),
+                process_index=0,
+                process_count=1,
+                worker_count=config.data.worker_count,
+            )
+        )
 
     # ------------------------------------------------------------------------------- encoder, teacher
     start = time.time()
@@ -124,27 +145,44 @@ def build(config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer
         enc_vars = calibrate_encoder(config, enc_vars, stage2_stream(config.seed + 2))
         log(f"search: encoder BN statistics re-estimated on {config.encoder.calibrate_batches} meta-train batches")
     teacher_stream = lambda: stage2_stream(config.seed + 1)  # noqa: E731  (its own stream, own seed)
-    teacher_fn = teacher_lib.make_teacher_fn(config.teacher, workdir, num_classes, teacher_stream, teacher_key,
-                                             enc_vars)
+    teacher_fn = teacher_lib.make_teacher_fn(
+        config.teacher, workdir, num_classes, teacher_stream, teacher_key, enc_vars
+    )
     seconds["teacher"] = time.time() - start
 
     # ------------------------------------------------------------------------------ stage-1 cache
     start = time.time()
-    batches = split.stage1_batches(source, meta_train, cc.stage1.num_examples, crop_size=cc.stage1.crop_size,
-                                   seed=config.seed, min_side=cc.stage1.min_side,
-                                   scale_range=tuple(config.data.scale_range), batch_size=config.data.cache_batch)
-    cache = build_stage1_cache(make_encoder_apply(config), enc_vars, batches, teacher_fn=teacher_fn,
-                               feature_dtype=cc.stage1.feature_dtype)
+    batches = split.stage1_batches(
+        source,
+        meta_train,
+        cc.stage1.num_examples,
+        crop_size=cc.stage1.crop_size,
+        seed=config.seed,
+        min_side=cc.stage1.min_side,
+        scale_range=tuple(config.data.scale_range),
+        batch_size=config.data.cache_batch,
+    )
+    cache = build_stage1_cache(
+        make_encoder_apply(config), enc_vars, batches, teacher_fn=teacher_fn, feature_dtype=cc.stage1.feature_dtype
+    )
     seconds["cache"] = time.time() - start
-    log(f"search: stage-1 cache of {cc.stage1.num_examples} crops in {seconds['cache']:.1f} s"
-        f"{' with teacher logits' if teacher_fn else ''}")
+    log(
+        f"search: stage-1 cache of {cc.stage1.num_examples} crops in {seconds['cache']:.1f} s"
+        f"{' with teacher logits' if teacher_fn else ''}"
+    )
 
     # ----------------------------------------------------------------------------------- trainer
     stage2_iterator = stage2_stream(config.seed)
-    trainer = trainer_factory(cc, num_classes, enc_vars, cache, lambda: stage2_iterator, val,
-                              expand_first_block=config.encoder.expand_first_block)
-    return SearchSetup(trainer=trainer, num_classes=num_classes, iterators={"stage2": stage2_iterator},
-                       seconds=seconds)
+    trainer = trainer_factory(
+        cc,
+        num_classes,
+        enc_vars,
+        cache,
+        lambda: stage2_iterator,
+        val,
+        expand_first_block=config.encoder.expand_first_block,
+    )
+    return SearchSetup(trainer=trainer, num_classes=num_classes, iterators={"stage2": stage2_iterator}, seconds=seconds)
 
 
 def restore_iterators(iterators: dict, states: dict) -> None:

@@ -46,11 +46,17 @@ class SearchState:
 
     def meta(self, settings: dict | None) -> dict:
         return {
-            "counter": int(self.counter), "log_size": int(self.log_size), "best_reward": float(self.best_reward),
-            "elapsed": float(self.elapsed), "data": self.data, "pending": self.pending,
-            "fingerprint": settings_lib.fingerprint(settings) if settings is not None else "", "settings": settings,
-            "early_stop": {k: (float(v) if isinstance(v, (float, np.floating)) else int(v))
-                           for k, v in self.early_stop.items()},
+            "counter": int(self.counter),
+            "log_size": int(self.log_size),
+            "best_reward": float(self.best_reward),
+            "elapsed": float(self.elapsed),
+            "data": self.data,
+            "pending": self.pending,
+            "fingerprint": settings_lib.fingerprint(settings) if settings is not None else "",
+            "settings": settings,
+            "early_stop": {
+                k: (float(v) if isinstance(v, (float, np.floating)) else int(v)) for k, v in self.early_stop.items()
+            },
         }
 
 
@@ -58,8 +64,10 @@ def _early_stop_from_json(d: dict) -> dict:
     return {k: (np.float64(v) if k in ("maxval", "delta") else np.int64(v)) for k, v in d.items()}
 
 
-_HINT = ("the checkpoint is damaged or of another fdn version: delete that step directory to resume from the one "
-         "before (the log is cut back to it), or use a new --workdir; nothing was deleted")
+_HINT = (
+    "the checkpoint is damaged or of another fdn version: delete that step directory to resume from the one "
+    "before (the log is cut back to it), or use a new --workdir; nothing was deleted"
+)
 
 
 class SearchCheckpointer:
@@ -102,7 +110,14 @@ class SearchCheckpointer:
 
 
 def _state_from(arrays: dict, meta: dict) -> SearchState:
-    return SearchState(agent=arrays["agent"], rng=np.asarray(arrays["rng"], np.uint32), counter=int(meta["counter"]),
-                       log_size=int(meta["log_size"]), early_stop=_early_stop_from_json(meta["early_stop"]),
-                       data=meta.get("data", {}), best_reward=float(meta["best_reward"]),
-                       elapsed=float(meta["elapsed"]), pending=meta.get("pending"))
+    return SearchState(
+        agent=arrays["agent"],
+        rng=np.asarray(arrays["rng"], np.uint32),
+        counter=int(meta["counter"]),
+        log_size=int(meta["log_size"]),
+        early_stop=_early_stop_from_json(meta["early_stop"]),
+        data=meta.get("data", {}),
+        best_reward=float(meta["best_reward"]),
+        elapsed=float(meta["elapsed"]),
+        pending=meta.get("pending"),
+    )

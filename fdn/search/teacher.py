@@ -65,16 +65,25 @@ def _logits_store_fn(path: Path) -> Callable:
         n = len(images)
         start = position[0]
         if start + n > len(logits):
-            raise InputError(f"{path} has logits for {len(logits)} stage-1 crops, the search needs more "
-                             f"(at least {start + n}); lower data.stage1_examples or store more")
+            raise InputError(
+                f"{path} has logits for {len(logits)} stage-1 crops, the search needs more "
+                f"(at least {start + n}); lower data.stage1_examples or store more"
+            )
         position[0] = start + n
-        return jnp.asarray(np.asarray(logits[start:start + n], np.float32))
+        return jnp.asarray(np.asarray(logits[start : start + n], np.float32))
 
     return serve
 
 
-def train_teacher(spec: ModelSpec, batches: Iterable[dict], steps: int, learning_rate: float, key,
-                  encoder_variables=None, log_every: int = 50) -> dict:
+def train_teacher(
+    spec: ModelSpec,
+    batches: Iterable[dict],
+    steps: int,
+    learning_rate: float,
+    key,
+    encoder_variables=None,
+    log_every: int = 50,
+) -> dict:
     """End-to-end training of ``spec`` (Adam, pixel-wise cross-entropy at the label size, 255 ignored).
 
     ``encoder_variables`` ({'params', 'batch_stats'} of an encoder) start the encoder when given. Deliberately
@@ -82,21 +91,21 @@ def train_teacher(spec: ModelSpec, batches: Iterable[dict], steps: int, learning
     """
     model = spec.build()
     it = iter(batches)
-    variables = random_variables(spec, int(jax.random.randint(key, (), 0, 2 ** 31 - 1)))
+    variables = random_variables(spec, int(jax.random.randint(key, (), 0, 2**31 - 1)))
     if encoder_variables is not None:
         variables = {c: {**variables[c], N.ENCODER: encoder_variables[c]} for c in variables}
     tx = optax.chain(optax.clip_by_global_norm(3.0), optax.adam(learning_rate))
     opt_state = tx.init(variables[N.PARAMS])
 
     def loss_fn(params, batch_stats, images, labels):
-        (logits, _), updates = model.apply({N.PARAMS: params, N.BATCH_STATS: batch_stats}, images, train=True,
-                                           with_aux=False, mutable=[N.BATCH_STATS])
+        (logits, _), updates = model.apply(
+            {N.PARAMS: params, N.BATCH_STATS: batch_stats}, images, train=True, with_aux=False, mutable=[N.BATCH_STATS]
+        )
         return losses.nll(resize_bilinear(logits, labels.shape[1:3]), labels), updates[N.BATCH_STATS]
 
     @jax.jit
     def step(params, batch_stats, opt_state, images, labels):
-        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats, images,
-                                                                               labels)
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats, images, labels)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), batch_stats, opt_state, loss
 
@@ -104,21 +113,27 @@ def train_teacher(spec: ModelSpec, batches: Iterable[dict], steps: int, learning
     start = time.time()
     for i in range(steps):
         batch = next(it)
-        params, batch_stats, opt_state, loss = step(params, batch_stats, opt_state, jnp.asarray(batch["image"]),
-                                                    jnp.asarray(batch[tasks.SEGMENTATION], jnp.int32))
+        params, batch_stats, opt_state, loss = step(
+            params,
+            batch_stats,
+            opt_state,
+            jnp.asarray(batch["image"]),
+            jnp.asarray(batch[tasks.SEGMENTATION], jnp.int32),
+        )
         if log_every and (i + 1) % log_every == 0:
-            print(f"teacher: step {i + 1}/{steps} loss {float(loss):.3f} ({time.time() - start:.0f} s)",
-                  flush=True)
+            print(f"teacher: step {i + 1}/{steps} loss {float(loss):.3f} ({time.time() - start:.0f} s)", flush=True)
     return {N.PARAMS: params, N.BATCH_STATS: batch_stats}
 
 
 def teacher_spec(cfg, num_classes: int) -> ModelSpec:
-    return ModelSpec(gt.parse(cfg.train.genotype),
-                     DecoderSettings(num_classes, cfg.train.agg_size, cfg.train.repeats, False))
+    return ModelSpec(
+        gt.parse(cfg.train.genotype), DecoderSettings(num_classes, cfg.train.agg_size, cfg.train.repeats, False)
+    )
 
 
-def make_teacher_fn(cfg, workdir: str | Path, num_classes: int, train_batches: Callable[[], Iterable[dict]],
-                    key, encoder_variables=None) -> Callable | None:
+def make_teacher_fn(
+    cfg, workdir: str | Path, num_classes: int, train_batches: Callable[[], Iterable[dict]], key, encoder_variables=None
+) -> Callable | None:
     """The teacher function of ``cfg`` (a ``config.teacher``), training and caching it first if asked.
 
     ``train_batches()`` makes the training stream (only called when a teacher must be trained).
@@ -139,17 +154,28 @@ def make_teacher_fn(cfg, workdir: str | Path, num_classes: int, train_batches: C
         directory = Path(cfg.path).expanduser() if cfg.path else Path(workdir) / TEACHER_DIR
         if not (directory / ckpt.SPEC_FILE).is_file():
             spec = teacher_spec(cfg, num_classes)
-            print(f"teacher: training {spec.genotype} at agg {spec.decoder.agg_size} for {cfg.train.steps} steps "
-                  f"(once; cached in {directory})", flush=True)
+            print(
+                f"teacher: training {spec.genotype} at agg {spec.decoder.agg_size} for {cfg.train.steps} steps "
+                f"(once; cached in {directory})",
+                flush=True,
+            )
             start = time.time()
             init_encoder = encoder_variables if cfg.train.from_encoder else None
-            variables = train_teacher(spec, train_batches(), cfg.train.steps, cfg.train.learning_rate, key,
-                                      init_encoder)
-            ckpt.save_model(directory, variables, spec,
-                            {"source": "fdn.search.teacher", "seconds": round(time.time() - start, 1)}, overwrite=True)
+            variables = train_teacher(
+                spec, train_batches(), cfg.train.steps, cfg.train.learning_rate, key, init_encoder
+            )
+            ckpt.save_model(
+                directory,
+                variables,
+                spec,
+                {"source": "fdn.search.teacher", "seconds": round(time.time() - start, 1)},
+                overwrite=True,
+            )
             return _forward_fn(spec, variables)
     spec, variables, _ = ckpt.load_model(directory)
     if spec.task != tasks.SEGMENTATION or spec.decoder.num_classes != num_classes:
-        raise InputError(f"the teacher in {directory} predicts {spec.decoder.num_classes} {spec.task} channels; "
-                         f"the search needs {num_classes} segmentation classes")
+        raise InputError(
+            f"the teacher in {directory} predicts {spec.decoder.num_classes} {spec.task} channels; "
+            f"the search needs {num_classes} segmentation classes"
+        )
     return _forward_fn(spec, variables)

@@ -40,8 +40,12 @@ def save_model(directory, variables, spec: ModelSpec, metadata: dict | None = No
     directory.mkdir(parents=True)
     variables = jax.tree.map(np.asarray, dict(variables))
     checkpointing.save_tree(directory / VARIABLES_DIR, variables)
-    info = {"format_version": FORMAT_VERSION, "model": spec.to_dict(),
-            "param_counts": param_counts(variables[N.PARAMS]), "metadata": metadata or {}}
+    info = {
+        "format_version": FORMAT_VERSION,
+        "model": spec.to_dict(),
+        "param_counts": param_counts(variables[N.PARAMS]),
+        "metadata": metadata or {},
+    }
     tmp = directory / (SPEC_FILE + ".tmp")
     tmp.write_text(json.dumps(info, indent=2))
     os.replace(tmp, directory / SPEC_FILE)  # the json appears last: a checkpoint without it is incomplete
@@ -56,13 +60,16 @@ def read_spec(directory) -> tuple[ModelSpec, dict]:
     if not spec_file.is_file():
         raise CheckpointError(
             f"{directory} is not a complete fdn checkpoint: {SPEC_FILE} is missing (an interrupted save, or a "
-            "directory of another tool; official .pth files must first go through `python -m fdn.convert`)")
+            "directory of another tool; official .pth files must first go through `python -m fdn.convert`)"
+        )
     try:
         info = json.loads(spec_file.read_text())
         spec = ModelSpec.from_dict(info["model"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{spec_file} is corrupt ({type(err).__name__}: {err}); use another checkpoint, or "
-                              "save, train or convert it again; nothing was changed") from None
+        raise CheckpointError(
+            f"{spec_file} is corrupt ({type(err).__name__}: {err}); use another checkpoint, or "
+            "save, train or convert it again; nothing was changed"
+        ) from None
     return spec, info
 
 
@@ -74,10 +81,12 @@ def load_model(directory) -> tuple[ModelSpec, dict, dict]:
     if not var_dir.is_dir():
         raise CheckpointError(f"{directory} is incomplete: the variables directory {var_dir} is missing")
     variables = checkpointing.restore_tree(
-        var_dir, abstract_variables(spec),
+        var_dir,
+        abstract_variables(spec),
         what=f"cannot restore the variables in {var_dir} for the model described in {SPEC_FILE} ({spec.genotype})",
         hint="the checkpoint is damaged or its json describes another model: use another checkpoint (fdn.train "
-             "writes best_model and final_model), or save, train or convert it again; nothing was changed")
+        "writes best_model and final_model), or save, train or convert it again; nothing was changed",
+    )
     return spec, variables, info
 
 
@@ -96,8 +105,7 @@ class TrainCheckpoints:
         self.directory = self.steps.directory
 
     def save(self, step: int, state, iterator, extra: dict, score: float | None = None) -> None:
-        self.steps.save(step, arrays={"state": state}, json={"extra": extra}, iterators={"data": iterator},
-                        score=score)
+        self.steps.save(step, arrays={"state": state}, json={"extra": extra}, iterators={"data": iterator}, score=score)
 
     def latest_step(self) -> int | None:
         return self.steps.latest_step()
@@ -108,11 +116,14 @@ class TrainCheckpoints:
         Without ``abstract_state`` the state comes back as saved (host arrays), for inspection.
         """
         restored = self.steps.restore(
-            step, arrays={"state": abstract_state}, json=("extra",),
+            step,
+            arrays={"state": abstract_state},
+            json=("extra",),
             iterators=None if iterator is None else {"data": iterator},
             hint=f"if it is damaged (a copy or a save cut short), delete {self.directory / str(step)} (nothing "
-                 "else) and run again to resume from the checkpoint before it, or from the start; if it was "
-                 "written with another config or genotype, resume with that config or train into a new --workdir")
+            "else) and run again to resume from the checkpoint before it, or from the start; if it was "
+            "written with another config or genotype, resume with that config or train into a new --workdir",
+        )
         return restored["state"], restored["extra"]
 
     def wait(self) -> None:

@@ -23,8 +23,9 @@ from fdn.serve import inference, visualize
 def eval_batches(source, *, crop_size, min_side, batch_size, task, num_examples=0):
     indices = None if not num_examples else np.arange(min(num_examples, len(source)))
     crop = tuple(crop_size) if not np.isscalar(crop_size) else (int(crop_size), int(crop_size))
-    return pipeline.eval_dataset(source, crop_size=crop, batch_size=batch_size, indices=indices,
-                                 min_side=int(min_side), task=task)
+    return pipeline.eval_dataset(
+        source, crop_size=crop, batch_size=batch_size, indices=indices, min_side=int(min_side), task=task
+    )
 
 
 def accumulate(eval_fn, variables, batches, mesh, on_batch=None) -> dict:
@@ -48,8 +49,9 @@ def _picture_fn(rules: tasks.Task, depth_max: float):
     return lambda values: visualize.depth_image(values, depth_max)
 
 
-def write_pictures(directory, start: int, batch: dict, prediction: np.ndarray, task: str, limit: int,
-                   depth_max: float = 8.0) -> int:
+def write_pictures(
+    directory, start: int, batch: dict, prediction: np.ndarray, task: str, limit: int, depth_max: float = 8.0
+) -> int:
     """Input, ground truth and prediction PNGs of a batch's valid images, numbered from ``start``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -74,8 +76,20 @@ def summarise(task, sums, omit=()):
     return tasks.get(task).summarise(sums, omit)
 
 
-def evaluate_checkpoint(checkpoint_dir, split=None, dataset=None, data_dir=None, crop=None, min_side=None, batch_size=None,
-        num_examples=0, omit_classes=None, png_dir=None, num_png=8, depth_max=8.0) -> tuple[dict, str]:
+def evaluate_checkpoint(
+    checkpoint_dir,
+    split=None,
+    dataset=None,
+    data_dir=None,
+    crop=None,
+    min_side=None,
+    batch_size=None,
+    num_examples=0,
+    omit_classes=None,
+    png_dir=None,
+    num_png=8,
+    depth_max=8.0,
+) -> tuple[dict, str]:
     """``(metrics, report text)`` of an fdn checkpoint (``python -m fdn.evaluate``)."""
     from fdn import metrics
     from fdn.errors import InputError
@@ -118,18 +132,23 @@ def evaluate_checkpoint(checkpoint_dir, split=None, dataset=None, data_dir=None,
             pred = np.asarray(predict(variables, sharded["image"]))
             written[0] += evaluation.write_pictures(png_dir, written[0], batch, pred, task, num_png, depth_max)
 
-    batches = evaluation.eval_batches(source, crop_size=crop, min_side=min_side, batch_size=batch_size, task=task,
-                                      num_examples=num_examples)
+    batches = evaluation.eval_batches(
+        source, crop_size=crop, min_side=min_side, batch_size=batch_size, task=task, num_examples=num_examples
+    )
     sums = evaluation.accumulate(eval_fn, variables, batches, mesh, on_batch=pictures)
     scores = evaluation.summarise(task, sums, omit)
     n = min(num_examples, len(source)) if num_examples else len(source)
-    lines = [f"{checkpoint_dir}: {spec.genotype} ({task}) on {dataset}/{split}, {n} images, crop "
-             f"{crop[0]}x{crop[1]}, single scale, no flip"]
+    lines = [
+        f"{checkpoint_dir}: {spec.genotype} ({task}) on {dataset}/{split}, {n} images, crop "
+        f"{crop[0]}x{crop[1]}, single scale, no flip"
+    ]
     if tasks.get(task).categorical:
         lines.append(metrics.class_table(sums["cm"], meta.get("class_names"), omit=omit))
-        lines.append(f"mIoU {scores['miou']:.4f}  pixel acc {scores['pixel_acc']:.4f}  mean acc {scores['macc']:.4f}"
-                     f"  fwIoU {scores['fwiou']:.4f}  search reward {scores['reward']:.4f}"
-                     + (f"  (classes {omit} omitted)" if omit else ""))
+        lines.append(
+            f"mIoU {scores['miou']:.4f}  pixel acc {scores['pixel_acc']:.4f}  mean acc {scores['macc']:.4f}"
+            f"  fwIoU {scores['fwiou']:.4f}  search reward {scores['reward']:.4f}"
+            + (f"  (classes {omit} omitted)" if omit else "")
+        )
         if not omit:
             lines.append("(the search's reward omits background: compare with --omit_classes=0)")
     else:

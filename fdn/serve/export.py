@@ -143,8 +143,14 @@ def input_struct(shape_spec: ExportSpec):
 # StableHLO
 
 
-def export_stablehlo(spec: ModelSpec, variables, shape_spec: ExportSpec = ExportSpec(), fold_bn: bool = True,
-                     platforms=DEFAULT_PLATFORMS, precision: str = "highest") -> bytes:
+def export_stablehlo(
+    spec: ModelSpec,
+    variables,
+    shape_spec: ExportSpec = ExportSpec(),
+    fold_bn: bool = True,
+    platforms=DEFAULT_PLATFORMS,
+    precision: str = "highest",
+) -> bytes:
     """Serialized ``jax.export.Exported`` (weights as constants) for ``platforms``; one artifact runs on each
     of them (the depthwise convs pick their per-platform implementation inside it)."""
     fn = jax.jit(inference_function(spec, variables, fold_bn, precision))
@@ -165,8 +171,15 @@ def load_stablehlo(path_or_bytes):
 # ONNX
 
 
-def export_onnx(spec: ModelSpec, variables, path, shape_spec: ExportSpec = ExportSpec(), fold_bn: bool = True,
-                opset: int = 23, jax2onnx_optimizer: bool = False) -> Path:
+def export_onnx(
+    spec: ModelSpec,
+    variables,
+    path,
+    shape_spec: ExportSpec = ExportSpec(),
+    fold_bn: bool = True,
+    opset: int = 23,
+    jax2onnx_optimizer: bool = False,
+) -> Path:
     """One self-contained ONNX file through jax2onnx.
 
     Depthwise convs are traced as XLA grouped convs (ONNX ``Conv`` with ``group=C``, which onnxruntime runs
@@ -179,8 +192,9 @@ def export_onnx(spec: ModelSpec, variables, path, shape_spec: ExportSpec = Expor
     try:
         from jax2onnx import to_onnx
     except ImportError:
-        raise ExportError("ONNX export needs jax2onnx: `pip install jax2onnx onnx onnxruntime` (the `export` "
-                          "extra of fdn)") from None
+        raise ExportError(
+            "ONNX export needs jax2onnx: `pip install jax2onnx onnx onnxruntime` (the `export` extra of fdn)"
+        ) from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fn = inference_function(spec, variables, fold_bn, "default")
@@ -189,8 +203,16 @@ def export_onnx(spec: ModelSpec, variables, path, shape_spec: ExportSpec = Expor
     depthwise.set_default_impl("xla")
     try:
         with contextlib.nullcontext() if jax2onnx_optimizer else _without_jax2onnx_optimizer():
-            to_onnx(fn, [tuple(shape)], model_name="fdn_segmenter", opset=opset, return_mode="file",
-                    output_path=str(path), input_names=["images"], output_names=["logits"])
+            to_onnx(
+                fn,
+                [tuple(shape)],
+                model_name="fdn_segmenter",
+                opset=opset,
+                return_mode="file",
+                output_path=str(path),
+                input_names=["images"],
+                output_names=["logits"],
+            )
     except ExportError:
         raise
     except Exception as err:  # jax2onnx raises NotImplementedError / ValueError / ... for unsupported ops
@@ -259,15 +281,32 @@ def run_onnx(session, images: np.ndarray) -> np.ndarray:
 
 def describe(spec: ModelSpec, shape_spec: ExportSpec, fmt: str, fold_bn: bool, **extra) -> dict:
     """What the JSON beside an artifact says."""
-    return {"format": fmt, "model": spec.to_dict(), "input": {
-        "shape": list(shape_spec.input_shape()), "layout": "NHWC", "dtype": "float32",
-        "normalisation": {"scale": 1 / 255, "mean": MEAN, "std": STD}},
+    return {
+        "format": fmt,
+        "model": spec.to_dict(),
+        "input": {
+            "shape": list(shape_spec.input_shape()),
+            "layout": "NHWC",
+            "dtype": "float32",
+            "normalisation": {"scale": 1 / 255, "mean": MEAN, "std": STD},
+        },
         "output": "logits (N, h, w, num_classes) at the decoder's resolution (depth: 1 raw channel)",
-        "eval_mode": True, "aux_heads": False, "bn_folded": fold_bn, **extra}
+        "eval_mode": True,
+        "aux_heads": False,
+        "bn_folded": fold_bn,
+        **extra,
+    }
 
 
-def export_checkpoint(checkpoint_dir, fmt: str, out, shape_spec: ExportSpec = ExportSpec(),
-                      fold_bn: bool = True, platforms=DEFAULT_PLATFORMS, overwrite: bool = False) -> str:
+def export_checkpoint(
+    checkpoint_dir,
+    fmt: str,
+    out,
+    shape_spec: ExportSpec = ExportSpec(),
+    fold_bn: bool = True,
+    platforms=DEFAULT_PLATFORMS,
+    overwrite: bool = False,
+) -> str:
     """Exports a model checkpoint directory to ``out`` in ``fmt``; returns a one-line report."""
     from fdn.serve import checkpoint
 
@@ -280,14 +319,23 @@ def export_checkpoint(checkpoint_dir, fmt: str, out, shape_spec: ExportSpec = Ex
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "stablehlo":
         out.write_bytes(export_stablehlo(spec, variables, shape_spec, fold_bn, platforms))
-        info = describe(spec, shape_spec, fmt, fold_bn, platforms=list(platforms),
-                        load="jax.export.deserialize(bytearray(open(PATH, 'rb').read())).call(images)")
+        info = describe(
+            spec,
+            shape_spec,
+            fmt,
+            fold_bn,
+            platforms=list(platforms),
+            load="jax.export.deserialize(bytearray(open(PATH, 'rb').read())).call(images)",
+        )
     else:
         export_onnx(spec, variables, out, shape_spec, fold_bn)
-        info = describe(spec, shape_spec, fmt, fold_bn,
-                        load="onnxruntime.InferenceSession(PATH).run(None, {'images': images})[0]")
+        info = describe(
+            spec, shape_spec, fmt, fold_bn, load="onnxruntime.InferenceSession(PATH).run(None, {'images': images})[0]"
+        )
     sidecar = out.with_name(out.name + ".json")
     sidecar.write_text(json.dumps(info, indent=2))
     size = sum(p.stat().st_size for p in out.parent.glob(out.name + "*") if p != sidecar)
-    return (f"wrote {out} ({fmt}, {size / 2**20:.1f} MiB, input {tuple(shape_spec.input_shape())} NHWC "
-            f"normalised, {'BN folded, ' if fold_bn else ''}no aux heads) and {sidecar.name}")
+    return (
+        f"wrote {out} ({fmt}, {size / 2**20:.1f} MiB, input {tuple(shape_spec.input_shape())} NHWC "
+        f"normalised, {'BN folded, ' if fold_bn else ''}no aux heads) and {sidecar.name}"
+    )

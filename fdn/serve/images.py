@@ -41,8 +41,10 @@ def load_inputs(paths) -> tuple[np.ndarray, list[str]]:
             if a.ndim != 4 or a.shape[-1] != 3:
                 raise InputError(f"{p} has shape {a.shape}; expected (N, H, W, 3) normalised float32 (NHWC)")
             if not np.issubdtype(a.dtype, np.floating):
-                raise InputError(f"{p} has dtype {a.dtype}; expected normalised float32 (images as .jpg/.png "
-                                 "files are normalised for you)")
+                raise InputError(
+                    f"{p} has dtype {a.dtype}; expected normalised float32 (images as .jpg/.png "
+                    "files are normalised for you)"
+                )
             arrays.append(a.astype(np.float32))
             names += [f"{p.stem}_{i}" for i in range(a.shape[0])] if a.shape[0] > 1 else [p.stem]
         elif p.suffix.lower() in IMAGE_SUFFIXES:

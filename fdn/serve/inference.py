@@ -49,8 +49,14 @@ def make_predict(model, task: str):
     return predict
 
 
-def predict_batches(spec: ModelSpec, variables, images: np.ndarray, batch_size: int = 8, with_aux: bool = True,
-                    precision: str = "highest") -> dict[str, np.ndarray]:
+def predict_batches(
+    spec: ModelSpec,
+    variables,
+    images: np.ndarray,
+    batch_size: int = 8,
+    with_aux: bool = True,
+    precision: str = "highest",
+) -> dict[str, np.ndarray]:
     """``{'logits': (N, h, w, C), 'aux_logits_k': ...}`` at the decoder's own resolution.
 
     ``precision='highest'`` forces full float32 matmuls/convs on GPUs (TF32 would break parity)."""
@@ -59,7 +65,7 @@ def predict_batches(spec: ModelSpec, variables, images: np.ndarray, batch_size: 
     outs: dict[str, list] = {}
     with ctx:
         for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
+            chunk = images[start : start + batch_size]
             pad = batch_size - len(chunk) if len(images) > batch_size else 0
             if pad:  # keep one compiled shape; eval-mode outputs of real images do not depend on the padding
                 chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])

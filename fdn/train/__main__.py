@@ -20,8 +20,9 @@ from fdn.errors import report_user_errors
 from fdn.interrupts import exit_code_of
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "training config (configs/voc_train.py, nyud_train.py, "
-                                "demo_train.py[:depth])", lock_config=True)
+config_flags.DEFINE_config_file(
+    "config", None, "training config (configs/voc_train.py, nyud_train.py, demo_train.py[:depth])", lock_config=True
+)
 flags.DEFINE_string("workdir", None, "where the run lives; an existing run there is resumed")
 flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host: TPU pods, Slurm, ...)")
 flags.DEFINE_string("coordinator_address", None, "with --distributed: host:port of process 0 (default: detected)")
@@ -55,9 +56,12 @@ def main(argv):
         print("fdn.train: interrupted; run the same command again to resume", file=sys.stderr)
         return exit_code_of(err)
     best = result["best_score"]
-    print(f"fdn.train: done ({result['steps']} steps); best model {result['best_model']} "
-          f"(score {best:.4f} at step {result['best_step']}), final model {result['final_model']}"
-          if best is not None else f"fdn.train: done; final model {result['final_model']}")
+    print(
+        f"fdn.train: done ({result['steps']} steps); best model {result['best_model']} "
+        f"(score {best:.4f} at step {result['best_step']}), final model {result['final_model']}"
+        if best is not None
+        else f"fdn.train: done; final model {result['final_model']}"
+    )
     return 0
 
 

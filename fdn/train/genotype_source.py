@@ -24,8 +24,9 @@ def from_search(workdir, rank: int = 1) -> gt.Genotype:
         raise gt.GenotypeError(f"a leaderboard rank starts at 1, got {rank}")
     rows = unique_genotypes(run_log.read(workdir))
     if len(rows) < rank:
-        raise gt.GenotypeError(f"the search in {workdir} has {len(rows)} distinct genotype(s); rank {rank} "
-                               "does not exist")
+        raise gt.GenotypeError(
+            f"the search in {workdir} has {len(rows)} distinct genotype(s); rank {rank} does not exist"
+        )
     return gt.parse(rows[rank - 1]["genotype"])
 
 

@@ -49,6 +49,7 @@ class TrainingInterrupted(Interrupted):
 def export_variables(params, batch_stats) -> dict:
     """The inference model's variables: the auxiliary cells dropped (the auxiliary classifiers stay, as in the
     released checkpoints; ``param_counts``' ``without_aux`` leaves them out)."""
+
     def strip(tree):
         tree = jax.tree.map(np.asarray, dict(tree))
         dec = dict(tree[N.DECODER])
@@ -70,8 +71,6 @@ def save_model_atomically(directory: Path, variables, spec, metadata) -> None:
     if directory.exists():
         shutil.rmtree(directory)
     tmp.rename(directory)
-
-
 
 
 @dataclasses.dataclass
@@ -101,10 +100,16 @@ class Training:
 
     def result(self) -> dict:
         workdir, total = self.workdir, self.data.total_steps
-        return {"metrics": self.scores, "best_score": self.extra.get("best_score"),
-                "best_step": self.extra.get("best_step"), "best_model": str(workdir / BEST_MODEL),
-                "final_model": str(workdir / FINAL_MODEL), "steps": total,
-                "first_step_seconds": self.first_step_seconds, "start_step": self.start_step}
+        return {
+            "metrics": self.scores,
+            "best_score": self.extra.get("best_score"),
+            "best_step": self.extra.get("best_step"),
+            "best_model": str(workdir / BEST_MODEL),
+            "final_model": str(workdir / FINAL_MODEL),
+            "steps": total,
+            "first_step_seconds": self.first_step_seconds,
+            "start_step": self.start_step,
+        }
 
 
 def run(config, workdir, *, log=print) -> dict:
@@ -142,13 +147,34 @@ def prepare(config, workdir: Path, log) -> Training:
     start_step = int(state["step"])
     writer = MetricWriter(workdir, resume_step=start_step, enabled=main_process)
     repl = sharding.replicated(mesh)
-    step_fn = jax.jit(train_step.make_train_step(learner.model, learner.tx, config, learner.teacher_model),
-                      donate_argnums=0, out_shardings=(repl, repl))
-    eval_fn = jax.jit(inference.make_eval_step(learner.model, described.task, described.num_classes),
-                      out_shardings=repl)
-    return Training(config, workdir, log, main_process, described, data, learner, mesh, checkpoints, writer, state,
-                    extra, start_step, step=start_step, saved_step=start_step, scores=extra.get("last_scores"),
-                    step_fn=step_fn, eval_fn=eval_fn)
+    step_fn = jax.jit(
+        train_step.make_train_step(learner.model, learner.tx, config, learner.teacher_model),
+        donate_argnums=0,
+        out_shardings=(repl, repl),
+    )
+    eval_fn = jax.jit(
+        inference.make_eval_step(learner.model, described.task, described.num_classes), out_shardings=repl
+    )
+    return Training(
+        config,
+        workdir,
+        log,
+        main_process,
+        described,
+        data,
+        learner,
+        mesh,
+        checkpoints,
+        writer,
+        state,
+        extra,
+        start_step,
+        step=start_step,
+        saved_step=start_step,
+        scores=extra.get("last_scores"),
+        step_fn=step_fn,
+        eval_fn=eval_fn,
+    )
 
 
 # ------------------------------------------------------------------------------------------- the steps
@@ -158,11 +184,18 @@ def train(t: Training, stops: StopSignals) -> None:
 
     config, data, described = t.config, t.data, t.described
     total_steps, steps_per_epoch = data.total_steps, data.steps_per_epoch
-    t.log(f"train: {described.genotype} ({config.genotype}), {described.task}, {total_steps} steps = "
-          f"{sum(config.optim.stage_epochs)} epochs x {steps_per_epoch}, global batch {config.data.batch_size} on "
-          f"{t.mesh.size} device(s) ({jax.device_count()} in {jax.process_count()} process(es)); workdir {t.workdir}")
-    bar = tqdm(total=total_steps, initial=t.start_step, unit="step", dynamic_ncols=True,
-               disable=not (config.progress and t.main_process))
+    t.log(
+        f"train: {described.genotype} ({config.genotype}), {described.task}, {total_steps} steps = "
+        f"{sum(config.optim.stage_epochs)} epochs x {steps_per_epoch}, global batch {config.data.batch_size} on "
+        f"{t.mesh.size} device(s) ({jax.device_count()} in {jax.process_count()} process(es)); workdir {t.workdir}"
+    )
+    bar = tqdm(
+        total=total_steps,
+        initial=t.start_step,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not (config.progress and t.main_process),
+    )
     window = Window()
     try:
         if t.extra.pop("pending_eval", False):  # interrupted during this step's evaluation: do it now
@@ -170,8 +203,9 @@ def train(t: Training, stops: StopSignals) -> None:
         for step in range(t.start_step + 1, total_steps + 1):
             with stops.critical():  # never cut a step: its input state is donated to it
                 t0 = time.time()
-                t.state, metrics = t.step_fn(t.state, sharding.shard_batch(next(data.train_iter), t.mesh),
-                                             t.learner.teacher_vars)
+                t.state, metrics = t.step_fn(
+                    t.state, sharding.shard_batch(next(data.train_iter), t.mesh), t.learner.teacher_vars
+                )
                 t.step = step
             window.add(metrics)
             if t.first_step_seconds is None:
@@ -223,8 +257,10 @@ def log_window(t: Training, step: int, window: Window, bar) -> None:
     bar.set_postfix(loss=f"{means['loss']:.4f}")
     total = t.data.total_steps
     if not bar.disable:
-        bar.write(f"train: step {step}/{total} epoch {step / t.data.steps_per_epoch:.2f} loss "
-                  f"{means['loss']:.4f} ({means['seconds_per_step']:.3f} s/step)")
+        bar.write(
+            f"train: step {step}/{total} epoch {step / t.data.steps_per_epoch:.2f} loss "
+            f"{means['loss']:.4f} ({means['seconds_per_step']:.3f} s/step)"
+        )
     else:
         t.log(f"train: step {step}/{total} loss {means['loss']:.4f} ({means['seconds_per_step']:.3f} s/step)")
 
@@ -237,7 +273,8 @@ def check_finite(t: Training, step: int) -> None:
         raise NonFiniteLossError(
             f"the training loss became NaN/inf at step {bad} (checked at step {step}); nothing was saved "
             f"after it: the last good checkpoint is {'step ' + str(last) if last is not None else 'none'} in "
-            f"{t.checkpoints.directory}. Lower the learning rates (config.optim.*_lrs) or check the data")
+            f"{t.checkpoints.directory}. Lower the learning rates (config.optim.*_lrs) or check the data"
+        )
 
 
 def save(t: Training, step: int, score: float | None = None, **marks) -> None:
@@ -265,8 +302,11 @@ def evaluate_and_save(t: Training, stops: StopSignals, step: int, resave: bool =
         scores["seconds"] = time.time() - start
         t.writer.write(step, "eval", scores)
         keys = t.described.rules.report_keys
-        t.log(f"train: eval at step {step} (epoch {step / t.data.steps_per_epoch:.1f}): "
-              + ", ".join(f"{k} {scores[k]:.4f}" for k in keys) + f" ({scores['seconds']:.1f} s, Polyak weights)")
+        t.log(
+            f"train: eval at step {step} (epoch {step / t.data.steps_per_epoch:.1f}): "
+            + ", ".join(f"{k} {scores[k]:.4f}" for k in keys)
+            + f" ({scores['seconds']:.1f} s, Polyak weights)"
+        )
         t.scores = scores
         best = t.extra.get("best_score")
         if best is None or scores["score"] > best:
@@ -297,18 +337,33 @@ def save_on_interrupt(t: Training, stops: StopSignals) -> None:
 
 def metadata(t: Training, step: int, scores: dict) -> dict:
     config, described = t.config, t.described
-    return {"source": "fdn.train", "dataset": config.data.name, "train_split": config.data.train_split,
-            "eval_split": config.data.eval_split, "data_dir": t.data.data_dir or "", "task": described.task,
-            "step": step, "epoch": step / t.data.steps_per_epoch, "metrics": scores,
-            "genotype_source": str(config.genotype),
-            "class_names": catalog.class_names(config.data.name, described.num_classes, t.data.data_dir),
-            "eval": {"crop_size": list(np.atleast_1d(config.eval.crop_size).tolist()),
-                     "min_side": int(config.eval.min_side), "batch_size": int(config.eval.batch_size),
-                     "omit_classes": list(config.eval.omit_classes)},
-            "polyak_decay": float(config.polyak_decay)}
+    return {
+        "source": "fdn.train",
+        "dataset": config.data.name,
+        "train_split": config.data.train_split,
+        "eval_split": config.data.eval_split,
+        "data_dir": t.data.data_dir or "",
+        "task": described.task,
+        "step": step,
+        "epoch": step / t.data.steps_per_epoch,
+        "metrics": scores,
+        "genotype_source": str(config.genotype),
+        "class_names": catalog.class_names(config.data.name, described.num_classes, t.data.data_dir),
+        "eval": {
+            "crop_size": list(np.atleast_1d(config.eval.crop_size).tolist()),
+            "min_side": int(config.eval.min_side),
+            "batch_size": int(config.eval.batch_size),
+            "omit_classes": list(config.eval.omit_classes),
+        },
+        "polyak_decay": float(config.polyak_decay),
+    }
 
 
 def export(t: Training, directory: Path, step: int, scores: dict) -> None:
     if t.main_process:
-        save_model_atomically(directory, export_variables(t.state["polyak"], t.state[N.BATCH_STATS]),
-                              t.described.export_spec, metadata(t, step, scores))
+        save_model_atomically(
+            directory,
+            export_variables(t.state["polyak"], t.state[N.BATCH_STATS]),
+            t.described.export_spec,
+            metadata(t, step, scores),
+        )

@@ -29,8 +29,11 @@ class MetricWriter:
         workdir = Path(workdir)
         self.path = workdir / FILENAME
         if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines(keepends=True)
-                    if line.endswith("\n") and _step_of(line) <= resume_step]
+            kept = [
+                line
+                for line in self.path.read_text().splitlines(keepends=True)
+                if line.endswith("\n") and _step_of(line) <= resume_step
+            ]
             tmp = self.path.with_suffix(".jsonl.tmp")
             tmp.write_text("".join(kept))
             tmp.replace(self.path)
@@ -50,8 +53,10 @@ class MetricWriter:
         self._file.flush()
         from tensorboardX.proto.summary_pb2 import Summary
 
-        self._events.add_summary(Summary(value=[Summary.Value(tag=f"{kind}/{k}", simple_value=v)
-                                                for k, v in values.items()]), global_step=int(step))
+        self._events.add_summary(
+            Summary(value=[Summary.Value(tag=f"{kind}/{k}", simple_value=v) for k, v in values.items()]),
+            global_step=int(step),
+        )
 
     def close(self) -> None:
         if self.enabled:

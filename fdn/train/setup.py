@@ -50,9 +50,14 @@ class Data:
     total_steps: int
 
     def eval_batches(self, config, task):
-        return evaluation.eval_batches(self.eval_source, crop_size=config.eval.crop_size,
-                                       min_side=config.eval.min_side, batch_size=config.eval.batch_size, task=task,
-                                       num_examples=config.eval.num_examples)
+        return evaluation.eval_batches(
+            self.eval_source,
+            crop_size=config.eval.crop_size,
+            min_side=config.eval.min_side,
+            batch_size=config.eval.batch_size,
+            task=task,
+            num_examples=config.eval.num_examples,
+        )
 
 
 @dataclasses.dataclass
@@ -75,14 +80,16 @@ def describe(config, workdir: Path, main_process: bool) -> Description:
         raise InputError(f"config.task must be {' or '.join(tasks.NAMES)}, got {task!r}")
     rules = tasks.get(task)
     genotype = genotype_source.resolve(config.genotype)
-    num_classes = rules.head_size(rules.fixed_channels or config.model.num_classes
-                                  or catalog.num_classes_of(config.data, workdir))
+    num_classes = rules.head_size(
+        rules.fixed_channels or config.model.num_classes or catalog.num_classes_of(config.data, workdir)
+    )
     settings = DecoderSettings(num_classes, config.model.agg_size, config.model.repeats, config.model.aux_cell)
     train_spec = ModelSpec(genotype, settings, task, config.model.expand_first_block)
     export_spec = dataclasses.replace(train_spec, decoder=dataclasses.replace(settings, aux_cell=False))
     if main_process:
-        (workdir / "config.json").write_text(json.dumps({**config.to_dict(), "resolved_genotype": genotype.to_list()},
-                                                        indent=2, default=str))
+        (workdir / "config.json").write_text(
+            json.dumps({**config.to_dict(), "resolved_genotype": genotype.to_list()}, indent=2, default=str)
+        )
     return Description(task, rules, genotype, num_classes, train_spec, export_spec)
 
 
@@ -102,14 +109,24 @@ def build_data(config, workdir: Path, task: str, log) -> Data:
     eval_source = pipeline.data_source(config.data.name, config.data.eval_split, data_dir)
     steps_per_epoch = int(config.optim.steps_per_epoch) or len(train_source) // config.data.batch_size
     if steps_per_epoch < 1:
-        raise InputError(f"{config.data.name}/{config.data.train_split} has {len(train_source)} images, fewer than "
-                         f"one batch of {config.data.batch_size}")
+        raise InputError(
+            f"{config.data.name}/{config.data.train_split} has {len(train_source)} images, fewer than "
+            f"one batch of {config.data.batch_size}"
+        )
     total_steps = int(sum(config.optim.stage_epochs)) * steps_per_epoch
     crop = int(config.data.crop_size)
-    train_iter = iter(pipeline.train_dataset(
-        train_source, crop_size=crop, batch_size=config.data.batch_size, seed=config.seed,
-        min_side=config.data.min_side or crop, scale_range=tuple(config.data.scale_range), task=task,
-        worker_count=config.data.worker_count))
+    train_iter = iter(
+        pipeline.train_dataset(
+            train_source,
+            crop_size=crop,
+            batch_size=config.data.batch_size,
+            seed=config.seed,
+            min_side=config.data.min_side or crop,
+            scale_range=tuple(config.data.scale_range),
+            task=task,
+            worker_count=config.data.worker_count,
+        )
+    )
     return Data(data_dir, train_iter, eval_source, steps_per_epoch, total_steps)
 
 
@@ -120,19 +137,24 @@ def build_learner(config, described: Description, mesh, steps_per_epoch: int) ->
     if config.encoder.checkpoint:
         enc_spec, enc_vars, _ = ckpt.load_model(Path(config.encoder.checkpoint).expanduser())
         if enc_spec.expand_first_block != train_spec.expand_first_block:
-            raise InputError(f"the encoder in {config.encoder.checkpoint} has expand_first_block="
-                             f"{enc_spec.expand_first_block}; config.model says {train_spec.expand_first_block}")
+            raise InputError(
+                f"the encoder in {config.encoder.checkpoint} has expand_first_block="
+                f"{enc_spec.expand_first_block}; config.model says {train_spec.expand_first_block}"
+            )
         variables = {c: {**variables[c], N.ENCODER: enc_vars[c][N.ENCODER]} for c in variables}
     teacher_model = teacher_vars = None
     if config.teacher.checkpoint:
         t_spec, teacher_vars, _ = ckpt.load_model(Path(config.teacher.checkpoint).expanduser())
         if t_spec.task != task or t_spec.decoder.num_classes != num_classes:
-            raise InputError(f"the teacher in {config.teacher.checkpoint} predicts {t_spec.decoder.num_classes} "
-                             f"{t_spec.task} channels; this run trains {num_classes} {task} channels")
+            raise InputError(
+                f"the teacher in {config.teacher.checkpoint} predicts {t_spec.decoder.num_classes} "
+                f"{t_spec.task} channels; this run trains {num_classes} {task} channels"
+            )
         teacher_model = t_spec.build()
         teacher_vars = sharding.replicate(teacher_vars, mesh)
-    tx, (enc_lr, dec_lr) = train_step.make_optimizer(config.optim, variables[N.PARAMS], described.genotype,
-                                                     steps_per_epoch, config.data.batch_size)
+    tx, (enc_lr, dec_lr) = train_step.make_optimizer(
+        config.optim, variables[N.PARAMS], described.genotype, steps_per_epoch, config.data.batch_size
+    )
     return Learner(train_spec.build(), variables, tx, enc_lr, dec_lr, teacher_model, teacher_vars)
 
 

@@ -57,15 +57,22 @@ def make_optimizer(optim, params, genotype: G.Genotype, steps_per_epoch: int, ba
     def sgd(lr):
         return trainable.clipped_l2(optim.grad_clip, optim.weight_decay, optax.sgd(lr, momentum=optim.momentum))
 
-    tx = optax.multi_transform({N.ENCODER: sgd(enc_lr), N.DECODER: sgd(dec_lr), FROZEN: optax.set_to_zero()},
-                               param_labels(params, genotype))
+    tx = optax.multi_transform(
+        {N.ENCODER: sgd(enc_lr), N.DECODER: sgd(dec_lr), FROZEN: optax.set_to_zero()}, param_labels(params, genotype)
+    )
     return tx, (enc_lr, dec_lr)
 
 
 def init_state(tx, variables) -> dict:
     params = variables[N.PARAMS]
-    return {"step": jnp.zeros((), jnp.int32), N.PARAMS: params, N.BATCH_STATS: variables[N.BATCH_STATS],
-            "opt_state": tx.init(params), "polyak": polyak_lib.init(params), "bad_step": jnp.zeros((), jnp.int32)}
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        N.PARAMS: params,
+        N.BATCH_STATS: variables[N.BATCH_STATS],
+        "opt_state": tx.init(params),
+        "polyak": polyak_lib.init(params),
+        "bad_step": jnp.zeros((), jnp.int32),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ losses
@@ -85,8 +92,13 @@ def make_train_step(model, tx, config, teacher_model=None):
     decay = float(config.polyak_decay)
 
     def loss_fn(params, batch_stats, batch, teacher_variables):
-        (logits, aux), new = model.apply({N.PARAMS: params, N.BATCH_STATS: batch_stats}, batch["image"],
-                                         train=True, with_aux=aux_weight > 0, mutable=[N.BATCH_STATS])
+        (logits, aux), new = model.apply(
+            {N.PARAMS: params, N.BATCH_STATS: batch_stats},
+            batch["image"],
+            train=True,
+            with_aux=aux_weight > 0,
+            mutable=[N.BATCH_STATS],
+        )
         teacher_logits = None
         if teacher_model is not None:
             teacher_logits = jax.lax.stop_gradient(eval_forward(teacher_model, teacher_variables, batch["image"])[0])
@@ -96,7 +108,8 @@ def make_train_step(model, tx, config, teacher_model=None):
 
     def step(state, batch, teacher_variables):
         (loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state[N.PARAMS], state[N.BATCH_STATS], batch, teacher_variables)
+            state[N.PARAMS], state[N.BATCH_STATS], batch, teacher_variables
+        )
         updates, opt_state = tx.update(grads, state["opt_state"], state[N.PARAMS])
         params = optax.apply_updates(state[N.PARAMS], updates)
         ok = jnp.isfinite(loss) & (state["bad_step"] == 0)
@@ -110,11 +123,9 @@ def make_train_step(model, tx, config, teacher_model=None):
             N.BATCH_STATS: keep(batch_stats, state[N.BATCH_STATS]),
             "opt_state": keep(opt_state, state["opt_state"]),
             "polyak": keep(polyak_lib.update(state["polyak"], params, decay), state["polyak"]),
-            "bad_step": jnp.where((state["bad_step"] == 0) & ~jnp.isfinite(loss), state["step"] + 1,
-                                  state["bad_step"]),
+            "bad_step": jnp.where((state["bad_step"] == 0) & ~jnp.isfinite(loss), state["step"] + 1, state["bad_step"]),
         }
-        measurements = {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()},
-                        "grad_norm": optax.tree.norm(grads)}
+        measurements = {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}, "grad_norm": optax.tree.norm(grads)}
         return new_state, measurements
 
     return step

@@ -89,6 +89,7 @@ def test_corrupt_checkpoints_give_clear_errors(tiny_checkpoint, tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="fdn_model.json is missing"):
         checkpoint.load_model(tmp_path / "half")
     import shutil
+
     broken = tmp_path / "broken"
     shutil.copytree(path, broken)
     for f in (broken / "variables").rglob("*"):
@@ -107,9 +108,13 @@ def test_bad_inputs_give_clear_errors(tiny_checkpoint, tmp_path):
     np.save(tmp_path / "ints.npy", np.zeros((1, 32, 32, 3), np.uint8))
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "fake.png").write_bytes(b"not a png")
-    cases = {"chw.npy": "expected (N, H, W, 3)", "ints.npy": "expected normalised float32",
-             "notes.txt": "unsupported input type", "fake.png": "not a readable image",
-             "missing.png": "does not exist"}
+    cases = {
+        "chw.npy": "expected (N, H, W, 3)",
+        "ints.npy": "expected normalised float32",
+        "notes.txt": "unsupported input type",
+        "fake.png": "not a readable image",
+        "missing.png": "does not exist",
+    }
     for name, message in cases.items():
         with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
             predict.run(path, tmp_path / "o.npz", [tmp_path / name])
@@ -139,12 +144,25 @@ def test_predict_on_real_voc_samples(tiny_checkpoint, tmp_path):
 
 
 def test_command_line_errors_are_one_line_and_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "fdn.convert", f"--from={tmp_path}/missing.pth", "--genotype=arch0",
-                           f"--out={tmp_path}/ck"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fdn.convert",
+            f"--from={tmp_path}/missing.pth",
+            "--genotype=arch0",
+            f"--out={tmp_path}/ck",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "fdn.convert: error: no such file" in proc.stderr
     assert "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "fdn.predict", f"--checkpoint={tmp_path}", f"--out={tmp_path}/o.npz",
-                           "x.png"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fdn.predict", f"--checkpoint={tmp_path}", f"--out={tmp_path}/o.npz", "x.png"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "fdn_model.json is missing" in proc.stderr
 
 
@@ -160,5 +178,6 @@ def test_reads_pth_files_with_torch(tiny_checkpoint, tmp_path):
         np.testing.assert_array_equal(a, b)
     (tmp_path / "junk.pth").write_bytes(b"garbage")
     from fdn.convert.files import StateDictError
+
     with pytest.raises(StateDictError, match="could not be loaded"):
         cli.run(str(tmp_path / "junk.pth"), tmp_path / "ck2", "arch0")

@@ -24,8 +24,7 @@ RELEASED_COUNTS = {  # paper.md 5.2 (without aux; 21 classes / depth) and the se
 def test_parameter_counts_match_the_paper(name):
     voc, nyu, search_total, search_no_aux = RELEASED_COUNTS[name]
     g = G.released(name)
-    assert param_counts(abstract_variables(ModelSpec(g, DecoderSettings.released(21)))["params"])[
-        "without_aux"] == voc
+    assert param_counts(abstract_variables(ModelSpec(g, DecoderSettings.released(21)))["params"])["without_aux"] == voc
     depth = ModelSpec(g, DecoderSettings.released(1), "depth")
     assert param_counts(abstract_variables(depth)["params"])["without_aux"] == nyu
     counts = param_counts(abstract_variables(ModelSpec(g, DecoderSettings.search(21)))["params"])

@@ -81,23 +81,29 @@ def _pad(x, canvas):
 
 def resize_levels(x, src, dst, geom: Geometry):
     """Canvas at level ``src`` -> canvas at level ``dst`` (bilinear, as ``resize_bilinear``); traced levels."""
+
     def branch(s, d):
         def run(x):
             if s == d:
                 return x
             h, w = geom.sizes[s]
             return _pad(resize_bilinear(x[:, :h, :w], geom.sizes[d]), geom.canvas)
+
         return run
+
     return jax.lax.switch(src * LEVELS + dst, [branch(s, d) for s in range(LEVELS) for d in range(LEVELS)], x)
 
 
 def resize_from_level(x, level, size, geom: Geometry):
     """The level-``level`` region of canvas ``x`` resized (bilinear) to the static ``size``."""
+
     def branch(s):
         def run(x):
             h, w = geom.sizes[s]
             return resize_bilinear(x[:, :h, :w], size)
+
         return run
+
     return jax.lax.switch(level, [branch(s) for s in range(LEVELS)], x)
 
 
@@ -128,8 +134,12 @@ def masked_conv_bn(params, stats, x, level, geom: Geometry, train: bool):
         n = x.shape[0] * jnp.asarray(geom.counts())[level]
         mean = jnp.sum(y * mask, (0, 1, 2)) / n
         var = jnp.sum(jnp.square((y - mean) * mask), (0, 1, 2)) / n
-        new = {N.BN: {N.MEAN: running_average(st[N.MEAN], mean),
-                      N.VAR: running_average(st[N.VAR], unbiased_variance(var, n))}}
+        new = {
+            N.BN: {
+                N.MEAN: running_average(st[N.MEAN], mean),
+                N.VAR: running_average(st[N.VAR], unbiased_variance(var, n)),
+            }
+        }
     else:
         mean, var, new = st[N.MEAN], st[N.VAR], stats
     mul, shift = normalizer(mean, var, bn[N.SCALE], bn[N.BIAS])
@@ -170,6 +180,7 @@ class UniversalDecoder:
                 else:
                     y = module.apply(variables, x, train)
                 return y, stats
+
             return run
 
         return [branch(op) for op in range(G.NUM_OPS)]
@@ -198,7 +209,9 @@ class UniversalDecoder:
                 def back(bank, stats, x, g_y):
                     _, vjp = jax.vjp(lambda p, xx: run(p, stats, xx)[0], bank, x)
                     return vjp(g_y)
+
                 return back
+
             g_bank, g_x = jax.lax.switch(op, [vjp_branch(r) for r in branches], bank, stats, x, g_y)
             return None, g_bank, None, g_x
 
@@ -231,12 +244,15 @@ class UniversalDecoder:
 
     def _cell(self, slot, plan, level, banks, stats, canvas, geom: Geometry):
         """The cell on the level-``level`` region of ``canvas`` (a switch over the 4 levels)."""
+
         def branch(r):
             def run(banks, stats, canvas):
                 h, w = geom.sizes[r]
                 y, st = self._cell_at(slot, plan, banks, stats, canvas[:, :h, :w])
                 return _pad(y, geom.canvas), st
+
             return run
+
         return jax.lax.switch(level, [branch(r) for r in range(LEVELS)], banks, stats, canvas)
 
     # ------------------------------------------------------------------------------------ aggregate / heads
@@ -313,7 +329,8 @@ class UniversalDecoder:
         zeros = lambda n: tuple(jnp.zeros_like(pool[0]) for _ in range(n))  # noqa: E731
         init = (pool, zeros(jobs), zeros(G.NUM_BLOCKS), stats[L.AGGREGATES])
         (pool, _, aux_ins, agg_stats), cell_stats = jax.lax.scan(
-            job, init, (jnp.arange(n_jobs), lead(params[L.CELL_BANKS]), lead(stats[L.CELL_BANKS])))
+            job, init, (jnp.arange(n_jobs), lead(params[L.CELL_BANKS]), lead(stats[L.CELL_BANKS]))
+        )
         cell_stats = jax.tree.map(lambda a: a.reshape((G.NUM_BLOCKS, jobs) + a.shape[1:]), cell_stats)
         return pool, aux_ins, {L.CELL_BANKS: cell_stats, L.AGGREGATES: agg_stats}
 
@@ -333,8 +350,9 @@ class UniversalDecoder:
             level = jnp.where(taken, target, level)
             count = count + taken.astype(jnp.int32)
         m = params[N.MERGE]
-        x, pre_stats = masked_conv_bn(m[N.MERGE_PRE], stats[N.MERGE][N.MERGE_PRE], jax.nn.relu(concat), level,
-                                      geom, train)
+        x, pre_stats = masked_conv_bn(
+            m[N.MERGE_PRE], stats[N.MERGE][N.MERGE_PRE], jax.nn.relu(concat), level, geom, train
+        )
         clf = m[N.MERGE_CLASSIFIER]
         logits = _conv(x, clf[N.KERNEL], 1) + clf[N.BIAS]
         return logits, level, {N.MERGE_PRE: pre_stats}

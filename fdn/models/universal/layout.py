@@ -55,9 +55,11 @@ def _family_abstract(family: str, channels: int, repeats: int) -> dict:
 
 def _blank(shape_tree, lead: tuple[int, ...]):
     """numpy zeros (ones for running variances) with leading dims ``lead``."""
+
     def leaf(path, x):
         fill = np.ones if path[-1].key == N.VAR else np.zeros
         return fill(lead + tuple(x.shape), np.float32)
+
     return jax.tree_util.tree_map_with_path(leaf, shape_tree)
 
 
@@ -90,8 +92,9 @@ class Layout:
                         dst[k] = v
             # cell banks
             for fam in FAMILIES:
-                blank = traverse_util.flatten_dict(_blank(self.family[fam].get(coll, {}), (n_blocks, self.jobs,
-                                                                                       P.NUM_SLOTS)))
+                blank = traverse_util.flatten_dict(
+                    _blank(self.family[fam].get(coll, {}), (n_blocks, self.jobs, P.NUM_SLOTS))
+                )
                 for b in range(n_blocks):
                     for j in range(self.jobs):
                         for s, op in enumerate(ops):
@@ -103,10 +106,12 @@ class Layout:
                 for sub, arr in blank.items():
                     dst[(CELL_BANKS, fam) + sub] = arr
             # per-block parts, stacked
-            for name, path in ((AGGREGATES, lambda b: (N.aggregate_name(b),)),
-                               (AUX_CLASSIFIERS, lambda b: (N.aux_head_name(b), N.AUX_CLASSIFIER))):
+            for name, path in (
+                (AGGREGATES, lambda b: (N.aggregate_name(b),)),
+                (AUX_CLASSIFIERS, lambda b: (N.aux_head_name(b), N.AUX_CLASSIFIER)),
+            ):
                 first = path(0)
-                subs = [k[len(first):] for k in src if k[:len(first)] == first]
+                subs = [k[len(first) :] for k in src if k[: len(first)] == first]
                 for sub in subs:
                     dst[(name,) + sub] = np.stack([src[path(b) + sub] for b in range(n_blocks)])
             # merge
@@ -115,7 +120,7 @@ class Layout:
                     continue
                 if k == MERGE_PRE_KERNEL:
                     full = np.zeros(v.shape[:2] + (G.NUM_BLOCKS * c, v.shape[3]), np.float32)
-                    full[:, :, :v.shape[2]] = v
+                    full[:, :, : v.shape[2]] = v
                     v = full
                 dst[k] = v
             out[coll] = traverse_util.unflatten_dict({k: np.asarray(v, np.float32) for k, v in dst.items()})
@@ -148,7 +153,7 @@ class Layout:
                     for b in range(G.NUM_BLOCKS):
                         dst[(N.aux_head_name(b), N.AUX_CLASSIFIER) + k[1:]] = v[b]
                 elif k == MERGE_PRE_KERNEL:
-                    dst[k] = v[:, :, :n_collected * self.channels]
+                    dst[k] = v[:, :, : n_collected * self.channels]
                 else:
                     dst[k] = v
             out[coll] = traverse_util.unflatten_dict(dst)
@@ -158,5 +163,4 @@ class Layout:
     def abstract(self, decoder_abstract: dict, genotype: G.Genotype) -> dict:
         """ShapeDtypeStructs of the universal variables, from any genotype's ordinary abstract variables."""
         concrete = jax.tree.map(lambda x: np.zeros(x.shape, np.float32), decoder_abstract)
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32),
-                            self.to_universal(concrete, genotype))
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32), self.to_universal(concrete, genotype))

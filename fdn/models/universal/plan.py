@@ -65,7 +65,7 @@ def make_plan(g: G.Genotype, aux_cell: bool = True) -> dict[str, np.ndarray]:
         "loose": loose,
         "block_src": np.asarray(g.blocks, np.int32),
         "job_level": job_level,
-        "block_level": np.asarray(levels[G.NUM_ENCODER_OUTPUTS:], np.int32),
+        "block_level": np.asarray(levels[G.NUM_ENCODER_OUTPUTS :], np.int32),
         "collected": collected,
         "final_level": np.asarray(final, np.int32),
     }

@@ -104,11 +104,15 @@ def _header(facts: dict[str, str]) -> str:
 
 
 def _progress(figs: dict[str, bytes], summary: dict) -> str:
-    counts = (f"{summary['candidates']} candidates, {summary['unique']} distinct designs, "
-              f"{summary['stopped_early']} stopped early after stage 1, {summary['failed']} failed; mean reward "
-              f"{summary['first_quarter_mean']:.4f} in the first quarter, {summary['last_quarter_mean']:.4f} in the last")
-    return (f'<section><h2>Progress</h2><p class="muted">{_e(counts)}</p><div class="row">'
-            f'{_img(figs["rewards"], "reward per candidate")}{_img(figs["entropy"], "policy entropy")}</div></section>')
+    counts = (
+        f"{summary['candidates']} candidates, {summary['unique']} distinct designs, "
+        f"{summary['stopped_early']} stopped early after stage 1, {summary['failed']} failed; mean reward "
+        f"{summary['first_quarter_mean']:.4f} in the first quarter, {summary['last_quarter_mean']:.4f} in the last"
+    )
+    return (
+        f'<section><h2>Progress</h2><p class="muted">{_e(counts)}</p><div class="row">'
+        f"{_img(figs['rewards'], 'reward per candidate')}{_img(figs['entropy'], 'policy entropy')}</div></section>"
+    )
 
 
 def _leaderboard(rows: list[dict], front_hashes: set[str], measure_name: str) -> str:
@@ -116,15 +120,34 @@ def _leaderboard(rows: list[dict], front_hashes: set[str], measure_name: str) ->
     body = []
     for rank, row in enumerate(rows, start=1):
         star = ' <span class="front" title="on the Pareto front">&#9733;</span>' if row["hash"] in front_hashes else ""
-        body.append([f'<td class="n">{rank}</td>', _num(row["best"]), _num(row["mean"]), _num(row["seen"], "{}"),
-                     *([_num(row["measure"], "{:,.6g}")] if own_measure else []),
-                     _num(row["params"], "{:,}"), _num(row["params_total"], "{:,}"),
-                     f"<td><code>{_e(row['hash'])}</code>{star}</td>",
-                     f"<td><code>{_e(gt.parse(row['genotype']).describe())}</code></td>"])
-    headers = ["rank", "best reward", "mean reward", "seen", *([measure_name] if own_measure else []),
-               "params (no aux)", "params (all)", "hash", "design"]
-    return (f'<section><h2>Leaderboard</h2><p class="muted">Distinct designs, best reward first (click a column '
-            f'to sort; &#9733; = on the Pareto front).</p>{_table("leaderboard", headers, body)}</section>')
+        body.append(
+            [
+                f'<td class="n">{rank}</td>',
+                _num(row["best"]),
+                _num(row["mean"]),
+                _num(row["seen"], "{}"),
+                *([_num(row["measure"], "{:,.6g}")] if own_measure else []),
+                _num(row["params"], "{:,}"),
+                _num(row["params_total"], "{:,}"),
+                f"<td><code>{_e(row['hash'])}</code>{star}</td>",
+                f"<td><code>{_e(gt.parse(row['genotype']).describe())}</code></td>",
+            ]
+        )
+    headers = [
+        "rank",
+        "best reward",
+        "mean reward",
+        "seen",
+        *([measure_name] if own_measure else []),
+        "params (no aux)",
+        "params (all)",
+        "hash",
+        "design",
+    ]
+    return (
+        f'<section><h2>Leaderboard</h2><p class="muted">Distinct designs, best reward first (click a column '
+        f"to sort; &#9733; = on the Pareto front).</p>{_table('leaderboard', headers, body)}</section>"
+    )
 
 
 def design_png(report_dir: Path, genotype) -> bytes:
@@ -145,32 +168,46 @@ def _designs(rows: list[dict], workdir: Path, config: dict) -> str:
     for rank, row in enumerate(rows, start=1):
         png = design_png(workdir / REPORT_DIR, row["genotype"])
         cmd = run_info.train_command(workdir, config, rank)
-        cmd_html = (f'<div class="cmd">{_e(cmd)}</div>' if cmd else
-                    f'<p class="muted">no fdn.train config for dataset {_e(config.get("data", {}).get("name"))}</p>')
+        cmd_html = (
+            f'<div class="cmd">{_e(cmd)}</div>'
+            if cmd
+            else f'<p class="muted">no fdn.train config for dataset {_e(config.get("data", {}).get("name"))}</p>'
+        )
         measure_text = "-" if row["measure"] is None else f"{row['measure']:,.6g}"
-        parts.append(f'<div class="design" id="design-{rank}"><b>#{rank}</b> <code>{_e(row["hash"])}</code> '
-                     f'<span class="muted">best reward {row["best"]:.4f}, mean {row["mean"]:.4f} over {row["seen"]}, '
-                     f'{_e(measure_text)} {_e(row["measure_name"])}</span><br>{_img(png, f"design {rank}")}'
-                     f'<p class="muted">Train it (ranks can move while the search runs; the hash says which design '
-                     f'this was):</p>{cmd_html}</div>')
-    return f'<section><h2>Top designs</h2>{"".join(parts)}</section>'
+        parts.append(
+            f'<div class="design" id="design-{rank}"><b>#{rank}</b> <code>{_e(row["hash"])}</code> '
+            f'<span class="muted">best reward {row["best"]:.4f}, mean {row["mean"]:.4f} over {row["seen"]}, '
+            f"{_e(measure_text)} {_e(row['measure_name'])}</span><br>{_img(png, f'design {rank}')}"
+            f'<p class="muted">Train it (ranks can move while the search runs; the hash says which design '
+            f"this was):</p>{cmd_html}</div>"
+        )
+    return f"<section><h2>Top designs</h2>{''.join(parts)}</section>"
 
 
 def _pareto(png: bytes, records: list[dict]) -> str:
     front = measure.pareto_front(measure.points(records))
     items = ", ".join(f"#{p.index} ({p.measure:,.6g}, {p.reward:.4f})" for p in front) or "none yet"
-    return (f'<section><h2>Reward against cost</h2><div class="row">{_img(png, "Pareto plot")}</div>'
-            f'<p class="muted">Pareto front (candidate, {_e(measure.measure_name(records))}, reward): '
-            f'{_e(items)}</p></section>')
+    return (
+        f'<section><h2>Reward against cost</h2><div class="row">{_img(png, "Pareto plot")}</div>'
+        f'<p class="muted">Pareto front (candidate, {_e(measure.measure_name(records))}, reward): '
+        f"{_e(items)}</p></section>"
+    )
 
 
 def _time(png: bytes, records: list[dict]) -> str:
     parts = {k: float(v.sum()) for k, v in plots.time_parts(records).items()}
     total = sum(parts.values()) or 1.0
-    rows = [[f"<td>{_e(k)}</td>", _num(v, "{:,.1f}"), _num(100 * v / total, "{:.1f}%"),
-             _num(v / max(len(records), 1), "{:,.2f}")] for k, v in parts.items()]
+    rows = [
+        [
+            f"<td>{_e(k)}</td>",
+            _num(v, "{:,.1f}"),
+            _num(100 * v / total, "{:.1f}%"),
+            _num(v / max(len(records), 1), "{:,.2f}"),
+        ]
+        for k, v in parts.items()
+    ]
     table = _table("time", ["part", "seconds", "share", "per candidate"], rows)
-    return f'<section><h2>Where the time went</h2>{_img(png, "time per candidate")}{table}</section>'
+    return f"<section><h2>Where the time went</h2>{_img(png, 'time per candidate')}{table}</section>"
 
 
 def _failures(records: list[dict]) -> str:
@@ -178,11 +215,20 @@ def _failures(records: list[dict]) -> str:
     if not failed:
         return '<section><h2>Failures</h2><p class="muted">No candidate failed.</p></section>'
     shown = failed[-MAX_FAILURE_ROWS:]
-    rows = [[_num(r["index"], "{}"), f"<td><code>{_e(r['hash'])}</code></td>", _num(r.get("stage"), "{}"),
-             f"<td><code>{_e(r['failure'])}</code></td>"] for r in shown]
+    rows = [
+        [
+            _num(r["index"], "{}"),
+            f"<td><code>{_e(r['hash'])}</code></td>",
+            _num(r.get("stage"), "{}"),
+            f"<td><code>{_e(r['failure'])}</code></td>",
+        ]
+        for r in shown
+    ]
     more = f" (the last {len(shown)} of {len(failed)})" if len(shown) < len(failed) else ""
-    return (f'<section><h2>Failures{_e(more)}</h2>'
-            f'{_table("failures", ["candidate", "hash", "stage", "reason"], rows)}</section>')
+    return (
+        f"<section><h2>Failures{_e(more)}</h2>"
+        f"{_table('failures', ['candidate', 'hash', 'stage', 'reason'], rows)}</section>"
+    )
 
 
 def render(workdir: Path, records: list[dict], rows: list[dict], summary: dict, figures: dict[str, bytes]) -> str:
@@ -191,15 +237,24 @@ def render(workdir: Path, records: list[dict], rows: list[dict], summary: dict, 
     hash_of = {r["index"]: r["hash"] for r in records}
     front = {hash_of[p.index] for p in measure.pareto_front(measure.points(records))}
     name = measure.measure_name(records)
-    body = "".join([
-        _header(run_info.header(workdir, config, records, summary)), "<main>",
-        _progress(figures, summary), _leaderboard(rows, front, name), _pareto(figures["pareto"], records),
-        _designs(rows, workdir, config), _time(figures["time"], records), _failures(records),
-        f'<p class="muted">Written {_e(time.strftime("%Y-%m-%d %H:%M:%S"))}; reload to follow a running search.</p>',
-        "</main>",
-    ])
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>fdn search: {_e(workdir.name)}'
-            f"</title><style>{_STYLE}</style></head><body>{body}<script>{_SCRIPT}</script></body></html>\n")
+    body = "".join(
+        [
+            _header(run_info.header(workdir, config, records, summary)),
+            "<main>",
+            _progress(figures, summary),
+            _leaderboard(rows, front, name),
+            _pareto(figures["pareto"], records),
+            _designs(rows, workdir, config),
+            _time(figures["time"], records),
+            _failures(records),
+            f'<p class="muted">Written {_e(time.strftime("%Y-%m-%d %H:%M:%S"))}; reload to follow a running search.</p>',
+            "</main>",
+        ]
+    )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>fdn search: {_e(workdir.name)}'
+        f"</title><style>{_STYLE}</style></head><body>{body}<script>{_SCRIPT}</script></body></html>\n"
+    )
 
 
 def leaderboard_rows(unique_rows: list[dict], records: list[dict]) -> list[dict]:

@@ -15,8 +15,14 @@ from fdn.search.report import measure
 # The parts of a record's ``seconds``, in stacking order; ``other`` is what ``total`` has beyond them (the data
 # iterators, the checkpoint, the log line).
 TIME_PARTS = ("compile", "stage1", "stage2", "eval", "agent")
-_COLORS = {"compile": "#c0392b", "stage1": "#2b5d8a", "stage2": "#5b9bd5", "eval": "#2d7a2d", "agent": "#8e6bb8",
-           "other": "#bbbbbb"}
+_COLORS = {
+    "compile": "#c0392b",
+    "stage1": "#2b5d8a",
+    "stage2": "#5b9bd5",
+    "eval": "#2d7a2d",
+    "agent": "#8e6bb8",
+    "other": "#bbbbbb",
+}
 
 
 def time_parts(records: list[dict]) -> dict[str, np.ndarray]:

@@ -62,10 +62,17 @@ def train_command(workdir: Path, config: dict, rank: int) -> str | None:
     if train_config is None:
         return None
     workdir = Path(workdir).absolute()
-    args = ["python", "-m", "fdn.train", f"--config={train_config}", f"--config.genotype={workdir}#{rank}",
-            f"--workdir={workdir / 'train' / f'top{rank}'}"]
-    data_dir = resolve_data_dir(SimpleNamespace(data_dir=data.get("data_dir", ""),
-                                                auto_prepare=data.get("auto_prepare", False)), workdir)
+    args = [
+        "python",
+        "-m",
+        "fdn.train",
+        f"--config={train_config}",
+        f"--config.genotype={workdir}#{rank}",
+        f"--workdir={workdir / 'train' / f'top{rank}'}",
+    ]
+    data_dir = resolve_data_dir(
+        SimpleNamespace(data_dir=data.get("data_dir", ""), auto_prepare=data.get("auto_prepare", False)), workdir
+    )
     if data_dir:
         args.append(f"--config.data.data_dir={data_dir}")
     encoder = config.get("encoder", {}).get("checkpoint")
