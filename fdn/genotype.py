@@ -20,7 +20,8 @@ import dataclasses
 import hashlib
 import json
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from fdn.errors import UserError
 
@@ -118,7 +119,7 @@ class Genotype:
         return [0, self.op0, *[v for p in self.pairs for v in p], *[v for b in self.blocks for v in b]]
 
     @classmethod
-    def from_actions(cls, actions: Sequence[int]) -> "Genotype":
+    def from_actions(cls, actions: Sequence[int]) -> Genotype:
         actions = [int(a) for a in actions]
         if len(actions) != ACTION_SIZE:
             raise GenotypeError(f"an action vector has {ACTION_SIZE} entries, got {len(actions)}")

@@ -18,7 +18,7 @@ present classes by ``IoU != 1``, which would also drop a perfectly segmented cla
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -6,9 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from fdn.agents import controller
 from fdn import genotype as gt
-from fdn.agents import AgentState, make_agent, ppo, restore_agent_state, save_agent_state, default_config
+from fdn.agents import AgentState, controller, default_config, make_agent, ppo, restore_agent_state, save_agent_state
 
 TARGET_OP = 3
 OP_ACTIONS = [1, 4, 5, 8, 9, 12, 13]  # op0 and the pairs' o1, o2 in the action vector

@@ -171,7 +171,9 @@ def test_full_scale_and_candidates_per_hour():
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.mark.slow
 def test_tiny_preset_end_to_end(tmp_path):
-    """One candidate of the tiny preset on synthetic JPEGs: the table, then the JSON line (minutes: the compiles; 2.5 min alone on 2 cores, 15+ when shared)."""
+    """One candidate of the tiny preset on synthetic JPEGs: the table, then the JSON line.
+
+    Minutes: the compiles (2.5 min alone on 2 cores, 15+ when shared)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run(
         [

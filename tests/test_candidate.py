@@ -155,8 +155,9 @@ def test_stage1_optimizer_on_official_gradient(official_step):
     template = names(zero)
     grads = {k: a.get(f"grad/{k}", np.zeros_like(v)) for k, v in template.items()}
     # Back to fdn's layout through the same mapping, in flat order.
-    from fdn.convert import torch_layout as L
     from flax import traverse_util
+
+    from fdn.convert import torch_layout as L
 
     flat_tree = traverse_util.flatten_dict(zero)
     g_tree = traverse_util.unflatten_dict(

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fdn.agents import controller
 from fdn import genotype as gt
+from fdn.agents import controller
 from fdn.convert import controller_params_from_torch
 
 N = 1024  # one batch size for sampling throughout, so the tests compile `sample` once

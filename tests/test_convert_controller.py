@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from fdn.agents import controller
 from fdn import genotype as gt
+from fdn.agents import controller
 from fdn.convert import controller_params_from_torch
 
 H = 100

@@ -151,8 +151,8 @@ def test_unused_head_keys_are_optional(written):
 
 
 def test_with_encoder_and_checkpoint(written, tmp_path):
-    from fdn.serve import checkpoint
     from fdn.convert.encoder_cli import torchvision_to_fdn
+    from fdn.serve import checkpoint
 
     np.savez(tmp_path / "mbv2.npz", **written)
     message = torchvision_to_fdn(tmp_path / "mbv2.npz", tmp_path / "ckpt", "arch1", agg_size=16, repeats=1)

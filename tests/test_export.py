@@ -11,12 +11,12 @@ import jax
 import numpy as np
 import pytest
 
-from fdn.serve import checkpoint
-from fdn.serve import export as E
 from fdn import genotype as G
 from fdn.models.decoder import DecoderSettings
-from fdn.serve.inference import make_forward
 from fdn.models.segmenter import ModelSpec
+from fdn.serve import checkpoint
+from fdn.serve import export as E
+from fdn.serve.inference import make_forward
 
 SIZE = (64, 64)
 

@@ -5,8 +5,7 @@ import json
 import pytest
 
 from fdn import genotype as gt
-from fdn.search import leaderboard
-from fdn.search import run_log
+from fdn.search import leaderboard, run_log
 from fdn.search.drawing import draw_genotype
 
 

@@ -21,8 +21,8 @@ import pytest
 from configs import voc
 from fdn.candidate import CandidateTrainer, protocol
 from fdn.errors import UserError
-from fdn.search import run_log
 from fdn.search import loop as search_loop
+from fdn.search import run_log
 from tests import fake_candidate
 from tests.data import trees
 

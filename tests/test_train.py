@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from configs import demo_train, nyud_train
+from fdn import genotype as G
 from fdn import sharding
+from fdn.search import run_log
 from fdn.serve import checkpoint
 from fdn.train import genotype_source
-from fdn.search import run_log
 from fdn.train import loop as train_loop
-from fdn import genotype as G
 from tests.data import trees
 
 XLA_CACHE = Path(os.environ.get("FDN_TEST_XLA_CACHE", "/tmp/fdn_test_xla_cache"))

@@ -184,8 +184,8 @@ def damage_garbage_json(step_dir: Path) -> Path:
 @pytest.mark.parametrize("damage", [damage_truncate_array_file, damage_garbage_json])
 def test_a_damaged_training_checkpoint_is_one_line_exit_2_and_nothing_is_deleted(
     reference,
-    shapes_dir,
-    tmp_path,  # noqa: F811
+    shapes_dir,  # noqa: F811  (the fixture imported from tests.test_train)
+    tmp_path,
     damage,
 ):
     workdir = tmp_path / "run"
@@ -202,9 +202,9 @@ def test_a_damaged_training_checkpoint_is_one_line_exit_2_and_nothing_is_deleted
 
 @pytest.mark.slow
 def test_a_signal_during_an_evaluation_saves_its_step_and_the_rerun_evaluates_it(
-    xla_cache,
-    shapes_dir,
-    tmp_path,  # noqa: F811
+    xla_cache,  # noqa: F811  (fixtures imported from tests.test_train)
+    shapes_dir,  # noqa: F811
+    tmp_path,
     monkeypatch,
 ):
     config = tiny(shapes_dir)  # 8 steps, evaluations at 4 and 8 (tests/test_train.py's program)

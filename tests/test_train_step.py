@@ -16,8 +16,8 @@ from flax import linen as nn
 from configs import demo_train, train_common
 from fdn import genotype as G
 from fdn import sharding
-from fdn.train import step as train_step
 from fdn.models.layers import Conv, ConvBN
+from fdn.train import step as train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,8 @@ The state is one pytree (`AgentState`); `save_agent_state` / `restore_agent_stat
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import ml_collections
 

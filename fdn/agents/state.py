@@ -31,7 +31,7 @@ class Buffer:
     count: jax.Array  # () int32
 
     @classmethod
-    def empty(cls, capacity: int) -> "Buffer":
+    def empty(cls, capacity: int) -> Buffer:
         return cls(
             actions=jnp.zeros((capacity, gt.ACTION_SIZE), jnp.int32),
             log_probs=jnp.zeros((capacity,), jnp.float32),

@@ -17,7 +17,7 @@ def _available():
 def main(argv):
     names = _available()
     if len(argv) < 2 or argv[1] in ("-h", "--help"):
-        print("usage: python -m fdn.bench {%s} [flags]" % ",".join(names))
+        print("usage: python -m fdn.bench {{{}}} [flags]".format(",".join(names)))
         return 0 if len(argv) >= 2 else 2
     what = argv[1]
     if what not in names:

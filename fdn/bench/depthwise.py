@@ -128,6 +128,6 @@ def main(argv):
             cells.append(f"{f_ms:6.1f} / {fb_ms:6.1f} [{first / 1e3:4.1f}s]")
         torch_ms = _torch_ms(x, kernel, stride, dilation, padding, args.repeats)
         if torch_ms is not None:
-            cells.append("torch %6.1f / %6.1f" % torch_ms)
+            cells.append("torch {:6.1f} / {:6.1f}".format(*torch_ms))
         print(f"{name:14s} {c:4d} " + " ".join(f"{cell:>24s}" for cell in cells), flush=True)
     return 0

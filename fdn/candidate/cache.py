@@ -9,7 +9,7 @@ to that resolution. All of it stays on the device; features may be stored in bfl
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import jax
 import jax.numpy as jnp

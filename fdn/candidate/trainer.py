@@ -20,8 +20,8 @@ import concurrent.futures
 import functools
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import jax
 import jax.numpy as jnp

@@ -10,7 +10,8 @@ and adding the two biases; linear heads transpose their weight.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -70,7 +70,7 @@ def torch_from_variables(variables) -> dict[str, np.ndarray]:
     """The official state dict (numpy arrays under PyTorch names) of fdn variables; ``num_batches_tracked``
     is written as 0, which the official code never reads (momentum is fixed)."""
     out = {}
-    for (collection, *path), value in traverse_util.flatten_dict(dict(variables)).items():
+    for (_collection, *path), value in traverse_util.flatten_dict(dict(variables)).items():
         key = L.torch_key(tuple(path))
         out[key] = L.to_torch_array(path[-1], np.asarray(value))
         if path[-1] == N.MEAN:

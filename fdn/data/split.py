@@ -40,7 +40,8 @@ def stage1_batches(
 ):
     """Yield the first ``num_examples`` augmented crops of ``indices`` in batches (the last may be short).
 
-    More than ``len(indices)`` examples wrap around into the next (reshuffled, re-augmented) epoch. For caching encoder outputs chunk by chunk without holding all images at once.
+    More than ``len(indices)`` examples wrap around into the next (reshuffled, re-augmented) epoch.
+    For caching encoder outputs chunk by chunk without holding all images at once.
     """
     ds = pipeline.augmented(
         source, crop_size=crop_size, seed=seed, indices=indices, min_side=min_side, scale_range=scale_range, task=task

@@ -15,7 +15,7 @@ batch statistics. They are averaged over the given batches.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import jax
 import jax.numpy as jnp

@@ -31,11 +31,11 @@ class DecoderSettings:
     aux_cell: bool = True
 
     @classmethod
-    def search(cls, num_classes: int = 21) -> "DecoderSettings":
+    def search(cls, num_classes: int = 21) -> DecoderSettings:
         return cls(num_classes, 48, 1, True)
 
     @classmethod
-    def released(cls, num_classes: int = 21) -> "DecoderSettings":
+    def released(cls, num_classes: int = 21) -> DecoderSettings:
         return cls(num_classes, 64, 2, False)
 
 

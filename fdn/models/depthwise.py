@@ -21,7 +21,6 @@ On GPU/TPU, XLA's own depthwise conv (cuDNN on NVIDIA) is good, so ``impl="auto"
 
 import functools
 import os
-from typing import Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +31,8 @@ IMPLS = ("auto", "shifted", "xla")
 _ENV_VAR = "FDN_DEPTHWISE_IMPL"
 _default_impl = None  # set by set_default_impl(); None means "read the env var, else auto"
 
-IntPair = Union[int, Tuple[int, int]]
-Padding = Union[int, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]
+IntPair = int | tuple[int, int]
+Padding = int | tuple[int, int] | tuple[tuple[int, int], tuple[int, int]]
 
 
 def set_default_impl(impl):
@@ -102,7 +101,7 @@ def depthwise_conv(x, kernel, *, stride: IntPair = 1, dilation: IntPair = 1, pad
 # Argument handling
 
 
-def _pair(v, name) -> Tuple[int, int]:
+def _pair(v, name) -> tuple[int, int]:
     if isinstance(v, (int, np.integer)):
         return int(v), int(v)
     v = tuple(int(e) for e in v)
@@ -111,7 +110,7 @@ def _pair(v, name) -> Tuple[int, int]:
     return v
 
 
-def _padding_pairs(padding) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+def _padding_pairs(padding) -> tuple[tuple[int, int], tuple[int, int]]:
     if isinstance(padding, (int, np.integer)):
         return (int(padding),) * 2, (int(padding),) * 2
     padding = tuple(padding)

@@ -48,7 +48,7 @@ class ModelSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelSpec":
+    def from_dict(cls, d: dict) -> ModelSpec:
         return cls(
             G.parse(d["genotype"]),
             DecoderSettings(**d["decoder"]),
@@ -56,7 +56,7 @@ class ModelSpec:
             d.get("expand_first_block", True),
         )
 
-    def build(self) -> "Segmenter":
+    def build(self) -> Segmenter:
         return Segmenter(self.genotype, self.decoder, self.expand_first_block)
 
 

@@ -1,4 +1,5 @@
-"""The report of a search (``python -m fdn.leaderboard WORKDIR``): what a search found, how it learned, and where its time went.
+"""The report of a search (``python -m fdn.leaderboard WORKDIR``): what a search found, how it learned, and where
+its time went.
 
 Reads ``WORKDIR/candidates.jsonl`` (a run in progress is fine) and writes ``WORKDIR/report/``:
 
@@ -22,8 +23,8 @@ Matplotlib's Agg canvas only (no display, thread-safe figures, no pyplot state).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -97,7 +98,8 @@ def table(records: list[dict], top_k: int = 10) -> str:
         f"{s['failed']} failed); best reward {s['best_reward']:.4f}",
         f"mean reward: first quarter {s['first_quarter_mean']:.4f}, last quarter {s['last_quarter_mean']:.4f}",
         f"time: {s['seconds']['total']:.0f} s in candidates; compile {100 * s['compile_share']:.1f}% of it, "
-        f"stage 1 {s['seconds']['stage1']:.0f} s, stage 2 {s['seconds']['stage2']:.0f} s, eval {s['seconds']['eval']:.0f} s",
+        f"stage 1 {s['seconds']['stage1']:.0f} s, stage 2 {s['seconds']['stage2']:.0f} s, "
+        f"eval {s['seconds']['eval']:.0f} s",
         "",
         "| rank | best reward | mean | seen | params (no aux) | hash | genotype |",
         "|---|---|---|---|---|---|---|",

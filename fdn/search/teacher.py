@@ -20,8 +20,8 @@ stage-1 cache builder calls batch by batch in the order of the stage-1 crops.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import jax
 import jax.numpy as jnp

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fdn import predict
-from fdn.serve import checkpoint
 from fdn import genotype as G
+from fdn import predict
 from fdn.convert import cli
 from fdn.convert.segmenter import ConversionError, torch_from_variables, variables_from_torch
-from fdn.models.decoder import DecoderSettings
 from fdn.errors import InputError
-from fdn.serve.export import random_variables
+from fdn.models.decoder import DecoderSettings
 from fdn.models.segmenter import ModelSpec
+from fdn.serve import checkpoint
+from fdn.serve.export import random_variables
 from tests.models.conftest import PARITY, SAMPLES, load_case, nchw, rel_l2
 
 TINY = ModelSpec(G.ARCH0, DecoderSettings(num_classes=4, agg_size=8, repeats=1, aux_cell=False))

@@ -8,10 +8,10 @@ import pytest
 from fdn import genotype as G
 from fdn.convert import torch_layout
 from fdn.models.decoder import DecoderSettings
-from fdn.serve.export import random_variables
 from fdn.models.ops import make_op
 from fdn.models.resize import resize_bilinear, resize_nearest
 from fdn.models.segmenter import ModelSpec, abstract_variables, param_counts
+from fdn.serve.export import random_variables
 
 RELEASED_COUNTS = {  # paper.md 5.2 (without aux; 21 classes / depth) and the search-time totals
     "arch0": (2_629_909, 2_618_369, 2_412_884, 2_212_517),

@@ -19,7 +19,8 @@ data. Work runs at each entry's true resolution:
 * canvas-level parts (aggregate, merge, classifiers) use masked BatchNorm statistics and level-to-level
   resizes chosen by ``lax.switch`` over the 16 (from, to) pairs.
 
-The result equals ``fdn.models.decoder.Decoder`` on the same variables (mapped by ``fdn.models.universal.layout``), up to
+The result equals ``fdn.models.decoder.Decoder`` on the same variables (mapped by
+``fdn.models.universal.layout``), up to
 float reassociation; ``tests/test_universal.py`` checks outputs, BN updates and gradients.
 """
 
@@ -51,7 +52,7 @@ class Geometry:
     sizes: tuple[tuple[int, int], ...]
 
     @classmethod
-    def of(cls, features) -> "Geometry":
+    def of(cls, features) -> Geometry:
         return cls(tuple((int(f.shape[1]), int(f.shape[2])) for f in features))
 
     def __post_init__(self):

@@ -247,7 +247,8 @@ def render(workdir: Path, records: list[dict], rows: list[dict], summary: dict, 
             _designs(rows, workdir, config),
             _time(figures["time"], records),
             _failures(records),
-            f'<p class="muted">Written {_e(time.strftime("%Y-%m-%d %H:%M:%S"))}; reload to follow a running search.</p>',
+            f'<p class="muted">Written {_e(time.strftime("%Y-%m-%d %H:%M:%S"))}; '
+            "reload to follow a running search.</p>",
             "</main>",
         ]
     )
