@@ -64,9 +64,21 @@ def _scaled(count: int, factor: float) -> int:
     return max(1, round(count * factor))
 
 
+VOC_TRAIN_AUG = 10582  # images in VOC+SBD train_aug: the size of the bench's data (synthetic or prepared)
+
+
 def val_images(config) -> int:
     """Meta-val images the preset scores (``data.val_examples``; 0 = 10% of VOC's 10,582 train_aug images)."""
-    return int(config.data.val_examples) or math.ceil(10582 * config.data.val_fraction)
+    return int(config.data.val_examples) or math.ceil(VOC_TRAIN_AUG * config.data.val_fraction)
+
+
+def stage2_steps_per_epoch(config) -> int:
+    """The preset's stage-2 steps per epoch as the search resolves them (0 = one pass over meta-train)."""
+    from fdn.data.split import meta_split
+    from fdn.search.setup import resolve_candidate_config
+
+    meta_train, _ = meta_split(VOC_TRAIN_AUG, config.seed, config.data.val_fraction)
+    return int(resolve_candidate_config(config.candidate, len(meta_train)).stage2.steps_per_epoch)
 
 
 def scale_steps(config, factor: float) -> Schedule:
@@ -78,9 +90,8 @@ def scale_steps(config, factor: float) -> Schedule:
     if per_epoch1 < 1:
         raise PresetError(f"stage 1 caches {s1.num_examples} crops, fewer than one batch of {s1.batch_size}")
     full_val = math.ceil(val_images(config) / val.batch_size)
+    s2.steps_per_epoch = stage2_steps_per_epoch(config)
     full = (s1.epochs * per_epoch1, s2.epochs * s2.steps_per_epoch, full_val)
-    if s2.steps_per_epoch <= 0:
-        raise PresetError("the preset's stage 2 runs until its iterator ends; the bench needs steps_per_epoch > 0")
 
     run1, s2.steps_per_epoch = _scaled(per_epoch1, factor), _scaled(s2.steps_per_epoch, factor)
     s1.num_examples = run1 * s1.batch_size

@@ -71,7 +71,10 @@ def train_command(workdir: Path, config: dict, rank: int) -> str | None:
         f"--workdir={workdir / 'train' / f'top{rank}'}",
     ]
     data_dir = resolve_data_dir(
-        SimpleNamespace(data_dir=data.get("data_dir", ""), auto_prepare=data.get("auto_prepare", False)), workdir
+        SimpleNamespace(
+            name=data.get("name", ""), data_dir=data.get("data_dir", ""), auto_prepare=data.get("auto_prepare", False)
+        ),
+        workdir,
     )
     if data_dir:
         args.append(f"--config.data.data_dir={data_dir}")
