@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 
 from fdn.bench.data import SyntheticJpegSource
-from fdn.candidate import CandidateTrainer, build_stage1_cache
+from fdn.candidate import CandidateTrainer
 from fdn.data import catalog, pipeline, split
 from fdn.models.init import random_encoder_variables
-from fdn.search.setup import make_encoder_apply, val_batches
+from fdn.search.setup import stage1_cache, val_batches
 
 VOC_TRAIN_AUG = 10582  # records of the synthetic source (VOC + SBD train_aug)
 DEFAULT_DATA_DIR = "~/.cache/fdn/bench_data"  # where an auto-prepared dataset (fdn_shapes) goes
@@ -85,19 +85,7 @@ def build(config, *, data: str = "auto", data_dir: str = "", log=print) -> Bench
         def teacher_fn(images):
             return jnp.zeros((images.shape[0], images.shape[1] // 4, images.shape[2] // 4, num_classes))
 
-    batches = split.stage1_batches(
-        source,
-        meta_train,
-        cc.stage1.num_examples,
-        crop_size=cc.stage1.crop_size,
-        seed=config.seed,
-        min_side=cc.stage1.min_side,
-        scale_range=tuple(config.data.scale_range),
-        batch_size=config.data.cache_batch,
-    )
-    cache = build_stage1_cache(
-        make_encoder_apply(config), enc_vars, batches, teacher_fn=teacher_fn, feature_dtype=cc.stage1.feature_dtype
-    )
+    cache = stage1_cache(config, source, meta_train, enc_vars, teacher_fn)
     jax.block_until_ready(cache.labels)
     seconds["cache"] = time.perf_counter() - start
 

@@ -56,6 +56,24 @@ def resolve_candidate_config(cc, meta_train_size: int) -> ml_collections.ConfigD
     return resolved
 
 
+def stage1_cache(config, source, meta_train, enc_vars, teacher_fn):
+    """The stage-1 cache (encoder outputs and teacher logits of ``stage1.num_examples`` meta-train crops)."""
+    cc = config.candidate
+    batches = split.stage1_batches(
+        source,
+        meta_train,
+        cc.stage1.num_examples,
+        crop_size=cc.stage1.crop_size,
+        seed=config.seed,
+        min_side=cc.stage1.min_side,
+        scale_range=tuple(config.data.scale_range),
+        batch_size=config.data.cache_batch,
+    )
+    return build_stage1_cache(
+        make_encoder_apply(config), enc_vars, batches, teacher_fn=teacher_fn, feature_dtype=cc.stage1.feature_dtype
+    )
+
+
 def encoder_variables(config, key) -> dict:
     """{'params', 'batch_stats'} of the encoder: from ``config.encoder.checkpoint`` or random (seeded)."""
     if config.encoder.checkpoint:
@@ -152,19 +170,7 @@ def build(config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer
 
     # ------------------------------------------------------------------------------ stage-1 cache
     start = time.time()
-    batches = split.stage1_batches(
-        source,
-        meta_train,
-        cc.stage1.num_examples,
-        crop_size=cc.stage1.crop_size,
-        seed=config.seed,
-        min_side=cc.stage1.min_side,
-        scale_range=tuple(config.data.scale_range),
-        batch_size=config.data.cache_batch,
-    )
-    cache = build_stage1_cache(
-        make_encoder_apply(config), enc_vars, batches, teacher_fn=teacher_fn, feature_dtype=cc.stage1.feature_dtype
-    )
+    cache = stage1_cache(config, source, meta_train, enc_vars, teacher_fn)
     seconds["cache"] = time.time() - start
     log(
         f"search: stage-1 cache of {cc.stage1.num_examples} crops in {seconds['cache']:.1f} s"
