@@ -251,3 +251,18 @@ def test_pose_batches_from_the_pipeline(tmp_path):
     np.testing.assert_allclose(batch["keypoints"][0, 0, :2], expected, atol=1e-4)
     assert batch["keypoints"][0, 0, 2] == 1 and batch["keypoints"][0, 1, 2] == 0
     assert batch["area"][0] == pytest.approx(400 * (24 / (21.75 * 1.25)) ** 2, rel=1e-5)
+
+
+def test_flip_mirrors_the_crop_exactly():
+    """The flipped crop is the unflipped one mirrored (x -> W - 1 - x), pixels and joints: what the flip test's
+    mirror-back relies on."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    record = {"image": image, "keypoints": np.array([[20.3, 30.7, 1.0], [41.0, 12.5, 1.0]], np.float32)}
+    record |= {"box_center": np.array([33.2, 24.9]), "box_size": np.array([30.0, 40.0])}
+    box = affine.fixed_aspect(record["box_size"], 24 / 32, 1.25)
+    plain = pose_pipeline.crop_example(record, (32, 24), record["box_center"], box, rotation=17.0)
+    mirrored = pose_pipeline.crop_example(record, (32, 24), record["box_center"], box, 17.0, flip=True, perm=[1, 0])
+    np.testing.assert_allclose(mirrored["image"], plain["image"][:, ::-1], atol=0.02)
+    np.testing.assert_allclose(mirrored["keypoints"][::-1, 0], 23 - plain["keypoints"][:, 0], atol=1e-4)
+    np.testing.assert_allclose(mirrored["keypoints"][::-1, 1], plain["keypoints"][:, 1], atol=1e-4)
