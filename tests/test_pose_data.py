@@ -266,3 +266,24 @@ def test_flip_mirrors_the_crop_exactly():
     np.testing.assert_allclose(mirrored["image"], plain["image"][:, ::-1], atol=0.02)
     np.testing.assert_allclose(mirrored["keypoints"][::-1, 0], 23 - plain["keypoints"][:, 0], atol=1e-4)
     np.testing.assert_allclose(mirrored["keypoints"][::-1, 1], plain["keypoints"][:, 1], atol=1e-4)
+
+
+def test_detection_boxes_as_an_evaluation_source(tmp_path):
+    _coco_tree(tmp_path / "c")
+    prepare.prepare("coco_keypoints", data_dir=tmp_path / "tfds", manual_dir=tmp_path / "c")
+    source = pipeline.data_source("coco_keypoints", "val", str(tmp_path / "tfds"))
+    detections = [
+        {"image_id": 139, "bbox": np.array([4.0, 5.0, 12.0, 16.0]), "score": 0.8},
+        {"image_id": 139, "bbox": np.array([20.0, 10.0, 9.0, 12.0]), "score": 0.4},
+        {"image_id": 999, "bbox": np.array([0.0, 0.0, 9.0, 12.0]), "score": 0.9},  # no record of that image
+    ]
+    boxes = pose_pipeline.DetectionSource(source, detections, K_COCO)
+    assert len(boxes) == 2 and boxes.skipped == 1
+    augment = pose_pipeline.augment_for("coco_keypoints")
+    (batch,) = list(
+        pipeline.eval_dataset(boxes, crop_size=(32, 24), batch_size=2, process_count=1, process_index=0, pose=augment)
+    )
+    np.testing.assert_allclose(batch["box_score"], [0.8, 0.4])
+    np.testing.assert_allclose(batch["center"], [[10.0, 13.0], [24.5, 16.0]])
+    np.testing.assert_allclose(batch["scale"][0], np.array([12.0, 16.0]) * 1.25)  # already 3:4
+    assert batch["image_id"].tolist() == [139, 139] and batch["keypoints"][..., 2].sum() == 0

@@ -150,3 +150,13 @@ def test_agrees_with_pycocotools():
         theirs = oks_pycocotools.evaluate(gts, dets, image_ids=range(1, 8))
         assert ours == pytest.approx(theirs, abs=1e-12), (ours, theirs)
         assert 0 < ours["AP"] < 1
+
+
+def test_person_results_rescore_and_suppress():
+    rng = np.random.default_rng(4)
+    xy = _layout(rng)
+    kp = np.concatenate([np.stack([xy, xy + 0.3, xy + 80]), np.full((3, K, 1), 0.5)], axis=2)
+    kp[2, :, 2] = 0.1  # every joint below the 0.2 threshold: score 0
+    results = oks.person_results([5, 5, 5], kp, box_scores=[1.0, 0.9, 1.0], areas=[3600.0] * 3)
+    assert [r["score"] for r in results] == pytest.approx([0.5, 0.0])  # the near-duplicate (0.45) is suppressed
+    np.testing.assert_allclose(results[1]["keypoints"][:, :2], xy + 80)

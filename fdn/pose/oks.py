@@ -232,6 +232,24 @@ def oks_nms(dets, threshold=NMS_THRE, sigmas=joints.COCO_OKS_SIGMAS) -> list[int
     return keep
 
 
+def person_results(image_ids, keypoints, box_scores, areas, nms_threshold=NMS_THRE) -> list[dict]:
+    """SimpleBaseline's COCO post-processing: one result per person crop -> ``evaluate``'s detections.
+
+    ``keypoints`` (N, K, 3): x, y in image pixels and the joint's heatmap maximum; each person is rescored
+    (``rescore`` with its ``box_scores``: 1 for ground-truth boxes, the detector's score otherwise), then each
+    image's persons go through ``oks_nms`` with ``areas`` (the crop boxes' w x h).
+    """
+    by_image: dict = {}
+    for i, image_id in enumerate(image_ids):
+        det = {"image_id": image_id, "keypoints": np.asarray(keypoints[i], np.float64)}
+        det |= {"score": rescore(keypoints[i], float(box_scores[i])), "area": float(areas[i])}
+        by_image.setdefault(image_id, []).append(det)
+    out = []
+    for dets in by_image.values():
+        out += [dets[i] for i in sorted(oks_nms(dets, nms_threshold))]
+    return out
+
+
 def _read_json_list(path, what):
     path = Path(path)
     if not path.exists():
