@@ -15,7 +15,9 @@ The JSON form gives splits ``train`` (22,246 persons) and ``valid`` (2,958); ``v
 visibility (1 - ``jnt_missing``) and the head sizes from ``gt_valid.mat``, the file SimpleBaseline's PCKh is
 scored against. ``train`` has no head boxes (``keypoint_norm`` 0). The official ``.mat`` has no validation split:
 it gives ``trainval``, every person with joint annotations in a training image (``img_train``), with head sizes
-from each person's head rectangle (x1, y1, x2, y2); for Tompson's validation split use the JSON form.
+from each person's head rectangle (x1, y1, x2, y2); for Tompson's validation split use the JSON form. A joint's
+``v`` is 1 when it is annotated (the release's ``is_visible`` flag, often empty, is not used: SimpleBaseline's
+``joints_vis`` also means "annotated"); rectangles without joints, position or scale are skipped.
 
 As SimpleBaseline's loader: the person centre moves down by 15 x scale (``c[1] += 15 * s``) and the box is
 200 x scale pixels square (the 1.25 enlargement is the pipeline's), and MATLAB's 1-based coordinates become
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
+from absl import logging
 
 from fdn.data import base, pose_records
 from fdn.pose import joints
@@ -120,12 +123,10 @@ def _items(value):
     return [value]
 
 
-def _number(value):
-    """A MATLAB scalar that may be a number, a numeric string or empty; None when empty."""
+def _scalar(value):
+    """A MATLAB scalar field as float, None when it is empty (the release leaves some fields empty)."""
     array = np.asarray(value).ravel()
-    if array.size == 0:
-        return None
-    return float(array[0]) if array.dtype.kind != "U" else float(array[0] or 0)
+    return None if array.size == 0 else float(array[0])
 
 
 def read_official(path):
@@ -144,7 +145,7 @@ def read_official(path):
         raise pose_records.AnnotationError(f"{path}: RELEASE lacks a field ({e}); download {OFFICIAL_URL}") from None
     if len(annolist) != len(img_train):
         raise pose_records.AnnotationError(f"{path}: RELEASE.annolist and RELEASE.img_train differ in length")
-    persons = []
+    persons, skipped = [], 0
     for i, (entry, train) in enumerate(zip(annolist, img_train)):
         if not train:
             continue
@@ -156,12 +157,16 @@ def read_official(path):
             raise pose_records.AnnotationError(f"{path}: {where}: missing field ({e})") from None
         for r, rect in enumerate(rects):
             points = _items(getattr(getattr(rect, "annopoints", None), "point", None))
-            if not points:
-                continue  # a person without joint annotations
+            objpos = getattr(rect, "objpos", None)
+            scale = _scalar(getattr(rect, "scale", []))
+            if not points or scale is None or not hasattr(objpos, "x"):
+                skipped += 1  # a person without joint annotations, or without the position and scale of a person
+                continue
             try:
-                scale = float(rect.scale)
-                center = (float(rect.objpos.x), float(rect.objpos.y))
-                headbox = ((rect.x1, rect.y1), (rect.x2, rect.y2))
+                center = (float(objpos.x), float(objpos.y))
+                headbox = [_scalar(getattr(rect, key)) for key in ("x1", "y1", "x2", "y2")]
+                if None in headbox:
+                    raise ValueError("the head rectangle x1, y1, x2, y2 is empty")
                 keypoints = np.zeros((NUM_JOINTS, 3))
                 for point in points:
                     k = int(point.id)
@@ -172,6 +177,9 @@ def read_official(path):
                 raise pose_records.AnnotationError(f"{path}: {where}.annorect({r + 1}): malformed ({e})") from None
             center, size = person_box(center, scale)
             persons.append((name, center, size, keypoints, head_size(headbox)))
+    logging.info(
+        "%s: %d annotated persons in training images, %d rectangles without joints skipped", path, len(persons), skipped
+    )
     return persons
 
 
