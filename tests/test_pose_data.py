@@ -287,3 +287,16 @@ def test_detection_boxes_as_an_evaluation_source(tmp_path):
     np.testing.assert_allclose(batch["center"], [[10.0, 13.0], [24.5, 16.0]])
     np.testing.assert_allclose(batch["scale"][0], np.array([12.0, 16.0]) * 1.25)  # already 3:4
     assert batch["image_id"].tolist() == [139, 139] and batch["keypoints"][..., 2].sum() == 0
+
+
+@pytest.mark.parametrize("skeleton", [joints.MPII, joints.COCO], ids=lambda s: s.name)
+def test_joint_tables_pair_left_with_right(skeleton):
+    perm = skeleton.flip_permutation()
+    assert sorted(perm) == list(range(skeleton.num_joints)) and (perm[perm] == np.arange(skeleton.num_joints)).all()
+    for k, name in enumerate(skeleton.names):
+        mirrored = name.replace("left", "@").replace("right", "left").replace("@", "right")
+        mirrored = mirrored.replace("l_", "@").replace("r_", "l_").replace("@", "r_") if name[1] == "_" else mirrored
+        assert skeleton.names[perm[k]] == mirrored, (name, skeleton.names[perm[k]])
+    assert len(joints.COCO_OKS_SIGMAS) == joints.COCO.num_joints
+    with pytest.raises(joints.UnknownSkeletonError, match="voc_sbd"):
+        pose_pipeline.augment_for("voc_sbd")

@@ -75,11 +75,9 @@ PAD_RGB = tuple(int(round(v)) for v in IMAGENET_MEAN * 255)  # the mean colour: 
 
 
 def augment_for(dataset: str) -> PoseAugment:
-    """SimpleBaseline's training settings for ``mpii_human_pose`` or ``coco_keypoints``."""
-    key = dataset.split("/")[0]
-    if key not in AUGMENT:
-        raise KeyError(f"no pose settings for dataset {dataset!r}; known: {sorted(AUGMENT)}")
-    return AUGMENT[key]
+    """SimpleBaseline's training settings for ``mpii_human_pose`` or ``coco_keypoints`` (a ``UserError`` for
+    another name)."""
+    return AUGMENT[joints.skeleton(dataset).name]
 
 
 def _pair(size):

@@ -12,6 +12,12 @@ import dataclasses
 
 import numpy as np
 
+from fdn.errors import UserError
+
+
+class UnknownSkeletonError(UserError, KeyError):
+    """A dataset name without a joint table here (a config naming a pose dataset fdn does not know)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Skeleton:
@@ -112,5 +118,5 @@ def skeleton(dataset: str) -> Skeleton:
     """The skeleton of ``dataset`` (``mpii_human_pose`` or ``coco_keypoints``, optionally with ``/config``)."""
     key = dataset.split("/")[0]
     if key not in SKELETONS:
-        raise KeyError(f"no joint table for dataset {dataset!r}; known: {sorted(SKELETONS)}")
+        raise UnknownSkeletonError(f"no joint table for dataset {dataset!r}; known: {sorted(SKELETONS)}")
     return SKELETONS[key]
