@@ -37,7 +37,7 @@ def _pad(arrays, shape, dtype):
     return out
 
 
-def _record_order(key, step, batch_size, num_records):
+def record_order(key, step, batch_size, num_records):
     """Record indices of ``step``: position ``step * B + i`` of the endless stream of per-epoch permutations."""
     first = step * batch_size
     epoch0 = first // num_records
@@ -52,7 +52,7 @@ def _record_order(key, step, batch_size, num_records):
 @functools.partial(jax.jit, static_argnames=("batch_size", "crop_size", "min_side", "scale_range", "taps"))
 def _batch(data, key, step, *, batch_size, crop_size, min_side, scale_range, taps):
     order_key, augment_key = jax.random.split(key)
-    index = _record_order(order_key, step, batch_size, data["sizes"].shape[0])
+    index = record_order(order_key, step, batch_size, data["sizes"].shape[0])
     keys = jax.random.split(jax.random.fold_in(augment_key, step), batch_size)
     labels = {k: v[index] for k, v in data["labels"].items()}
     one = functools.partial(
