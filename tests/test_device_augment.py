@@ -262,8 +262,9 @@ def test_voc_pixel_statistics_match_the_host():
 
 
 def test_fdn_shapes_pixel_statistics_match_the_host():
-    """The same comparison on fdn_shapes images (128 x 160, crop 112 > the shorter side at s < 0.875)."""
-    records = [shapes.render("train", i) for i in range(8)]
+    """The same comparison on one fdn_shapes image (128 x 160, crop 112): with one image the spread is the
+    augmentation's alone, so the test sees small shifts (a 4 % error in the /255 fails it)."""
+    records = [shapes.render("train", 3)]
     crop, n = 112, 128
     source = DeviceStage2Source.build(records, crop, crop, SCALES, task=augment.BOTH)
     device = [jax.device_get(source.batch(jax.random.key(4), step, 64)) for step in range(n // 64)]
