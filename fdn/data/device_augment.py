@@ -21,11 +21,13 @@ cubic kernel is Keys' a = -0.5 too but which samples differently at the borders 
 * image: separable bicubic (a = -0.5), support widened by ``in / out`` when downscaling (antialias), taps
   normalised to sum 1, horizontal pass first, each pass rounded half up and clipped to uint8 as Pillow's
   8-bit passes are. Pillow computes the weights in double and applies them in 22-bit fixed point; here they
-  are float32: results differ by at most one grey level on some pixels (tests/test_device_augment.py
-  measures it on the real VOC samples);
+  are float32: a pass can round the other way, so a value differs by one grey level now and then (two at
+  worst, where both passes do; measured on 40 crops 350 of the five VOC samples at the paper's VOC settings:
+  0.017 % of the values off by one, none by two; tests/test_device_augment.py bounds it);
 * label maps: nearest, source index ``floor((i + 0.5) * in / out)`` in exact integer arithmetic. Pillow
   accumulates ``in / out`` in double, which is exact for integer and half-integer ratios (equal there, tested)
-  and can land on the other side of a tie elsewhere (a pixel now and then, at a label edge).
+  and can land on the other side of an exact tie elsewhere (500 -> 350: rows 17, 24, ... read one row
+  further); 0.008 % of the label pixels differ in the measurement above.
 """
 
 from __future__ import annotations
