@@ -280,3 +280,11 @@ def test_fdn_shapes_pixel_statistics_match_the_host():
             assert np.all(np.abs(a.mean(0) - b.mean(0)) < 4 * error), (key, stat.__name__, a.mean(0), b.mean(0))
     labels = np.concatenate([b["segmentation"] for b in device])
     assert set(np.unique(labels).tolist()) <= set(range(7))  # fdn_shapes has no 255 and min_side = crop
+
+
+def test_bench_data_measures_the_device_path():
+    from fdn.bench import data as bench_data
+
+    bench_data.FLAGS(["bench", "--path=device", "--crop=24", "--batch_size=4", "--seconds=0.2", "--device_records=3"])
+    rate, batches, decode_s, first_s, kind = bench_data.measure_device(bench_data.SyntheticJpegSource(5, (30, 40)))
+    assert rate > 0 and batches >= 1 and decode_s >= 0 and first_s > 0 and kind
