@@ -127,7 +127,8 @@ class CandidateTrainer:
         start = time.perf_counter()
         if owner:
             try:
-                future.set_result(build())
+                with _compile_lock(key):  # one device compiles, the others then load it (XLA cache)
+                    future.set_result(build())
             except Exception as err:  # noqa: BLE001  (reported as the candidate's failure reason)
                 future.set_exception(CandidateFailure(failure_reason(err, f"compiling {key[1]}")))
         exe = future.result()
@@ -435,6 +436,22 @@ class CandidateTrainer:
             decoder_vars,
             functools.partial(self.programs.to_ordinary, genotype=genotype),
         )
+
+
+_COMPILE_LOCKS: dict = {}
+_COMPILE_LOCKS_GUARD = threading.Lock()
+
+
+def _compile_lock(key) -> threading.Lock:
+    """One lock per program across this process's trainers (one per device, `fdn.search.parallel`).
+
+    Workers that meet the same program at once compile it one after another: with the persistent cache on
+    (``compilation_cache_dir``), the first writes it and the others load it where the cache key ignores the
+    device (GPU); on CPU each device still compiles its own, but one at a time, so the peak memory of N
+    concurrent XLA compiles (which got a 4-device demo OOM-killed on a 23 GB host) is never reached.
+    """
+    with _COMPILE_LOCKS_GUARD:
+        return _COMPILE_LOCKS.setdefault(key, threading.Lock())
 
 
 def _on(device):
