@@ -69,8 +69,14 @@ def search_config() -> ml_collections.ConfigDict:
 
     c.candidate = candidate_default_config()
     c.max_stage = 2  # 1: score candidates by their stage-1 reward only (no end-to-end stage; quick looks)
-    c.compile_ahead = False  # propose one candidate ahead and compile it while the current one trains (see
-    #                          fdn.search.proposals.next_proposal: a one-step policy lag, so off by default)
+    c.compile_ahead = False  # propose one candidate ahead and compile it while the current one trains: the
+    #                          same results as parallel.lag=1 (a one-step policy lag, so off by default); it
+    #                          raises the lag to at least 1 and, with one worker, precompiles the next candidate
+
+    c.parallel = ml_collections.ConfigDict()  # candidates trained at once, one per local device (fdn.search.parallel)
+    c.parallel.workers = 0  # 0 = every local accelerator device (1 on CPU); a runtime key: it never changes results
+    c.parallel.lag = 0  # candidate i is proposed (and early-stopped) knowing the rewards of 0..i-1-lag; 0 = the
+    #                     paper's sequential search; results depend on (seed, lag), so use lag >= workers
 
     c.early_stop = ml_collections.ConfigDict()
     c.early_stop.enabled = True  # the official TaskPerformer rule after stage 1

@@ -5,10 +5,12 @@ The search tests pass ``CandidateTrainer`` (this module's) as the loop's ``train
 itself (resume, failures, determinism, early stop) in seconds; ``tests/test_search.py`` also runs the real
 trainer on ``configs/voc.py:tiny``. The reward is a deterministic function of the genotype plus noise from the
 candidate key, so a controller can learn it (more conv3x3 ops = better), plus, in stage 2, a term computed from
-the ``stage2.steps_per_epoch`` batches it takes from the shared stage-2 stream, so that a resume which restores
-the data stream wrongly changes the rewards. ``FDN_FAKE_SLEEP`` (seconds per stage) slows it down for the kill
-tests; ``FDN_FAKE_FAIL`` ("stage1:N,nan:M", or "stage1:*" for every candidate) makes candidate N raise
-`CandidateFailure` / candidate M give NaN.
+the ``stage2.steps_per_epoch`` batches it takes from the candidate's own stage-2 stream (seeded by the candidate
+index, `fdn.search.parallel.streams`), so that a search which feeds a candidate another candidate's batches
+changes the rewards. Each trainer is built for one ``device`` (None: the default) and draws its noise there.
+``FDN_FAKE_SLEEP`` (seconds per stage) slows it down for the kill tests; ``FDN_FAKE_FAIL`` ("stage1:N,nan:M",
+or "stage1:*" for every candidate) makes candidate N raise `CandidateFailure` / candidate M give NaN (N, M:
+candidate indices, whichever worker trains them).
 
 ``python -m tests.fake_candidate FLAGS`` is ``python -m fdn.search FLAGS`` with this trainer (for the tests
 that kill or interrupt a search process); with ``FDN_TRAINER=real`` it uses the real `fdn.candidate` trainer.
@@ -26,6 +28,7 @@ import jax
 import numpy as np
 
 from fdn.candidate.protocol import CandidateFailure, StageResult
+from fdn.search.parallel import streams
 
 
 def _faults():
@@ -64,9 +67,11 @@ class CandidateTrainer:
         val_batches,
         *,
         expand_first_block=True,
+        device=None,
     ):
         self.config = config
         self.train_batches = train_batches
+        self.device = device
         self.calls = 0
         self.sleep = float(os.environ.get("FDN_FAKE_SLEEP", "0"))
 
@@ -76,6 +81,7 @@ class CandidateTrainer:
     def _result(self, genotype, key, scale, data=0.0):
         ops = [genotype.op0] + [o for p in genotype.pairs for o in p[2:]]
         skill = sum(o == 1 for o in ops) / len(ops)
+        key = key if self.device is None else jax.device_put(key, self.device)
         noise = float(jax.random.uniform(key, (), minval=-0.02, maxval=0.02))
         reward = scale * (0.2 + 0.6 * skill) + noise + data
         metrics = {"miou": reward, "macc": reward, "fwiou": reward, "reward": reward}
@@ -91,8 +97,15 @@ class CandidateTrainer:
             to_ordinary=_no_variables,
         )
 
+    def _index(self):
+        """The candidate's index (the search's workers set it), or this trainer's call count outside a search."""
+        try:
+            return streams.current_index()
+        except streams.NoCandidateError:
+            return self.calls
+
     def stage1(self, genotype, key):
-        index = self.calls
+        index = self._index()
         self.calls += 1
         time.sleep(self.sleep)
         fault = _fault(index)
@@ -108,7 +121,7 @@ class CandidateTrainer:
         steps = self.config.stage2.epochs * self.config.stage2.steps_per_epoch
         if steps <= 0:  # the search resolves 0 (fdn.search.setup); the stream is endless
             raise CandidateFailure(f"stage 2: {steps} steps")
-        stream = self.train_batches()  # the shared stream: its position is checkpointed
+        stream = self.train_batches()  # the candidate's own stream (fdn.search.parallel.streams)
         return self._result(genotype, key, 1.0, data=_data_term([next(stream) for _ in range(steps)]))
 
 

@@ -36,7 +36,7 @@ def test_matches_the_official_rule_draw_for_draw():
     for i in range(600):
         reward = float(np.clip(rng.normal(0.3 + 0.0005 * i, 0.1), 0, 1)) if i % 7 else 0.0
         before = int(state["draws"])
-        state, go_on, info = early_stop.step(state, reward)
+        state, go_on, info = early_stop.step(state, reward, i)
         if int(state["draws"]) > before:
             draws.append(info["tolerance"])
         assert go_on == reference.step(reward)
@@ -47,7 +47,7 @@ def test_matches_the_official_rule_draw_for_draw():
 
 
 def test_above_the_mean_continues_and_counts_twice():
-    state, go_on, info = early_stop.step(early_stop.init(0), 0.5)
+    state, go_on, info = early_stop.step(early_stop.init(0), 0.5, 0)
     assert go_on and info["tolerance"] is None
     assert int(state["n_steps"]) == 2 and int(state["draws"]) == 0
     assert float(state["maxval"]) == pytest.approx(0.99 * 0.01 + 0.01 * 0.5)
@@ -56,17 +56,17 @@ def test_above_the_mean_continues_and_counts_twice():
 def test_delta_schedule_fires_when_n_steps_lands_on_100():
     state = early_stop.init(0)
     state["n_steps"] = np.int64(100)
-    state, _, info = early_stop.step(state, 0.0)
+    state, _, info = early_stop.step(state, 0.0, 0)
     assert info["delta"] == pytest.approx(0.9 * 0.9)
     state["n_steps"] = np.int64(150)
-    state, _, info = early_stop.step(state, 0.0)
+    state, _, info = early_stop.step(state, 0.0, 1)
     assert info["delta"] == pytest.approx(0.81)
 
 
 def test_zero_reward_always_stops():
     state = early_stop.init(3)
-    for _ in range(20):
-        state, go_on, _ = early_stop.step(state, 0.0)
+    for i in range(20):
+        state, go_on, _ = early_stop.step(state, 0.0, i)
         assert not go_on
 
 
@@ -80,7 +80,7 @@ def test_continue_probability_matches_the_formula():
         state["maxval"] = np.float64((maxval - 0.01 * reward) / 0.99)  # so that the updated mean is maxval
         state["delta"] = np.float64(delta)
         state["n_steps"] = np.int64(1)
-        _, go_on, _ = early_stop.step(state, reward)
+        _, go_on, _ = early_stop.step(state, reward, 0)
         hits += go_on
     assert expected == pytest.approx(1 - (1 - reward / maxval) / delta)
     assert hits / n == pytest.approx(expected, abs=0.03)
@@ -91,10 +91,10 @@ def test_seeded_and_resumable_through_json():
     exactly as the uninterrupted one."""
     rewards = np.random.default_rng(1).uniform(0, 0.05, 50)
 
-    def run(state, rs):
+    def run(state, rs, start=0):
         out = []
-        for r in rs:
-            state, go_on, _ = early_stop.step(state, r)
+        for i, r in enumerate(rs, start):
+            state, go_on, _ = early_stop.step(state, r, i)
             out.append(go_on)
         return state, out
 
@@ -104,7 +104,18 @@ def test_seeded_and_resumable_through_json():
     _, other = run(early_stop.init(12), rewards)
     assert other != straight
     half, first = run(early_stop.init(11), rewards[:25])
-    saved = json.loads(json.dumps({k: (float(v) if k in ("maxval", "delta") else int(v)) for k, v in half.items()}))
-    restored = {k: (np.float64(v) if k in ("maxval", "delta") else np.int64(v)) for k, v in saved.items()}
-    _, second = run(restored, rewards[25:])
+    restored = early_stop.from_json(json.loads(json.dumps(early_stop.to_json(half))))
+    _, second = run(restored, rewards[25:], 25)
     assert first + second == straight
+
+
+def test_the_draw_is_keyed_by_the_candidate_index_not_by_earlier_draws():
+    """Issue 13: candidate i draws the same u whichever state it decides against (with a lag, an older one),
+    and different candidates draw differently."""
+    low = early_stop.init(5)
+    low["maxval"] = np.float64(0.5)  # every reward below the mean: a draw each time
+    fresh = dict(low)
+    after_draws = dict(low, draws=np.int64(17))  # as if 17 candidates had drawn before
+    us = {early_stop.step(s, 0.3, 9)[2]["tolerance"] for s in (fresh, after_draws)}
+    assert len(us) == 1
+    assert early_stop.step(fresh, 0.3, 10)[2]["tolerance"] not in us

@@ -100,7 +100,8 @@ def test_same_seed_same_search_and_resume_is_seamless(voc_dir, tmp_path):
     """Two runs with one seed agree; a run stopped after 2 and resumed to 5 equals an uninterrupted one."""
     straight = strip_times(run_log.read(_run_to(voc_dir, tmp_path / "a", 5)))
     # Rewards that carry information: non-zero, and from stage 2, where the fake trainer's reward depends on
-    # the batches it took from the checkpointed stage-2 stream (a wrongly restored stream changes them).
+    # the batches of the candidate's own stage-2 stream (seeded by its index: another candidate's batches
+    # change them).
     assert all(r["reward"] > 0 for r in straight) and sum(r["stage"] == 2 for r in straight) >= 3
     again = strip_times(run_log.read(_run_to(voc_dir, tmp_path / "b", 5)))
     assert straight == again

@@ -103,7 +103,8 @@ class TrainerFactory(Protocol):
     ``config`` is the search config's ``candidate`` block; ``encoder_variables`` the encoder every candidate
     starts from, in the layout ``expand_first_block`` names; ``stage1_cache`` from
     ``fdn.candidate.build_stage1_cache``; ``train_batches() -> iterator`` the stage-2 stream; ``val_batches``
-    the meta-val batches.
+    the meta-val batches; ``device`` the one device its inputs are committed to (None: the default device,
+    nothing committed), one trainer per search worker (`fdn.search.parallel`).
     """
 
     def __call__(
@@ -116,4 +117,5 @@ class TrainerFactory(Protocol):
         val_batches: Iterable[dict],
         *,
         expand_first_block: bool = True,
+        device=None,
     ) -> Trainer: ...

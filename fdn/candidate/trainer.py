@@ -9,6 +9,10 @@ search compiles each program once; with ``'per_genotype'`` every new genotype co
 waiting for a compile in flight joins it instead of compiling twice), and ``enable_compilation_cache(dir)``
 turns on XLA's persistent cache across runs.
 
+With ``device`` (one trainer per search worker, `fdn.search.parallel`) the encoder, the stage-1 cache and the
+meta-val features are committed to that device and every program is compiled for it (single-device
+shardings), so the trainer runs there whatever thread calls it; None keeps JAX's default device.
+
 Nothing syncs with the host inside stage 1; stage 2 checks its loss every ``check_every`` steps. A NaN or
 Inf loss, an out-of-memory error or a compile error raises ``CandidateFailure`` with the reason (the official
 code silently turned every ``RuntimeError`` into reward 0).
@@ -17,6 +21,7 @@ code silently turned every ``RuntimeError`` into reward 0).
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import threading
 import time
@@ -60,6 +65,7 @@ class CandidateTrainer:
       val_batches: meta-val batches {'image', 'segmentation', 'valid'} (``eval_dataset``), read once.
       expand_first_block: the encoder's layout (``fdn.models.encoder``), as ``encoder_variables`` have it:
         every program that runs the encoder (meta-val features, stage 2) must build the same one.
+      device: the device to train on (inputs committed there, programs compiled for it); None: the default.
 
     Implements ``fdn.candidate.protocol.Trainer``; the class itself is the search's ``TrainerFactory``.
     """
@@ -74,13 +80,17 @@ class CandidateTrainer:
         val_batches: Iterable[dict],
         *,
         expand_first_block: bool = True,
+        device=None,
     ):
         self.config = config
+        self.device = device
+        # Programs compiled for one device take (and move) uncommitted inputs there and leave results there.
+        self._placed = {} if device is None else dict.fromkeys(("in_shardings", "out_shardings"), _on(device))
         self.num_classes = int(num_classes)
         d = config.decoder
         self.settings = DecoderSettings(self.num_classes, d.agg_size, d.repeats, d.aux_cell)
-        self.encoder_variables = jax.device_put(encoder_variables)
-        self.cache = stage1_cache
+        self.encoder_variables = jax.device_put(encoder_variables, device)
+        self.cache = stage1_cache if device is None else _cache_on(stage1_cache, device)
         self.train_batches = train_batches
         self.expand_first_block = bool(expand_first_block)
         self.programs = make_programs(config.programs, self.settings, self.expand_first_block)
@@ -117,7 +127,8 @@ class CandidateTrainer:
         start = time.perf_counter()
         if owner:
             try:
-                future.set_result(build())
+                with _compile_lock(key):  # one device compiles, the others then load it (XLA cache)
+                    future.set_result(build())
             except Exception as err:  # noqa: BLE001  (reported as the candidate's failure reason)
                 future.set_exception(CandidateFailure(failure_reason(err, f"compiling {key[1]}")))
         exe = future.result()
@@ -186,7 +197,7 @@ class CandidateTrainer:
             )
             state = jax.eval_shape(lambda: steps.init_state(tx, jnp.zeros(flattener.size), abstract[N.BATCH_STATS]))
             args = (state, jax.random.PRNGKey(0), *self._cache_args(), self.programs.plan(genotype))
-            return jax.jit(program, donate_argnums=0).lower(*args).compile()
+            return jax.jit(program, donate_argnums=0, **self._placed).lower(*args).compile()
 
         return self._executable((self.programs.key(genotype), "stage1"), build)
 
@@ -207,7 +218,7 @@ class CandidateTrainer:
 
             cm = jax.ShapeDtypeStruct((self.num_classes, self.num_classes), jnp.int32)
             return (
-                jax.jit(fn)
+                jax.jit(fn, **self._placed)
                 .lower(abstract, feats, b["segmentation"], b["valid"], cm, self.programs.plan(genotype))
                 .compile()
             )
@@ -255,7 +266,8 @@ class CandidateTrainer:
             size = (c.crop_size, c.crop_size)
             images = jax.ShapeDtypeStruct((c.batch_size, *size, 3), jnp.float32)
             labels = jax.ShapeDtypeStruct((c.batch_size, *size), jnp.uint8)
-            return jax.jit(fn, donate_argnums=0).lower(state, images, labels, self.programs.plan(genotype)).compile()
+            exe = jax.jit(fn, donate_argnums=0, **self._placed)
+            return exe.lower(state, images, labels, self.programs.plan(genotype)).compile()
 
         return self._executable((self.programs.key(genotype), "stage2"), build)
 
@@ -424,6 +436,37 @@ class CandidateTrainer:
             decoder_vars,
             functools.partial(self.programs.to_ordinary, genotype=genotype),
         )
+
+
+_COMPILE_LOCKS: dict = {}
+_COMPILE_LOCKS_GUARD = threading.Lock()
+
+
+def _compile_lock(key) -> threading.Lock:
+    """One lock per program across this process's trainers (one per device, `fdn.search.parallel`).
+
+    Workers that meet the same program at once compile it one after another: with the persistent cache on
+    (``compilation_cache_dir``), the first writes it and the others load it where the cache key ignores the
+    device (GPU); on CPU each device still compiles its own, but one at a time, so the peak memory of N
+    concurrent XLA compiles (which got a 4-device demo OOM-killed on a 23 GB host) is never reached.
+    """
+    with _COMPILE_LOCKS_GUARD:
+        return _COMPILE_LOCKS.setdefault(key, threading.Lock())
+
+
+def _on(device):
+    return jax.sharding.SingleDeviceSharding(device)
+
+
+def _cache_on(cache: Stage1Cache, device) -> Stage1Cache:
+    """A copy of ``cache`` on ``device`` (the host-side build is shared; each worker's device holds its own)."""
+    put = functools.partial(jax.device_put, device=device)
+    return dataclasses.replace(
+        cache,
+        features=tuple(put(f) for f in cache.features),
+        labels=put(cache.labels),
+        teacher=None if cache.teacher is None else put(cache.teacher),
+    )
 
 
 def _check_finite(losses: np.ndarray, what: str):

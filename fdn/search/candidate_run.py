@@ -38,8 +38,13 @@ def _empty_record() -> dict:
     }
 
 
-def run_candidate(trainer: Trainer, genotype, key, es_state, config, on_stage=None) -> tuple[dict, dict]:
-    """Trains and scores one candidate; returns (its log fields, the new early-stop state).
+def run_candidate(
+    trainer: Trainer, genotype, key, es_state, config, on_stage=None, *, index: int = 0
+) -> tuple[dict, dict]:
+    """Trains and scores candidate ``index``; returns (its log fields, the early-stop state after its reward).
+
+    ``es_state`` is the state the early-stop rule decides against (with ``parallel.lag`` an older one than
+    the search's latest: `fdn.search.parallel`); its draw is keyed by ``index``.
 
     Any exception but KeyboardInterrupt (`CandidateFailure`, out of memory, a compile error) and any
     non-finite reward or metric makes the reward 0 with the reason recorded; the search goes on. A failure in
@@ -77,7 +82,7 @@ def run_candidate(trainer: Trainer, genotype, key, es_state, config, on_stage=No
         rec["stage1_reward"] = rec["reward"]
         go_on = True
         if config.early_stop.enabled:
-            es_state, go_on, info = early_stop.step(es_state, rec["reward"])
+            es_state, go_on, info = early_stop.step(es_state, rec["reward"], index)
             rec["early_stop_threshold"] = info["threshold"]
         if not go_on:
             rec["stopped_early"] = True
@@ -92,7 +97,7 @@ def run_candidate(trainer: Trainer, genotype, key, es_state, config, on_stage=No
         rec["failure"] = failure_reason(err)
         rec.update(stage=stage, reward=0.0)
         if stage == 1 and config.early_stop.enabled and rec["early_stop_threshold"] is None:
-            es_state, _, info = early_stop.step(es_state, 0.0)
+            es_state, _, info = early_stop.step(es_state, 0.0, index)
             rec["early_stop_threshold"] = info["threshold"]
     rec["seconds"] = seconds
     rec["steps_per_s"] = steps_per_s

@@ -1,6 +1,6 @@
 """The search loop: propose -> stage 1 -> early stop -> stage 2 -> reward -> agent update -> log -> checkpoint.
 
-One candidate at a time, top to bottom (paper.md 3)::
+With ``parallel.lag`` L = 0 (the default) it is the paper's loop, one candidate at a time (paper.md 3)::
 
     genotype = agent.propose()                      # the controller samples
     r1 = trainer.stage1(genotype)                   # decoder only, on the cached encoder outputs
@@ -9,14 +9,20 @@ One candidate at a time, top to bottom (paper.md 3)::
     agent.update(genotype, r)                       # failures count with reward 0
     candidates.jsonl += one line; checkpoint        # in that order (see fdn.search.run_log)
 
-Resuming: ``--workdir`` of an existing run restores the agent, early-stop state, RNG key and data iterator
-from the latest checkpoint and cuts ``candidates.jsonl`` back to the length recorded with it, so a killed
-run (SIGKILL included) loses at most the candidate in flight. Every candidate's randomness comes from the
-loop key, split once per candidate, so a resumed run proposes and trains exactly what an uninterrupted one
-would (on CPU). A resume with other result-deciding settings, a log shorter than its checkpoint or a damaged
-checkpoint stop at once with one line (`fdn.errors.UserError`), before anything is written.
+With L > 0, candidates ``i+1..i+L`` are proposed before candidate ``i`` is committed and train meanwhile on
+the other workers (`fdn.search.parallel`: one per local device, ``parallel.workers``); commits stay in index
+order (`fdn.search.proposals` has the order of agent calls). Every candidate's randomness (init, stage-2
+batches, early-stop draw) is keyed by its index, so the log depends on (seed, L) only: one worker with L = 3
+writes the same candidates as four.
 
-Stopping: Ctrl-C and SIGTERM (`fdn.interrupts.StopSignals`) drop the candidate in flight; a signal during the
+Resuming: ``--workdir`` of an existing run restores the agent, the early-stop state and the proposals not yet
+committed from the latest checkpoint and cuts ``candidates.jsonl`` back to the length recorded with it, so a
+killed run (SIGKILL included) loses at most the candidates in flight, and a resumed run trains exactly what an
+uninterrupted one would (on CPU). A resume with other result-deciding settings, a log shorter than its
+checkpoint or a damaged checkpoint stop at once with one line (`fdn.errors.UserError`), before anything is
+written.
+
+Stopping: Ctrl-C and SIGTERM (`fdn.interrupts.StopSignals`) drop the candidates in flight; a signal during the
 log/checkpoint write waits for it to finish, so the last checkpoint is complete; the summary says which
 signal. ``failures.max_consecutive`` candidates failing in a row with one reason stop the search with one line
 (`fdn.search.failure_streak`), their lines and checkpoint kept.
@@ -32,14 +38,18 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from fdn import genotype as gt
 from fdn.agents import make_agent
 from fdn.candidate import CandidateTrainer, TrainerFactory, enable_compilation_cache
 from fdn.interrupts import StopSignals, exit_code_of
-from fdn.search import early_stop, progress, run_log
+from fdn.search import early_stop, progress, proposals, run_log
 from fdn.search import setup as setup_lib
-from fdn.search.candidate_run import run_candidate  # also importable from here (failure-injection tests)
+from fdn.search.candidate_run import run_candidate  # noqa: F401  (importable from here: failure-injection tests)
 from fdn.search.failure_streak import FailureStreak
-from fdn.search.proposals import CompileAhead, next_proposal
+from fdn.search.parallel.devices import worker_devices
+from fdn.search.parallel.local import InlineWorkers, LocalWorkers
+from fdn.search.parallel.workers import Outcome
+from fdn.search.proposals import Proposal
 from fdn.search.settings import RUNTIME_KEYS, fingerprint, result_settings  # noqa: F401  (RUNTIME_KEYS: public)
 from fdn.search.state import SearchCheckpointer, SearchState
 
@@ -93,16 +103,17 @@ def _signal_name(err: KeyboardInterrupt) -> str:
 
 
 class _Search:
-    """One session of a search: its restored state, set-up, log and checkpointer, and the steps of the loop."""
+    """One session of a search: its restored state, set-up, workers, log and checkpointer, and the loop's steps."""
 
     def __init__(self, config, workdir: Path, trainer_factory, refresh_report, log):
         self.config, self.workdir, self.log = config, workdir, log
         self.trainer_factory, self.refresh_report = trainer_factory, refresh_report
-        self.setup = self.logfile = self.bar = None
-        self.ahead = CompileAhead()
+        self.setup = self.logfile = self.bar = self.workers = None
+        self.lag = proposals.effective_lag(config)
         workdir.mkdir(parents=True, exist_ok=True)
         if config.candidate.compilation_cache_dir:  # before the set-up: the encoder and teacher compile there too
             enable_compilation_cache(config.candidate.compilation_cache_dir)
+        self.devices = worker_devices(config)  # a bad parallel.workers fails before anything is written
         self.agent = make_agent(config.agent, config.agent_config)
         self.checkpointer = SearchCheckpointer(workdir, result_settings(config))
         try:
@@ -124,27 +135,53 @@ class _Search:
             rng=np.asarray(jax.random.key_data(loop_key)),
             early_stop=early_stop.init(config.seed, config.early_stop.maxval, config.early_stop.delta),
         )
-        state = self.checkpointer.restore(fresh) or fresh
+        state = self.checkpointer.restore(fresh)
+        if state is None:
+            state = fresh
+            first, state.agent = proposals.initial(self.agent, fresh.agent, self.lag, fresh.rng, fresh.early_stop)
+            state.pending = [p.to_dict() for p in first]
         dropped = run_log.truncate_to(self.workdir, state.log_size)
         if state.counter:
             self.log(
                 f"search: resuming {self.workdir} after candidate {state.counter - 1}"
-                f"{f' (dropped {dropped} bytes of an unfinished candidate)' if dropped else ''}"
+                f"{f' (dropped {dropped} bytes of unfinished candidates)' if dropped else ''}"
             )
         return state, FailureStreak.from_records(run_log.read(self.workdir) if state.counter else [])
 
     def set_up(self) -> None:
-        self.setup = setup_lib.build(self.config, self.workdir, trainer_factory=self.trainer_factory, log=self.log)
-        setup_lib.restore_iterators(self.setup.iterators, self.state.data)
+        config = self.config
+        self.setup = setup_lib.build(
+            config, self.workdir, trainer_factory=self.trainer_factory, devices=self.devices, log=self.log
+        )
+        if len(self.setup.trainers) == 1:
+            self.workers = InlineWorkers(self.setup.trainer, config, precompile_next=bool(config.compile_ahead))
+        else:
+            names = [str(d) for d in self.setup.devices]
+            self.workers = LocalWorkers(self.setup.trainers, config, names)
+        if len(self.setup.trainers) > 1 or self.lag:
+            self.log(f"search: {len(self.setup.trainers)} worker(s), lag {self.lag}")
         self.logfile = run_log.RunLog(self.workdir)
 
     def loop(self, stops: StopSignals, show_progress: bool | None) -> None:
         config = self.config
         self.bar = progress.progress_bar(config, self.state.counter, show_progress)
+        for d in self.state.pending:  # the jobs of the last checkpoint: in flight or queued when it was written
+            if d["job"]["index"] < config.num_candidates:
+                self.workers.submit(Proposal.from_dict(d).job)
+        outcomes = {}
         while self.state.counter < config.num_candidates:
-            record, new_state = self.candidate()
+            index = self.state.counter
+            progress.set_stage(self.bar, index, "1-2", self.state.best_reward)
+            while index not in outcomes:
+                outcome = self.workers.next_outcome(timeout_s=None)
+                if outcome is None:
+                    raise RuntimeError(f"search: candidate {index} was never submitted (a bug)")
+                outcomes[outcome.index] = outcome
+            record, new_state, proposal = self.candidate(outcomes.pop(index))
             with stops.critical():
                 self.commit(record, new_state)
+            if proposal.index < config.num_candidates:
+                self.workers.submit(proposal.job)
             progress.after_candidate(self.bar, record, self.state.best_reward)
             if config.log.plot_every and self.state.counter % config.log.plot_every == 0:
                 self.refresh()
@@ -153,58 +190,52 @@ class _Search:
                 self.refresh()
                 self.streak.check(config.failures.max_consecutive, self.workdir)
 
-    def candidate(self) -> tuple[dict, SearchState]:
-        """Proposes, trains and scores the next candidate; returns its log record and the state after it."""
-        state, config, bar = self.state, self.config, self.bar
-        start = time.time()
+    def candidate(self, outcome: Outcome) -> tuple[dict, SearchState, Proposal]:
+        """Commits ``outcome`` (the next candidate in index order) to the agent and the early-stop state; returns
+        its log record, the state after it and the proposal it makes possible (candidate index + 1 + lag)."""
+        state, config = self.state, self.config
         index = state.counter
-        key, cand_key = jax.random.split(jax.random.wrap_key_data(state.rng))
-        genotype, agent_state, info, pending = next_proposal(self.agent, state, config.compile_ahead)
-        agent_seconds = time.time() - start
-        self.ahead.wait()  # the previous look-ahead compile, if still running
-        if pending is not None:
-            self.ahead.start(self.setup.trainer, pending)
-        progress.set_stage(bar, index, "1", state.best_reward)
-        rec, es_state = run_candidate(
-            self.setup.trainer,
-            genotype,
-            cand_key,
-            state.early_stop,
-            config,
-            on_stage=lambda s: progress.set_stage(bar, index, str(s), state.best_reward),
-        )
+        current = Proposal.from_dict(state.pending[0])
+        assert current.index == index == outcome.index, (current.index, index, outcome.index)
+        rec = dict(outcome.fields)
         agent_start = time.time()
-        agent_state, metrics = self.agent.update(agent_state, info["actions"], info["log_probs"], [rec["reward"]])
+        agent_state, metrics = self.agent.update(
+            state.agent, np.asarray([current.job.actions], np.int32), [current.log_prob], [rec["reward"]]
+        )
         metrics = jax.device_get(metrics)
-        rec["seconds"]["agent"] = agent_seconds + time.time() - agent_start
-        rec["seconds"]["total"] = time.time() - start
+        es_state = state.early_stop
+        if config.early_stop.enabled:  # the committed state takes every stage-1 reward in index order
+            es_state, _, _ = early_stop.step(es_state, rec["stage1_reward"] or 0.0, index)
+        proposal, agent_state = proposals.propose(self.agent, agent_state, index + 1 + self.lag, state.rng, es_state)
+        seconds = dict(rec["seconds"])
+        seconds["agent"] = time.time() - agent_start
+        seconds["total"] = seconds.pop("worker_total", 0.0) + seconds["agent"]
         record = {
             "index": index,
-            "genotype": genotype.to_list(),
-            "hash": genotype.short_hash,
+            "genotype": gt.Genotype.from_actions(list(current.job.actions)).to_list(),
+            "hash": gt.Genotype.from_actions(list(current.job.actions)).short_hash,
             **{k: rec[k] for k in rec if k != "seconds"},
             "controller_step": int(agent_state.step),
-            "entropy": float(info["entropies"][0]),
-            "log_prob": float(info["log_probs"][0]),
+            "entropy": current.entropy,
+            "log_prob": current.log_prob,
             "baseline": float(metrics["baseline"]),
             "agent": config.agent,
-            "seconds": rec["seconds"],
+            "seconds": seconds,
             "time": time.time(),
         }
         new_state = SearchState(
             agent=agent_state,
-            rng=np.asarray(jax.random.key_data(key)),
+            rng=state.rng,
             counter=index + 1,
             early_stop=es_state,
             best_reward=max(state.best_reward, rec["reward"]),
-            pending=pending,
+            pending=[*state.pending[1:], proposal.to_dict()],
         )
-        return record, new_state
+        return record, new_state, proposal
 
     def commit(self, record: dict, new_state: SearchState) -> None:
         """The log line, then the checkpoint that counts it (`fdn.search.run_log`); run inside ``critical()``."""
         new_state.log_size = self.logfile.append(record)
-        new_state.data = setup_lib.iterator_states(self.setup.iterators)
         new_state.elapsed = self.elapsed0 + time.time() - self.session_start
         self.checkpointer.save(new_state)
         self.state = new_state
@@ -218,7 +249,8 @@ class _Search:
             self.log(f"search: could not refresh the report: {type(err).__name__}: {err}")
 
     def close(self) -> None:
-        self.ahead.wait()
+        if self.workers is not None:
+            self.workers.close()
         if self.bar is not None:
             self.bar.close()
         if self.logfile is not None:

@@ -1,74 +1,70 @@
-"""Where the next candidate comes from: one fresh proposal, or (``compile_ahead``) one proposed a candidate
-ahead whose programs compile in a background thread while the current candidate trains."""
+"""Where candidates come from: the agent's proposals in a fixed order, ``lag`` candidates ahead of the commits.
+
+The order of agent calls never depends on the worker count or on timing (issue 13)::
+
+    propose 0..L from the initial agent state          # L = parallel.lag
+    after committing candidate j (in index order):     # agent.update, early-stop step, log line, checkpoint
+        propose candidate j + 1 + L
+
+so candidate ``i`` comes from the policy that has seen the rewards of ``0..i-1-L``, and its `Job` carries
+the early-stop state after the same candidates. L = 0 is the paper's sequential search. PPO keeps the
+sampling-time log-probabilities (`Proposal.log_prob`), so its update stays sound with a lag (the buffer is
+partly off-policy, as with compile-ahead before). Proposals not yet committed go into the checkpoint, so a
+resumed search trains exactly the jobs an uninterrupted one would. Proposals are made even past
+``num_candidates`` (a runtime key): the agent's random stream must not depend on where a session stops.
+"""
 
 from __future__ import annotations
 
-import threading
+import dataclasses
 
-import numpy as np
-
-from fdn import genotype as gt
-from fdn.candidate import Trainer
+from fdn.search import early_stop
+from fdn.search.parallel.workers import Job, candidate_key
 
 
-def next_proposal(agent, state, compile_ahead: bool):
-    """``(genotype, agent_state, info, pending)`` of the candidate to run now.
+@dataclasses.dataclass(frozen=True)
+class Proposal:
+    """A proposed candidate: the `Job` the workers train, plus what only the agent's update and the log need."""
 
-    Without compile-ahead: one fresh proposal. With it, proposals run one candidate ahead: the candidate to run
-    now was proposed (and its compile started) while the previous one trained, and the one after it is
-    proposed now, from the policy before this candidate's update. PPO corrects for that lag with the
-    sampling-time log-probabilities it stores; it is a deviation from the official loop, hence a setting.
-    ``pending`` (JSON-able) goes into the checkpoint so that a resumed run runs the same candidate.
-    """
-    agent_state = state.agent
-    if not compile_ahead:
-        genotypes, agent_state, info = agent.propose(agent_state, 1)
-        return genotypes[0], agent_state, info, None
-    if state.pending is None:
-        genotypes, agent_state, info = agent.propose(agent_state, 1)
-        current = _pending_of(info)
-    else:
-        current = state.pending
-    _, agent_state, info_next = agent.propose(agent_state, 1)
-    info = {
-        "actions": np.asarray([current["actions"]], np.int32),
-        "log_probs": np.asarray([current["log_prob"]]),
-        "entropies": np.asarray([current["entropy"]]),
-    }
-    return gt.Genotype.from_actions(current["actions"]), agent_state, info, _pending_of(info_next)
+    job: Job
+    log_prob: float  # at sampling time: what PPO's ratio and REINFORCE's gradient use
+    entropy: float
+
+    @property
+    def index(self) -> int:
+        return self.job.index
+
+    def to_dict(self) -> dict:
+        return {"job": self.job.to_dict(), "log_prob": self.log_prob, "entropy": self.entropy}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Proposal:
+        return cls(Job.from_dict(d["job"]), float(d["log_prob"]), float(d["entropy"]))
 
 
-def _pending_of(info) -> dict:
-    return {
-        "actions": [int(a) for a in info["actions"][0]],
-        "log_prob": float(info["log_probs"][0]),
-        "entropy": float(info["entropies"][0]),
-    }
+def effective_lag(config) -> int:
+    """``parallel.lag``, raised to 1 by ``compile_ahead`` (which proposes one candidate ahead: the same order)."""
+    lag = int(config.parallel.lag)
+    return max(lag, 1) if config.compile_ahead else lag
 
 
-class CompileAhead:
-    """Compiles the next candidate's programs in a background thread while the current one trains.
+def propose(agent, agent_state, index: int, loop_key_data, early_stop_state: dict) -> tuple[Proposal, object]:
+    """Candidate ``index`` from ``agent_state``, to be decided against ``early_stop_state``; returns it and the
+    agent state after the proposal (its random key advanced)."""
+    _, agent_state, info = agent.propose(agent_state, 1)
+    job = Job(
+        index=int(index),
+        actions=tuple(int(a) for a in info["actions"][0]),
+        key_data=candidate_key(loop_key_data, index),
+        early_stop=early_stop.to_json(early_stop_state),
+    )
+    return Proposal(job, float(info["log_probs"][0]), float(info["entropies"][0])), agent_state
 
-    XLA compiles mostly on one thread, so on a small CPU this overlaps with training rather than competing
-    with it for every core. Any error is left for the candidate itself to meet (and record).
-    """
 
-    def __init__(self):
-        self._thread = None
-
-    def start(self, trainer: Trainer, pending: dict) -> None:
-        genotype = gt.Genotype.from_actions(pending["actions"])
-
-        def work():
-            try:
-                trainer.precompile(genotype)
-            except Exception:  # noqa: BLE001
-                pass
-
-        self._thread = threading.Thread(target=work, name="fdn-compile-ahead", daemon=True)
-        self._thread.start()
-
-    def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+def initial(agent, agent_state, lag: int, loop_key_data, early_stop_state: dict) -> tuple[list[Proposal], object]:
+    """Candidates ``0..lag``, all from the initial agent and early-stop states."""
+    out = []
+    for index in range(lag + 1):
+        proposal, agent_state = propose(agent, agent_state, index, loop_key_data, early_stop_state)
+        out.append(proposal)
+    return out, agent_state

@@ -23,6 +23,7 @@ RUNTIME_KEYS = (
     "data.worker_count",
     "data.auto_prepare",
     "candidate.compilation_cache_dir",
+    "parallel.workers",  # results depend on parallel.lag only (fdn.search.parallel)
     "teacher.train.log_every",
 )
 _SHOWN = 6  # differing keys named in a SettingsMismatch message

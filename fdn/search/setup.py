@@ -1,8 +1,14 @@
 """What a search builds once before its first candidate: data, encoder, teacher, stage-1 cache, trainer.
 
-Flow (layout.md): config -> data (meta split, stage-1 crops, stage-2 stream, meta-val batches) -> encoder
-(pretrained checkpoint, or random for the demo) -> teacher -> stage-1 cache -> candidate trainer. Nothing
-here knows about the controller; `fdn.search.loop` gets a ready `SearchSetup`.
+Flow (layout.md): config -> data (meta split, stage-1 crops, stage-2 streams, meta-val batches) -> encoder
+(pretrained checkpoint, or random for the demo) -> teacher -> stage-1 cache -> candidate trainers (one per
+worker device, sharing the host-side data). Nothing here knows about the controller; `fdn.search.loop` gets
+a ready `SearchSetup`.
+
+Stage 2 takes its batches from the candidate's own stream, seeded by (seed, candidate index)
+(`fdn.search.parallel.streams`), not from one shared iterator: a candidate's batches then do not depend on
+which candidates ran before it, on which worker, or in which session, and there is no iterator state to
+checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import random_encoder_variables
 from fdn.models.segmenter import eval_forward
 from fdn.search import teacher as teacher_lib
+from fdn.search.parallel import streams
 
 
 class SearchConfigError(UserError, ValueError):
@@ -31,10 +38,11 @@ class SearchConfigError(UserError, ValueError):
 
 @dataclasses.dataclass
 class SearchSetup:
-    trainer: Trainer  # what trains candidates (fdn.candidate.protocol)
+    trainer: Trainer  # what trains candidates (fdn.candidate.protocol): the first worker's
     num_classes: int
-    iterators: dict  # name -> checkpointable grain iterator (their states go into the search checkpoint)
     seconds: dict  # wall seconds of each set-up phase
+    trainers: list = dataclasses.field(default_factory=list)  # one per worker device (trainer is trainers[0])
+    devices: list = dataclasses.field(default_factory=list)  # the workers' devices ([None]: the default one)
 
 
 def resolve_candidate_config(cc, meta_train_size: int) -> ml_collections.ConfigDict:
@@ -115,8 +123,11 @@ def val_batches(source, indices, cc) -> list[dict]:
     return list(ds)
 
 
-def build(config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer, log=print) -> SearchSetup:
-    """Everything a search needs before the first candidate, seeded by ``config.seed``; the trainer comes from
+def build(
+    config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer, devices=(None,), log=print
+) -> SearchSetup:
+    """Everything a search needs before the first candidate, seeded by ``config.seed``; one trainer per entry
+    of ``devices`` (`fdn.search.parallel.devices.worker_devices`; None: the default device) from
     ``trainer_factory`` (`fdn.candidate.protocol`: the real ``CandidateTrainer``, or a test's stand-in)."""
     seconds = {}
     key = jax.random.key(config.seed)
@@ -177,25 +188,23 @@ def build(config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer
         f"{' with teacher logits' if teacher_fn else ''}"
     )
 
-    # ----------------------------------------------------------------------------------- trainer
-    stage2_iterator = stage2_stream(config.seed)
-    trainer = trainer_factory(
-        cc,
-        num_classes,
-        enc_vars,
-        cache,
-        lambda: stage2_iterator,
-        val,
-        expand_first_block=config.encoder.expand_first_block,
+    # ----------------------------------------------------------------------------------- trainers
+    start = time.time()
+    candidate_streams = streams.IndexedStreams(stage2_stream, config.seed)
+    trainers = [
+        trainer_factory(
+            cc,
+            num_classes,
+            enc_vars,
+            cache,
+            candidate_streams,
+            val,
+            expand_first_block=config.encoder.expand_first_block,
+            **({} if device is None else {"device": device}),
+        )
+        for device in devices
+    ]
+    seconds["trainers"] = time.time() - start
+    return SearchSetup(
+        trainer=trainers[0], num_classes=num_classes, seconds=seconds, trainers=trainers, devices=list(devices)
     )
-    return SearchSetup(trainer=trainer, num_classes=num_classes, iterators={"stage2": stage2_iterator}, seconds=seconds)
-
-
-def restore_iterators(iterators: dict, states: dict) -> None:
-    for name, state in states.items():
-        if name in iterators:
-            pipeline.set_iterator_state(iterators[name], state)
-
-
-def iterator_states(iterators: dict) -> dict:
-    return {name: it.get_state() for name, it in iterators.items()}

@@ -5,9 +5,15 @@ One Orbax step per finished candidate (step = candidates done) holds two items:
 * ``arrays`` (StandardSave): the agent state (controller params, optimiser, baseline, rollout buffer, its
   RNG key) and the search loop's own RNG key;
 * ``meta`` (JsonSave): the candidate counter, the byte length of ``candidates.jsonl`` after the last line
-  written, the early-stop state, the data iterators' grain states, the best reward so far and the wall
-  seconds spent, plus the settings that decide results and their fingerprint (`fdn.search.settings`), so that
-  a workdir is not resumed with other settings.
+  written, the early-stop state, the proposals not yet committed (`fdn.search.proposals`: the jobs in flight
+  and queued, which a resumed search trains again), the best reward so far and the wall seconds spent, plus
+  the settings that decide results and their fingerprint (`fdn.search.settings`), so that a workdir is not
+  resumed with other settings.
+
+No data iterator state: every candidate's stage-2 batches come from its own stream, seeded by (seed,
+candidate index) (`fdn.search.parallel.streams`). Checkpoints of an fdn before that (``format`` < 2: a
+shared stream, early-stop draws keyed by a counter) are refused with one line rather than continued as a
+different search.
 
 Orbax writes a step into a temporary directory and renames it when complete, so ``latest_step`` only ever
 sees whole checkpoints: a kill during a save leaves the previous step as the latest. Together with
@@ -24,10 +30,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from fdn.checkpointing import StepManager, failures_as_checkpoint_error
+from fdn.checkpointing import CheckpointError, StepManager, failures_as_checkpoint_error
+from fdn.search import early_stop
 from fdn.search import settings as settings_lib
 
 CHECKPOINT_DIR = "checkpoints"
+FORMAT = 2  # 2: per-candidate stage-2 streams and early-stop draws keyed by the candidate index (issue 13)
 
 
 @dataclasses.dataclass
@@ -39,29 +47,22 @@ class SearchState:
     counter: int = 0  # candidates finished (and logged)
     log_size: int = 0  # bytes of candidates.jsonl after the last logged candidate
     early_stop: dict = dataclasses.field(default_factory=dict)
-    data: dict = dataclasses.field(default_factory=dict)  # name -> grain iterator state (JSON-able)
     best_reward: float = 0.0
     elapsed: float = 0.0  # wall seconds of search (over all sessions)
-    pending: dict | None = None  # compile-ahead: the next candidate, proposed already (actions, log_prob, entropy)
+    pending: list = dataclasses.field(default_factory=list)  # proposals not yet committed (Proposal.to_dict)
 
     def meta(self, settings: dict | None) -> dict:
         return {
+            "format": FORMAT,
             "counter": int(self.counter),
             "log_size": int(self.log_size),
             "best_reward": float(self.best_reward),
             "elapsed": float(self.elapsed),
-            "data": self.data,
             "pending": self.pending,
             "fingerprint": settings_lib.fingerprint(settings) if settings is not None else "",
             "settings": settings,
-            "early_stop": {
-                k: (float(v) if isinstance(v, (float, np.floating)) else int(v)) for k, v in self.early_stop.items()
-            },
+            "early_stop": early_stop.to_json(self.early_stop),
         }
-
-
-def _early_stop_from_json(d: dict) -> dict:
-    return {k: (np.float64(v) if k in ("maxval", "delta") else np.int64(v)) for k, v in d.items()}
 
 
 _HINT = (
@@ -99,6 +100,12 @@ class SearchCheckpointer:
         target = {"agent": like.agent, "rng": np.asarray(like.rng, np.uint32)}
         # The settings first: a checkpoint of other settings may not even fit this agent's shapes.
         meta = self.steps.restore(step, json=("meta",), hint=_HINT)["meta"]
+        if int(meta.get("format", 1)) < FORMAT:
+            raise CheckpointError(
+                f"{self.directory} was written by an fdn before parallel candidates (a shared stage-2 stream and "
+                "early-stop draws keyed by a counter), so it cannot be continued as the same search; use a new "
+                "--workdir (or the older fdn to finish it)"
+            )
         if self.settings is not None:
             settings_lib.check_same(meta.get("settings"), meta.get("fingerprint"), self.settings, self.workdir)
         arrays = self.steps.restore(step, arrays={"arrays": target}, hint=_HINT)["arrays"]
@@ -115,9 +122,8 @@ def _state_from(arrays: dict, meta: dict) -> SearchState:
         rng=np.asarray(arrays["rng"], np.uint32),
         counter=int(meta["counter"]),
         log_size=int(meta["log_size"]),
-        early_stop=_early_stop_from_json(meta["early_stop"]),
-        data=meta.get("data", {}),
+        early_stop=early_stop.from_json(meta["early_stop"]),
         best_reward=float(meta["best_reward"]),
         elapsed=float(meta["elapsed"]),
-        pending=meta.get("pending"),
+        pending=list(meta.get("pending") or []),
     )
