@@ -120,6 +120,10 @@ def restore_tree(
             return checkpointer.restore(path, abstract_like(like))
 
 
+def _only(processes: set[int]):
+    return ocp.options.MultiprocessingOptions(primary_host=min(processes), active_processes=set(processes))
+
+
 # ------------------------------------------------------------------------------------------ numbered steps
 class StepManager:
     """Numbered steps in ``directory``, each holding named items; keeps the latest ``keep_latest`` steps.
@@ -127,10 +131,18 @@ class StepManager:
     With ``keep_best``, the step with the highest ``score`` (passed to `save`) is kept too, until a better one
     comes; steps saved without a score never count as best. ``asynchronous`` saves return before the arrays
     are on disk (call `wait` before relying on them); otherwise `save` returns when the step is complete.
+    ``processes``: the only processes of a multi-process run that use this manager (a search's process 0);
+    None = every process takes part in every save (data-parallel training).
     """
 
     def __init__(
-        self, directory: str | os.PathLike, *, keep_latest: int = 1, keep_best: bool = False, asynchronous: bool = False
+        self,
+        directory: str | os.PathLike,
+        *,
+        keep_latest: int = 1,
+        keep_best: bool = False,
+        asynchronous: bool = False,
+        processes: set[int] | None = None,
     ):
         from orbax.checkpoint import checkpoint_managers as cm
 
@@ -140,9 +152,14 @@ class StepManager:
                 [policy, cm.BestN(get_metric_fn=lambda m: m[SCORE], n=1, keep_checkpoints_without_metrics=False)]
             )
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=policy, create=True, enable_async_checkpointing=asynchronous
+            preservation_policy=policy,
+            create=processes is None,  # orbax cannot create it for a subset of processes
+            enable_async_checkpointing=asynchronous,
+            **({} if processes is None else {"multiprocessing_options": _only(processes)}),
         )
         self.directory = Path(directory).absolute()
+        if processes is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
         self.asynchronous = asynchronous
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 

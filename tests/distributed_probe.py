@@ -1,0 +1,70 @@
+"""``python -m tests.distributed_probe MODE PORT PROCESS_ID``: one of 2 localhost processes for the tests of
+`fdn.distributed` (tests/test_distributed.py). ``mailbox``: every mailbox call between the two, printing
+``mailbox ok``; ``watch``: start a session (heartbeat timeout ``FDN_PROBE_TIMEOUT_S``) and idle until the
+other process is lost, as a search's main thread would: poll the watchdog, exit through its one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def _session(port: int, pid: int):
+    from fdn.distributed import runtime, session
+
+    options = runtime.Options(
+        coordinator_address=f"127.0.0.1:{port}",
+        num_processes=2,
+        process_id=pid,
+        local_device_ids=(0,),
+        heartbeat_timeout_s=int(os.environ.get("FDN_PROBE_TIMEOUT_S", "60")),
+        init_timeout_s=60,
+    )
+    return session.start(options, command="probe", consequence="the probe stopped")
+
+
+def mailbox(port: int, pid: int) -> None:
+    s = _session(port, pid)
+    box, other = s.mailbox, 1 - pid
+    box.set(f"greeting/{pid}", f"from {pid}")
+    assert box.get(f"greeting/{other}", timeout_s=30) == f"from {other}"
+    assert box.get("never/set", timeout_s=0.2) is None  # a timeout is None, not an error
+    assert box.try_get("never/set") is None
+    assert box.barrier("both-greeted", timeout_s=30)
+    assert box.dir_get("greeting") == {"greeting/0": "from 0", "greeting/1": "from 1"}
+    assert box.live_nodes([0, 1]) == [0, 1]
+    assert box.barrier("both-read", timeout_s=30)
+    if pid == 0:
+        box.delete("greeting/1")
+        box.set("deleted", "1")
+    else:
+        assert box.get("deleted", timeout_s=30) == "1"
+        assert box.try_get("greeting/1") is None
+        assert box.try_get("greeting/0") == "from 0"
+    box.set("counter", "1", overwrite=True)
+    box.set("counter", "2", overwrite=True)
+    assert box.try_get("counter") == "2"
+    assert box.barrier("end", timeout_s=30)
+    s.finish()
+    print("mailbox ok", flush=True)
+
+
+def watch(port: int, pid: int) -> None:
+    from fdn.distributed import runtime
+    from fdn.distributed.watchdog import ProcessLost
+
+    s = _session(port, pid)
+    s.mailbox.set(f"up/{pid}", "1")
+    print("up", flush=True)
+    try:
+        while True:
+            s.watchdog.check()
+            time.sleep(0.05)
+    except ProcessLost as err:
+        runtime.exit_now(f"probe: error: {err}")
+
+
+if __name__ == "__main__":
+    mode, port, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    {"mailbox": mailbox, "watch": watch}[mode](port, pid)
