@@ -93,10 +93,16 @@ def _drop_late_callback_errors() -> None:
 
 
 # ------------------------------------------------------------------------------------------ single pytrees
+def _this_process_only() -> dict:
+    """Single pytrees are written by one process (process 0 exports a model or a search's teacher) and read
+    by each process on its own, so in a multi-process run orbax must not wait for the other processes."""
+    return {} if jax.process_count() == 1 else {"multiprocessing_options": _only({jax.process_index()})}
+
+
 def save_tree(path: str | os.PathLike, tree) -> Path:
     """Writes the pytree ``tree`` to the directory ``path`` (replacing it if present); returns when on disk."""
     path = Path(path).absolute()
-    with ocp.StandardCheckpointer() as checkpointer:
+    with ocp.StandardCheckpointer(**_this_process_only()) as checkpointer:
         checkpointer.save(path, tree, force=True)
         checkpointer.wait_until_finished()
     return path
@@ -116,7 +122,7 @@ def restore_tree(
     """
     path = Path(path).absolute()
     with failures_as_checkpoint_error(what or f"cannot restore {path}", hint):
-        with ocp.StandardCheckpointer() as checkpointer:
+        with ocp.StandardCheckpointer(**_this_process_only()) as checkpointer:
             return checkpointer.restore(path, abstract_like(like))
 
 

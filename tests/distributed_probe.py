@@ -1,7 +1,11 @@
-"""``python -m tests.distributed_probe MODE PORT PROCESS_ID``: one of 2 localhost processes for the tests of
-`fdn.distributed` (tests/test_distributed.py). ``mailbox``: every mailbox call between the two, printing
-``mailbox ok``; ``watch``: start a session (heartbeat timeout ``FDN_PROBE_TIMEOUT_S``) and idle until the
-other process is lost, as a search's main thread would: poll the watchdog, exit through its one line."""
+"""``python -m tests.distributed_probe MODE PORT PROCESS_ID [ARG]``: one of 2 localhost processes for the tests of
+`fdn.distributed` (tests/test_distributed.py).
+
+* ``mailbox``: every mailbox call between the two, then prints ``mailbox ok``;
+* ``tree DIR``: a pytree saved by process 0 alone and read by process 1, then ``tree ok``;
+* ``watch``: start a session (heartbeat timeout ``FDN_PROBE_TIMEOUT_S``) and idle until the other process is
+  lost, as a search's main thread would: poll the watchdog, exit through its one line.
+"""
 
 from __future__ import annotations
 
@@ -50,6 +54,25 @@ def mailbox(port: int, pid: int) -> None:
     print("mailbox ok", flush=True)
 
 
+def tree(port: int, pid: int, directory: str) -> None:
+    """Process 0 writes a pytree (as a search's teacher or a training's export), process 1 then reads it."""
+    import numpy as np
+
+    from fdn import checkpointing
+
+    s = _session(port, pid)
+    path = os.path.join(directory, "tree")
+    if pid == 0:
+        checkpointing.save_tree(path, {"w": np.arange(6, dtype=np.float32)})
+    assert s.mailbox.barrier("written", timeout_s=60)
+    if pid == 1:
+        got = checkpointing.restore_tree(path, {"w": np.zeros(6, np.float32)})
+        assert np.array_equal(np.asarray(got["w"]), np.arange(6)), got
+    assert s.mailbox.barrier("read", timeout_s=60)
+    s.finish()
+    print("tree ok", flush=True)
+
+
 def watch(port: int, pid: int) -> None:
     from fdn.distributed import runtime
     from fdn.distributed.watchdog import ProcessLost
@@ -67,4 +90,4 @@ def watch(port: int, pid: int) -> None:
 
 if __name__ == "__main__":
     mode, port, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    {"mailbox": mailbox, "watch": watch}[mode](port, pid)
+    {"mailbox": mailbox, "watch": watch, "tree": tree}[mode](port, pid, *sys.argv[4:])

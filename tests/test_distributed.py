@@ -62,6 +62,15 @@ def test_mailbox_between_two_processes():
         assert p.returncode == 0 and "mailbox ok" in out, err[-3000:]
 
 
+def test_one_process_saves_a_tree_the_other_reads_it(tmp_path):
+    """save_tree on process 0 alone (a search's teacher, a training's export) must not wait for the others."""
+    port = free_port()
+    procs = [start(["-m", "tests.distributed_probe", "tree", str(port), str(k), str(tmp_path)]) for k in (0, 1)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0 and "tree ok" in out, err[-3000:]
+
+
 def test_a_killed_process_stops_the_other_within_the_timeout_with_one_line():
     """kill -9 process 1: process 0 exits 2 within timeout + grace, naming process 1, before JAX's own kill."""
     timeout_s = 4
