@@ -45,7 +45,9 @@ def main(argv, trainer_factory=None):
     config = FLAGS.config
     try:
         if session is not None and not session.is_coordinator:
-            return remote.serve(config, FLAGS.workdir, trainer_factory or CandidateTrainer, session)
+            code = remote.serve(config, FLAGS.workdir, trainer_factory or CandidateTrainer, session)
+            session.finish()
+            return code
         summary = search_loop.run(
             config,
             FLAGS.workdir,

@@ -22,10 +22,13 @@ any other stop (the checkpoint lists them).
 from __future__ import annotations
 
 import collections
+import signal
 import time
 
 from fdn.distributed.session import DONE, Session
+from fdn.distributed.watchdog import ProcessLost
 from fdn.errors import UserError
+from fdn.interrupts import StopSignals, exit_code_of
 from fdn.search.parallel.local import LocalWorkers
 from fdn.search.parallel.workers import Job, Outcome
 
@@ -92,7 +95,10 @@ class RemoteWorkers:
         errors = self.mailbox.dir_get("error")
         if errors:
             key, message = sorted(errors.items())[0]
-            raise RemoteProcessError(f"process {key.rsplit('/', 1)[1]} stopped: {message}")
+            raise RemoteProcessError(
+                f"process {key.rsplit('/', 1)[1]} stopped: {message}; the search stopped too (every committed "
+                "candidate is saved): run the same command on every host to resume"
+            )
         for key, value in sorted(self.mailbox.dir_get("outcome").items()):
             self.mailbox.delete(key)
             self._returned(Outcome.from_json(value))
@@ -121,39 +127,52 @@ class RemoteWorkers:
 
 
 def serve(config, workdir, trainer_factory, session: Session, log=print) -> int:
-    """A process k > 0 of a search: trains the jobs process 0 sends it until process 0 says done; returns 0."""
+    """A process k > 0 of a search: trains the jobs process 0 sends it until process 0 says done.
+
+    Returns 0, or 130 / 143 after SIGINT / SIGTERM (then process 0 learns why from ``error/<k>`` and stops
+    too: a Slurm time limit signals every task). Any other error is posted the same way and raised.
+    """
+    pid = session.process_id
+    try:
+        with StopSignals():
+            return _serve(config, workdir, trainer_factory, session, log)
+    except KeyboardInterrupt as err:
+        session.mailbox.set(f"error/{pid}", f"interrupted ({signal.Signals(exit_code_of(err) - 128).name})", True)
+        log(f"search: process {pid}: interrupted; run the same command on every host to resume")
+        return exit_code_of(err)
+    except ProcessLost:
+        raise
+    except Exception as err:
+        message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+        session.mailbox.set(f"error/{pid}", message, True)
+        raise
+
+
+def _serve(config, workdir, trainer_factory, session: Session, log) -> int:
     from fdn.search import setup as setup_lib
     from fdn.search.parallel.devices import worker_devices
 
     mailbox, dog, pid = session.mailbox, session.watchdog, session.process_id
-    try:
-        while mailbox.try_get("setup") is None:  # data and teacher first written by process 0 (shared storage)
-            dog.check()
-            if mailbox.try_get(DONE) is not None:
-                return 0
-            time.sleep(POLL_S * 4)
-        devices = worker_devices(config)
-        setup = setup_lib.build(config, workdir, trainer_factory=trainer_factory, devices=devices, log=log)
-        pool = LocalWorkers(setup.trainers, config, [f"process{pid}/{d or 'default'}" for d in setup.devices])
-    except Exception as err:
-        mailbox.set(f"error/{pid}", f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err))
-        raise
+    while mailbox.try_get("setup") is None:  # data and teacher first written by process 0 (shared storage)
+        dog.check()
+        if mailbox.try_get(DONE) is not None:
+            return 0
+        time.sleep(POLL_S * 4)
+    setup = setup_lib.build(config, workdir, trainer_factory=trainer_factory, devices=worker_devices(config), log=log)
+    pool = LocalWorkers(setup.trainers, config, [f"process{pid}/{d or 'default'}" for d in setup.devices])
     mailbox.set(f"ready/{pid}", str(pool.capacity))
     log(f"search: process {pid} of {session.num_processes}: {pool.capacity} worker(s) ready")
     trained = 0
     try:
         while (reason := mailbox.try_get(DONE)) is None:
             dog.check()
-            for key, value in sorted(mailbox.dir_get(f"job/{pid}").items(), key=lambda kv: int(kv[0].split("/")[-1])):
+            jobs = sorted(mailbox.dir_get(f"job/{pid}").items(), key=lambda kv: int(kv[0].rsplit("/", 1)[1]))
+            for key, value in jobs:
                 mailbox.delete(key)
                 pool.submit(Job.from_json(value))
             if (outcome := pool.next_outcome(timeout_s=POLL_S)) is not None:
                 mailbox.set(f"outcome/{outcome.index}", outcome.to_json())
                 trained += 1
-    except Exception as err:
-        if not isinstance(err, UserError):
-            mailbox.set(f"error/{pid}", f"{type(err).__name__}: {err}", overwrite=True)
-        raise
     finally:
         pool.close()
     log(f"search: process {pid}: {trained} candidates trained here; process 0 ended the run ({reason})")
