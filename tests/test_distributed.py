@@ -98,3 +98,55 @@ def test_a_killed_process_stops_the_other_within_the_timeout_with_one_line():
     assert "Terminating process because the JAX distributed service" not in err  # ours came first
     assert timeout_s - 1 < took < timeout_s + 3 < runtime_lib.jax_heartbeat_s(timeout_s), took
     print(f"process 0 stopped {took:.1f} s after process 1 was killed (timeout {timeout_s} s)")
+
+
+class _Flags:
+    """The attributes `fdn.distributed.flags.options` reads, with ``given`` marked as set on the command line."""
+
+    def __init__(self, **given):
+        defaults = dict(
+            distributed=False,
+            coordinator_address=None,
+            num_processes=None,
+            process_id=None,
+            local_device_ids=None,
+            heartbeat_timeout_s=60,
+            init_timeout_s=300,
+        )
+        self.__dict__.update(defaults, **given)
+        self._given = set(given)
+
+    def __getitem__(self, name):
+        return type("Flag", (), {"present": name in self._given})()
+
+
+def test_flags_say_what_is_missing_or_malformed():
+    from fdn.distributed import flags as distributed_flags
+
+    assert distributed_flags.options(_Flags()) is None
+    with pytest.raises(runtime_lib.DistributedError, match="--process_id without --distributed"):
+        distributed_flags.options(_Flags(process_id=1))
+    with pytest.raises(runtime_lib.DistributedError, match="--local_device_ids=0,x: give device numbers"):
+        distributed_flags.options(_Flags(distributed=True, local_device_ids=["0", "x"]))
+    got = distributed_flags.options(
+        _Flags(distributed=True, coordinator_address="h:1", num_processes=2, process_id=1, local_device_ids=["2"])
+    )
+    assert got == runtime_lib.Options("h:1", 2, 1, (2,), 60, 300)
+
+
+def test_no_coordinator_to_detect_is_one_line_and_exit_2(tmp_path):
+    """--distributed outside any scheduler and without coordinator flags: one error line (after the notice)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "fdn.search", "--config=configs/voc.py:tiny", f"--workdir={tmp_path}", "--distributed"],
+        cwd=ROOT,
+        env={k: v for k, v in env().items() if not k.startswith(("SLURM_", "OMPI_", "JAX_COORDINATOR", "TPU_"))},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    ours = [ln for ln in proc.stderr.splitlines() if ln.startswith("fdn.search:")]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert len(ours) == 2 and ours[0].startswith("fdn.search: connecting to the distributed runtime"), ours
+    assert ours[1].startswith("fdn.search: error: cannot start the distributed runtime"), ours
+    assert "--coordinator_address=HOST:PORT" in ours[1]

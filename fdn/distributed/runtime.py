@@ -44,8 +44,8 @@ def jax_heartbeat_s(heartbeat_timeout_s: int) -> int:
     return 2 * int(heartbeat_timeout_s) + 10
 
 
-def initialize(options: Options) -> None:
-    """``jax.distributed.initialize`` with ``options``; any failure is one `DistributedError` line."""
+def initialize(options: Options, command: str = "fdn") -> None:
+    """``jax.distributed.initialize`` with ``options``; a failure Python sees is one `DistributedError` line."""
     import jax
     from jax._src import xla_bridge
 
@@ -57,6 +57,14 @@ def initialize(options: Options) -> None:
         raise DistributedError(f"--heartbeat_timeout_s={options.heartbeat_timeout_s}: give at least 1 second")
     if xla_bridge.backends_are_initialized():
         raise DistributedError("jax.distributed must start before any device is used (a bug: fdn used one first)")
+    # A connection that times out is a C++ fatal error (no exception to turn into a line): say beforehand.
+    print(
+        f"{command}: connecting to the distributed runtime ({where}, --init_timeout_s={options.init_timeout_s}); an "
+        "abort with 'Deadline Exceeded' and 'RegisterTask' after this line means the processes could not meet: "
+        "start every one, check the coordinator address and port, and firewalls",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         jax.distributed.initialize(
             options.coordinator_address,

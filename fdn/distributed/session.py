@@ -42,7 +42,7 @@ def start(options: runtime.Options, *, command: str, consequence: str) -> Sessio
     global _CURRENT
     import jax
 
-    runtime.initialize(options)
+    runtime.initialize(options, command)
     pid, n = jax.process_index(), jax.process_count()
     mailbox = Mailbox()
     watched = [p for p in range(n) if p != pid] if pid == 0 else [0]

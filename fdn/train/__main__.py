@@ -36,7 +36,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     options = distributed_flags.options()
     if options:  # before any device is touched; with no explicit flags JAX detects Slurm / Cloud TPU / Open MPI
-        runtime.initialize(options)
+        runtime.initialize(options, "fdn.train")
     from fdn.train import loop as train_loop
 
     try:
