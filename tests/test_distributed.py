@@ -30,9 +30,9 @@ def env(**extra) -> dict:
     return dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", **extra)
 
 
-def start(argv, **extra) -> subprocess.Popen:
+def start(argv, stdout=subprocess.PIPE, **extra) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, *argv], cwd=ROOT, env=env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, *argv], cwd=ROOT, env=env(**extra), stdout=stdout, stderr=subprocess.PIPE, text=True
     )
 
 

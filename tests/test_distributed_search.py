@@ -5,8 +5,8 @@ the same command resumes to that same log."""
 
 from __future__ import annotations
 
-import json
 import signal
+import subprocess
 import time
 
 import pytest
@@ -39,9 +39,13 @@ def _command(workdir, voc_dir, n, port, k):
     ]
 
 
-def _start_both(workdir, voc_dir, n, sleep):
+def _start_both(workdir, voc_dir, n, sleeps, worker_out=None):
+    """Process 0 and process 1, whose fake trainers sleep ``sleeps[k]`` s per stage (process 1 joins after its
+    set-up, which follows process 0's: a slower process 0 leaves it work); process 1's stdout goes to the open
+    file ``worker_out`` if given."""
     port = free_port()
-    return [start(_command(workdir, voc_dir, n, port, k), FDN_FAKE_SLEEP=str(sleep)) for k in (0, 1)]
+    outs = [subprocess.PIPE, worker_out or subprocess.PIPE]
+    return [start(_command(workdir, voc_dir, n, port, k), outs[k], FDN_FAKE_SLEEP=str(sleeps[k])) for k in (0, 1)]
 
 
 def _finish(procs, timeout=240):
@@ -60,17 +64,20 @@ def _records(workdir):
     return strip_times(run_log.read(workdir))
 
 
-def _one_process(voc_dir, workdir, n):
-    config = tiny_config(voc_dir, n=n)
+@pytest.fixture(scope="module")
+def one_process(voc_dir, tmp_path_factory):
+    """The log of the same search in one process (the first ``n`` lines are an ``n``-candidate search's)."""
+    config = tiny_config(voc_dir, n=10)
     config.parallel.lag = LAG
+    workdir = tmp_path_factory.mktemp("one")
     test_search.run(config, workdir)
     return _records(workdir)
 
 
 @pytest.mark.slow
-def test_two_processes_search_to_the_end_as_one_process_does(voc_dir, tmp_path):
+def test_two_processes_search_to_the_end_as_one_process_does(voc_dir, tmp_path, one_process):
     n = 6
-    procs = _start_both(tmp_path / "two", voc_dir, n, sleep=0.3)
+    procs = _start_both(tmp_path / "two", voc_dir, n, sleeps=(0.5, 0.05))
     (out0, err0), (out1, err1) = _finish(procs)
     assert procs[0].returncode == 0, err0[-3000:]
     assert procs[1].returncode == 0, err1[-3000:]
@@ -79,18 +86,20 @@ def test_two_processes_search_to_the_end_as_one_process_does(voc_dir, tmp_path):
     assert 0 < trained_by_1 < n, out1  # both processes trained candidates
     two = _records(tmp_path / "two")
     assert [r["index"] for r in two] == list(range(n))
-    assert two == _one_process(voc_dir, tmp_path / "one", n)
+    assert two == one_process[:n]
 
 
 @pytest.mark.slow
-def test_a_killed_worker_process_stops_the_search_with_one_line_and_it_resumes(voc_dir, tmp_path):
-    n = 8
+def test_a_killed_worker_process_stops_the_search_with_one_line_and_it_resumes(voc_dir, tmp_path, one_process):
+    n = 10
     workdir = tmp_path / "killed"
-    procs = _start_both(workdir, voc_dir, n, sleep=0.4)
+    worker_out = tmp_path / "process1.out"
+    with open(worker_out, "w") as f:
+        procs = _start_both(workdir, voc_dir, n, sleeps=(0.5, 0.5), worker_out=f)
     log = workdir / run_log.FILENAME
     deadline = time.time() + 240
-    while time.time() < deadline and procs[0].poll() is None:
-        if log.exists() and log.read_bytes().count(b"\n") >= 2:
+    while time.time() < deadline and procs[0].poll() is None:  # kill it while it trains (it joins late)
+        if "worker(s) ready" in worker_out.read_text() and log.exists() and log.read_bytes().count(b"\n") >= 2:
             break
         time.sleep(0.05)
     assert procs[0].poll() is None and procs[1].poll() is None, "the search ended before the kill"
@@ -107,9 +116,9 @@ def test_a_killed_worker_process_stops_the_search_with_one_line_and_it_resumes(v
     done = len(run_log.read(workdir))
     assert 2 <= done < n
 
-    procs = _start_both(workdir, voc_dir, n, sleep=0.0)  # the same command, on both "hosts"
+    procs = _start_both(workdir, voc_dir, n, sleeps=(0, 0))  # the same command, on both "hosts"
     (out0, err0), (_, err1) = _finish(procs)
     assert procs[0].returncode == 0 and procs[1].returncode == 0, err0[-3000:] + err1[-3000:]
     assert f"resuming {workdir} after candidate {done - 1}" in out0
-    assert _records(workdir) == _one_process(voc_dir, tmp_path / "one", n)
+    assert _records(workdir) == one_process[:n]
     print(f"process 0 stopped {took:.1f} s after the kill (timeout {TIMEOUT_S} s), {done} candidates kept")

@@ -7,6 +7,7 @@ single-process run, which then behaves exactly as before).
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from fdn.distributed import runtime
 from fdn.distributed.mailbox import Mailbox
@@ -14,6 +15,7 @@ from fdn.distributed.watchdog import Watchdog
 
 _CURRENT: Session | None = None
 DONE = "done"  # the mailbox key by which process 0 ends the run
+BYE = "bye"  # the directory where each other process says it leaves
 
 
 @dataclasses.dataclass
@@ -22,6 +24,7 @@ class Session:
     num_processes: int
     mailbox: Mailbox
     watchdog: Watchdog
+    _finished: bool = False
 
     @property
     def is_coordinator(self) -> bool:
@@ -29,11 +32,28 @@ class Session:
         return self.process_id == 0
 
     def finish(self, reason: str = "finished") -> None:
-        """Stops this process's heartbeat watch; process 0 then tells the others the run is over (``reason``).
-        Idempotent: the first reason stands. The others stop watching process 0 only after they read it."""
+        """Ends this process's part of the run; idempotent.
+
+        Process 0 posts ``done`` (``reason``) and waits, still watching, until every other process has said
+        ``bye``: a process lost at that point would otherwise hang JAX's shutdown barrier until JAX's own
+        heartbeat killed us without a word, so it ends here with the watchdog's line instead. The others say
+        ``bye`` and stop watching.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        if not self.is_coordinator:
+            self.mailbox.set(f"{BYE}/{self.process_id}", reason, overwrite=True)
+            self.watchdog.stop()
+            return
+        if self.mailbox.try_get(DONE) is None:
+            self.mailbox.set(DONE, reason)
+        others = {f"{BYE}/{p}" for p in range(self.num_processes) if p != self.process_id}
+        while not others <= set(self.mailbox.dir_get(BYE)):
+            if self.watchdog.lost is not None:
+                runtime.exit_now(f"{self.watchdog.command}: error: {self.watchdog.lost} (the run had ended: {reason})")
+            time.sleep(0.05)
         self.watchdog.stop()
-        if self.is_coordinator and self.mailbox.try_get(DONE) is None:
-            self.mailbox.set(DONE, reason, overwrite=True)
 
 
 def start(options: runtime.Options, *, command: str, consequence: str) -> Session:

@@ -60,12 +60,13 @@ def main(argv, trainer_factory=None):
         if session is not None:  # the others leave too (process 0 says why; a worker posted its error already)
             session.finish(f"{type(err).__name__}: {err}")
         raise
-    if session is not None:
-        session.finish()
     print(
         f"fdn.search: {summary['candidates']} candidates in {FLAGS.workdir}, best reward "
-        f"{summary['best_reward']:.4f}; report: python -m fdn.leaderboard {FLAGS.workdir}"
+        f"{summary['best_reward']:.4f}; report: python -m fdn.leaderboard {FLAGS.workdir}",
+        flush=True,
     )
+    if session is not None:
+        session.finish("finished" if not summary["exit_code"] else f"interrupted ({summary['signal']})")
     return summary["exit_code"]  # 130 after Ctrl-C, 143 after SIGTERM (fdn.interrupts)
 
 

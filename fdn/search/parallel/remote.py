@@ -123,7 +123,8 @@ class RemoteWorkers:
     def close(self) -> None:
         """Stops the local pool and tells the other processes the run is over (they exit on their own)."""
         self.local.close()
-        self.session.finish()
+        if self.mailbox.try_get(DONE) is None:
+            self.mailbox.set(DONE, "finished")
 
 
 def serve(config, workdir, trainer_factory, session: Session, log=print) -> int:
