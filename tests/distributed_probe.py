@@ -31,25 +31,30 @@ def _session(port: int, pid: int):
 def mailbox(port: int, pid: int) -> None:
     s = _session(port, pid)
     box, other = s.mailbox, 1 - pid
+
+    def check(what, got, expected):  # each step named on stderr, so a failure says which call misbehaved
+        print(f"probe {pid}: {what} -> {got!r}", file=sys.stderr, flush=True)
+        assert got == expected, f"{what}: {got!r} != {expected!r}"
+
     box.set(f"greeting/{pid}", f"from {pid}")
-    assert box.get(f"greeting/{other}", timeout_s=30) == f"from {other}"
-    assert box.get("never/set", timeout_s=0.2) is None  # a timeout is None, not an error
-    assert box.try_get("never/set") is None
-    assert box.barrier("both-greeted", timeout_s=30)
-    assert box.dir_get("greeting") == {"greeting/0": "from 0", "greeting/1": "from 1"}
-    assert box.live_nodes([0, 1]) == [0, 1]
-    assert box.barrier("both-read", timeout_s=30)
+    check("get the other's greeting", box.get(f"greeting/{other}", timeout_s=30), f"from {other}")
+    check("get a key never set (timeout)", box.get("never/set", timeout_s=0.2), None)
+    check("try_get a key never set", box.try_get("never/set"), None)
+    check("barrier both-greeted", box.barrier("both-greeted", timeout_s=30), True)
+    check("dir_get greeting", box.dir_get("greeting"), {"greeting/0": "from 0", "greeting/1": "from 1"})
+    check("live_nodes", box.live_nodes([0, 1]), [0, 1])
+    check("barrier both-read", box.barrier("both-read", timeout_s=30), True)
     if pid == 0:
         box.delete("greeting/1")
         box.set("deleted", "1")
     else:
-        assert box.get("deleted", timeout_s=30) == "1"
-        assert box.try_get("greeting/1") is None
-        assert box.try_get("greeting/0") == "from 0"
-    box.set("counter", "1", overwrite=True)
-    box.set("counter", "2", overwrite=True)
-    assert box.try_get("counter") == "2"
-    assert box.barrier("end", timeout_s=30)
+        check("get deleted", box.get("deleted", timeout_s=30), "1")
+        check("try_get a deleted key", box.try_get("greeting/1"), None)
+        check("try_get a kept key", box.try_get("greeting/0"), "from 0")
+    box.set(f"counter/{pid}", "1", overwrite=True)  # one key per process: the two must not race
+    box.set(f"counter/{pid}", "2", overwrite=True)
+    check("try_get an overwritten key", box.try_get(f"counter/{pid}"), "2")
+    check("barrier end", box.barrier("end", timeout_s=30), True)
     s.finish()
     print("mailbox ok", flush=True)
 
