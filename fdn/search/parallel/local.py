@@ -37,6 +37,7 @@ class LocalWorkers:
         self._jobs: queue.Queue = queue.Queue()
         self._outcomes: queue.Queue = queue.Queue()
         self._closed = threading.Event()
+        self._outstanding = 0  # submitted jobs whose outcome was not handed back yet (the loop's thread only)
         self.busy_seconds = [0.0] * self.capacity  # for fdn.bench scale: each worker's time inside run_job
         self._threads = [
             threading.Thread(target=self._work, args=(i,), name=f"fdn-worker-{i}", daemon=True)
@@ -63,13 +64,18 @@ class LocalWorkers:
                 self._outcomes.put(outcome)
 
     def submit(self, job: Job) -> None:
+        self._outstanding += 1
         self._jobs.put(job)
 
     def next_outcome(self, timeout_s: float | None = None) -> Outcome | None:
+        """The next outcome; None after ``timeout_s``, or at once when no job is outstanding (never hangs)."""
+        if not self._outstanding:
+            return None
         try:
             got = self._outcomes.get(timeout=timeout_s)
         except queue.Empty:
             return None
+        self._outstanding -= 1
         if isinstance(got, BaseException):
             raise WorkerCrash(f"a search worker crashed: {type(got).__name__}: {got}") from got
         return got

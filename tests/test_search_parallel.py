@@ -1,0 +1,178 @@
+"""Parallel candidates with a fixed lag (issue 13): results depend on (seed, lag) only, never on the worker count
+or on timing; a killed multi-worker run resumes to the uninterrupted log; the demo runs on fake CPU devices.
+
+The in-process tests run the pool's threads on the one CPU device (``worker_devices`` patched: the pool and
+the in-order commits are what they check); the subprocess tests get real separate devices from
+``XLA_FLAGS=--xla_force_host_platform_device_count=4``, which must be set before JAX initialises.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from fdn.search import early_stop, run_log
+from fdn.search import loop as search_loop
+from fdn.search.parallel import streams
+from fdn.search.parallel.devices import WorkersError
+from fdn.search.parallel.workers import Job, Outcome, candidate_key
+from tests.test_search import ROOT, XLA_CACHE, run, strip_times, tiny_config, voc_dir  # noqa: F401  (fixture)
+
+FOUR_DEVICES = "--xla_force_host_platform_device_count=4"
+
+
+def _config(data_dir, n, lag, workers=1):
+    c = tiny_config(data_dir, n=n)
+    c.parallel.lag = lag
+    c.parallel.workers = workers
+    c.early_stop.maxval = 0.35  # a running mean that some stage-1 rewards fall below: the rule decides things
+    return c
+
+
+def _threads(monkeypatch, n):
+    """Makes the search build ``n`` workers (threads, trainers) on the default device."""
+    monkeypatch.setattr(search_loop, "worker_devices", lambda config: [None] * n)
+
+
+@pytest.fixture(scope="module")
+def lag3(voc_dir, tmp_path_factory):  # noqa: F811
+    """The reference: 8 candidates, lag 3, one (inline) worker."""
+    workdir = tmp_path_factory.mktemp("lag3")
+    run(_config(voc_dir, 8, 3), workdir)
+    return run_log.read(workdir)
+
+
+def test_three_workers_write_the_log_of_one_at_the_same_lag(voc_dir, lag3, tmp_path, monkeypatch):  # noqa: F811
+    _threads(monkeypatch, 3)
+    run(_config(voc_dir, 8, 3), tmp_path)
+    assert strip_times(run_log.read(tmp_path)) == strip_times(lag3)
+    # ... and the log carries information: stage-2 rewards (which depend on the candidate's own batches),
+    # early stops, and a lag that matters
+    assert sum(r["stage"] == 2 for r in lag3) >= 2 and any(r["stopped_early"] for r in lag3)
+    monkeypatch.undo()
+    run(_config(voc_dir, 8, 0), tmp_path / "lag0")
+    assert [r["genotype"] for r in run_log.read(tmp_path / "lag0")] != [r["genotype"] for r in lag3]
+
+
+def test_early_stop_decides_against_the_rewards_lag_candidates_back(lag3):
+    """Candidate i's threshold is the running mean after the stage-1 rewards of 0..i-1-L and its own."""
+    state = early_stop.init(9314, 0.35, 0.9)
+    committed = [state]
+    for i, r in enumerate(lag3):
+        state, _, _ = early_stop.step(state, r["stage1_reward"] or 0.0, i)
+        committed.append(state)
+    for i, r in enumerate(lag3):
+        snapshot = committed[max(0, i - 3)]
+        _, go_on, info = early_stop.step(snapshot, r["stage1_reward"], i)
+        assert r["early_stop_threshold"] == pytest.approx(info["threshold"], abs=1e-12), i
+        assert r["stopped_early"] == (not go_on), i
+
+
+def test_resume_of_a_threaded_run_equals_the_uninterrupted_one(voc_dir, lag3, tmp_path, monkeypatch):  # noqa: F811
+    """Stopping after 3 (jobs 3..6 proposed, some trained and dropped) and resuming with another worker count."""
+    _threads(monkeypatch, 2)
+    run(_config(voc_dir, 3, 3), tmp_path)
+    _threads(monkeypatch, 4)  # parallel.workers is a runtime key
+    run(_config(voc_dir, 8, 3), tmp_path)
+    assert strip_times(run_log.read(tmp_path)) == strip_times(lag3)
+
+
+def test_jobs_and_outcomes_travel_as_json():
+    es = early_stop.init(3)
+    job = Job(5, tuple(range(20)), candidate_key(np.array([1, 2], np.uint32), 5), early_stop.to_json(es))
+    assert Job.from_json(job.to_json()) == job
+    assert job.key_data != candidate_key(np.array([1, 2], np.uint32), 6)
+    outcome = Outcome(5, {"reward": 0.25, "failure": None}, {"threshold": 0.1, "stopped": False}, "cpu:1")
+    assert Outcome.from_json(outcome.to_json()) == outcome
+
+
+def test_stage2_streams_are_keyed_by_the_candidate_index():
+    seeds = []
+    make = streams.IndexedStreams(lambda seed: iter([seed]), seed=7)
+    for index in (0, 1, 0):
+        with streams.candidate(index):
+            seeds.append(next(make()))
+    assert seeds[0] == seeds[2] != seeds[1]
+    with pytest.raises(streams.NoCandidateError):
+        make()
+
+
+def test_more_workers_than_devices_is_one_line(voc_dir, tmp_path):  # noqa: F811
+    c = _config(voc_dir, 2, 0, workers=64)
+    with pytest.raises(WorkersError, match="xla_force_host_platform_device_count"):
+        run(c, tmp_path)
+    assert not (tmp_path / run_log.FILENAME).exists()
+
+
+def _command(workdir, data_dir, *flags):
+    return [
+        sys.executable,
+        "-m",
+        "tests.fake_candidate",
+        "--config=configs/voc.py:tiny",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={data_dir}",
+        f"--config.candidate.compilation_cache_dir={XLA_CACHE}",
+        "--config.early_stop.maxval=0.35",
+        "--config.log.progress=false",
+        *flags,
+    ]
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_four_device_run_resumes_to_the_uninterrupted_log(voc_dir, tmp_path):  # noqa: F811
+    """Four workers on four fake CPU devices, lag 4: SIGKILL mid-run, a torn line, resume; the log is the one
+    a single worker writes without interruption."""
+    n, flags = 10, ("--config.num_candidates=10", "--config.parallel.workers=4", "--config.parallel.lag=4")
+    reference = tmp_path / "reference"
+    run(_config(voc_dir, n, 4), reference)
+    workdir = tmp_path / "killed"
+    env = dict(os.environ, FDN_FAKE_SLEEP="0.3", XLA_FLAGS=FOUR_DEVICES)
+    cmd = _command(workdir, voc_dir, *flags)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = workdir / run_log.FILENAME
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_bytes().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = len(log.read_bytes().splitlines())
+    with open(log, "ab") as f:  # a torn line, as a kill during the write would leave
+        f.write(b'{"index": 99, "rew')
+    assert killed < n
+    env["FDN_FAKE_SLEEP"] = "0"
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [json.loads(line) for line in log.read_bytes().splitlines()]  # every line whole
+    assert strip_times(records) == strip_times(run_log.read(reference))
+
+
+@pytest.mark.slow
+def test_demo_tiny_on_four_fake_devices_writes_a_valid_log(tmp_path):
+    """The issue's command, real trainer: one trainer (and compile) per fake device, lag 4."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "fdn.search",
+        "--config=configs/demo.py:tiny",
+        f"--workdir={tmp_path}",
+        "--config.parallel.workers=4",
+        "--config.parallel.lag=4",
+        "--config.num_candidates=5",
+        f"--config.candidate.compilation_cache_dir={XLA_CACHE}",
+    ]
+    env = dict(os.environ, XLA_FLAGS=FOUR_DEVICES)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 worker(s), lag 4" in done.stdout
+    records = run_log.read(tmp_path)
+    assert [r["index"] for r in records] == list(range(5))
+    assert all(r["failure"] is None and r["reward"] > 0 for r in records), records
