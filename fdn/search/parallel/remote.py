@@ -35,6 +35,16 @@ from fdn.search.parallel.workers import Job, Outcome
 POLL_S = 0.05  # how long one wait for a local outcome lasts before the mailbox is read again
 
 
+def local_outcome(pool: LocalWorkers) -> Outcome | None:
+    """The pool's next outcome within `POLL_S`; a pool with nothing outstanding answers None at once, so the
+    rest of the interval is slept (the caller polls the mailbox in between, not in a busy loop)."""
+    start = time.monotonic()
+    outcome = pool.next_outcome(timeout_s=POLL_S)
+    if outcome is None:
+        time.sleep(max(0.0, POLL_S - (time.monotonic() - start)))
+    return outcome
+
+
 class RemoteProcessError(UserError, RuntimeError):
     """Another process of the run stopped with an error (its message is part of this one)."""
 
@@ -112,7 +122,7 @@ class RemoteWorkers:
         while not self.finished:
             self.session.watchdog.check()
             self._collect()
-            if (mine := self.local.next_outcome(timeout_s=POLL_S)) is not None:
+            if (mine := local_outcome(self.local)) is not None:
                 self._returned(mine)
             self._dispatch()
             if deadline is not None and time.monotonic() > deadline:
@@ -171,7 +181,7 @@ def _serve(config, workdir, trainer_factory, session: Session, log) -> int:
             for key, value in jobs:
                 mailbox.delete(key)
                 pool.submit(Job.from_json(value))
-            if (outcome := pool.next_outcome(timeout_s=POLL_S)) is not None:
+            if (outcome := local_outcome(pool)) is not None:
                 mailbox.set(f"outcome/{outcome.index}", outcome.to_json())
                 trained += 1
     finally:
