@@ -14,7 +14,10 @@ flags.DEFINE_integer("num_processes", None, "with --distributed: number of proce
 flags.DEFINE_integer("process_id", None, "with --distributed: this process's index (default: detected)")
 flags.DEFINE_list("local_device_ids", None, "with --distributed: this process's GPUs, e.g. 0,1,2,3 (default: detected)")
 flags.DEFINE_integer(
-    "heartbeat_timeout_s", 60, "with --distributed: a process silent this long is lost and the run stops"
+    "heartbeat_timeout_s",
+    60,
+    "with --distributed: a process silent this long is lost (the search stops with one line naming it); JAX's "
+    "own heartbeat, which ends every process of a training run too, is set to twice this plus 10 s",
 )
 flags.DEFINE_integer("init_timeout_s", 300, "with --distributed: how long to wait for every process to connect")
 
