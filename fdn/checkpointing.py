@@ -93,10 +93,16 @@ def _drop_late_callback_errors() -> None:
 
 
 # ------------------------------------------------------------------------------------------ single pytrees
+def _this_process_only() -> dict:
+    """Single pytrees are written by one process (process 0 exports a model or a search's teacher) and read
+    by each process on its own, so in a multi-process run orbax must not wait for the other processes."""
+    return {} if jax.process_count() == 1 else {"multiprocessing_options": _only({jax.process_index()})}
+
+
 def save_tree(path: str | os.PathLike, tree) -> Path:
     """Writes the pytree ``tree`` to the directory ``path`` (replacing it if present); returns when on disk."""
     path = Path(path).absolute()
-    with ocp.StandardCheckpointer() as checkpointer:
+    with ocp.StandardCheckpointer(**_this_process_only()) as checkpointer:
         checkpointer.save(path, tree, force=True)
         checkpointer.wait_until_finished()
     return path
@@ -116,8 +122,12 @@ def restore_tree(
     """
     path = Path(path).absolute()
     with failures_as_checkpoint_error(what or f"cannot restore {path}", hint):
-        with ocp.StandardCheckpointer() as checkpointer:
+        with ocp.StandardCheckpointer(**_this_process_only()) as checkpointer:
             return checkpointer.restore(path, abstract_like(like))
+
+
+def _only(processes: set[int]):
+    return ocp.options.MultiprocessingOptions(primary_host=min(processes), active_processes=set(processes))
 
 
 # ------------------------------------------------------------------------------------------ numbered steps
@@ -127,10 +137,18 @@ class StepManager:
     With ``keep_best``, the step with the highest ``score`` (passed to `save`) is kept too, until a better one
     comes; steps saved without a score never count as best. ``asynchronous`` saves return before the arrays
     are on disk (call `wait` before relying on them); otherwise `save` returns when the step is complete.
+    ``processes``: the only processes of a multi-process run that use this manager (a search's process 0);
+    None = every process takes part in every save (data-parallel training).
     """
 
     def __init__(
-        self, directory: str | os.PathLike, *, keep_latest: int = 1, keep_best: bool = False, asynchronous: bool = False
+        self,
+        directory: str | os.PathLike,
+        *,
+        keep_latest: int = 1,
+        keep_best: bool = False,
+        asynchronous: bool = False,
+        processes: set[int] | None = None,
     ):
         from orbax.checkpoint import checkpoint_managers as cm
 
@@ -140,9 +158,14 @@ class StepManager:
                 [policy, cm.BestN(get_metric_fn=lambda m: m[SCORE], n=1, keep_checkpoints_without_metrics=False)]
             )
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=policy, create=True, enable_async_checkpointing=asynchronous
+            preservation_policy=policy,
+            create=processes is None,  # orbax cannot create it for a subset of processes
+            enable_async_checkpointing=asynchronous,
+            **({} if processes is None else {"multiprocessing_options": _only(processes)}),
         )
         self.directory = Path(directory).absolute()
+        if processes is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
         self.asynchronous = asynchronous
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 

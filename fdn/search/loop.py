@@ -41,11 +41,13 @@ import numpy as np
 from fdn import genotype as gt
 from fdn.agents import make_agent
 from fdn.candidate import CandidateTrainer, TrainerFactory, enable_compilation_cache
+from fdn.distributed import session as dist_session
 from fdn.interrupts import StopSignals, exit_code_of
 from fdn.search import early_stop, progress, proposals, run_log
 from fdn.search import setup as setup_lib
 from fdn.search.candidate_run import run_candidate  # noqa: F401  (importable from here: failure-injection tests)
 from fdn.search.failure_streak import FailureStreak
+from fdn.search.parallel import remote
 from fdn.search.parallel.devices import worker_devices
 from fdn.search.parallel.local import InlineWorkers, LocalWorkers
 from fdn.search.parallel.workers import Outcome
@@ -158,6 +160,7 @@ class _Search:
         else:
             names = [str(d) for d in self.setup.devices]
             self.workers = LocalWorkers(self.setup.trainers, config, names)
+        self.workers = remote.across_processes(self.workers, self.setup, config, dist_session.current(), self.log)
         if len(self.setup.trainers) > 1 or self.lag:
             self.log(f"search: {len(self.setup.trainers)} worker(s), lag {self.lag}")
         self.logfile = run_log.RunLog(self.workdir)

@@ -82,7 +82,9 @@ class SearchCheckpointer:
         self.workdir = Path(workdir).absolute()
         self.directory = self.workdir / CHECKPOINT_DIR
         self.settings = settings
-        self.steps = StepManager(self.directory, keep_latest=keep)
+        # a multi-process search: process 0 alone owns the checkpoints (fdn.search.parallel.remote)
+        solo = {jax.process_index()} if jax.process_count() > 1 else None
+        self.steps = StepManager(self.directory, keep_latest=keep, processes=solo)
 
     def latest_step(self) -> int | None:
         return self.steps.latest_step()

@@ -1,9 +1,9 @@
 """``python -m fdn.train --config=configs/voc_train.py --workdir=DIR``: train one genotype fully, or resume.
 
 The genotype is ``--config.genotype``: a released name (``arch0``), a literal, or ``WORKDIR#rank`` of a search
-(``WORKDIR#1`` = its best). Data parallel over every local device (``jax.sharding``); ``--distributed`` calls
-``jax.distributed.initialize()`` first for multi-host runs (TPU pods, Slurm; see ``launch/``). Running the
-same command again resumes from ``DIR/checkpoints``. Outputs are described in `fdn.train.loop`.
+(``WORKDIR#1`` = its best). Data parallel over every local device (``jax.sharding``); ``--distributed`` starts
+``jax.distributed`` first (`fdn.distributed.runtime`) for multi-host runs (TPU pods, Slurm; see ``launch/``).
+Running the same command again resumes from ``DIR/checkpoints``. Outputs are described in `fdn.train.loop`.
 
 Ctrl-C or SIGTERM (a scheduler's preemption) saves the current step, prints one line and exits 130 / 143.
 """
@@ -16,6 +16,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from fdn.cli import run_command
+from fdn.distributed import flags as distributed_flags
+from fdn.distributed import runtime
 from fdn.errors import report_user_errors
 from fdn.interrupts import exit_code_of
 
@@ -24,10 +26,6 @@ config_flags.DEFINE_config_file(
     "config", None, "training config (configs/voc_train.py, nyud_train.py, demo_train.py[:depth])", lock_config=True
 )
 flags.DEFINE_string("workdir", None, "where the run lives; an existing run there is resumed")
-flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host: TPU pods, Slurm, ...)")
-flags.DEFINE_string("coordinator_address", None, "with --distributed: host:port of process 0 (default: detected)")
-flags.DEFINE_integer("num_processes", None, "with --distributed: number of processes (default: detected)")
-flags.DEFINE_integer("process_id", None, "with --distributed: this process's index (default: detected)")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -36,11 +34,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-    import jax
-
-    if FLAGS.distributed:
-        # before any device is touched; without arguments it detects Cloud TPU / Slurm / Open MPI / Kubernetes
-        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    options = distributed_flags.options()
+    if options:  # before any device is touched; with no explicit flags JAX detects Slurm / Cloud TPU / Open MPI
+        runtime.initialize(options, "fdn.train")
     from fdn.train import loop as train_loop
 
     try:
