@@ -234,7 +234,9 @@ def eval_dataset(
     per_host = eval_num_batches(len(records), batch_size, process_count) * local
     padded = _Padded(records, per_host * process_count)
     ds = grain.MapDataset.source(padded)[process_index * per_host : (process_index + 1) * per_host]
-    ds = ds.map(augment.EvalTransform(crop_size, min_side=min_side, task=task)).batch(local, drop_remainder=True)
+    like = records[0] if len(records) else None  # shapes of per-example fields for the padding slots
+    transform = augment.EvalTransform(crop_size, min_side=min_side, task=task, like=like)
+    ds = ds.map(transform).batch(local, drop_remainder=True)
     return _to_iter(ds, worker_count, read_threads, prefetch_batches)
 
 
