@@ -160,6 +160,18 @@ def test_keypoints_follow_the_evaluation_crop_and_padding_keeps_shapes():
     assert not empty["valid"] and empty["keypoints"].shape == (3, 3) and empty["keypoint_flip"].shape == (3,)
 
 
+def test_pose_batches_from_the_pipelines():
+    from fdn.data import pipeline
+
+    records = [{**_dot_record(None), "image_id": f"r{i}"} for i in range(3)]
+    batch = next(iter(pipeline.train_dataset(records, crop_size=32, batch_size=2, seed=0, task=tasks.POSE)))
+    assert batch["keypoints"].shape == (2, 3, 3) and batch["keypoints"].dtype == np.float32
+    assert batch["keypoint_norm"].shape == (2,) and batch["keypoint_flip"].shape == (2, 3)
+    batches = list(pipeline.eval_dataset(records, crop_size=(60, 80), batch_size=2, min_side=0, task=tasks.POSE))
+    assert [b["valid"].tolist() for b in batches] == [[True, True], [True, False]]
+    np.testing.assert_allclose(batches[0]["keypoints"][0], records[0]["keypoints"])  # whole image: unchanged
+
+
 def test_shapes_keypoints_are_the_nearest_objects_extremes():
     for index in range(30):
         example = shapes.render("train", index)
