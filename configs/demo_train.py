@@ -16,9 +16,9 @@ the schedule is Light-Weight RefineNet's (``configs/train_common.py``) with its 
 every 3 epochs on 96 val images. Add ``--config.teacher.checkpoint=workdirs/demo/teacher`` to distil from the
 search's teacher.
 ``:depth`` trains the depth head on the same images (berHu loss; RMSE etc.); ``:pose`` trains K = 5 stride-4
-heatmaps of the nearest object's landmarks (fdn_shapes' keypoints; PCK@0.5 of its radius) with Adam, on
-96-pixel crops of images scaled 0.65-1.0 (the landmarks span the object, so crops keep most of it) and scores
-whole 128x160 images; ``:tiny`` is for tests.
+heatmaps of the nearest object's landmarks (fdn_shapes' keypoints; PCK@0.5 of its radius) with Adam, 14 + 3 + 3
+epochs of 40 steps, on 96-pixel crops of images scaled 0.65-1.0 (the landmarks span the object, so crops keep
+most of it), and scores whole 128x160 images with the flip test; ``:tiny`` is for tests.
 """
 
 from configs import common, train_common
