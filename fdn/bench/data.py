@@ -11,6 +11,11 @@ Examples::
     python -m fdn.bench data                                     # fdn_shapes, crop 112, workers 0,1,2
     python -m fdn.bench data --source=synthetic --crop=350 --min_side=400 --batch_size=32
     python -m fdn.bench data --dataset=voc_sbd --split=train_aug --data_dir=/data/tfds --crop=350 --min_side=400
+    python -m fdn.bench data --path=device --source=synthetic --crop=350 --min_side=400   # + the device path
+
+``--path=device`` adds the on-device stage-2 path (``fdn.data.device_source``) on the same records: the
+one-off decode of ``--device_records`` records onto JAX's default device, the first batch (compile), then
+crops/s with every batch waited for, next to the host rows of the same run.
 """
 
 import io
@@ -41,6 +46,14 @@ flags.DEFINE_enum("task", tasks.SEGMENTATION, list(augment.TASKS), "label keys",
 flags.DEFINE_list("workers", ["0", "1", "2"], "worker process counts to measure", flag_values=FLAGS)
 flags.DEFINE_integer("read_threads", 2, "reader threads per process", flag_values=FLAGS)
 flags.DEFINE_float("seconds", 10.0, "measuring time per worker count", flag_values=FLAGS)
+flags.DEFINE_enum(
+    "path",
+    "host",
+    ["host", "device"],
+    "host: the grain pipeline only; device: also the on-device augmentation (fdn.data.device_source)",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer("device_records", 256, "records decoded onto the device for --path=device", flag_values=FLAGS)
 
 
 class SyntheticJpegSource:
@@ -124,6 +137,29 @@ def measure(source, workers):
     return batches * FLAGS.batch_size / elapsed, batches
 
 
+def measure_device(source):
+    """(crops/s, batches, decode seconds, first-batch seconds, device) of ``DeviceStage2Source`` on ``source``."""
+    import jax
+
+    from fdn.data import pipeline
+    from fdn.data.device_source import DeviceStage2Source
+
+    records = pipeline.Subset(source, range(min(len(source), FLAGS.device_records)))
+    start = time.perf_counter()
+    device = DeviceStage2Source.build(records, FLAGS.crop, FLAGS.min_side, task=FLAGS.task)
+    jax.block_until_ready(device.data)
+    decode_s, start = time.perf_counter() - start, time.perf_counter()
+    key = jax.random.key(0)
+    jax.block_until_ready(device.batch(key, 0, FLAGS.batch_size))  # compile + first batch
+    first_s = time.perf_counter() - start
+    batches, start = 0, time.perf_counter()
+    while time.perf_counter() - start < FLAGS.seconds:
+        batches += 1
+        jax.block_until_ready(device.batch(key, batches, FLAGS.batch_size))
+    elapsed = time.perf_counter() - start
+    return batches * FLAGS.batch_size / elapsed, batches, decode_s, first_s, jax.devices()[0].device_kind
+
+
 def main(argv):
     FLAGS(argv)
     source, name = _source()
@@ -131,8 +167,16 @@ def main(argv):
         f"training pipeline on {name}: crop {FLAGS.crop}, min side {FLAGS.min_side or FLAGS.crop}, "
         f"batch {FLAGS.batch_size}, task {FLAGS.task}, {FLAGS.read_threads} reader threads per process"
     )
-    print(f"{'workers':>8} {'images/s':>10} {'batches':>8}")
+    print(f"{'workers':>8} {'images/s':>10} {'batches':>8}")  # images/s = crops/s
     for workers in (int(w) for w in FLAGS.workers):
         rate, batches = measure(source, workers)
         print(f"{workers:>8} {rate:>10.1f} {batches:>8}", flush=True)
+    if FLAGS.path == "device":
+        rate, batches, decode_s, first_s, kind = measure_device(source)
+        decoded = min(len(source), FLAGS.device_records)
+        print(
+            f"{'device':>8} {rate:>10.1f} {batches:>8}   ({kind}; decode of {decoded} records {decode_s:.1f} s, "
+            f"first batch with compile {first_s:.1f} s)",
+            flush=True,
+        )
     return 0

@@ -55,6 +55,7 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     MANUAL_DOWNLOAD_INSTRUCTIONS = ""
     HOMEPAGE = ""
     CITATION = ""
+    KEEP_ORDER = False  # True: records in the order the generator yields them (tfds' disable_shuffling)
 
     def __init_subclass__(cls, **kwargs):
         # tfds derives ``code_path`` through ``importlib_resources``, which is not installed (and not
@@ -79,6 +80,7 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             homepage=self.HOMEPAGE,
             citation=self.CITATION,
             metadata=self._metadata(),
+            disable_shuffling=self.KEEP_ORDER,
         )
 
     def _manual_root(self, dl_manager, how):

@@ -9,6 +9,8 @@ that command if they are missing, and the demo configs run on them with only ``d
 
 Class counts: a config's 0 means "what the dataset declares" (``dataset_classes``): fdn's own datasets declare
 theirs in code, an ``image_folder/NAME`` in its prepared ``metadata.json`` (classes.txt or the largest label).
+The pose datasets (``mpii_human_pose``, ``coco_keypoints``) declare their joints (``fdn.pose.joints``): the
+heatmap head has one channel per joint, so their "classes" are the joints.
 """
 
 from pathlib import Path
@@ -61,11 +63,13 @@ def ensure_prepared(data, data_dir, log=print, who="fdn") -> None:
 
 def _known_names(dataset: str):
     from fdn.data import cityscapes, shapes, voc_sbd
+    from fdn.pose import joints
 
     return {
         "fdn_shapes": shapes.CLASS_NAMES,
         "cityscapes_fine": cityscapes.CLASS_NAMES,
         "voc_sbd": voc_sbd.CLASS_NAMES,
+        **{name: skeleton.names for name, skeleton in joints.SKELETONS.items()},
     }.get(dataset.split("/")[0])
 
 

@@ -35,7 +35,7 @@ import grain
 import numpy as np
 
 from fdn import tasks
-from fdn.data import augment
+from fdn.data import augment, pose_pipeline
 
 
 def data_source(name, split, data_dir=None):
@@ -119,11 +119,12 @@ def augmented(
     num_epochs=None,
     process_index=0,
     process_count=1,
+    pose=None,
 ):
     """Unbatched ``grain.MapDataset`` of augmented crops: the stream ``train_dataset`` batches.
 
     ``stage1_subset`` takes its first N elements, so the stage-1 cache and the training stream are
-    defined by one piece of code.
+    defined by one piece of code. ``pose`` (a ``pose_pipeline.PoseAugment``) makes them person crops instead.
     """
     records = _records(source, indices)
     if len(records) == 0:
@@ -131,7 +132,10 @@ def augmented(
     ds = grain.MapDataset.source(records).shuffle(seed=seed).repeat(num_epochs)
     if process_count > 1:
         ds = ds[process_index::process_count]
-    transform = augment.TrainTransform(crop_size, min_side=min_side, scale_range=scale_range, task=task)
+    if pose is not None:
+        transform = pose_pipeline.PoseTrainTransform(crop_size, pose)
+    else:
+        transform = augment.TrainTransform(crop_size, min_side=min_side, scale_range=scale_range, task=task)
     return ds.random_map(transform, seed=seed)
 
 
@@ -164,6 +168,7 @@ def train_dataset(
     worker_count=0,
     read_threads=2,
     prefetch_batches=2,
+    pose=None,
 ):
     """Endless (or ``num_epochs``) stream of fixed-shape training batches as a ``grain.IterDataset``.
 
@@ -180,6 +185,8 @@ def train_dataset(
       process_index, process_count: per-host sharding; default from ``jax``.
       worker_count: grain worker processes (0 = in this process, with ``read_threads`` threads).
       read_threads, prefetch_batches: per-process reader threads and buffered batches.
+      pose: a ``pose_pipeline.PoseAugment`` for person crops of a pose dataset (``pose_pipeline.augment_for``);
+        ``min_side``, ``scale_range`` and ``task`` are then unused.
 
     Returns:
       a ``grain.IterDataset``; ``iter()`` it for a checkpointable ``grain.DatasetIterator``.
@@ -196,6 +203,7 @@ def train_dataset(
         num_epochs=num_epochs,
         process_index=process_index,
         process_count=process_count,
+        pose=pose,
     )
     ds = ds.batch(_local_batch(batch_size, process_count), drop_remainder=True)
     return _to_iter(ds, worker_count, read_threads, prefetch_batches)
@@ -220,13 +228,15 @@ def eval_dataset(
     worker_count=0,
     read_threads=2,
     prefetch_batches=2,
+    pose=None,
 ):
     """One pass over the records in order, as fixed-shape batches with a ``valid`` (B,) bool mask.
 
     Shorter side scaled up to ``min_side`` (never down), central ``crop_size`` crop. The records are split
     into ``process_count`` contiguous blocks of ``eval_num_batches * local_batch`` slots; slots past the
     end are padding (``valid`` False, all labels ignore/invalid), so the union over hosts scores every
-    record exactly once.
+    record exactly once. ``pose`` (a ``pose_pipeline.PoseAugment``): the person crops of
+    ``pose_pipeline.PoseEvalTransform`` instead.
     """
     process_index, process_count = _processes(process_index, process_count)
     local = _local_batch(batch_size, process_count)
@@ -234,8 +244,11 @@ def eval_dataset(
     per_host = eval_num_batches(len(records), batch_size, process_count) * local
     padded = _Padded(records, per_host * process_count)
     ds = grain.MapDataset.source(padded)[process_index * per_host : (process_index + 1) * per_host]
-    like = records[0] if len(records) else None  # shapes of per-example fields for the padding slots
-    transform = augment.EvalTransform(crop_size, min_side=min_side, task=task, like=like)
+    if pose is not None:
+        transform = pose_pipeline.PoseEvalTransform(crop_size, pose)
+    else:
+        like = records[0] if len(records) else None  # shapes of per-example fields for the padding slots
+        transform = augment.EvalTransform(crop_size, min_side=min_side, task=task, like=like)
     ds = ds.map(transform).batch(local, drop_remainder=True)
     return _to_iter(ds, worker_count, read_threads, prefetch_batches)
 

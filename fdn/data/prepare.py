@@ -1,11 +1,11 @@
 """Prepare an fdn dataset: ``python -m fdn.data.prepare NAME --manual_dir=DIR --data_dir=DIR``.
 
-NAME is one of ``voc_sbd``, ``nyu_depth_v2_labeled[/seg40]``, ``cityscapes_fine``, ``fdn_shapes`` (no
-manual dir needed) or ``image_folder`` (your own images: ``--name``, ``--task``, ``--depth_scale``,
-``--val_fraction``, ``--split_seed``; see ``fdn.data.image_folder``). tfds writes ArrayRecord files into a
-temporary ``incomplete.*`` directory and renames it only when every split is written, so an interrupted run
-never leaves a dataset that looks complete; rerunning starts over. Progress bars are tqdm's (via tfds), one
-per split.
+NAME is one of ``voc_sbd``, ``nyu_depth_v2_labeled[/seg40]``, ``cityscapes_fine``, ``mpii_human_pose``,
+``coco_keypoints``, ``fdn_shapes`` (no manual dir needed) or ``image_folder`` (your own images: ``--name``,
+``--task``, ``--depth_scale``, ``--val_fraction``, ``--split_seed``; see ``fdn.data.image_folder``). tfds
+writes ArrayRecord files into a temporary ``incomplete.*`` directory and renames it only when every split is
+written, so an interrupted run never leaves a dataset that looks complete; rerunning starts over. Progress bars
+are tqdm's (via tfds), one per split.
 
 Examples::
 
@@ -13,6 +13,8 @@ Examples::
     python -m fdn.data.prepare voc_sbd --manual_dir=/data/voc --data_dir=/data/tfds
     python -m fdn.data.prepare nyu_depth_v2_labeled --manual_dir=/data/nyu --data_dir=/data/tfds
     python -m fdn.data.prepare cityscapes_fine --manual_dir=/data/cityscapes --data_dir=/data/tfds
+    python -m fdn.data.prepare mpii_human_pose --manual_dir=/data/mpii --data_dir=/data/tfds
+    python -m fdn.data.prepare coco_keypoints --manual_dir=/data/coco --data_dir=/data/tfds
     python -m fdn.data.prepare image_folder --manual_dir=/data/roads --data_dir=/data/tfds --name=roads
 """
 
