@@ -18,7 +18,7 @@ def train_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # model init (when no encoder checkpoint), data order and augmentation
     c.genotype = "arch0"  # released name, genotype literal, or WORKDIR#rank of a search (fdn.train.genotype_source)
-    c.task = "segmentation"  # segmentation | depth
+    c.task = "segmentation"  # segmentation | depth | pose
 
     c.model = ml_collections.ConfigDict()
     c.model.num_classes = 0  # output channels: 0 = the dataset's class count (fdn.data.catalog); depth: 1
@@ -46,6 +46,8 @@ def train_config() -> ml_collections.ConfigDict:
     c.eval.batch_size = 8  # global; divisible by the device count
     c.eval.num_examples = 0  # >0: only the first n images of the split (quick looks)
     c.eval.omit_classes = ()  # classes left out of the mIoU (VOC: none, background counts)
+    c.eval.flip_test = False  # pose: average with the mirrored image's heatmaps (SimpleBaseline's flip test)
+    c.eval.skeleton = ()  # pose: (joint, joint) pairs joined by lines in pictures (fdn.evaluate, fdn.predict)
 
     c.encoder = ml_collections.ConfigDict()
     c.encoder.checkpoint = ""  # fdn checkpoint whose encoder starts training ('' = random, seeded)
@@ -62,7 +64,8 @@ def train_config() -> ml_collections.ConfigDict:
     c.optim.stage_epochs = (100, 100, 100)  # RF-LW's three stages
     c.optim.enc_lrs = (5e-4, 2.5e-4, 1e-4)  # encoder SGD learning rate per stage
     c.optim.dec_lrs = (5e-3, 2.5e-3, 1e-3)  # decoder SGD learning rate per stage
-    c.optim.momentum = 0.9
+    c.optim.optimizer = "sgd"  # sgd (RF-LW) | adam (SimpleBaseline's pose schedule)
+    c.optim.momentum = 0.9  # sgd only
     c.optim.weight_decay = 1e-5  # coupled L2 (PyTorch SGD weight_decay)
     c.optim.grad_clip = 3.0  # global-norm clip per sub-network (0 = off)
     c.optim.reference_batch = 6  # the batch the learning rates are written for

@@ -1,8 +1,9 @@
 """``python -m fdn.evaluate --checkpoint=DIR [--split=val] [--data_dir=...] [--png_dir=OUT --num_png=8]``
 
 Scores an fdn model checkpoint on a dataset split, single scale, no flip: mIoU with a per-class IoU table for
-segmentation, or RMSE, log-RMSE, abs rel, sq rel, log10 and delta < 1.25^k for depth. The dataset, split,
-data dir, task and evaluation crop come from the checkpoint's metadata (``fdn.train`` stores them) unless
+segmentation, RMSE, log-RMSE, abs rel, sq rel, log10 and delta < 1.25^k for depth, or PCK@0.5 with a per-joint
+table for pose (``--flip_test``: SimpleBaseline's flip test; default: as the checkpoint was trained). The dataset,
+split, data dir, task and evaluation crop come from the checkpoint's metadata (``fdn.train`` stores them) unless
 flags give them; a checkpoint without them (``fdn.convert``) needs ``--dataset`` (and ``--data_dir``).
 ``--png_dir`` writes input, ground truth and prediction pictures of the first ``--num_png`` images.
 """
@@ -29,6 +30,7 @@ flags.DEFINE_string("png_dir", None, "directory for input / ground truth / predi
 flags.DEFINE_integer("num_png", 8, "pictures to write with --png_dir.")
 flags.DEFINE_float("depth_max", 8.0, "depth (m) at the top of the colour map in the pictures.")
 flags.DEFINE_string("json", None, "also write the metrics to this JSON file.")
+flags.DEFINE_bool("flip_test", None, "pose: average with the mirror image's heatmaps (default: the checkpoint's).")
 flags.mark_flags_as_required(["checkpoint"])
 
 
@@ -53,6 +55,7 @@ def main(argv):
         f.png_dir,
         f.num_png,
         f.depth_max,
+        f.flip_test,
     )
     print(text)
     if f.json:

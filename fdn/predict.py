@@ -2,21 +2,26 @@
 
 Eval-mode forward of an fdn checkpoint on image files (normalised as the official code) or ``.npy`` batches
 (already normalised, NHWC float32). ``OUT.npz`` holds ``logits`` (N, h, w, C) at the decoder's own resolution
-(before any upsampling) and ``aux_logits_0..2``; ``--png`` also writes a colour-mapped prediction per image at
-the input size (VOC palette for segmentation, 'plasma' over [0, --depth_max] m for depth).
+(before any upsampling; pose: the stride-4 heatmaps) and ``aux_logits_0..2``; pose models also write
+``OUT.json``, each image's joints ``[x, y, peak]`` in input pixels. ``--png`` writes a picture per image at the
+input size (VOC palette for segmentation, 'plasma' over [0, --depth_max] m for depth, the joints and the
+checkpoint's skeleton drawn on the image for pose).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
 from fdn import tasks
 from fdn.cli import run_command
 from fdn.errors import report_user_errors
-from fdn.serve import checkpoint, images, inference, visualize
+from fdn.serve import checkpoint, images, inference
 
 flags.DEFINE_string("checkpoint", None, "fdn checkpoint directory (from fdn.convert, fdn.train or fdn.search).")
 flags.DEFINE_string("out", None, "Output .npz file.")
@@ -28,31 +33,45 @@ flags.DEFINE_enum("precision", "highest", ["highest", "default"], "Matmul precis
 flags.mark_flags_as_required(["checkpoint", "out"])
 
 
-def write_pngs(directory, names, outputs, input_size, task, depth_max):
+def predictions(spec, outputs, input_size):
+    """The task's prediction (`fdn.tasks`: class ids or depth at the input size, pose joints) of the outputs."""
+    rules = tasks.get(spec.task)
+    return np.asarray(jax.jit(rules.predict, static_argnums=1)(jnp.asarray(outputs["logits"]), tuple(input_size)))
+
+
+def write_pngs(directory, names, prediction, batch, task, depth_max, edges=()):
+    """One picture per image: the VOC palette, 'plasma' depth, or the joints drawn on the input image."""
+    from fdn.conventions import denormalise
+    from fdn.serve.evaluation import picture_fn
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    logits = np.asarray(inference.upsample(outputs["logits"], tuple(input_size)))
+    picture = picture_fn(tasks.get(task), depth_max, edges)
     paths = []
-    for name, out in zip(names, logits):
-        if tasks.get(task).categorical:
-            im = visualize.class_map_image(out.argmax(-1))
-        else:
-            im = visualize.depth_image(out[..., 0], depth_max)
+    for name, pred, image in zip(names, prediction, batch):
         paths.append(directory / f"{name}.png")
-        im.save(paths[-1])
+        picture(pred, denormalise(image)).save(paths[-1])
     return paths
 
 
 def run(checkpoint_dir, out, inputs, png=None, batch_size=8, aux=True, depth_max=8.0, precision="highest"):
-    spec, variables, _ = checkpoint.load_model(checkpoint_dir)
+    spec, variables, info = checkpoint.load_model(checkpoint_dir)
     batch, names = images.load_inputs(inputs)
     outputs = inference.predict_batches(spec, variables, batch, batch_size, aux, precision)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **outputs)
     lines = [f"wrote {out}: " + ", ".join(f"{k} {v.shape}" for k, v in outputs.items())]
+    rules = tasks.get(spec.task)
+    prediction = predictions(spec, outputs, batch.shape[1:3]) if png or rules.json_output else None
+    if rules.json_output:
+        records = rules.to_json(prediction)
+        path = out.with_suffix(".json")
+        path.write_text(json.dumps({"task": spec.task, "images": dict(zip(names, records))}, indent=1))
+        lines.append(f"wrote {path}: {spec.task} predictions of {len(records)} image(s)")
     if png:
-        paths = write_pngs(png, names, outputs, batch.shape[1:3], spec.task, depth_max)
+        edges = info.get("metadata", {}).get("eval", {}).get("skeleton", ())
+        paths = write_pngs(png, names, prediction, batch, spec.task, depth_max, edges)
         lines.append(f"wrote {len(paths)} PNG file(s) to {png}")
     return "\n".join(lines)
 

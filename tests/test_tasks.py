@@ -15,12 +15,14 @@ from fdn.models.resize import resize_bilinear, resize_nearest
 
 
 def test_registry_names_head_sizes_and_errors():
-    assert tasks.NAMES == ("segmentation", "depth")
+    assert tasks.NAMES == ("segmentation", "depth", "pose")
     assert tasks.get("segmentation").head_size(21) == 21 and tasks.get("depth").head_size(21) == 1
+    assert tasks.get("pose").head_size(16) == 16  # K heatmaps
     assert tasks.get("segmentation").categorical and not tasks.get("depth").categorical
-    assert all(tasks.get(n).label_key == n for n in tasks.NAMES)
+    assert all(tasks.get(n).label_key == n for n in ("segmentation", "depth"))
+    assert tasks.get("pose").label_key == "keypoints"
     with pytest.raises(ValueError, match="task must be one of"):
-        tasks.get("pose")
+        tasks.get("classification")
 
 
 def test_auto_is_a_guess_between_the_legacy_tasks_and_a_named_task_wins():
@@ -28,8 +30,9 @@ def test_auto_is_a_guess_between_the_legacy_tasks_and_a_named_task_wins():
     # A named task is never second-guessed from the head: a 1-class segmentation head stays segmentation.
     assert tasks.resolve(tasks.SEGMENTATION, 1) == tasks.SEGMENTATION
     assert tasks.resolve(tasks.DEPTH, 21) == tasks.DEPTH
+    assert tasks.resolve(tasks.POSE, 16) == tasks.POSE  # pose is never guessed, only named
     with pytest.raises(ValueError, match="task must be one of"):
-        tasks.resolve("pose", 16)
+        tasks.resolve("classification", 16)
 
 
 def test_the_commands_task_flags_offer_auto_and_every_registered_task():
@@ -39,7 +42,7 @@ def test_the_commands_task_flags_offer_auto_and_every_registered_task():
     assert latency.FLAGS["task"].parser.enum_values == [tasks.AUTO, *tasks.NAMES]
     assert data.FLAGS["task"].parser.enum_values == [*tasks.NAMES, augment.BOTH]
     assert augment.task_keys(augment.BOTH) == (tasks.SEGMENTATION, tasks.DEPTH)
-    assert all(augment.task_keys(n) == (tasks.get(n).label_key,) for n in tasks.NAMES)
+    assert all(augment.task_keys(n) == tasks.get(n).data_keys for n in tasks.NAMES)
 
 
 def _batch(rng, n=2, size=(16, 16), k=4):
@@ -119,7 +122,7 @@ def test_serving_imports_neither_training_nor_the_search():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("task", tasks.NAMES)
+@pytest.mark.parametrize("task", (tasks.SEGMENTATION, tasks.DEPTH))  # pose: tests/test_pose_task.py
 def test_evaluation_pictures_follow_the_task(task, tmp_path):
     from PIL import Image
 

@@ -6,6 +6,11 @@ smaller than the crop is padded symmetrically (image with the mean, i.e. 0 after
 segmentation with 255; depth with 0 = invalid). Validation: shorter side scaled *up* to ``min_side``
 (never down), central crop with the same padding.
 
+Keypoints (the pose task: ``keypoints`` (K, 3) = x, y, v in pixels with centres at integers) follow the image:
+scaled about pixel edges, mirrored as ``x -> W - 1 - x`` with the joints permuted by the record's own
+``keypoint_flip`` (left <-> right), shifted by the crop and made invisible (v = 0) outside it;
+``keypoint_norm`` scales with the image. (MPII/COCO person crops have their own affine pipeline.)
+
 The transforms are picklable classes (grain ships them to worker processes) and take the random
 generator from the caller, so a record's augmentation depends only on (seed, position in the stream).
 """
@@ -28,7 +33,7 @@ def task_keys(task):
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     names = (tasks.SEGMENTATION, tasks.DEPTH) if task == BOTH else (task,)
-    return tuple(tasks.get(name).label_key for name in names)
+    return tuple(key for name in names for key in tasks.get(name).data_keys)
 
 
 def _pair(size):
@@ -54,12 +59,27 @@ def resize(example, scale):
     for key in (tasks.SEGMENTATION, tasks.DEPTH):
         if key in example:
             out[key] = np.asarray(Image.fromarray(example[key]).resize(size, Image.NEAREST))
+    if tasks.KEYPOINTS in example:
+        sx, sy = size[0] / w, size[1] / h
+        kp = np.array(example[tasks.KEYPOINTS], np.float32)
+        kp[:, 0] = (kp[:, 0] + 0.5) * sx - 0.5
+        kp[:, 1] = (kp[:, 1] + 0.5) * sy - 0.5
+        out[tasks.KEYPOINTS] = kp
+        out[tasks.KEYPOINT_NORM] = np.float32(example[tasks.KEYPOINT_NORM] * (sx + sy) / 2)
     return out
 
 
 def mirror(example):
-    """Flip every array left-right."""
-    return {k: v[:, ::-1] for k, v in example.items()}
+    """Flip every array left-right (keypoints: x mirrored and left/right joints swapped)."""
+    out = {
+        k: v if k in (tasks.KEYPOINTS, tasks.KEYPOINT_NORM, tasks.KEYPOINT_FLIP) else v[:, ::-1]
+        for k, v in example.items()
+    }
+    if tasks.KEYPOINTS in example:
+        kp = np.array(example[tasks.KEYPOINTS], np.float32)
+        kp[:, 0] = example["image"].shape[1] - 1 - kp[:, 0]
+        out[tasks.KEYPOINTS] = kp[np.asarray(example[tasks.KEYPOINT_FLIP])]
+    return out
 
 
 def _window(length, crop, start):
@@ -82,6 +102,15 @@ def crop(example, size, top, left):
     if tasks.DEPTH in example:
         out[tasks.DEPTH] = np.zeros((ch, cw), np.float32)
         out[tasks.DEPTH][dy, dx] = example[tasks.DEPTH][sy, sx]
+    if tasks.KEYPOINTS in example:
+        kp = np.array(example[tasks.KEYPOINTS], np.float32).reshape(-1, 3)
+        kp[:, 0] -= left
+        kp[:, 1] -= top
+        inside = (kp[:, 0] >= 0) & (kp[:, 0] <= cw - 1) & (kp[:, 1] >= 0) & (kp[:, 1] <= ch - 1)
+        kp[:, 2] = np.where(inside, kp[:, 2], 0.0)
+        out[tasks.KEYPOINTS] = kp
+        out[tasks.KEYPOINT_NORM] = np.float32(example[tasks.KEYPOINT_NORM])
+        out[tasks.KEYPOINT_FLIP] = np.asarray(example[tasks.KEYPOINT_FLIP], np.int32)
     return out
 
 
@@ -129,14 +158,18 @@ class EvalTransform:
     ``valid`` telling the two apart so that each real image is scored exactly once.
     """
 
-    def __init__(self, crop_size, min_side=None, task=tasks.SEGMENTATION):
+    def __init__(self, crop_size, min_side=None, task=tasks.SEGMENTATION, like=None):
+        """``like``: a real record, whose per-example fields (keypoints) give the padding slots their shapes."""
         self.crop_size = _pair(crop_size)
         self.min_side = max(self.crop_size) if min_side is None else int(min_side)
         self.keys = task_keys(task)
+        fixed = [k for k in self.keys if k not in (tasks.SEGMENTATION, tasks.DEPTH)]
+        self.fixed = {k: (np.shape(like[k]), np.asarray(like[k]).dtype) for k in fixed} if like else {}
 
     def __call__(self, record):
         if not record:
             empty = {k: np.zeros((0, 0), np.uint8 if k == tasks.SEGMENTATION else np.float32) for k in self.keys}
+            empty.update({k: np.zeros(shape, dtype) for k, (shape, dtype) in self.fixed.items()})
             out = crop({"image": np.zeros((0, 0, 3), np.uint8), **empty}, self.crop_size, 0, 0)
             out["valid"] = np.bool_(False)
             return out

@@ -247,7 +247,8 @@ def eval_dataset(
     if pose is not None:
         transform = pose_pipeline.PoseEvalTransform(crop_size, pose)
     else:
-        transform = augment.EvalTransform(crop_size, min_side=min_side, task=task)
+        like = records[0] if len(records) else None  # shapes of per-example fields for the padding slots
+        transform = augment.EvalTransform(crop_size, min_side=min_side, task=task, like=like)
     ds = ds.map(transform).batch(local, drop_remainder=True)
     return _to_iter(ds, worker_count, read_threads, prefetch_batches)
 

@@ -18,7 +18,12 @@ different scales:
 ====  ======================  =======================================================================
 
 Colours are random per object, so colour carries no class information; object size shrinks with depth
-(a monocular cue). Labels are exact (no ignore band). The depth map (float32 metres) is a sloped
+(a monocular cue). Keypoints (the pose demo, version 1.1.0; the images are unchanged): five landmarks of the
+*nearest* large object (the largest one, drawn on top): its centre and its top-, bottom-, left- and
+right-most outline points (a vertex, the midpoint of an edge that is extreme, or the disc's rim), with
+``v = 1`` inside the image; ``keypoint_norm`` is the object's radius in pixels (so PCK@0.5 means within half
+the radius) and ``keypoint_flip`` says which landmark each becomes in a mirror image (left <-> right).
+Labels are exact (no ignore band). The depth map (float32 metres) is a sloped
 background plane with every object on its own fronto-parallel plane, markers 5 cm in front of what they
 sit on, and 0-3 small holes of 0 (= invalid).
 
@@ -51,6 +56,12 @@ CLASS_NAMES = (
 )
 NUM_CLASSES = len(CLASS_NAMES)
 STRIPED_HOSTS = (1, 3)
+# The pose demo's joint table (until fdn/pose/joints.py holds every dataset's).
+KEYPOINT_NAMES = ("centre", "top", "bottom", "left", "right")
+NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+KEYPOINT_FLIP_PAIRS = ((3, 4),)
+KEYPOINT_SKELETON = ((0, 1), (0, 2), (0, 3), (0, 4))
+KEYPOINT_FLIP = (0, 1, 2, 4, 3)  # the joint each becomes in a mirror image (KEYPOINT_FLIP_PAIRS swapped)
 
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 # Integer directions for stripes and square orientations: exact on every platform.
@@ -82,16 +93,22 @@ def _texture(rng, kind, ys, xs):
 
 
 def _shape_mask(rng, kind, cy, cx, r, ys, xs):
-    """Boolean mask of a disc, rotated square or triangle of 'radius' ``r`` centred at (cy, cx)."""
+    """``(mask, outline)``: the boolean mask of a disc, rotated square or triangle of 'radius' ``r`` centred at
+    (cy, cx), and its extreme points (x, y) top, bottom, left, right (`_extremes`)."""
     dy, dx = ys - cy, xs - cx
     if kind == "disc":
-        return dy * dy + dx * dx <= r * r
+        return dy * dy + dx * dx <= r * r, ((cx, cy - r), (cx, cy + r), (cx - r, cy), (cx + r, cy))
     if kind == "square":
         a, b = _DIRECTIONS[rng.integers(len(_DIRECTIONS))]
         half = (r * 7) // 8  # about the disc's area
         u, v = a * dx + b * dy, -b * dx + a * dy
         bound = half * half * (a * a + b * b)
-        return (u * u <= bound) & (v * v <= bound)
+        n = math.hypot(a, b)
+        corners = [
+            (cx + half * (su * a - sv * b) / n, cy + half * (su * b + sv * a) / n) for su in (-1, 1) for sv in (-1, 1)
+        ]
+        # A rotated square's corners reach half * sqrt(2) > r: what is drawn is the square cut by the box.
+        return (u * u <= bound) & (v * v <= bound), _extremes(_clip(corners, cx - r, cy - r, cx + r, cy + r))
     k0 = int(rng.integers(36))
     verts = [
         (cx + (r * _UNIT[(k0 + 12 * j) % 36][0]) // 1000, cy + (r * _UNIT[(k0 + 12 * j) % 36][1]) // 1000)
@@ -100,11 +117,47 @@ def _shape_mask(rng, kind, cy, cx, r, ys, xs):
     signs = []
     for (x0, y0), (x1, y1) in zip(verts, verts[1:] + verts[:1]):
         signs.append((x1 - x0) * (ys - y0) - (y1 - y0) * (xs - x0))
-    return ((signs[0] >= 0) & (signs[1] >= 0) & (signs[2] >= 0)) | ((signs[0] <= 0) & (signs[1] <= 0) & (signs[2] <= 0))
+    mask = ((signs[0] >= 0) & (signs[1] >= 0) & (signs[2] >= 0)) | ((signs[0] <= 0) & (signs[1] <= 0) & (signs[2] <= 0))
+    return mask, _extremes(verts)
+
+
+def _clip(polygon, x0, y0, x1, y1):
+    """The convex ``polygon`` (x, y) vertices cut to the box [x0, x1] x [y0, y1] (Sutherland-Hodgman)."""
+    for axis, bound, keep_below in ((0, x0, False), (0, x1, True), (1, y0, False), (1, y1, True)):
+        inside = [(p[axis] <= bound) if keep_below else (p[axis] >= bound) for p in polygon]
+        out = []
+        for i, p in enumerate(polygon):
+            q, q_in = polygon[i - 1], inside[i - 1]
+            if inside[i] != q_in:
+                t = (bound - q[axis]) / (p[axis] - q[axis])
+                out.append((q[0] + t * (p[0] - q[0]), q[1] + t * (p[1] - q[1])))
+            if inside[i]:
+                out.append(p)
+        polygon = out
+    return polygon
+
+
+def _extremes(vertices):
+    """Top-, bottom-, left- and right-most points of a convex polygon: the extreme vertex, or the mean of the
+    vertices within half a pixel of the extreme (an edge that is extreme: its midpoint)."""
+    pts = np.asarray(vertices, np.float64)
+    out = []
+    for axis, sign in ((1, -1), (1, 1), (0, -1), (0, 1)):
+        value = sign * pts[:, axis]
+        out.append(tuple(pts[value >= value.max() - 0.5].mean(axis=0)))
+    return tuple(out)
+
+
+def _keypoints(cy, cx, r, outline):
+    """(K, 3) float32 (x, y, v) of `KEYPOINT_NAMES`; v = 1 inside the image."""
+    points = np.array([(cx, cy), *outline], np.float32)
+    inside = (points[:, 0] >= 0) & (points[:, 0] <= WIDTH - 1) & (points[:, 1] >= 0) & (points[:, 1] <= HEIGHT - 1)
+    return np.concatenate([points, inside[:, None].astype(np.float32)], axis=1)
 
 
 def render(split, index):
-    """Generate one example: ``image`` (H, W, 3) uint8, ``segmentation`` (H, W) uint8, ``depth`` (H, W) f32."""
+    """Generate one example: ``image`` (H, W, 3) uint8, ``segmentation`` (H, W) uint8, ``depth`` (H, W) f32,
+    ``keypoints`` (K, 3) f32 and ``keypoint_norm`` f32 (the nearest object's landmarks and radius)."""
     rng = np.random.default_rng([SEED, _SPLIT_CODES[split], int(index)])
     ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.int64)
 
@@ -124,6 +177,7 @@ def render(split, index):
         d = rng.uniform(1.6, 5.5)
         objects.append((d, cls, int(rng.integers(0, 2**31))))
     objects.sort(key=lambda o: -o[0])
+    keypoints = norm = None
     for d, cls, obj_seed in objects:
         orng = np.random.default_rng([SEED, _SPLIT_CODES[split], int(index), obj_seed])
         kind = {1: "disc", 2: "disc", 3: "square", 4: "triangle"}[cls]
@@ -132,7 +186,8 @@ def render(split, index):
         texture = {1: "stripes", 2: "checker", 3: "stripes", 4: ("stripes", "checker")[orng.integers(2)]}[cls]
         # Rasterise inside the bounding box only (the shapes never reach beyond cx/cy +- r).
         box = (slice(max(cy - r, 0), min(cy + r + 1, HEIGHT)), slice(max(cx - r, 0), min(cx + r + 1, WIDTH)))
-        mask = _shape_mask(orng, kind, cy, cx, r, ys[box], xs[box])
+        mask, outline = _shape_mask(orng, kind, cy, cx, r, ys[box], xs[box])
+        keypoints, norm = _keypoints(cy, cx, r, outline), np.float32(r)  # the last painted is the nearest
         pattern = _texture(orng, texture, ys[box], xs[box])
         c1, c2 = _contrasting_colours(orng)
         fill = np.where(pattern[..., None] == 1, c1, c2)
@@ -170,7 +225,13 @@ def render(split, index):
         hy, hx = int(rng.integers(HEIGHT)), int(rng.integers(WIDTH))
         ry, rx = int(rng.integers(2, 7)), int(rng.integers(2, 7))
         depth[((ys - hy) * rx) ** 2 + ((xs - hx) * ry) ** 2 <= (rx * ry) ** 2] = 0.0
-    return {"image": image, "segmentation": label.astype(np.uint8), "depth": depth.astype(np.float32)}
+    return {
+        "image": image,
+        "segmentation": label.astype(np.uint8),
+        "depth": depth.astype(np.float32),
+        "keypoints": keypoints,
+        "keypoint_norm": norm,
+    }
 
 
 def image_id(split, index):
@@ -188,8 +249,11 @@ class FdnShapes(base.ArrayRecordBuilder):
     """Builder of ``fdn_shapes`` (splits ``train`` 1200 and ``val`` 200; images 128x160)."""
 
     name = "fdn_shapes"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release: 7 classes, 128x160, seed 20190616."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release: 7 classes, 128x160, seed 20190616.",
+        "1.1.0": "Keypoints of the nearest object (pose demo); images, labels and depth unchanged.",
+    }
     DESCRIPTION = __doc__
 
     def _features(self):
@@ -199,6 +263,9 @@ class FdnShapes(base.ArrayRecordBuilder):
                 "image_id": features.image_id(),
                 "segmentation": features.label_map(),
                 "depth": features.depth_map(),
+                "keypoints": tfds.features.Tensor(shape=(NUM_KEYPOINTS, 3), dtype=np.float32),
+                "keypoint_norm": tfds.features.Scalar(dtype=np.float32),
+                "keypoint_flip": tfds.features.Tensor(shape=(NUM_KEYPOINTS,), dtype=np.int32),
             }
         )
 
@@ -217,5 +284,8 @@ class FdnShapes(base.ArrayRecordBuilder):
                     "image_id": key,
                     "segmentation": example["segmentation"],
                     "depth": example["depth"],
+                    "keypoints": example["keypoints"],
+                    "keypoint_norm": example["keypoint_norm"],
+                    "keypoint_flip": np.asarray(KEYPOINT_FLIP, np.int32),
                 },
             )

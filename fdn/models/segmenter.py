@@ -1,8 +1,12 @@
 """Encoder + searched decoder + task head, and parameter counting.
 
 The task decides the head width: segmentation has ``num_classes`` logits per pixel, depth one raw channel (no
-activation, as the official NYUD models). Outputs stay at the decoder's own resolution (1/4 of the input when
-l1 is used, else coarser); resizing to the label size belongs to losses, metrics and prediction.
+activation, as the official NYUD models), pose K heatmaps. Outputs stay at the decoder's own resolution (1/4 of
+the input when l1 is used, else coarser); resizing to the label size belongs to losses, metrics and prediction.
+One exception, for tasks that fix an ``output_stride`` (pose: 4, as SimpleBaseline's heatmaps): a decoder whose
+output is coarser (arch1/arch2 end at stride 8) is followed by a parameter-free bilinear upsample to
+``ceil(H / stride) x ceil(W / stride)``, so every genotype predicts heatmaps at one resolution and the searched
+decoder, its weights and the converters stay as they are.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from fdn import genotype as G
 from fdn import tasks
 from fdn.models.decoder import Decoder, DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
+from fdn.models.resize import resize_bilinear
 
 TASKS = tasks.NAMES
 
@@ -57,13 +62,24 @@ class ModelSpec:
         )
 
     def build(self) -> Segmenter:
-        return Segmenter(self.genotype, self.decoder, self.expand_first_block)
+        return Segmenter(self.genotype, self.decoder, self.expand_first_block, tasks.get(self.task).output_stride)
+
+
+def upsample_to_stride(logits, input_size, stride: int | None):
+    """``logits`` bilinearly upsampled to ``ceil(input / stride)`` when coarser; unchanged otherwise."""
+    if stride is None:
+        return logits
+    size = tuple(-(-int(s) // stride) for s in input_size)
+    if logits.shape[1] >= size[0] and logits.shape[2] >= size[1]:
+        return logits
+    return resize_bilinear(logits, size)
 
 
 class Segmenter(nn.Module):
     genotype: G.Genotype
     settings: DecoderSettings = DecoderSettings()
     expand_first_block: bool = True
+    output_stride: int | None = None  # the task's (`fdn.tasks`): coarser outputs are upsampled to it
 
     def setup(self):
         self.encoder = MobileNetV2Encoder(self.expand_first_block)
@@ -71,19 +87,24 @@ class Segmenter(nn.Module):
 
     def __call__(self, images, train: bool = False, with_aux: bool = True):
         """``images``: (N, H, W, 3) normalised. Returns ``(logits, aux_logits)`` as ``Decoder``."""
-        return self.decoder(self.encoder(images, train), train, with_aux)
+        return self.forward_with_features(images, train, with_aux)[1:]
 
     def forward_with_features(self, images, train: bool = False, with_aux: bool = True):
         """``(encoder_outputs, logits, aux_logits)`` from one pass (parity checks, feature caching)."""
         features = self.encoder(images, train)
-        logits, aux = self.decoder(features, train, with_aux)
+        logits, aux = self.decode(features, train, with_aux, images.shape[1:3])
         return features, logits, aux
 
     def encode(self, images, train: bool = False):
         return self.encoder(images, train)
 
-    def decode(self, features, train: bool = False, with_aux: bool = True):
-        return self.decoder(features, train, with_aux)
+    def decode(self, features, train: bool = False, with_aux: bool = True, input_size=None):
+        """The decoder's ``(logits, aux)``; with ``input_size`` (H, W) and an ``output_stride``, the logits at
+        that stride (cached features do not know the input size: the caller passes it)."""
+        logits, aux = self.decoder(features, train, with_aux)
+        if input_size is not None:
+            logits = upsample_to_stride(logits, input_size, self.output_stride)
+        return logits, aux
 
 
 def eval_forward(model: nn.Module, variables, inputs, with_aux: bool | None = False):

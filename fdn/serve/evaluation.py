@@ -1,9 +1,9 @@
 """One pass over an evaluation split: sharded eval steps, accumulated sums, metrics; optional pictures.
 
 Shared by ``fdn.train`` (every few epochs, on the Polyak-averaged weights) and ``python -m fdn.evaluate``.
-Single scale, no flip: each image is scaled up to ``min_side`` only if shorter (0: never), padded or centrally
-cropped to ``crop_size``; padding pixels are ignored (255 / depth 0) and padding images (the last batch's
-fill) are masked out by ``valid``.
+Single scale, no flip (pose: a flip test when asked): each image is scaled up to ``min_side`` only if shorter
+(0: never), padded or centrally cropped to ``crop_size``; padding pixels are ignored (255 / depth 0) and padding
+images (the last batch's fill) are masked out by ``valid``.
 """
 
 from __future__ import annotations
@@ -42,21 +42,31 @@ def accumulate(eval_fn, variables, batches, mesh, on_batch=None) -> dict:
     return jax.tree.map(np.asarray, jax.device_get(total))
 
 
-def _picture_fn(rules: tasks.Task, depth_max: float):
-    """Class maps in the VOC palette, continuous maps (depth) in 'plasma' over [0, depth_max]."""
+def picture_fn(rules: tasks.Task, depth_max: float, edges=()):
+    """``f(values, image) -> PIL image``: class maps in the VOC palette, continuous maps (depth) in 'plasma' over
+    [0, depth_max], joints as a skeleton drawn on the image."""
+    if rules.picture == tasks.SKELETON:
+        return lambda values, image: visualize.skeleton_image(values, image, edges)
     if rules.categorical:
-        return visualize.class_map_image
-    return lambda values: visualize.depth_image(values, depth_max)
+        return lambda values, image: visualize.class_map_image(values)
+    return lambda values, image: visualize.depth_image(values, depth_max)
 
 
 def write_pictures(
-    directory, start: int, batch: dict, prediction: np.ndarray, task: str, limit: int, depth_max: float = 8.0
+    directory,
+    start: int,
+    batch: dict,
+    prediction: np.ndarray,
+    task: str,
+    limit: int,
+    depth_max: float = 8.0,
+    edges=(),
 ) -> int:
     """Input, ground truth and prediction PNGs of a batch's valid images, numbered from ``start``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rules = tasks.get(task)
-    picture = _picture_fn(rules, depth_max)
+    picture = picture_fn(rules, depth_max, edges)
     written = 0
     for k in range(len(prediction)):
         if start + written >= limit or not batch["valid"][k]:
@@ -64,9 +74,10 @@ def write_pictures(
         stem = directory / f"{start + written:04d}"
         from PIL import Image
 
-        Image.fromarray(denormalise(np.asarray(batch["image"][k]))).save(f"{stem}_image.png")
-        picture(np.asarray(batch[rules.label_key][k])).save(f"{stem}_gt.png")
-        picture(prediction[k]).save(f"{stem}_pred.png")
+        image = denormalise(np.asarray(batch["image"][k]))
+        Image.fromarray(image).save(f"{stem}_image.png")
+        picture(np.asarray(batch[rules.label_key][k]), image).save(f"{stem}_gt.png")
+        picture(prediction[k], image).save(f"{stem}_pred.png")
         written += 1
     return written
 
@@ -89,9 +100,9 @@ def evaluate_checkpoint(
     png_dir=None,
     num_png=8,
     depth_max=8.0,
+    flip_test=None,
 ) -> tuple[dict, str]:
     """``(metrics, report text)`` of an fdn checkpoint (``python -m fdn.evaluate``)."""
-    from fdn import metrics
     from fdn.errors import InputError
     from fdn.serve import checkpoint
 
@@ -122,7 +133,10 @@ def evaluate_checkpoint(
 
     source = pipeline.data_source(dataset, split, data_dir)
     model = spec.build()
-    eval_fn = jax.jit(inference.make_eval_step(model, task, num_classes))
+    flip_test = bool(ev.get("flip_test", False) if flip_test is None else flip_test)
+    if flip_test and not tasks.get(task).flip_test:
+        raise InputError(f"--flip_test: {task} models have no flip test ({checkpoint_dir})")
+    eval_fn = jax.jit(inference.make_eval_step(model, task, num_classes, flip_test))
     predict = jax.jit(inference.make_predict(model, task)) if png_dir else None
     variables = sharding.replicate(variables, mesh)
     written = [0]
@@ -130,7 +144,9 @@ def evaluate_checkpoint(
     def pictures(i, batch, sharded):
         if predict is not None and written[0] < num_png:
             pred = np.asarray(predict(variables, sharded["image"]))
-            written[0] += evaluation.write_pictures(png_dir, written[0], batch, pred, task, num_png, depth_max)
+            written[0] += evaluation.write_pictures(
+                png_dir, written[0], batch, pred, task, num_png, depth_max, ev.get("skeleton", ())
+            )
 
     batches = evaluation.eval_batches(
         source, crop_size=crop, min_side=min_side, batch_size=batch_size, task=task, num_examples=num_examples
@@ -140,19 +156,9 @@ def evaluate_checkpoint(
     n = min(num_examples, len(source)) if num_examples else len(source)
     lines = [
         f"{checkpoint_dir}: {spec.genotype} ({task}) on {dataset}/{split}, {n} images, crop "
-        f"{crop[0]}x{crop[1]}, single scale, no flip"
+        f"{crop[0]}x{crop[1]}, single scale, {'flip test' if flip_test else 'no flip'}"
     ]
-    if tasks.get(task).categorical:
-        lines.append(metrics.class_table(sums["cm"], meta.get("class_names"), omit=omit))
-        lines.append(
-            f"mIoU {scores['miou']:.4f}  pixel acc {scores['pixel_acc']:.4f}  mean acc {scores['macc']:.4f}"
-            f"  fwIoU {scores['fwiou']:.4f}  search reward {scores['reward']:.4f}"
-            + (f"  (classes {omit} omitted)" if omit else "")
-        )
-        if not omit:
-            lines.append("(the search's reward omits background: compare with --omit_classes=0)")
-    else:
-        lines.append("  ".join(f"{k} {scores[k]:.4f}" for k in metrics.DEPTH_KEYS))
+    lines += tasks.get(task).report(scores, sums, meta.get("class_names"), omit)
     if png_dir:
         lines.append(f"wrote {written[0]} picture(s) (image, gt, pred) to {png_dir}")
     return scores, "\n".join(lines)

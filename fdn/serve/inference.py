@@ -26,25 +26,30 @@ def make_forward(spec: ModelSpec, with_aux: bool = True):
     return forward
 
 
-def make_eval_step(model, task: str, num_classes: int):
+def make_eval_step(model, task: str, num_classes: int, flip_test: bool = False):
     """``f(variables, batch) -> sums`` (to be jitted by the caller): the task's evaluation sums over the batch's
-    valid images, at the label resolution (outputs bilinearly upsampled; single scale, no flip)."""
+    valid images, at the label resolution (outputs bilinearly upsampled; single scale). ``flip_test``: the
+    outputs are the task's merge of the image's and its mirror image's (pose; other tasks refuse)."""
     rules = tasks.get(task)
 
     def step(variables, batch):
         logits, _ = eval_forward(model, variables, batch["image"])
+        if flip_test:
+            flipped, _ = eval_forward(model, variables, batch["image"][:, :, ::-1])
+            logits = rules.merge_flipped(logits, flipped, batch)
         return rules.eval_sums(logits, batch, num_classes)
 
     return step
 
 
 def make_predict(model, task: str):
-    """``f(variables, images) -> (N, H, W)`` class maps or depth at the input size (for pictures)."""
+    """``f(variables, images) -> the task's prediction``: (N, H, W) class maps or depth at the input size, or
+    (N, K, 3) joints (x, y, peak) in input pixels (for pictures and ``fdn.predict``)."""
     rules = tasks.get(task)
 
     def predict(variables, images):
         logits, _ = eval_forward(model, variables, images)
-        return rules.prediction(resize_bilinear(logits.astype(jnp.float32), images.shape[1:3]))
+        return rules.predict(logits, images.shape[1:3])
 
     return predict
 

@@ -1,4 +1,4 @@
-"""Colour maps for predictions: the VOC palette for class maps, a perceptual map for depth."""
+"""Colour maps for predictions: the VOC palette for class maps, a perceptual map for depth, joints on the image."""
 
 from __future__ import annotations
 
@@ -35,3 +35,23 @@ def depth_image(depth: np.ndarray, max_depth: float = 8.0) -> Image.Image:
     t = np.clip(np.asarray(depth, np.float32) / max_depth, 0.0, 1.0)
     rgb = (colormaps["plasma"](t)[..., :3] * 255).astype(np.uint8)
     return Image.fromarray(rgb, mode="RGB")
+
+
+def skeleton_image(joints: np.ndarray, image: np.ndarray, edges=(), radius: int = 2) -> Image.Image:
+    """``image`` (H, W, 3) uint8 with ``joints`` (K, 3) = (x, y, v or peak) drawn on it: a dot per joint with
+    ``v > 0`` in its VOC colour (joint k has class k + 1's), and a line for each ``(a, b)`` in ``edges``
+    whose ends are both drawn. (Predictions whose peak is <= 0 are left out, as the reference masks them.)"""
+    from PIL import ImageDraw
+
+    im = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
+    draw = ImageDraw.Draw(im)
+    joints = np.asarray(joints, np.float32).reshape(-1, 3)
+    shown = joints[:, 2] > 0
+    colours = [tuple(int(c) for c in rgb) for rgb in voc_palette(len(joints) + 1)[1:]]
+    for a, b in edges:
+        if a < len(joints) and b < len(joints) and shown[a] and shown[b]:
+            draw.line([tuple(joints[a, :2]), tuple(joints[b, :2])], fill=(255, 255, 255), width=1)
+    for k, (x, y, _) in enumerate(joints):
+        if shown[k]:
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colours[k], outline=(0, 0, 0))
+    return im

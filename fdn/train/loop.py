@@ -153,7 +153,10 @@ def prepare(config, workdir: Path, log) -> Training:
         out_shardings=(repl, repl),
     )
     eval_fn = jax.jit(
-        inference.make_eval_step(learner.model, described.task, described.num_classes), out_shardings=repl
+        inference.make_eval_step(
+            learner.model, described.task, described.num_classes, bool(config.eval.get("flip_test", False))
+        ),
+        out_shardings=repl,
     )
     return Training(
         config,
@@ -354,6 +357,8 @@ def metadata(t: Training, step: int, scores: dict) -> dict:
             "min_side": int(config.eval.min_side),
             "batch_size": int(config.eval.batch_size),
             "omit_classes": list(config.eval.omit_classes),
+            "flip_test": bool(config.eval.get("flip_test", False)),
+            "skeleton": [list(map(int, e)) for e in config.eval.get("skeleton", ())],
         },
         "polyak_decay": float(config.polyak_decay),
     }

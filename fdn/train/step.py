@@ -26,8 +26,12 @@ from fdn.models.resize import resize_bilinear
 from fdn.models.segmenter import eval_forward
 from fdn.models.trainable import FROZEN
 
-
 # ------------------------------------------------------------------------------------------------ optimiser
+# ``config.optim.optimizer``: RF-LW's SGD with momentum, or Adam (SimpleBaseline's pose schedule: 1e-3, x0.1 at
+# epochs 90 and 120, no weight decay) on the same per-stage learning rates.
+SGD, ADAM = "sgd", "adam"
+
+
 def param_labels(params, genotype: G.Genotype):
     """``encoder`` / ``decoder`` per parameter, ``frozen`` for what gets no gradient in this genotype (the
     adapters of unused encoder outputs, the encoder layers after the deepest output in use): PyTorch's SGD
@@ -54,11 +58,16 @@ def lr_schedules(optim, steps_per_epoch: int, batch_size: int):
 def make_optimizer(optim, params, genotype: G.Genotype, steps_per_epoch: int, batch_size: int):
     enc_lr, dec_lr = lr_schedules(optim, steps_per_epoch, batch_size)
 
-    def sgd(lr):
-        return trainable.clipped_l2(optim.grad_clip, optim.weight_decay, optax.sgd(lr, momentum=optim.momentum))
+    kind = optim.get("optimizer", SGD)
+    if kind not in (SGD, ADAM):
+        raise ValueError(f"config.optim.optimizer must be {SGD!r} or {ADAM!r}, got {kind!r}")
+
+    def make(lr):
+        inner = optax.sgd(lr, momentum=optim.momentum) if kind == SGD else optax.adam(lr)
+        return trainable.clipped_l2(optim.grad_clip, optim.weight_decay, inner)
 
     tx = optax.multi_transform(
-        {N.ENCODER: sgd(enc_lr), N.DECODER: sgd(dec_lr), FROZEN: optax.set_to_zero()}, param_labels(params, genotype)
+        {N.ENCODER: make(enc_lr), N.DECODER: make(dec_lr), FROZEN: optax.set_to_zero()}, param_labels(params, genotype)
     )
     return tx, (enc_lr, dec_lr)
 

@@ -84,6 +84,8 @@ def test_builder_round_trip(tmp_path, monkeypatch):
             index = int(record["image_id"].rsplit("_", 1)[1])
             assert record["image_id"] == shapes.image_id(split, index)
             expected = shapes.render(split, index)
-            for key in ("image", "segmentation", "depth"):
+            for key in ("image", "segmentation", "depth", "keypoints"):
                 assert record[key].dtype == expected[key].dtype
                 np.testing.assert_array_equal(record[key], expected[key])
+            assert float(record["keypoint_norm"]) == float(expected["keypoint_norm"])
+            np.testing.assert_array_equal(record["keypoint_flip"], shapes.KEYPOINT_FLIP)
