@@ -60,6 +60,8 @@ FORBIDDEN_IMPORTS = {
     "candidate": {"search", "train", "serve"},
     "serve": {"search", "train", "candidate", "agents"},
     "train": {"search", "candidate"},
+    # The runtime wrapper sits below every command that may run on several hosts (train, search).
+    "distributed": {"search", "train", "candidate", "models", "serve", "agents", "bench"},
 }
 # (importing module, imported module) -> why it is allowed for now.
 ALLOWED_IMPORTS = {
