@@ -10,6 +10,7 @@ import ml_collections
 
 from fdn.agents import default_config as agent_default_config
 from fdn.candidate.config import default_config as candidate_default_config
+from fdn.search.budget import default_config as reward_default_config
 
 
 def parse_arg(arg: str | None, **defaults):
@@ -71,6 +72,8 @@ def search_config() -> ml_collections.ConfigDict:
     c.max_stage = 2  # 1: score candidates by their stage-1 reward only (no end-to-end stage; quick looks)
     c.compile_ahead = False  # propose one candidate ahead and compile it while the current one trains (see
     #                          fdn.search.proposals.next_proposal: a one-step policy lag, so off by default)
+
+    c.reward = reward_default_config()  # quality (the paper), or under a latency / params / flops budget
 
     c.early_stop = ml_collections.ConfigDict()
     c.early_stop.enabled = True  # the official TaskPerformer rule after stage 1

@@ -35,7 +35,7 @@ import numpy as np
 from fdn.agents import make_agent
 from fdn.candidate import CandidateTrainer, TrainerFactory, enable_compilation_cache
 from fdn.interrupts import StopSignals, exit_code_of
-from fdn.search import early_stop, progress, run_log
+from fdn.search import budget, early_stop, progress, run_log
 from fdn.search import setup as setup_lib
 from fdn.search.candidate_run import run_candidate  # also importable from here (failure-injection tests)
 from fdn.search.failure_streak import FailureStreak
@@ -136,6 +136,7 @@ class _Search:
     def set_up(self) -> None:
         self.setup = setup_lib.build(self.config, self.workdir, trainer_factory=self.trainer_factory, log=self.log)
         setup_lib.restore_iterators(self.setup.iterators, self.state.data)
+        self.budget = budget.Budget(self.config.reward, self.setup.num_classes, self.workdir, self.log)
         self.logfile = run_log.RunLog(self.workdir)
 
     def loop(self, stops: StopSignals, show_progress: bool | None) -> None:
@@ -173,6 +174,7 @@ class _Search:
             config,
             on_stage=lambda s: progress.set_stage(bar, index, str(s), state.best_reward),
         )
+        rec = self.budget.apply(rec, genotype)  # reward = quality x (measure / target) ** w (fdn.search.budget)
         agent_start = time.time()
         agent_state, metrics = self.agent.update(agent_state, info["actions"], info["log_probs"], [rec["reward"]])
         metrics = jax.device_get(metrics)
