@@ -134,6 +134,7 @@ class _Search:
         return state, FailureStreak.from_records(run_log.read(self.workdir) if state.counter else [])
 
     def set_up(self) -> None:
+        budget.check(self.config.reward)  # a bad reward.* setting stops before minutes of set-up
         self.setup = setup_lib.build(self.config, self.workdir, trainer_factory=self.trainer_factory, log=self.log)
         setup_lib.restore_iterators(self.setup.iterators, self.state.data)
         self.budget = budget.Budget(self.config.reward, self.setup.num_classes, self.workdir, self.log)
