@@ -27,8 +27,10 @@ from __future__ import annotations
 from collections import Counter
 
 from fdn import genotype as G
+from fdn.models import names as N
 
 Key = tuple
+ENCODER = N.ENCODER  # the encoder piece is the segmenter's encoder module, keyed by its name
 
 
 def cell_ops(genotype: G.Genotype) -> list[int]:
@@ -70,7 +72,7 @@ def count(genotype: G.Genotype, executed: bool = True) -> Counter:
     whose parameters the model holds (the whole encoder and all four adapters, read or not)."""
     used = genotype.encoder_levels_used()
     last = G.NUM_ENCODER_OUTPUTS - 1
-    c: Counter = Counter({("encoder", max(used) if executed else last): 1})
+    c: Counter = Counter({(ENCODER, max(used) if executed else last): 1})
     c.update(("adapter", lv) for lv in (used if executed else range(G.NUM_ENCODER_OUTPUTS)))
     levels = block_levels(genotype)
     ops, adds = cell_ops(genotype), cell_adds(genotype)
@@ -88,7 +90,7 @@ def count(genotype: G.Genotype, executed: bool = True) -> Counter:
 
 def all_keys(num_levels: int = G.NUM_ENCODER_OUTPUTS) -> list[Key]:
     """Every key any genotype can use (what a table measures up front, so no search ever times a piece)."""
-    keys = [("encoder", lv) for lv in range(num_levels)] + [("adapter", lv) for lv in range(num_levels)]
+    keys = [(ENCODER, lv) for lv in range(num_levels)] + [("adapter", lv) for lv in range(num_levels)]
     keys += [("op", op, lv) for op in range(G.NUM_OPS) for lv in range(num_levels)]
     keys += [("add", lv) for lv in range(num_levels)]
     keys += [("agg", a, b) for a in range(num_levels) for b in range(a, num_levels)]

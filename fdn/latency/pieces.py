@@ -21,6 +21,7 @@ from flax import linen as nn
 from fdn import genotype as G
 from fdn import tasks
 from fdn.bench._timing import time_calls
+from fdn.latency import parts
 from fdn.models import names as N
 from fdn.models.cells import AggregateCell, MergeCell
 from fdn.models.decoder import DecoderSettings
@@ -137,7 +138,7 @@ def _piece(key, shape: Shape, levels) -> tuple[nn.Module, list[tuple[int, ...]]]
         return (b, *levels[level], channels)
 
     kind = key[0]
-    if kind == "encoder":
+    if kind == parts.ENCODER:
         return _Encoder(key[1]), [(b, shape.input_size, shape.input_size, 3)]
     if kind == "adapter":
         return _Adapter(c), [(b, *levels[key[1]], channels[key[1]])]
