@@ -32,7 +32,7 @@ flags.DEFINE_integer("num_classes", 21, "output channels", flag_values=FLAGS)
 flags.DEFINE_integer("genotypes", 20, "random genotypes to check the estimate on", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "seed of those genotypes", flag_values=FLAGS)
 flags.DEFINE_integer("calibration", 6, "whole models the correction is fitted on", flag_values=FLAGS)
-flags.DEFINE_integer("rounds", 3, "interleaved timing rounds (each keeps its fastest call)", flag_values=FLAGS)
+flags.DEFINE_integer("rounds", 5, "interleaved timing rounds (each keeps its fastest call)", flag_values=FLAGS)
 
 
 def ranks(values) -> np.ndarray:

@@ -126,7 +126,7 @@ def calibration_genotypes(k: int, raw: Callable[[G.Genotype], float], pool: int 
     return [gs[i] for i in idx]
 
 
-def measure_table(shape: P.Shape, target: str, *, rounds: int = 3, budget_s: float = 0.1, log=None) -> dict:
+def measure_table(shape: P.Shape, target: str, *, rounds: int = 5, budget_s: float = 0.06, log=None) -> dict:
     """``{key_str: ms}`` for every piece (`parts.all_keys`) on ``target``."""
     device = P.target_device(target)
     levels = P.level_shapes(shape)
@@ -134,7 +134,7 @@ def measure_table(shape: P.Shape, target: str, *, rounds: int = 3, budget_s: flo
     return time_round_robin(compiled, rounds, budget_s, log)
 
 
-def measure_models(genotypes, shape: P.Shape, target: str, *, rounds: int = 3, budget_s: float = 0.5, log=None):
+def measure_models(genotypes, shape: P.Shape, target: str, *, rounds: int = 5, budget_s: float = 0.3, log=None):
     """Milliseconds of whole released models, in order (compiled first, then timed round-robin)."""
     device = P.target_device(target)
     compiled = {str(i): P.whole_model(g, shape, device) for i, g in enumerate(genotypes)}
