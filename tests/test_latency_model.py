@@ -46,7 +46,7 @@ def test_every_genotype_uses_only_tabled_pieces():
         assert set(parts.count(g)) <= keys and set(parts.count(g, executed=False)) <= keys
 
 
-@pytest.mark.parametrize("name", ["arch1", "random"])
+@pytest.mark.parametrize("name", ["arch1", pytest.param("random", marks=pytest.mark.slow)])
 def test_pieces_add_up_to_the_whole_model(name):
     """Parameters and XLA FLOPs summed from the pieces are the whole released model's, exactly."""
     g = G.parse(name) if name != "random" else table.random_genotype(np.random.default_rng(3))
