@@ -10,6 +10,7 @@ import ml_collections
 
 from fdn.agents import default_config as agent_default_config
 from fdn.candidate.config import default_config as candidate_default_config
+from fdn.search.budget import default_config as reward_default_config
 
 
 def parse_arg(arg: str | None, **defaults):
@@ -77,6 +78,8 @@ def search_config() -> ml_collections.ConfigDict:
     c.parallel.workers = 0  # 0 = every local accelerator device (1 on CPU); a runtime key: it never changes results
     c.parallel.lag = 0  # candidate i is proposed (and early-stopped) knowing the rewards of 0..i-1-lag; 0 = the
     #                     paper's sequential search; results depend on (seed, lag), so use lag >= workers
+
+    c.reward = reward_default_config()  # quality (the paper), or under a latency / params / flops budget
 
     c.early_stop = ml_collections.ConfigDict()
     c.early_stop.enabled = True  # the official TaskPerformer rule after stage 1

@@ -35,13 +35,15 @@ from matplotlib.figure import Figure  # noqa: E402
 from fdn import genotype as gt  # noqa: E402
 from fdn.search import run_log  # noqa: E402
 from fdn.search.drawing import draw_genotype  # noqa: E402
-from fdn.search.report import page, plots
+from fdn.search.report import measure, page, plots
 
 REPORT_DIR = page.REPORT_DIR
 
 
 def unique_genotypes(records: list[dict]) -> list[dict]:
-    """One row per genotype hash, best reward first: best and mean reward, params, times seen, the candidates."""
+    """One row per genotype hash, best reward first: best and mean reward, params, times seen, the candidates, and
+    the quality and measure of its best-rewarded candidate (a budgeted search's reward is quality x a measure
+    term, `fdn.search.budget`; records before it have no ``quality``: theirs is their reward)."""
     rows: dict[str, dict] = {}
     for r in records:
         row = rows.setdefault(
@@ -56,7 +58,11 @@ def unique_genotypes(records: list[dict]) -> list[dict]:
                 "params_total": r.get("params"),
             },
         )
-        row["rewards"].append(float(r["reward"] or 0.0))
+        reward = float(r["reward"] or 0.0)
+        if not row["rewards"] or reward > max(row["rewards"]):
+            row["quality"] = float(r.get("quality", reward) or 0.0)
+            row["measure_name"], row["measure"] = measure.measure_of(r)
+        row["rewards"].append(reward)
         row["indices"].append(r["index"])
         if row["params"] is None:
             row["params"], row["params_total"] = r.get("params_without_aux"), r.get("params")
@@ -101,13 +107,19 @@ def table(records: list[dict], top_k: int = 10) -> str:
         f"stage 1 {s['seconds']['stage1']:.0f} s, stage 2 {s['seconds']['stage2']:.0f} s, "
         f"eval {s['seconds']['eval']:.0f} s",
         "",
-        "| rank | best reward | mean | seen | params (no aux) | hash | genotype |",
-        "|---|---|---|---|---|---|---|",
     ]
+    name = measure.measure_name(records)
+    own = name != measure.FALLBACK  # a budgeted run: quality and its measure get their own columns
+    head = ["rank", "best reward", *(["quality", name] if own else []), "mean", "seen", "params (no aux)", "hash"]
+    lines += ["| " + " | ".join([*head, "genotype"]) + " |", "|" + "---|" * (len(head) + 1)]
     for rank, row in enumerate(unique_genotypes(records)[:top_k], start=1):
         params = f"{row['params']:,}" if row["params"] else "-"
+        extra = ""
+        if own:
+            value = "-" if row["measure"] is None else f"{row['measure']:,.6g}"
+            extra = f"{row['quality']:.4f} | {value} | "
         lines.append(
-            f"| {rank} | {row['best']:.4f} | {row['mean']:.4f} | {row['seen']} | {params} | {row['hash']} | "
+            f"| {rank} | {row['best']:.4f} | {extra}{row['mean']:.4f} | {row['seen']} | {params} | {row['hash']} | "
             f"`{gt.parse(row['genotype']).describe()}` |"
         )
     return "\n".join(lines)

@@ -43,7 +43,7 @@ from fdn.agents import make_agent
 from fdn.candidate import CandidateTrainer, TrainerFactory, enable_compilation_cache
 from fdn.distributed import session as dist_session
 from fdn.interrupts import StopSignals, exit_code_of
-from fdn.search import early_stop, progress, proposals, run_log
+from fdn.search import budget, early_stop, progress, proposals, run_log
 from fdn.search import setup as setup_lib
 from fdn.search.candidate_run import run_candidate  # noqa: F401  (importable from here: failure-injection tests)
 from fdn.search.failure_streak import FailureStreak
@@ -152,6 +152,7 @@ class _Search:
 
     def set_up(self) -> None:
         config = self.config
+        budget.check(config.reward)  # a bad reward.* setting stops before minutes of set-up
         self.setup = setup_lib.build(
             config, self.workdir, trainer_factory=self.trainer_factory, devices=self.devices, log=self.log
         )
@@ -161,6 +162,7 @@ class _Search:
             names = [str(d) for d in self.setup.devices]
             self.workers = LocalWorkers(self.setup.trainers, config, names)
         self.workers = remote.across_processes(self.workers, self.setup, config, dist_session.current(), self.log)
+        self.budget = budget.Budget(config.reward, self.setup.num_classes, self.workdir, self.log)
         if len(self.setup.trainers) > 1 or self.lag:
             self.log(f"search: {len(self.setup.trainers)} worker(s), lag {self.lag}")
         self.logfile = run_log.RunLog(self.workdir)
@@ -200,7 +202,8 @@ class _Search:
         index = state.counter
         current = Proposal.from_dict(state.pending[0])
         assert current.index == index == outcome.index, (current.index, index, outcome.index)
-        rec = dict(outcome.fields)
+        genotype = gt.Genotype.from_actions(list(current.job.actions))
+        rec = self.budget.apply(dict(outcome.fields), genotype)  # quality x (measure / target) ** w (fdn.search.budget)
         agent_start = time.time()
         agent_state, metrics = self.agent.update(
             state.agent, np.asarray([current.job.actions], np.int32), [current.log_prob], [rec["reward"]]
@@ -215,8 +218,8 @@ class _Search:
         seconds["total"] = seconds.pop("worker_total", 0.0) + seconds["agent"]
         record = {
             "index": index,
-            "genotype": gt.Genotype.from_actions(list(current.job.actions)).to_list(),
-            "hash": gt.Genotype.from_actions(list(current.job.actions)).short_hash,
+            "genotype": genotype.to_list(),
+            "hash": genotype.short_hash,
             **{k: rec[k] for k in rec if k != "seconds"},
             "controller_step": int(agent_state.step),
             "entropy": current.entropy,

@@ -23,6 +23,7 @@ RUNTIME_KEYS = (
     "data.worker_count",
     "data.auto_prepare",
     "candidate.compilation_cache_dir",
+    "reward.cache_dir",  # the latency model a search uses is copied into its workdir (fdn.search.budget)
     "parallel.workers",  # results depend on parallel.lag only (fdn.search.parallel)
     "teacher.train.log_every",
 )

@@ -1,4 +1,4 @@
-"""What a design costs (its *measure*) and which designs no other beats on both reward and cost (the Pareto front).
+"""What a design costs (its *measure*) and which designs no other beats on both quality and cost (the Pareto front).
 
 A search record may carry ``"measure": {"name": "latency_ms", "value": 3.2}`` (budgeted rewards, issue #15
 part 1: latency, parameters or FLOPs; lower is always better). Records without one (every search so far)
@@ -14,7 +14,7 @@ FALLBACK = "params_without_aux"
 
 
 class Point(NamedTuple):
-    """One candidate on the reward-vs-measure plane."""
+    """One candidate on the quality-vs-measure plane (``reward``: its quality, `quality_of`)."""
 
     index: int
     measure: float
@@ -31,9 +31,27 @@ def measure_of(record: dict) -> tuple[str, float | None]:
     return FALLBACK, None if value is None else float(value)
 
 
+def target_of(records: list[dict]) -> float | None:
+    """The budget's target as the run's first record states it (None for runs without one)."""
+    m = records[0].get("measure") if records else None
+    value = m.get("target") if isinstance(m, dict) else None
+    return None if value is None else float(value)
+
+
 def measure_name(records: list[dict]) -> str:
     """The run's measure: the one its first record names (``params_without_aux`` for an empty run)."""
     return measure_of(records[0])[0] if records else FALLBACK
+
+
+def quality_of(record: dict) -> float:
+    """What the front trades against the measure: the candidate's quality before any budget term
+    (`fdn.search.budget`); records without a ``quality`` field (searches before it) have only their reward."""
+    return float(record.get("quality", record["reward"]) or 0.0)
+
+
+def value_name(records: list[dict]) -> str:
+    """``quality`` for runs that log it, else ``reward`` (the same number for unbudgeted runs)."""
+    return "quality" if any("quality" in r for r in records) else "reward"
 
 
 def points(records: list[dict]) -> list[Point]:
@@ -43,7 +61,7 @@ def points(records: list[dict]) -> list[Point]:
     for r in records:
         kind, value = measure_of(r)
         if kind == name and value is not None and not r.get("failure"):
-            out.append(Point(int(r["index"]), value, float(r["reward"] or 0.0)))
+            out.append(Point(int(r["index"]), value, quality_of(r)))
     return out
 
 

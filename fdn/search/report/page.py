@@ -124,6 +124,7 @@ def _leaderboard(rows: list[dict], front_hashes: set[str], measure_name: str) ->
             [
                 f'<td class="n">{rank}</td>',
                 _num(row["best"]),
+                *([_num(row["quality"])] if own_measure else []),
                 _num(row["mean"]),
                 _num(row["seen"], "{}"),
                 *([_num(row["measure"], "{:,.6g}")] if own_measure else []),
@@ -136,6 +137,7 @@ def _leaderboard(rows: list[dict], front_hashes: set[str], measure_name: str) ->
     headers = [
         "rank",
         "best reward",
+        *(["quality"] if own_measure else []),
         "mean reward",
         "seen",
         *([measure_name] if own_measure else []),
@@ -188,8 +190,9 @@ def _pareto(png: bytes, records: list[dict]) -> str:
     front = measure.pareto_front(measure.points(records))
     items = ", ".join(f"#{p.index} ({p.measure:,.6g}, {p.reward:.4f})" for p in front) or "none yet"
     return (
-        f'<section><h2>Reward against cost</h2><div class="row">{_img(png, "Pareto plot")}</div>'
-        f'<p class="muted">Pareto front (candidate, {_e(measure.measure_name(records))}, reward): '
+        f'<section><h2>Quality against cost</h2><div class="row">{_img(png, "Pareto plot")}</div>'
+        f'<p class="muted">Pareto front (candidate, {_e(measure.measure_name(records))}, '
+        f"{measure.value_name(records)}): "
         f"{_e(items)}</p></section>"
     )
 
@@ -265,7 +268,8 @@ def leaderboard_rows(unique_rows: list[dict], records: list[dict]) -> list[dict]
     for row in unique_rows:
         best = max((by_index[i] for i in row["indices"]), key=lambda r: float(r["reward"] or 0.0))
         name, value = measure.measure_of(best)
-        out.append({**row, "measure_name": name, "measure": value})
+        quality = float(best.get("quality", best["reward"]) or 0.0)
+        out.append({**row, "measure_name": name, "measure": value, "quality": quality})
     return out
 
 

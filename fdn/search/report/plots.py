@@ -34,7 +34,8 @@ def time_parts(records: list[dict]) -> dict[str, np.ndarray]:
 
 
 def plot_pareto(records: list[dict], path: Path) -> None:
-    """Reward against the run's measure; the Pareto front joined by a step line and ringed."""
+    """Quality against the run's measure (`measure.quality_of`); the Pareto front joined by a step line and
+    ringed, and in a budgeted run the target drawn as a vertical line."""
     pts = measure.points(records)
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
@@ -49,8 +50,12 @@ def plot_pareto(records: list[dict], path: Path) -> None:
         for p in front:
             ax.annotate(str(p.index), (p.measure, p.reward), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.legend(fontsize=8, loc="lower right")
+        target = measure.target_of(records)
+        if target:
+            ax.axvline(target, color="#c0392b", lw=1.0, ls="--", label="target")
+            ax.legend(fontsize=8, loc="lower right")
     ax.set_xlabel(f"{measure.measure_name(records)} (lower is better)")
-    ax.set_ylabel("reward")
+    ax.set_ylabel(measure.value_name(records))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
