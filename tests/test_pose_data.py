@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from fdn import tasks
 from fdn.conventions import denormalise
 from fdn.data import base, catalog, mpii, pipeline, pose_pipeline, pose_records, prepare
 from fdn.pose import affine, joints
@@ -243,8 +244,13 @@ def test_pose_batches_from_the_pipeline(tmp_path):
     assert batch["image"].shape == (2, 32, 24, 3) and batch["image"].dtype == np.float32
     assert batch["keypoints"].shape == (2, K_COCO, 3) and batch["keypoints"].dtype == np.float32
     assert batch["keypoint_norm"].shape == (2,) and batch["image_id"].tolist() == [139, 139]
+    flip = np.tile(joints.COCO.flip_permutation(), (2, 1))  # what the Pose task's flip test reads, per example
+    np.testing.assert_array_equal(batch["keypoint_flip"], flip)
+    assert batch["keypoint_flip"].dtype == np.int32
     (batch,) = list(pipeline.eval_dataset(source, **kwargs))
     assert batch["valid"].tolist() == [True, False] and batch["person_id"].tolist() == [7, -1]
+    np.testing.assert_array_equal(batch["keypoint_flip"], flip)  # padding slots too: the batch stacks
+    assert set(tasks.get(tasks.POSE).data_keys) <= set(batch)
     # evaluation: no randomness; the box (19 x 29 -> aspect 0.75 -> 21.75 x 29, x1.25) fills the crop
     np.testing.assert_allclose(batch["scale"][0], np.array([21.75, 29.0]) * 1.25, rtol=1e-5)
     expected = affine.apply(affine.invert(batch["affine"][0]), [[10.0, 12.0]])[0]
@@ -261,8 +267,8 @@ def test_flip_mirrors_the_crop_exactly():
     record = {"image": image, "keypoints": np.array([[20.3, 30.7, 1.0], [41.0, 12.5, 1.0]], np.float32)}
     record |= {"box_center": np.array([33.2, 24.9]), "box_size": np.array([30.0, 40.0])}
     box = affine.fixed_aspect(record["box_size"], 24 / 32, 1.25)
-    plain = pose_pipeline.crop_example(record, (32, 24), record["box_center"], box, rotation=17.0)
-    mirrored = pose_pipeline.crop_example(record, (32, 24), record["box_center"], box, 17.0, flip=True, perm=[1, 0])
+    plain = pose_pipeline.crop_example(record, (32, 24), record["box_center"], box, [1, 0], rotation=17.0)
+    mirrored = pose_pipeline.crop_example(record, (32, 24), record["box_center"], box, [1, 0], 17.0, flip=True)
     np.testing.assert_allclose(mirrored["image"], plain["image"][:, ::-1], atol=0.02)
     np.testing.assert_allclose(mirrored["keypoints"][::-1, 0], 23 - plain["keypoints"][:, 0], atol=1e-4)
     np.testing.assert_allclose(mirrored["keypoints"][::-1, 1], plain["keypoints"][:, 1], atol=1e-4)
