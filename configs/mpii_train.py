@@ -17,18 +17,14 @@ leaves out pelvis and thorax, is ``fdn.pose.pckh``'s). Reference (ResNet-50, fli
 
 from configs import common, pose_common
 
-NUM_JOINTS = 16
-
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, tiny=False)
-    c = pose_common.pose_config(NUM_JOINTS)
-    c.data.name = "mpii_human_pose"
+    c = pose_common.pose_config("mpii_human_pose")
     c.data.train_split = "train"
-    c.data.eval_split = "validation"
+    c.data.eval_split = "valid"  # Tompson's validation persons, scored against gt_valid.mat (fdn.data.mpii)
     c.data.crop_size = 256
     c.eval.crop_size = (256, 256)
-    c.eval.skeleton = ()  # TODO(merge): MPII's limbs from fdn.pose.joints
     if arg.tiny:
         pose_common.tiny(c)
     return c

@@ -82,6 +82,24 @@ def augment_for(dataset: str) -> PoseAugment:
     return AUGMENT[joints.skeleton(dataset).name]
 
 
+def person_crops(dataset: str) -> PoseAugment | None:
+    """``augment_for(dataset)`` for a pose dataset (``joints.is_pose_dataset``), None for any other: what
+    ``pipeline.train_dataset`` / ``eval_dataset`` take as ``pose`` for the dataset a config names."""
+    return augment_for(dataset) if joints.is_pose_dataset(dataset) else None
+
+
+def train_crop(dataset: str, crop_size: int, crop_width: int = 0) -> tuple[int, int]:
+    """(H, W) of the training crops: ``crop_size`` high and ``crop_width`` wide, or where the width is 0, as
+    wide as the dataset's SimpleBaseline input (``INPUT_SIZE``: COCO's 3:4, so 256 -> 256x192; square else)."""
+    h = int(crop_size)
+    if crop_width:
+        return h, int(crop_width)
+    if joints.is_pose_dataset(dataset):
+        ih, iw = INPUT_SIZE[joints.skeleton(dataset).name]
+        return h, int(round(h * iw / ih))
+    return h, h
+
+
 def _pair(size):
     return (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
 
