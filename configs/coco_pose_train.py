@@ -10,9 +10,9 @@ COMMAND::
 
 Task ``pose`` (``configs/pose_common.py``): 17 heatmaps at stride 4 (64x48), sigma 2, Adam 1e-3 for 140 epochs
 (x0.1 at 90 and 120), batch 32, flip test. Person crops: box with aspect 3:4 x1.25, scale +-0.3, rotation
-+-40 deg with p 0.6, flip with the joint swap (``fdn.data.coco_keypoints``). The training loop's score is PCK@0.5
-of sqrt(area) (``keypoint_norm``); COCO's own OKS AP is ``fdn.pose.oks``'s. Reference (ResNet-50, 256x192,
-flip test, detected boxes): AP 0.704 on val2017.
++-40 deg with p 0.6, flip with the joint swap (``fdn.data.pose_pipeline``'s COCO setting). The training loop's
+score is PCK@0.5 of sqrt(area) (``keypoint_norm``); COCO's own OKS AP is ``fdn.pose.oks``'s. Reference
+(ResNet-50, 256x192, flip test, detected boxes): AP 0.704 on val2017.
 """
 
 from configs import common, pose_common

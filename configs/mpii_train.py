@@ -9,7 +9,7 @@ COMMAND::
 
 Task ``pose`` (``configs/pose_common.py``): 16 heatmaps at stride 4 (64x64), Gaussian sigma 2, Adam 1e-3 for
 140 epochs (x0.1 at 90 and 120), batch 32, flip test. The person crops (box x1.25, scale +-0.25, rotation
-+-30 deg with p 0.6, flip with the joint swap) are the MPII pipeline's (``fdn.data.mpii``); ``keypoint_norm``
++-30 deg with p 0.6, flip with the joint swap) are ``fdn.data.pose_pipeline``'s MPII setting; ``keypoint_norm``
 is the head size, so the task's PCK is PCKh@0.5 over every visible joint (the reference's table mean, which
 leaves out pelvis and thorax, is ``fdn.pose.pckh``'s). Reference (ResNet-50, flip test): mean 88.53 on val.
 ``:tiny`` runs seconds on a miniature tree.
