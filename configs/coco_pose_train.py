@@ -10,28 +10,23 @@ COMMAND::
 
 Task ``pose`` (``configs/pose_common.py``): 17 heatmaps at stride 4 (64x48), sigma 2, Adam 1e-3 for 140 epochs
 (x0.1 at 90 and 120), batch 32, flip test. Person crops: box with aspect 3:4 x1.25, scale +-0.3, rotation
-+-40 deg with p 0.6, flip with the joint swap (``fdn.data.coco_keypoints``). The training loop's score is PCK@0.5
-of sqrt(area) (``keypoint_norm``); COCO's own OKS AP is ``fdn.pose.oks``'s. Reference (ResNet-50, 256x192,
-flip test, detected boxes): AP 0.704 on val2017.
++-40 deg with p 0.6, flip with the joint swap (``fdn.data.pose_pipeline``'s COCO setting). The training loop's
+score is PCK@0.5 of sqrt(area) (``keypoint_norm``); COCO's own OKS AP is ``fdn.pose.oks``'s. Reference
+(ResNet-50, 256x192, flip test, detected boxes): AP 0.704 on val2017.
 """
 
 from configs import common, pose_common
 
-NUM_JOINTS = 17
-
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, tiny=False)
-    c = pose_common.pose_config(NUM_JOINTS)
-    c.data.name = "coco_keypoints"
+    c = pose_common.pose_config("coco_keypoints")
     c.data.train_split = "train"
-    c.data.eval_split = "validation"
-    # The input is 256x192 (H x W): the person crop's size is the COCO pipeline's (box aspect 3:4);
-    # TODO(merge): data.crop_size is a square side in train_common, so the pipeline must take H x W from its own
-    # setting (or train_common grows a crop width) before this trains at 256x192 rather than 256x256.
+    c.data.eval_split = "val"
+    # The input is 256x192 (H x W): data.crop_size is the height; data.crop_width 0 takes the width from the
+    # COCO pipeline's 3:4 (fdn.data.pose_pipeline.train_crop).
     c.data.crop_size = 256
     c.eval.crop_size = (256, 192)
-    c.eval.skeleton = ()  # TODO(merge): COCO's limbs from fdn.pose.joints
     if arg.tiny:
         pose_common.tiny(c)
     return c

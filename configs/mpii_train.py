@@ -9,7 +9,7 @@ COMMAND::
 
 Task ``pose`` (``configs/pose_common.py``): 16 heatmaps at stride 4 (64x64), Gaussian sigma 2, Adam 1e-3 for
 140 epochs (x0.1 at 90 and 120), batch 32, flip test. The person crops (box x1.25, scale +-0.25, rotation
-+-30 deg with p 0.6, flip with the joint swap) are the MPII pipeline's (``fdn.data.mpii``); ``keypoint_norm``
++-30 deg with p 0.6, flip with the joint swap) are ``fdn.data.pose_pipeline``'s MPII setting; ``keypoint_norm``
 is the head size, so the task's PCK is PCKh@0.5 over every visible joint (the reference's table mean, which
 leaves out pelvis and thorax, is ``fdn.pose.pckh``'s). Reference (ResNet-50, flip test): mean 88.53 on val.
 ``:tiny`` runs seconds on a miniature tree.
@@ -17,18 +17,14 @@ leaves out pelvis and thorax, is ``fdn.pose.pckh``'s). Reference (ResNet-50, fli
 
 from configs import common, pose_common
 
-NUM_JOINTS = 16
-
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, tiny=False)
-    c = pose_common.pose_config(NUM_JOINTS)
-    c.data.name = "mpii_human_pose"
+    c = pose_common.pose_config("mpii_human_pose")
     c.data.train_split = "train"
-    c.data.eval_split = "validation"
+    c.data.eval_split = "valid"  # Tompson's validation persons, scored against gt_valid.mat (fdn.data.mpii)
     c.data.crop_size = 256
     c.eval.crop_size = (256, 256)
-    c.eval.skeleton = ()  # TODO(merge): MPII's limbs from fdn.pose.joints
     if arg.tiny:
         pose_common.tiny(c)
     return c

@@ -6,12 +6,19 @@ every genotype (``fdn.tasks.Pose``) and the auxiliary heads train with the same 
 """
 
 from configs import train_common
+from fdn.pose import joints
 
 
-def pose_config(num_joints: int):
+def pose_config(dataset: str):
+    """The schedule for ``dataset``'s joints (``fdn.pose.joints``): one heatmap per joint, its limbs in pictures,
+    its joint names in ``fdn.evaluate``'s table (the checkpoint's class names, as ``fdn.data.catalog`` gives)."""
+    skeleton = joints.skeleton(dataset)
     c = train_common.train_config()
     c.task = "pose"
-    c.model.num_classes = num_joints
+    c.data.name = dataset
+    c.data.crop_width = 0  # 0: the dataset's SimpleBaseline aspect (fdn.data.pose_pipeline.train_crop)
+    c.model.num_classes = skeleton.num_joints
+    c.eval.skeleton = skeleton.limbs
     c.data.batch_size = 32
     c.data.worker_count = 4
     c.eval.batch_size = 32
@@ -31,12 +38,14 @@ def pose_config(num_joints: int):
 
 
 def tiny(c):
-    """Seconds, for tests: agg 8, 32-pixel crops, 1 + 1 + 1 epochs of 2 steps."""
+    """Seconds, for tests: agg 8, crops 32 pixels high (as wide as the full crops' aspect), 1 + 1 + 1 epochs of 2
+    steps."""
+    h, w = c.eval.crop_size
     c.data.worker_count = 0
     c.model.agg_size = 8
     c.data.batch_size = 2
     c.data.crop_size = 32
-    c.eval.crop_size = (32, 32)
+    c.eval.crop_size = (32, int(round(32 * w / h)))
     c.eval.batch_size = 2
     c.optim.stage_epochs = (1, 1, 1)
     c.optim.steps_per_epoch = 2

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from fdn import tasks
 from fdn.conventions import denormalise
 from fdn.data import base, catalog, mpii, pipeline, pose_pipeline, pose_records, prepare
 from fdn.pose import affine, joints
@@ -25,8 +26,9 @@ def _records(name, split, data_dir):
 
 
 # --------------------------------------------------------------------------------------------------- MPII
-def _mpii_json_tree(root):
-    """Two training persons (one image holds both) and one validation person, with its gt_valid.mat."""
+def _mpii_json_tree(root, gt_shift=100.0):
+    """Two training persons (one image holds both) and one validation person, with its gt_valid.mat (joints
+    ``gt_shift`` pixels off the JSON's: 100 tells the two sources apart; 0 keeps some inside the crop)."""
     for i, name in enumerate(("000000001.jpg", "000000002.jpg")):
         _image(root / "images", name, seed=i)
     xy = np.arange(K_MPII * 2, dtype=float).reshape(K_MPII, 2) + 1  # 1-based
@@ -45,7 +47,7 @@ def _mpii_json_tree(root):
     headboxes = np.array([[[10.0], [12.0]], [[13.0], [16.0]]])  # corners (x1, y1), (x2, y2): diagonal 5
     scipy.io.savemat(
         root / "annot" / "gt_valid.mat",
-        {"pos_gt_src": (xy + 100)[:, :, None], "jnt_missing": missing, "headboxes_src": headboxes},
+        {"pos_gt_src": (xy + gt_shift)[:, :, None], "jnt_missing": missing, "headboxes_src": headboxes},
     )
     return xy
 
@@ -243,8 +245,13 @@ def test_pose_batches_from_the_pipeline(tmp_path):
     assert batch["image"].shape == (2, 32, 24, 3) and batch["image"].dtype == np.float32
     assert batch["keypoints"].shape == (2, K_COCO, 3) and batch["keypoints"].dtype == np.float32
     assert batch["keypoint_norm"].shape == (2,) and batch["image_id"].tolist() == [139, 139]
+    flip = np.tile(joints.COCO.flip_permutation(), (2, 1))  # what the Pose task's flip test reads, per example
+    np.testing.assert_array_equal(batch["keypoint_flip"], flip)
+    assert batch["keypoint_flip"].dtype == np.int32
     (batch,) = list(pipeline.eval_dataset(source, **kwargs))
     assert batch["valid"].tolist() == [True, False] and batch["person_id"].tolist() == [7, -1]
+    np.testing.assert_array_equal(batch["keypoint_flip"], flip)  # padding slots too: the batch stacks
+    assert set(tasks.get(tasks.POSE).data_keys) <= set(batch)
     # evaluation: no randomness; the box (19 x 29 -> aspect 0.75 -> 21.75 x 29, x1.25) fills the crop
     np.testing.assert_allclose(batch["scale"][0], np.array([21.75, 29.0]) * 1.25, rtol=1e-5)
     expected = affine.apply(affine.invert(batch["affine"][0]), [[10.0, 12.0]])[0]
@@ -261,8 +268,8 @@ def test_flip_mirrors_the_crop_exactly():
     record = {"image": image, "keypoints": np.array([[20.3, 30.7, 1.0], [41.0, 12.5, 1.0]], np.float32)}
     record |= {"box_center": np.array([33.2, 24.9]), "box_size": np.array([30.0, 40.0])}
     box = affine.fixed_aspect(record["box_size"], 24 / 32, 1.25)
-    plain = pose_pipeline.crop_example(record, (32, 24), record["box_center"], box, rotation=17.0)
-    mirrored = pose_pipeline.crop_example(record, (32, 24), record["box_center"], box, 17.0, flip=True, perm=[1, 0])
+    plain = pose_pipeline.crop_example(record, (32, 24), record["box_center"], box, [1, 0], rotation=17.0)
+    mirrored = pose_pipeline.crop_example(record, (32, 24), record["box_center"], box, [1, 0], 17.0, flip=True)
     np.testing.assert_allclose(mirrored["image"], plain["image"][:, ::-1], atol=0.02)
     np.testing.assert_allclose(mirrored["keypoints"][::-1, 0], 23 - plain["keypoints"][:, 0], atol=1e-4)
     np.testing.assert_allclose(mirrored["keypoints"][::-1, 1], plain["keypoints"][:, 1], atol=1e-4)
@@ -300,3 +307,85 @@ def test_joint_tables_pair_left_with_right(skeleton):
     assert len(joints.COCO_OKS_SIGMAS) == joints.COCO.num_joints
     with pytest.raises(joints.UnknownSkeletonError, match="voc_sbd"):
         pose_pipeline.augment_for("voc_sbd")
+
+
+@pytest.mark.parametrize("skeleton", [joints.MPII, joints.COCO], ids=lambda s: s.name)
+def test_limbs_join_every_joint_and_mirror_onto_limbs(skeleton):
+    """The pictures' limbs: one connected tree over all joints (MPII) / the face and body (COCO), and a mirror
+    image maps each limb onto a limb (so a flipped prediction draws the same figure)."""
+    perm = skeleton.flip_permutation()
+    limbs = {frozenset(e) for e in skeleton.limbs}
+    assert len(limbs) == len(skeleton.limbs) and all(len(e) == 2 for e in limbs)
+    assert {frozenset(int(perm[j]) for j in e) for e in limbs} == limbs
+    reached, frontier = {0}, [0]
+    while frontier:
+        j = frontier.pop()
+        for e in limbs:
+            if j in e and not e <= reached:
+                (other,) = e - {j}
+                reached.add(other)
+                frontier.append(other)
+    assert reached == set(range(skeleton.num_joints))
+
+
+def test_configs_crop_persons_of_their_own_splits_and_aspect():
+    from configs import coco_pose_train, mpii_train
+    from fdn.data import coco_keypoints
+
+    for module, skeleton, splits in (
+        (mpii_train, joints.MPII, ("train", "valid")),  # the JSON form's splits (fdn.data.mpii)
+        (coco_pose_train, joints.COCO, tuple(coco_keypoints.SPLITS)),
+    ):
+        for arg in ("", "tiny"):
+            c = module.get_config(arg)
+            assert (c.data.train_split, c.data.eval_split) == splits and c.eval.skeleton == skeleton.limbs
+            assert c.model.num_classes == skeleton.num_joints
+            assert pose_pipeline.person_crops(c.data.name) == pose_pipeline.augment_for(skeleton.name)
+            crop = pose_pipeline.train_crop(c.data.name, c.data.crop_size, c.data.crop_width)
+            assert crop == tuple(c.eval.crop_size)  # training and evaluation crops of the same shape
+    assert tuple(coco_pose_train.get_config().eval.crop_size) == (256, 192)
+    assert pose_pipeline.train_crop("coco_keypoints", 32) == (32, 24)
+    assert pose_pipeline.train_crop("coco_keypoints", 32, 32) == (32, 32)  # an explicit width wins
+    assert pose_pipeline.train_crop("voc_sbd", 500) == (500, 500)
+    assert pose_pipeline.person_crops("fdn_shapes") is None  # its keypoints ride the whole-image crops
+
+
+@pytest.mark.slow
+def test_mpii_trains_and_evaluates_per_joint(tmp_path):
+    """``fdn.train`` on a miniature MPII tree (configs/mpii_train.py:tiny, 3 steps) and ``fdn.evaluate``'s PCKh
+    table of the checkpoint it wrote, one row per joint by name."""
+    import os
+    from pathlib import Path
+
+    import jax
+
+    from configs import mpii_train
+    from fdn.serve import checkpoint
+    from fdn.serve.evaluation import evaluate_checkpoint
+    from fdn.train import loop as train_loop
+
+    jax.config.update("jax_compilation_cache_dir", os.environ.get("FDN_TEST_XLA_CACHE", "/tmp/fdn_test_xla_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    _mpii_json_tree(tmp_path / "m", gt_shift=0.0)
+    prepare.prepare("mpii_human_pose", data_dir=tmp_path / "tfds", manual_dir=tmp_path / "m")
+    c = mpii_train.get_config("tiny")
+    c.data.data_dir = str(tmp_path / "tfds")
+    c.optim.steps_per_epoch = 1
+    train_loop.run(c, tmp_path / "run", log=lambda *a: None)
+    best = Path(tmp_path / "run" / "best_model")
+    spec, _, info = checkpoint.load_model(best)
+    meta = info["metadata"]
+    assert spec.task == "pose" and spec.decoder.num_classes == K_MPII and meta["eval_split"] == "valid"
+    assert meta["class_names"] == list(joints.MPII.names) and 1 <= meta["step"] <= 3
+    assert meta["eval"]["skeleton"] == [list(e) for e in joints.MPII.limbs]
+    scores, text = evaluate_checkpoint(best)
+    lines = text.splitlines()
+    assert "mpii_human_pose/valid, 1 images" in lines[0] and "flip test" in lines[0]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2 : 2 + K_MPII]}
+    assert list(rows) == list(joints.MPII.names)
+    # each row counts that joint of the validation person where its person crop shows it (joint 5 is missing)
+    (record,) = _records("mpii_human_pose", "valid", tmp_path / "tfds")
+    crop = pose_pipeline.PoseEvalTransform(tuple(c.eval.crop_size), pose_pipeline.augment_for("mpii_human_pose"))
+    shown = crop(record)["keypoints"][:, 2].astype(int).tolist()
+    assert [int(r[1]) for r in rows.values()] == shown and sum(shown) >= 4 and shown[5] == 0
+    assert "PCK@0.5" in lines[-1] and 0.0 <= scores["pck"] <= 1.0

@@ -9,6 +9,7 @@ import pytest
 from fdn import conventions, tasks
 from fdn.data import augment, shapes
 from fdn.pose import heatmaps as H
+from fdn.pose import joints
 
 POSE = tasks.get(tasks.POSE)
 
@@ -57,8 +58,8 @@ def test_flip_back_pairs_joints_and_shifts_one_cell():
     # original joints are only with the reference's one-cell shift, and each joint only with the pairs swapped.
     w_in, h_in = 64, 32
     kp = np.array([[[8.0, 8.0, 1], [20.0, 16.0, 1], [40.0, 12.0, 1]]], np.float32)
-    flip = H.flip_index(3, [(1, 2)])
-    assert flip == (0, 2, 1)
+    flip = joints.flip_permutation(3, [(1, 2)])
+    assert flip.tolist() == [0, 2, 1]
     mirrored = kp.copy()
     mirrored[..., 0] = w_in - 1 - kp[..., 0]
     mirrored = mirrored[:, list(flip)]
@@ -186,7 +187,8 @@ def test_shapes_keypoints_are_the_nearest_objects_extremes():
                 patch = example["segmentation"][max(y0 - 2, 0) : y0 + 3, max(x0 - 2, 0) : x0 + 3]
                 assert patch.max() > 0, (index, x, y)
     assert [shapes.KEYPOINT_FLIP[j] for j in shapes.KEYPOINT_FLIP] == list(range(shapes.NUM_KEYPOINTS))
-    assert shapes.KEYPOINT_FLIP == H.flip_index(shapes.NUM_KEYPOINTS, shapes.KEYPOINT_FLIP_PAIRS)
+    pairs = shapes.KEYPOINT_FLIP_PAIRS
+    assert list(shapes.KEYPOINT_FLIP) == joints.flip_permutation(shapes.NUM_KEYPOINTS, pairs).tolist()
 
 
 def test_pose_pictures_draw_the_joints(tmp_path):

@@ -24,6 +24,8 @@ Each example::
     image_id       int64 ()           int() of the record's stem where it is a number (MPII, COCO), else -1
     person_id      int64 ()
     box_score      float32 ()         the person box's detector score (1 for ground-truth boxes; ``oks.rescore``)
+    keypoint_flip  int32 (K,)         the joint each joint becomes in a mirror image (``joints.flip_permutation``):
+                                      what ``fdn.tasks.Pose``'s flip test reads, as on every pose batch
     valid          bool ()            evaluation only, as the other evaluation batches
 
 Defaults: input 256x256 (MPII), 256x192 (COCO) as (H, W): ``INPUT_SIZE``.
@@ -80,6 +82,24 @@ def augment_for(dataset: str) -> PoseAugment:
     return AUGMENT[joints.skeleton(dataset).name]
 
 
+def person_crops(dataset: str) -> PoseAugment | None:
+    """``augment_for(dataset)`` for a pose dataset (``joints.is_pose_dataset``), None for any other: what
+    ``pipeline.train_dataset`` / ``eval_dataset`` take as ``pose`` for the dataset a config names."""
+    return augment_for(dataset) if joints.is_pose_dataset(dataset) else None
+
+
+def train_crop(dataset: str, crop_size: int, crop_width: int = 0) -> tuple[int, int]:
+    """(H, W) of the training crops: ``crop_size`` high and ``crop_width`` wide, or where the width is 0, as
+    wide as the dataset's SimpleBaseline input (``INPUT_SIZE``: COCO's 3:4, so 256 -> 256x192; square else)."""
+    h = int(crop_size)
+    if crop_width:
+        return h, int(crop_width)
+    if joints.is_pose_dataset(dataset):
+        ih, iw = INPUT_SIZE[joints.skeleton(dataset).name]
+        return h, int(round(h * iw / ih))
+    return h, h
+
+
 def _pair(size):
     return (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
 
@@ -98,13 +118,15 @@ def numeric_id(image_id) -> int:
     return int(text) if text.isdigit() else -1
 
 
-def crop_example(record, crop_size, center, box_size, rotation=0.0, flip=False, perm=None):
-    """The example of one record cropped at the box (``box_size`` already with the crop's aspect and scale)."""
+def crop_example(record, crop_size, center, box_size, perm, rotation=0.0, flip=False):
+    """The example of one record cropped at the box (``box_size`` already with the crop's aspect and scale);
+    ``perm`` is the skeleton's flip permutation (applied to the joints when ``flip``, and carried as
+    ``keypoint_flip``)."""
     matrix = affine.crop_affine(center, box_size, crop_size, rotation, flip)
     image = affine.warp_image(np.asarray(record["image"]), matrix, crop_size, fill=PAD_RGB)
     keypoints = np.asarray(record["keypoints"], np.float64).copy()
     keypoints[:, :2] = affine.apply(matrix, keypoints[:, :2])
-    if flip and perm is not None:
+    if flip:
         keypoints = keypoints[perm]
     h, w = crop_size
     inside = (keypoints[:, 0] >= -0.5) & (keypoints[:, 0] < w - 0.5)
@@ -123,6 +145,7 @@ def crop_example(record, crop_size, center, box_size, rotation=0.0, flip=False, 
         "image_id": np.int64(numeric_id(record.get("image_id", ""))),
         "person_id": np.int64(int(record.get("person_id", -1))),
         "box_score": np.float32(record.get("box_score", 1.0)),
+        "keypoint_flip": np.asarray(perm, np.int32),
     }
 
 
@@ -146,7 +169,7 @@ class PoseTrainTransform:
             )
         flip = bool(rng.random() < a.flip_prob)
         box = affine.fixed_aspect(size, self.aspect, a.box_scale) * s
-        return crop_example(record, self.crop_size, center, box, rotation, flip, self.perm)
+        return crop_example(record, self.crop_size, center, box, self.perm, rotation, flip)
 
 
 class PoseEvalTransform:
@@ -156,6 +179,7 @@ class PoseEvalTransform:
         self.crop_size = _pair(crop_size)
         self.augment = augment
         self.aspect = self.crop_size[1] / self.crop_size[0]
+        self.perm = augment.flip_permutation()
 
     def __call__(self, record):
         if not record:
@@ -172,12 +196,13 @@ class PoseEvalTransform:
                 "image_id": np.int64(-1),
                 "person_id": np.int64(-1),
                 "box_score": np.float32(0),
+                "keypoint_flip": np.asarray(self.perm, np.int32),
             }
             out["valid"] = np.bool_(False)
             return out
         center, size = person_box(record)
         box = affine.fixed_aspect(size, self.aspect, self.augment.box_scale)
-        out = crop_example(record, self.crop_size, center, box)
+        out = crop_example(record, self.crop_size, center, box, self.perm)
         out["valid"] = np.bool_(True)
         return out
 

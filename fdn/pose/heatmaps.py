@@ -14,8 +14,9 @@ input pixel ``c * STRIDE``.
 * ``decode``: argmax per joint, then +-0.25 cell towards the higher neighbour on each axis where both
   neighbours exist (the reference shifts only when ``1 < p < size - 1`` on both axes; ``0 < p`` is the rule it
   means), and the peak value as the joint's confidence.
-* ``flip_back``: heatmaps of the mirrored image mirrored back, joints permuted by ``flip_index`` (left <->
-  right) and shifted one cell right (the reference's ``SHIFT_HEATMAP``), to be averaged with the plain output.
+* ``flip_back``: heatmaps of the mirrored image mirrored back, joints permuted by the batch's ``keypoint_flip``
+  (left <-> right; ``fdn.pose.joints.flip_permutation`` is the one table of it) and shifted one cell right (the
+  reference's ``SHIFT_HEATMAP``), to be averaged with the plain output.
 """
 
 from __future__ import annotations
@@ -86,14 +87,6 @@ def flip_back(heatmaps, flip_index):
     mirrored = heatmaps[:, :, ::-1, :]
     swapped = jnp.take(mirrored, jnp.asarray(flip_index), axis=-1)
     return jnp.concatenate([swapped[:, :, :1], swapped[:, :, :-1]], axis=2)
-
-
-def flip_index(num_joints: int, pairs) -> tuple[int, ...]:
-    """The permutation ``flip_back`` and mirroring augmentations use, from left/right ``pairs``."""
-    index = list(range(num_joints))
-    for a, b in pairs:
-        index[a], index[b] = b, a
-    return tuple(index)
 
 
 def pck_hits(pred_xy, keypoints, norm, threshold: float = 0.5):

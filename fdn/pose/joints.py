@@ -21,12 +21,13 @@ class UnknownSkeletonError(UserError, KeyError):
 
 @dataclasses.dataclass(frozen=True)
 class Skeleton:
-    """The joints of one dataset: ``names`` in the dataset's order and the ``flip_pairs`` (left, right) that a
-    horizontal mirror swaps."""
+    """The joints of one dataset: ``names`` in the dataset's order, the ``flip_pairs`` (left, right) that a
+    horizontal mirror swaps, and the ``limbs`` (joint pairs) that pictures draw as lines."""
 
     name: str
     names: tuple[str, ...]
     flip_pairs: tuple[tuple[int, int], ...]
+    limbs: tuple[tuple[int, int], ...] = ()
 
     @property
     def num_joints(self) -> int:
@@ -43,6 +44,19 @@ def flip_permutation(num_joints: int, flip_pairs) -> np.ndarray:
         perm[a], perm[b] = b, a
     return perm
 
+
+# fmt: off
+# MPII: legs -> pelvis -> thorax -> upper neck -> head top; wrists -> elbows -> shoulders -> thorax.
+MPII_LIMBS = (
+    (0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
+    (10, 11), (11, 12), (12, 7), (7, 13), (13, 14), (14, 15),
+)
+# COCO: the person category's "skeleton" in person_keypoints_*.json, made 0-based.
+COCO_LIMBS = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)
+# fmt: on
 
 MPII = Skeleton(
     name="mpii_human_pose",
@@ -65,6 +79,7 @@ MPII = Skeleton(
         "l_wrist",
     ),
     flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
+    limbs=MPII_LIMBS,
 )
 
 COCO = Skeleton(
@@ -89,6 +104,7 @@ COCO = Skeleton(
         "right_ankle",
     ),
     flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
+    limbs=COCO_LIMBS,
 )
 
 SKELETONS = {skeleton.name: skeleton for skeleton in (MPII, COCO)}
@@ -112,6 +128,12 @@ PCKH_GROUPS = (
     ("Knee", (1, 4)),
     ("Ankle", (0, 5)),
 )
+
+
+def is_pose_dataset(dataset: str) -> bool:
+    """Whether ``dataset`` (optionally with ``/config``) has a joint table here: its records are persons to crop
+    (``fdn.data.pose_pipeline``), not whole images (``fdn_shapes``' keypoints ride the segmentation crops)."""
+    return dataset.split("/")[0] in SKELETONS
 
 
 def skeleton(dataset: str) -> Skeleton:

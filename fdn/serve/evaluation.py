@@ -16,15 +16,22 @@ import numpy as np
 
 from fdn import sharding, tasks
 from fdn.conventions import denormalise
-from fdn.data import pipeline
+from fdn.data import pipeline, pose_pipeline
 from fdn.serve import inference, visualize
 
 
-def eval_batches(source, *, crop_size, min_side, batch_size, task, num_examples=0):
+def eval_batches(source, *, crop_size, min_side, batch_size, task, num_examples=0, dataset=""):
+    """The evaluation batches of ``source``; person crops (``pose_pipeline``) when ``dataset`` is a pose dataset."""
     indices = None if not num_examples else np.arange(min(num_examples, len(source)))
     crop = tuple(crop_size) if not np.isscalar(crop_size) else (int(crop_size), int(crop_size))
     return pipeline.eval_dataset(
-        source, crop_size=crop, batch_size=batch_size, indices=indices, min_side=int(min_side), task=task
+        source,
+        crop_size=crop,
+        batch_size=batch_size,
+        indices=indices,
+        min_side=int(min_side),
+        task=task,
+        pose=pose_pipeline.person_crops(dataset),
     )
 
 
@@ -149,7 +156,13 @@ def evaluate_checkpoint(
             )
 
     batches = evaluation.eval_batches(
-        source, crop_size=crop, min_side=min_side, batch_size=batch_size, task=task, num_examples=num_examples
+        source,
+        crop_size=crop,
+        min_side=min_side,
+        batch_size=batch_size,
+        task=task,
+        num_examples=num_examples,
+        dataset=dataset,
     )
     sums = evaluation.accumulate(eval_fn, variables, batches, mesh, on_batch=pictures)
     scores = evaluation.summarise(task, sums, omit)

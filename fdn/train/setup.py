@@ -15,7 +15,7 @@ import numpy as np
 
 from fdn import genotype as G
 from fdn import sharding, tasks
-from fdn.data import catalog, pipeline
+from fdn.data import catalog, pipeline, pose_pipeline
 from fdn.errors import InputError
 from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
@@ -57,6 +57,7 @@ class Data:
             batch_size=config.eval.batch_size,
             task=task,
             num_examples=config.eval.num_examples,
+            dataset=config.data.name,
         )
 
 
@@ -114,17 +115,18 @@ def build_data(config, workdir: Path, task: str, log) -> Data:
             f"one batch of {config.data.batch_size}"
         )
     total_steps = int(sum(config.optim.stage_epochs)) * steps_per_epoch
-    crop = int(config.data.crop_size)
+    crop = pose_pipeline.train_crop(config.data.name, config.data.crop_size, config.data.get("crop_width", 0))
     train_iter = iter(
         pipeline.train_dataset(
             train_source,
             crop_size=crop,
             batch_size=config.data.batch_size,
             seed=config.seed,
-            min_side=config.data.min_side or crop,
+            min_side=config.data.min_side or max(crop),
             scale_range=tuple(config.data.scale_range),
             task=task,
             worker_count=config.data.worker_count,
+            pose=pose_pipeline.person_crops(config.data.name),
         )
     )
     return Data(data_dir, train_iter, eval_source, steps_per_epoch, total_steps)
