@@ -230,3 +230,15 @@ def test_search_trains_stage_2_for_the_derived_steps(voc_dir, tmp_path):
     records = run_log.read(tmp_path)
     assert any(r["stage"] == 2 for r in records) and all(r["failure"] is None for r in records)
     assert json.loads((tmp_path / "config.json").read_text())["candidate"]["stage2"]["steps_per_epoch"] == 0
+
+
+def test_a_pose_dataset_is_refused_in_one_line_before_any_work(tmp_path):
+    """Scoring candidates by PCK is not built: a pose dataset must stop the search with what to do instead of
+    a KeyError deep in the stage-1 cache."""
+    from fdn.search import setup as setup_lib
+
+    config = tiny_config(tmp_path / "data")
+    config.data.name = "mpii_human_pose"
+    with pytest.raises(setup_lib.SearchConfigError, match="mpii_human_pose.*configs/mpii_train.py"):
+        setup_lib.build(config, tmp_path / "w")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "w").exists()

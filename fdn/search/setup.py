@@ -28,6 +28,7 @@ from fdn.models import names as N
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import random_encoder_variables
 from fdn.models.segmenter import eval_forward
+from fdn.pose import joints
 from fdn.search import teacher as teacher_lib
 from fdn.search.parallel import streams
 
@@ -129,6 +130,12 @@ def build(
     """Everything a search needs before the first candidate, seeded by ``config.seed``; one trainer per entry
     of ``devices`` (`fdn.search.parallel.devices.worker_devices`; None: the default device) from
     ``trainer_factory`` (`fdn.candidate.protocol`: the real ``CandidateTrainer``, or a test's stand-in)."""
+    if joints.is_pose_dataset(config.data.name):
+        raise SearchConfigError(
+            f"data.name={config.data.name}: the search scores candidates by segmentation only (scoring by PCK is "
+            "not built yet); train a found genotype on it with fdn.train --config=configs/mpii_train.py or "
+            "configs/coco_pose_train.py"
+        )
     seconds = {}
     key = jax.random.key(config.seed)
     enc_key, teacher_key = jax.random.split(key)
