@@ -176,10 +176,16 @@ def test_train_outputs_stats_and_gradients_match_the_ordinary_decoder(features):
         back = universal.layout.from_universal({"params": u_grads, "batch_stats": u_stats}, g)
         for a, b in zip(jax.tree.leaves(back["batch_stats"]), jax.tree.leaves(stats)):
             assert rel(a, b, 1e-6) < 1e-5
-        # Per-leaf gradient error relative to the leaf, floored at 1e-3 of the largest leaf gradient (GAP
-        # branches after batch-statistics BN have gradients that are float noise around zero).
+        # Per-leaf gradient error relative to the leaf, floored at 1e-2 of the largest leaf gradient (GAP
+        # branches after batch-statistics BN have gradients that are float noise around zero). Why 1e-2: float32
+        # rounding leaves differences of ~1e-6 of the largest gradient in any leaf (both programs, measured), and
+        # a floor of 1e-3 amplified that to 1.02e-3 / 1.10e-3 for two covering genotypes on jax 0.10.2 (the
+        # same leaves in float64 differ by <= 7e-5 of the floor, from the universal program's float32 geometry
+        # constants). At 1e-2 the worst measured is 4.1e-4, and a 1% error in every kernel gradient gives 9.9e-3
+        # (tried): a wrong gradient on any leaf above 1% of the largest is still caught, smaller leaves are held
+        # to 1e-5 of the largest.
         scale = max(float(np.linalg.norm(np.asarray(x))) for x in jax.tree.leaves(grads))
-        errs = [rel(a, b, 1e-3 * scale) for a, b in zip(jax.tree.leaves(back["params"]), jax.tree.leaves(grads))]
+        errs = [rel(a, b, 1e-2 * scale) for a, b in zip(jax.tree.leaves(back["params"]), jax.tree.leaves(grads))]
         assert jax.tree.structure(back["params"]) == jax.tree.structure(grads)
         assert max(errs) < 1e-3, max(errs)
 
