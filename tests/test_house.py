@@ -64,13 +64,7 @@ FORBIDDEN_IMPORTS = {
     "distributed": {"search", "train", "candidate", "models", "serve", "agents", "bench"},
 }
 # (importing module, imported module) -> why it is allowed for now.
-ALLOWED_IMPORTS = {
-    (
-        "fdn.train.genotype_source",
-        "fdn.search.run_log",
-    ): "TODO(owner of fdn/train): WORKDIR#rank reads a search's run log; move the reader below both",
-    ("fdn.train.genotype_source", "fdn.search.leaderboard"): "TODO(owner of fdn/train): as above",
-}
+ALLOWED_IMPORTS: dict = {}
 
 
 def _modules() -> dict[str, Path]:

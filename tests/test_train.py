@@ -105,6 +105,10 @@ def test_workdir_rank_resolves_the_leaderboard(tmp_path):
     assert genotype_source.resolve(f"{tmp_path}#1") == G.ARCH1
     assert genotype_source.resolve(f"{tmp_path}#2") == G.ARCH2
     assert genotype_source.resolve(f"{tmp_path}#3") == G.ARCH0
+    from fdn.search.leaderboard import unique_genotypes  # the leaderboard ranks by the same rule
+
+    board = [G.parse(row["genotype"]) for row in unique_genotypes(run_log.read(tmp_path))]
+    assert board == [genotype_source.resolve(f"{tmp_path}#{k}") for k in (1, 2, 3)]
     assert genotype_source.resolve("arch2") == G.ARCH2
     assert genotype_source.resolve(json.dumps(ARCH1)) == G.ARCH1
     with pytest.raises(G.GenotypeError, match="3 distinct genotype"):

@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from fdn import genotype as gt  # noqa: E402
+from fdn import run_records  # noqa: E402
 from fdn.search import run_log  # noqa: E402
 from fdn.search.drawing import draw_genotype  # noqa: E402
 from fdn.search.report import measure, page, plots
@@ -72,7 +73,7 @@ def unique_genotypes(records: list[dict]) -> list[dict]:
         row["mean"] = float(np.mean(row["rewards"]))
         row["seen"] = len(row["rewards"])
         out.append(row)
-    return sorted(out, key=lambda r: (-r["best"], r["first_index"]))
+    return sorted(out, key=lambda r: run_records.rank_key(r["best"], r["first_index"]))
 
 
 def summary(records: list[dict]) -> dict:

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fdn.errors import UserError
-
-FILENAME = "candidates.jsonl"
+from fdn.run_records import FILENAME, read  # noqa: F401  (the file's name and reader: one source)
 
 
 class LogMismatch(UserError, RuntimeError):
@@ -81,22 +80,3 @@ def truncate_to(workdir: str | os.PathLike, size: int) -> int:
             f.flush()
             os.fsync(f.fileno())
     return current - size
-
-
-def read(workdir_or_file: str | os.PathLike) -> list[dict]:
-    """All complete records; a torn last line (a run killed mid-write, not yet resumed) is skipped."""
-    path = Path(workdir_or_file)
-    if path.is_dir():
-        path = path / FILENAME
-    records = []
-    if not path.exists():
-        return records
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                records.append(json.loads(raw))
-            except json.JSONDecodeError:
-                break
-    return records

@@ -10,24 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from fdn import genotype as gt
-from fdn.search import run_log
+from fdn import run_records
 
 
 def from_search(workdir, rank: int = 1) -> gt.Genotype:
     """The ``rank``-th best genotype of the search in ``workdir``."""
-    from fdn.search.leaderboard import unique_genotypes
-
     workdir = Path(workdir).expanduser()
-    if not (workdir / run_log.FILENAME).is_file():
-        raise gt.GenotypeError(f"{workdir} holds no search ({run_log.FILENAME} is missing)")
+    if not (workdir / run_records.FILENAME).is_file():
+        raise gt.GenotypeError(f"{workdir} holds no search ({run_records.FILENAME} is missing)")
     if rank < 1:
         raise gt.GenotypeError(f"a leaderboard rank starts at 1, got {rank}")
-    rows = unique_genotypes(run_log.read(workdir))
+    rows = run_records.ranked_genotypes(run_records.read(workdir))
     if len(rows) < rank:
         raise gt.GenotypeError(
             f"the search in {workdir} has {len(rows)} distinct genotype(s); rank {rank} does not exist"
         )
-    return gt.parse(rows[rank - 1]["genotype"])
+    return gt.parse(rows[rank - 1])
 
 
 def resolve(text) -> gt.Genotype:
