@@ -23,6 +23,7 @@ from fdn.candidate import CandidateTrainer, protocol
 from fdn.errors import UserError
 from fdn.search import loop as search_loop
 from fdn.search import run_log
+from fdn.search import setup as setup_lib
 from tests import fake_candidate
 from tests.data import trees
 
@@ -239,3 +240,31 @@ def test_voc_tiny_real_trainer(voc_dir, tmp_path):
         assert 0.0 <= r["reward"] <= 1.0 and r["params"] > r["params_without_aux"] > 0
         assert set(r["seconds"]) >= {"compile", "stage1", "stage2", "eval", "total"}
         assert r["stage"] in (1, 2)
+
+
+def test_stage2_crops_made_on_the_device_are_deterministic_and_resume(voc_dir, tmp_path):
+    """``candidate.stage2.input='device'`` (`fdn.data.device_source`): the fake trainer's stage-2 reward reads
+    the device-made batches; two runs agree, a stopped and resumed run equals them, and the rewards differ from
+    the host pipeline's (another generator: same distribution, other crops)."""
+
+    def device_run(workdir, n):
+        config = tiny_config(voc_dir, n=n)
+        config.candidate.stage2.input = "device"
+        run(config, workdir)
+        return strip_times(run_log.read(workdir))
+
+    straight = device_run(tmp_path / "a", 4)
+    assert all(r["reward"] > 0 for r in straight) and sum(r["stage"] == 2 for r in straight) >= 2
+    assert device_run(tmp_path / "b", 4) == straight
+    device_run(tmp_path / "c", 2)
+    assert device_run(tmp_path / "c", 4) == straight
+    host = strip_times(run_log.read(_run_to(voc_dir, tmp_path / "h", 4)))
+    stage2 = [i for i, r in enumerate(straight) if r["stage"] == 2 and host[i]["stage"] == 2]
+    assert stage2 and all(straight[i]["reward"] != host[i]["reward"] for i in stage2)
+
+
+def test_a_bad_stage2_input_is_one_line(voc_dir, tmp_path):
+    config = tiny_config(voc_dir)
+    config.candidate.stage2.input = "gpu"
+    with pytest.raises(setup_lib.SearchConfigError, match="candidate.stage2.input='gpu': choose one of host, device"):
+        run(config, tmp_path)

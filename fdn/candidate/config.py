@@ -49,6 +49,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.stage2.polyak_decay = 0.99  # over encoder and decoder
     c.stage2.aux_weight = 0.15  # weight of each auxiliary head's NLL (no KD in stage 2)
     c.stage2.check_every = 50  # steps between host-side NaN/Inf checks of the loss
+    # Where stage-2 crops are made: 'host' (grain + PIL, the reference) or 'device' (meta-train decoded once onto
+    # the accelerator, each batch a function of (key, step): fdn.data.device_source; the same distribution, other
+    # numbers, so a seed gives other rewards than with 'host').
+    c.stage2.input = "host"
 
     # Validation on meta-val (the reward).
     c.val = ml_collections.ConfigDict()

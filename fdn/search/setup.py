@@ -23,6 +23,7 @@ import ml_collections
 
 from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage1_cache
 from fdn.data import catalog, pipeline, split
+from fdn.data.device_source import DeviceStage2Source
 from fdn.errors import UserError
 from fdn.models import names as N
 from fdn.models.encoder import MobileNetV2Encoder
@@ -124,6 +125,22 @@ def val_batches(source, indices, cc) -> list[dict]:
     return list(ds)
 
 
+STAGE2_INPUTS = ("host", "device")
+
+
+def device_stage2_stream(source, meta_train, cc, config, device):
+    """``seed -> iterator`` of stage-2 batches made on ``device`` (`fdn.data.device_source`): meta-train is
+    decoded onto it once here, and a candidate's stream is a function of its seed alone, as the host's."""
+    made = DeviceStage2Source.build(
+        pipeline.Subset(source, meta_train),
+        cc.stage2.crop_size,
+        min_side=cc.stage2.min_side,
+        scale_range=tuple(config.data.scale_range),
+        device=device,
+    )
+    return lambda seed: made.batches(jax.random.key(seed), cc.stage2.batch_size)
+
+
 def build(
     config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer, devices=(None,), log=print
 ) -> SearchSetup:
@@ -135,6 +152,14 @@ def build(
             f"data.name={config.data.name}: the search scores candidates by segmentation only (scoring by PCK is "
             "not built yet); train a found genotype on it with fdn.train --config=configs/mpii_train.py or "
             "configs/coco_pose_train.py"
+        )
+    stage2_input = config.candidate.stage2.input
+    if stage2_input not in STAGE2_INPUTS:
+        raise SearchConfigError(f"candidate.stage2.input={stage2_input!r}: choose one of {', '.join(STAGE2_INPUTS)}")
+    if stage2_input == "device" and len(devices) > 1:
+        raise SearchConfigError(
+            "candidate.stage2.input='device' keeps meta-train on one device: use it with parallel.workers=1, or "
+            "'host' with several workers"
         )
     seconds = {}
     key = jax.random.key(config.seed)
@@ -197,7 +222,10 @@ def build(
 
     # ----------------------------------------------------------------------------------- trainers
     start = time.time()
-    candidate_streams = streams.IndexedStreams(stage2_stream, config.seed)
+    candidate_streams = streams.IndexedStreams(
+        stage2_stream if stage2_input == "host" else device_stage2_stream(source, meta_train, cc, config, devices[0]),
+        config.seed,
+    )
     trainers = [
         trainer_factory(
             cc,
