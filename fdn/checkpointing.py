@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 import jax
@@ -55,12 +56,12 @@ def failures_as_checkpoint_error(what: str, hint: str):
     ``what`` names the checkpoint ("cannot restore ... in DIR"), ``hint`` says what to do about it. The
     original traceback is dropped: it is Orbax's internals, not the user's problem.
     """
+    _drop_late_callback_errors()
     try:
         yield
     except CheckpointError:
         raise
     except Exception as err:  # Orbax and tensorstore raise many types for damaged or mismatching files
-        _drop_late_callback_errors()
         reason = " ".join(str(err).split())
         if len(reason) > _MAX_REASON:
             reason = reason[:_MAX_REASON] + " ..."
@@ -69,14 +70,22 @@ def failures_as_checkpoint_error(what: str, hint: str):
 
 def _drop_late_callback_errors() -> None:
     """After a failed restore, tensorstore reads still in flight finish into Orbax's closed asyncio loop, and
-    its threads print "RuntimeError: Event loop is closed" tracebacks under the one-line error. They say
-    nothing the `CheckpointError` does not: drop exactly that error from ``sys.excepthook`` and
-    ``sys.unraisablehook`` (everything else still reaches the previous hooks)."""
+    their threads print "RuntimeError: Event loop is closed" tracebacks around the one-line error. They say
+    nothing the `CheckpointError` does not, so drop exactly that error, raised on a thread other than the main
+    one, from ``sys.excepthook`` and ``sys.unraisablehook`` (everything else still reaches the previous hooks).
+
+    Installed before a restore starts, not when its failure reaches us: the reads can finish (and print) in the
+    moment between Orbax closing its loop and the exception arriving here, which a loaded machine makes likely.
+    """
     if getattr(sys.excepthook, "fdn_drops_late_callbacks", False):
         return
 
     def late(exc) -> bool:
-        return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+        return (
+            isinstance(exc, RuntimeError)
+            and str(exc) == "Event loop is closed"
+            and threading.current_thread() is not threading.main_thread()
+        )
 
     previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
 

@@ -172,3 +172,29 @@ def test_report_user_errors_lets_programming_errors_raise():
 
     with pytest.raises(KeyError):
         main()
+
+
+def test_late_event_loop_errors_of_other_threads_are_dropped_from_the_start_of_a_restore(monkeypatch):
+    """Tensorstore reads of a failed restore finish on their own threads into Orbax's closed loop; the filter
+    must be in place before the failure reaches fdn (they print in between), and drop nothing else."""
+    import threading
+
+    seen = []
+    monkeypatch.setattr("sys.excepthook", lambda kind, value, tb: seen.append((threading.current_thread().name, value)))
+    closed, other = RuntimeError("Event loop is closed"), RuntimeError("something else")
+
+    def report_from_a_thread(exc):
+        thread = threading.Thread(target=lambda: __import__("sys").excepthook(type(exc), exc, None), name="reader")
+        thread.start()
+        thread.join()
+
+    with pytest.raises(CheckpointError, match="cannot restore x: ValueError: broken; do y"):
+        with checkpointing.failures_as_checkpoint_error("cannot restore x", "do y"):
+            report_from_a_thread(closed)  # before the failure: already filtered
+            report_from_a_thread(other)
+            raise ValueError("broken")
+    report_from_a_thread(closed)
+    import sys
+
+    sys.excepthook(type(closed), closed, None)  # the main thread's own error is never hidden
+    assert seen == [("reader", other), ("MainThread", closed)]
