@@ -77,7 +77,7 @@ def test_nan_images_in_stage2(trainer, monkeypatch):
 
 
 def test_out_of_memory_while_running_stage2(trainer, monkeypatch):
-    monkeypatch.setattr(trainer, "_stage2_exe", lambda genotype: (_oom, 0.0))
+    monkeypatch.setattr(trainer.compiled, "stage2", lambda genotype: (_oom, 0.0))
     rec, _ = _run(trainer)
     _assert_stage2_failure(rec, "out of memory in stage 2")
     assert "RESOURCE_EXHAUSTED" in rec["failure"]
@@ -94,14 +94,14 @@ def test_stage2_compile_error(trainer, monkeypatch, error):
         raise TypeError("injected: cannot lower this program")
 
     key = (trainer.programs.key(TINY), "stage2")
-    saved = trainer._compiled.pop(key, None)
+    saved = trainer.compiled._compiled.pop(key, None)
     monkeypatch.setattr(steps, "stage2_step", broken_step)
     try:
         rec, _ = _run(trainer)
     finally:
-        trainer._compiled.pop(key, None)
+        trainer.compiled._compiled.pop(key, None)
         if saved is not None:
-            trainer._compiled[key] = saved
+            trainer.compiled._compiled[key] = saved
     _assert_stage2_failure(rec, "compiling stage2")
     assert ("out of memory" if error == "oom" else "injected: cannot lower") in rec["failure"]
 
@@ -124,7 +124,7 @@ def test_nan_features_in_stage1(trainer, monkeypatch):
 
 
 def test_out_of_memory_while_running_stage1(trainer, monkeypatch):
-    monkeypatch.setattr(trainer, "_stage1_exe", lambda genotype: (_oom, 0.0))
+    monkeypatch.setattr(trainer.compiled, "stage1", lambda genotype: (_oom, 0.0))
     rec, _ = _run(trainer)
     assert rec["stage"] == 1 and rec["reward"] == 0.0
     assert rec["failure"].startswith("out of memory in stage 1") and "RESOURCE_EXHAUSTED" in rec["failure"]
@@ -155,5 +155,5 @@ def test_a_second_genotype_reuses_the_compiled_programs(trainer):
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert events == [], events
-    assert sorted(k[1] for k in trainer._compiled) == ["eval", "stage1", "stage2"]
+    assert sorted(k[1] for k in trainer.compiled._compiled) == ["eval", "stage1", "stage2"]
     assert r1.seconds["compile"] < 0.01 and r2.seconds["compile"] < 0.01

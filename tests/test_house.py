@@ -225,3 +225,32 @@ def test_each_pattern_reads_back_what_its_helper_spells(pattern, spelled):
         assert all(N.is_aux_head(name) for name in spelled) and not N.is_aux_head(N.AUX_CELL)
     others = [p for k, p in N.PATTERNS.items() if k != pattern]
     assert not any(re.match(f"^{p}$", name) for p in others for name in spelled), pattern
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+# A longer function must say why in its docstring, with this phrase.
+LONG_REASON = "Long because"
+
+
+def _oversized():
+    modules, functions = [], []
+    for path in sorted(FDN.rglob("*.py")):
+        text = path.read_text()
+        where = path.relative_to(FDN.parent)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            modules.append(f"{where}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES and LONG_REASON not in (ast.get_docstring(node) or ""):
+                    functions.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+    return modules, functions
+
+
+def test_no_module_over_400_lines_and_no_long_function_without_a_reason():
+    """Small files, one concept each (issue 11): a module over 400 lines is two concepts, and a function over
+    ~80 lines either splits or says in its docstring why it does not ("Long because ...")."""
+    modules, functions = _oversized()
+    assert modules == [], modules
+    assert functions == [], functions

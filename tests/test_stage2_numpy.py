@@ -8,7 +8,7 @@ move at all. After every step ``avg = 0.99 avg + 0.01 p`` over both; at the epoc
 into the live parameters; BatchNorm statistics are never averaged.
 
 The reference below is written from that description in NumPy float64, without optax. fdn's step is
-``fdn.candidate.steps.stage2_step`` with the trainer's own optimisers (``CandidateTrainer._stage2_parts``: the
+``fdn.candidate.steps.stage2_step`` with the trainer's own optimisers (``CompiledPrograms.stage2_parts``: the
 config wiring and frozen masks the search uses), jitted. The gradients are *given*: the loss is swapped for
 ``<flat params, G>``, whose gradient is exactly ``G``, so any difference is the update rule's.
 """
@@ -45,7 +45,7 @@ def parts():
     s2 = c.stage2
     s2.enc_lr, s2.enc_weight_decay, s2.dec_lr, s2.dec_weight_decay, s2.grad_clip = ENC_LR, ENC_WD, DEC_LR, DEC_WD, CLIP
     trainer = CandidateTrainer(c, 3, enc_vars, cache, None, _batches(rng, 2, 32, 3, 2))
-    abstract, tx_enc, tx_dec, f_enc, f_dec = trainer._stage2_parts(SHALLOW)
+    abstract, tx_enc, tx_dec, f_enc, f_dec = trainer.compiled.stage2_parts(SHALLOW)
     return c.stage2, abstract, tx_enc, tx_dec, f_enc, f_dec
 
 

@@ -21,7 +21,8 @@ from absl import flags
 from fdn import genotype as G
 from fdn.bench._timing import time_calls
 from fdn.bench.stage1 import SEARCH_A, print_table
-from fdn.candidate import default_config, flat, optim, steps
+from fdn.candidate import default_config, flat, steps
+from fdn.candidate.compiled import stage2_abstract, stage2_optimisers
 from fdn.candidate.programs import make_programs
 from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
@@ -56,19 +57,13 @@ def main(argv):
     labels[rng.random(labels.shape) < 0.05] = 255
     labels = jnp.asarray(labels)
 
-    dummy = jnp.zeros((2, size, size, 3))
-    ordinary = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, train=False))
     programs = make_programs(FLAGS.programs, model.settings)
-    drawn = draw_variables(ordinary, 0)
+    abstract = stage2_abstract(programs, genotype, model.settings, True, size)
+    f_enc, f_dec = (flat.Flattener(abstract[N.PARAMS][part]) for part in (N.ENCODER, N.DECODER))
+    tx_enc, tx_dec = stage2_optimisers(cfg, abstract[N.PARAMS], f_enc, f_dec, genotype)
+    drawn = draw_variables(jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), images[:2], train=False)), 0)
     dec = programs.to_program({k: drawn[k][N.DECODER] for k in (N.PARAMS, N.BATCH_STATS)}, genotype)
     variables = {k: {N.ENCODER: drawn[k][N.ENCODER], N.DECODER: dec[k]} for k in (N.PARAMS, N.BATCH_STATS)}
-    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.float32), variables)
-    p = abstract[N.PARAMS]
-    f_enc, f_dec = flat.Flattener(p[N.ENCODER]), flat.Flattener(p[N.DECODER])
-    enc_on = optim.trainable_vector(f_enc, optim.encoder_labels(p[N.ENCODER], genotype))
-    dec_on = optim.trainable_vector(f_dec, optim.decoder_labels(p[N.DECODER], genotype))
-    tx_enc = optim.flat_sgd(cfg.enc_lr, cfg.enc_momentum, cfg.enc_weight_decay, cfg.grad_clip, enc_on)
-    tx_dec = optim.flat_adam(cfg.dec_lr, cfg.dec_weight_decay, cfg.grad_clip, dec_on)
     state = steps.init_stage2_state(
         tx_enc,
         tx_dec,
@@ -102,7 +97,7 @@ def main(argv):
             ("programs", FLAGS.programs),
             (
                 "params (total / without aux)",
-                f"{count_params(ordinary[N.PARAMS])} / {count_params(ordinary[N.PARAMS], False)}",
+                f"{count_params(drawn[N.PARAMS])} / {count_params(drawn[N.PARAMS], False)}",
             ),
             ("trace+lower s", f"{t1 - t0:.2f}"),
             ("compile s", f"{t2 - t1:.2f}"),

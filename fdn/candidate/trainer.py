@@ -1,13 +1,10 @@
 """``CandidateTrainer``: one candidate's two-stage training and its reward, built for throughput.
 
 Compiled once per search (shapes only): the encoder in eval mode (meta-val features, stage-2 validation).
-The whole stage-1 program, the decoder's validation step and the stage-2 step are compiled ahead of time
-(``jit(...).lower(...).compile()``, timed) and kept in a table keyed by (program key, program): with the
-default ``programs='universal'`` (``fdn.candidate.programs``) the key is the same for every genotype, so a
-search compiles each program once; with ``'per_genotype'`` every new genotype compiles its own.
-``precompile(genotype)`` fills the table from another thread while the current candidate trains (a stage
-waiting for a compile in flight joins it instead of compiling twice), and ``enable_compilation_cache(dir)``
-turns on XLA's persistent cache across runs.
+The stage programs come from the trainer's `fdn.candidate.compiled.CompiledPrograms` (compiled ahead of time,
+once per search with the default universal programs, once per genotype with ``per_genotype``);
+``precompile(genotype)`` fills that table from another thread while the current candidate trains, and
+``enable_compilation_cache(dir)`` turns on XLA's persistent cache across runs.
 
 With ``device`` (one trainer per search worker, `fdn.search.parallel`) the encoder, the stage-1 cache and the
 meta-val features are committed to that device and every program is compiled for it (single-device
@@ -20,10 +17,8 @@ code silently turned every ``RuntimeError`` into reward 0).
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,16 +28,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdn import genotype as G
-from fdn.candidate import flat, optim, steps
+from fdn.candidate import steps
 from fdn.candidate.cache import Stage1Cache
-from fdn.candidate.programs import make_programs, ordinary_abstract
+from fdn.candidate.compiled import STAGES, CompiledPrograms
+from fdn.candidate.programs import ordinary_abstract
 from fdn.candidate.protocol import CandidateFailure, StageResult, failure_reason
 from fdn.metrics import segmentation_metrics
 from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import draw_variables
-from fdn.models.segmenter import Segmenter, count_params, eval_forward
+from fdn.models.segmenter import count_params, eval_forward
 
 
 def enable_compilation_cache(path: str, min_compile_seconds: float = 0.5):
@@ -84,8 +80,6 @@ class CandidateTrainer:
     ):
         self.config = config
         self.device = device
-        # Programs compiled for one device take (and move) uncommitted inputs there and leave results there.
-        self._placed = {} if device is None else dict.fromkeys(("in_shardings", "out_shardings"), _on(device))
         self.num_classes = int(num_classes)
         d = config.decoder
         self.settings = DecoderSettings(self.num_classes, d.agg_size, d.repeats, d.aux_cell)
@@ -93,12 +87,8 @@ class CandidateTrainer:
         self.cache = stage1_cache if device is None else _cache_on(stage1_cache, device)
         self.train_batches = train_batches
         self.expand_first_block = bool(expand_first_block)
-        self.programs = make_programs(config.programs, self.settings, self.expand_first_block)
         if config.compilation_cache_dir:
             enable_compilation_cache(config.compilation_cache_dir)
-        self._lock = threading.Lock()
-        self._compiled: dict = {}
-        self._parts: dict = {}
         self._ordinary_shapes: dict = {}  # genotype -> its ordinary decoder's variable shapes (stage-1 inputs)
         encoder = MobileNetV2Encoder(self.expand_first_block)
         self._encode = jax.jit(lambda v, x: eval_forward(encoder, v, x, with_aux=None))
@@ -115,161 +105,29 @@ class CandidateTrainer:
         self._val_feats = None
         if config.val.cache_features:  # stage 1 never changes the encoder: its meta-val features are fixed
             self._val_feats = [self._encode(self.encoder_variables, jnp.asarray(b["image"])) for b in self._val]
+        val_features = (
+            self._val_feats[0]
+            if self._val_feats is not None
+            else jax.eval_shape(self._encode, self.encoder_variables, jnp.asarray(self._val[0]["image"]))
+        )
+        self.compiled = CompiledPrograms(
+            config, self.settings, self.expand_first_block, self.cache, val_features, self._val[0], device
+        )
+        self.programs = self.compiled.programs  # the decoder program: plans, layouts, to/from the ordinary one
 
     # ------------------------------------------------------------------------------------------ compiling
-    def _executable(self, key, build):
-        """The compiled program for ``key`` and the seconds this call waited for it (0 if ready)."""
-        with self._lock:
-            future = self._compiled.get(key)
-            owner = future is None
-            if owner:
-                future = self._compiled[key] = concurrent.futures.Future()
-        start = time.perf_counter()
-        if owner:
-            try:
-                with _compile_lock(key):  # one device compiles, the others then load it (XLA cache)
-                    future.set_result(build())
-            except Exception as err:  # noqa: BLE001  (reported as the candidate's failure reason)
-                future.set_exception(CandidateFailure(failure_reason(err, f"compiling {key[1]}")))
-        exe = future.result()
-        return exe, (time.perf_counter() - start)
-
-    def precompile(self, genotype, stages=("stage1", "eval", "stage2")) -> dict:
+    def precompile(self, genotype, stages=STAGES) -> dict:
         """Compile ``genotype``'s programs now (call it from a thread while another candidate trains).
 
         Returns the seconds spent per program; compile errors are not raised here but by the stage that
         needs the program.
         """
-        genotype = G.parse(genotype)
-        out = {}
-        for stage in stages:
-            start = time.perf_counter()
-            try:
-                builders = {"stage1": self._stage1_exe, "eval": self._eval_exe, "stage2": self._stage2_exe}
-                builders[stage](genotype)
-            except CandidateFailure:
-                pass
-            out[stage] = time.perf_counter() - start
-        return out
+        return self.compiled.precompile(G.parse(genotype), stages)
 
     def compiled_programs(self) -> dict:
         """{(program key, 'stage1' | 'eval' | 'stage2'): compiled executable} of every finished compile, for
         measurements (``fdn.bench search`` reads XLA's cost analysis of each)."""
-        with self._lock:
-            done = {k: f for k, f in self._compiled.items() if f.done() and f.exception() is None}
-        return {k: f.result() for k, f in done.items()}
-
-    def _cached(self, what, genotype, build):
-        """Shapes and flatteners depend on the program key only (one entry per search when universal)."""
-        key = (self.programs.key(genotype), what)
-        if key not in self._parts:
-            self._parts[key] = build()
-        return self._parts[key]
-
-    def _decoder_parts(self, genotype):
-        def build():
-            abstract = self.programs.abstract(genotype, [f.shape for f in self.cache.features])
-            return abstract, flat.Flattener(abstract[N.PARAMS])
-
-        return self._cached("stage1", genotype, build)
-
-    def _stage1_tx(self, genotype):
-        """Stage 1's optimiser: Adam on the decoder's flat vector, the genotype's unused adapters frozen."""
-        c = self.config.stage1
-        abstract, flattener = self._decoder_parts(genotype)
-        trainable = optim.trainable_vector(flattener, optim.decoder_labels(abstract[N.PARAMS], genotype))
-        return optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, trainable)
-
-    def _stage1_exe(self, genotype):
-        def build():
-            c = self.config.stage1
-            abstract, flattener = self._decoder_parts(genotype)
-            tx = self._stage1_tx(genotype)
-            batch = min(c.batch_size, self.cache.num_examples)
-            program = steps.make_stage1_program(
-                self.programs.stage1_predict(genotype),
-                tx,
-                flattener,
-                c,
-                batch_size=batch,
-                epochs=c.epochs,
-                num_examples=self.cache.num_examples,
-            )
-            state = jax.eval_shape(lambda: steps.init_state(tx, jnp.zeros(flattener.size), abstract[N.BATCH_STATS]))
-            args = (state, jax.random.PRNGKey(0), *self._cache_args(), self.programs.plan(genotype))
-            return jax.jit(program, donate_argnums=0, **self._placed).lower(*args).compile()
-
-        return self._executable((self.programs.key(genotype), "stage1"), build)
-
-    def _eval_exe(self, genotype):
-        def build():
-            feats = (
-                self._val_feats[0]
-                if self._val_feats is not None
-                else jax.eval_shape(self._encode, self.encoder_variables, jnp.asarray(self._val[0]["image"]))
-            )
-            feats = [jax.ShapeDtypeStruct(f.shape, jnp.float32) for f in feats]
-            abstract = self.programs.abstract(genotype, [f.shape for f in feats])
-            predict = self.programs.eval_predict(genotype)
-            b = self._val[0]
-
-            def fn(v, f, y, m, cm, data):
-                return steps.decoder_confusion(predict, self.num_classes, v, f, y, m, cm, data)
-
-            cm = jax.ShapeDtypeStruct((self.num_classes, self.num_classes), jnp.int32)
-            return (
-                jax.jit(fn, **self._placed)
-                .lower(abstract, feats, b["segmentation"], b["valid"], cm, self.programs.plan(genotype))
-                .compile()
-            )
-
-        return self._executable((self.programs.key(genotype), "eval"), build)
-
-    def _stage2_parts(self, genotype):
-        c = self.config.stage2
-
-        def build():
-            size = (c.crop_size, c.crop_size)
-            model = Segmenter(genotype, self.settings, self.expand_first_block)
-            dummy = jnp.zeros((2, *size, 3))
-            ordinary = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, train=False))
-            feature_shapes = [
-                f.shape for f in jax.eval_shape(lambda v: model.apply(v, dummy, method=Segmenter.encode), ordinary)
-            ]
-            dec = self.programs.abstract(genotype, feature_shapes)
-            abstract = {k: {N.ENCODER: ordinary[k][N.ENCODER], N.DECODER: dec[k]} for k in (N.PARAMS, N.BATCH_STATS)}
-            return (
-                abstract,
-                flat.Flattener(abstract[N.PARAMS][N.ENCODER]),
-                flat.Flattener(abstract[N.PARAMS][N.DECODER]),
-            )
-
-        abstract, f_enc, f_dec = self._cached("stage2", genotype, build)
-        p = abstract[N.PARAMS]
-        enc_on = optim.trainable_vector(f_enc, optim.encoder_labels(p[N.ENCODER], genotype))
-        dec_on = optim.trainable_vector(f_dec, optim.decoder_labels(p[N.DECODER], genotype))
-        tx_enc = optim.flat_sgd(c.enc_lr, c.enc_momentum, c.enc_weight_decay, c.grad_clip, enc_on)
-        tx_dec = optim.flat_adam(c.dec_lr, c.dec_weight_decay, c.grad_clip, dec_on)
-        return abstract, tx_enc, tx_dec, f_enc, f_dec
-
-    def _stage2_exe(self, genotype):
-        def build():
-            c = self.config.stage2
-            abstract, tx_enc, tx_dec, f_enc, f_dec = self._stage2_parts(genotype)
-            predict = self.programs.stage2_predict(genotype)
-            fn = lambda s, x, y, d: steps.stage2_step(predict, tx_enc, tx_dec, f_enc, f_dec, c, s, x, y, d)  # noqa
-            state = jax.eval_shape(
-                lambda: steps.init_stage2_state(
-                    tx_enc, tx_dec, jnp.zeros(f_enc.size), jnp.zeros(f_dec.size), abstract[N.BATCH_STATS]
-                )
-            )
-            size = (c.crop_size, c.crop_size)
-            images = jax.ShapeDtypeStruct((c.batch_size, *size, 3), jnp.float32)
-            labels = jax.ShapeDtypeStruct((c.batch_size, *size), jnp.uint8)
-            exe = jax.jit(fn, donate_argnums=0, **self._placed)
-            return exe.lower(state, images, labels, self.programs.plan(genotype)).compile()
-
-        return self._executable((self.programs.key(genotype), "stage2"), build)
+        return self.compiled.finished()
 
     def _cache_args(self):
         return list(self.cache.features), self.cache.labels, self.cache.teacher
@@ -279,9 +137,8 @@ class CandidateTrainer:
         """Decoder-only training on the cache, then the meta-val reward."""
         genotype = G.parse(genotype)
         start = time.perf_counter()
-        exe, compile_s = self._stage1_exe(genotype)
-        _, flattener = self._decoder_parts(genotype)
-        tx = self._stage1_tx(genotype)
+        exe, compile_s = self.compiled.stage1(genotype)
+        _, flattener, tx = self.compiled.stage1_parts(genotype)
         init_key, run_key = jax.random.split(key)
         if genotype not in self._ordinary_shapes:  # ~0.5 s of tracing; a search meets most genotypes again
             self._ordinary_shapes[genotype] = ordinary_abstract(
@@ -323,8 +180,8 @@ class CandidateTrainer:
         genotype = G.parse(genotype)
         c = self.config.stage2
         start = time.perf_counter()
-        exe, compile_s = self._stage2_exe(genotype)
-        _, tx_enc, tx_dec, f_enc, f_dec = self._stage2_parts(genotype)
+        exe, compile_s = self.compiled.stage2(genotype)
+        _, tx_enc, tx_dec, f_enc, f_dec = self.compiled.stage2_parts(genotype)
         enc, dec = stage1_result.encoder_variables, stage1_result.decoder_program_variables
         # The step donates its state: copy what stage 1's result shares with the trainer.
         batch_stats = jax.tree.map(
@@ -387,7 +244,7 @@ class CandidateTrainer:
 
     # ------------------------------------------------------------------------------------------ eval
     def _evaluate(self, genotype, decoder_vars, encoder_vars, val_feats):
-        exe, compile_s = self._eval_exe(genotype)
+        exe, compile_s = self.compiled.eval(genotype)
         data = self.programs.plan(genotype)
         cm = jnp.zeros((self.num_classes, self.num_classes), jnp.int32)
         for i, b in enumerate(self._val):
@@ -436,26 +293,6 @@ class CandidateTrainer:
             decoder_vars,
             functools.partial(self.programs.to_ordinary, genotype=genotype),
         )
-
-
-_COMPILE_LOCKS: dict = {}
-_COMPILE_LOCKS_GUARD = threading.Lock()
-
-
-def _compile_lock(key) -> threading.Lock:
-    """One lock per program across this process's trainers (one per device, `fdn.search.parallel`).
-
-    Workers that meet the same program at once compile it one after another: with the persistent cache on
-    (``compilation_cache_dir``), the first writes it and the others load it where the cache key ignores the
-    device (GPU); on CPU each device still compiles its own, but one at a time, so the peak memory of N
-    concurrent XLA compiles (which got a 4-device demo OOM-killed on a 23 GB host) is never reached.
-    """
-    with _COMPILE_LOCKS_GUARD:
-        return _COMPILE_LOCKS.setdefault(key, threading.Lock())
-
-
-def _on(device):
-    return jax.sharding.SingleDeviceSharding(device)
 
 
 def _cache_on(cache: Stage1Cache, device) -> Stage1Cache:

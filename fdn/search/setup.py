@@ -14,6 +14,7 @@ checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -141,12 +142,8 @@ def device_stage2_stream(source, meta_train, cc, config, device):
     return lambda seed: made.batches(jax.random.key(seed), cc.stage2.batch_size)
 
 
-def build(
-    config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer, devices=(None,), log=print
-) -> SearchSetup:
-    """Everything a search needs before the first candidate, seeded by ``config.seed``; one trainer per entry
-    of ``devices`` (`fdn.search.parallel.devices.worker_devices`; None: the default device) from
-    ``trainer_factory`` (`fdn.candidate.protocol`: the real ``CandidateTrainer``, or a test's stand-in)."""
+def check_settings(config, num_devices: int) -> None:
+    """Settings the search cannot run with, refused before any work (one line each)."""
     if joints.is_pose_dataset(config.data.name):
         raise SearchConfigError(
             f"data.name={config.data.name}: the search scores candidates by segmentation only (scoring by PCK is "
@@ -156,11 +153,39 @@ def build(
     stage2_input = config.candidate.stage2.input
     if stage2_input not in STAGE2_INPUTS:
         raise SearchConfigError(f"candidate.stage2.input={stage2_input!r}: choose one of {', '.join(STAGE2_INPUTS)}")
-    if stage2_input == "device" and len(devices) > 1:
+    if stage2_input == "device" and num_devices > 1:
         raise SearchConfigError(
             "candidate.stage2.input='device' keeps meta-train on one device: use it with parallel.workers=1, or "
             "'host' with several workers"
         )
+
+
+def host_stage2_stream(config, cc, source, meta_train, seed):
+    """A stage-2 batch stream over meta-train from fdn's host pipeline (grain), seeded by ``seed``."""
+    return iter(
+        pipeline.train_dataset(
+            source,
+            crop_size=cc.stage2.crop_size,
+            batch_size=cc.stage2.batch_size,
+            seed=seed,
+            indices=meta_train,
+            min_side=cc.stage2.min_side,
+            scale_range=tuple(config.data.scale_range),
+            process_index=0,
+            process_count=1,
+            worker_count=config.data.worker_count,
+        )
+    )
+
+
+def build(
+    config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer, devices=(None,), log=print
+) -> SearchSetup:
+    """Everything a search needs before the first candidate, seeded by ``config.seed``; one trainer per entry
+    of ``devices`` (`fdn.search.parallel.devices.worker_devices`; None: the default device) from
+    ``trainer_factory`` (`fdn.candidate.protocol`: the real ``CandidateTrainer``, or a test's stand-in)."""
+    check_settings(config, len(devices))
+    stage2_input = config.candidate.stage2.input
     seconds = {}
     key = jax.random.key(config.seed)
     enc_key, teacher_key = jax.random.split(key)
@@ -183,21 +208,7 @@ def build(
         f"{' (meta-train // batch)' if not config.candidate.stage2.steps_per_epoch else ''}"
     )
 
-    def stage2_stream(seed):
-        return iter(
-            pipeline.train_dataset(
-                source,
-                crop_size=cc.stage2.crop_size,
-                batch_size=cc.stage2.batch_size,
-                seed=seed,
-                indices=meta_train,
-                min_side=cc.stage2.min_side,
-                scale_range=tuple(config.data.scale_range),
-                process_index=0,
-                process_count=1,
-                worker_count=config.data.worker_count,
-            )
-        )
+    stage2_stream = functools.partial(host_stage2_stream, config, cc, source, meta_train)
 
     # ------------------------------------------------------------------------------- encoder, teacher
     start = time.time()

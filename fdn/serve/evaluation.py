@@ -94,6 +94,20 @@ def summarise(task, sums, omit=()):
     return tasks.get(task).summarise(sums, omit)
 
 
+def crop_of(flag: str | None, saved: dict) -> tuple[int, int]:
+    """The evaluation crop: ``--crop`` ('HxW' or 'S'), else the one the checkpoint saved, else 512x512."""
+    from fdn.errors import InputError
+
+    crop = None
+    if flag:
+        try:
+            crop = tuple(int(v) for v in flag.lower().split("x"))
+        except ValueError:
+            raise InputError(f"--crop must be HxW, e.g. 512x512, got {flag!r}") from None
+    crop = tuple(crop or saved.get("crop_size") or (512, 512))
+    return crop * 2 if len(crop) == 1 else crop
+
+
 def evaluate_checkpoint(
     checkpoint_dir,
     split=None,
@@ -124,13 +138,7 @@ def evaluate_checkpoint(
     split = split or meta.get("eval_split") or "val"
     data_dir = data_dir or meta.get("data_dir") or None
     task = spec.task
-    if crop:
-        try:
-            crop = tuple(int(v) for v in crop.lower().split("x"))
-        except ValueError:
-            raise InputError(f"--crop must be HxW, e.g. 512x512, got {crop!r}") from None
-    crop = tuple(crop or ev.get("crop_size") or (512, 512))
-    crop = crop * 2 if len(crop) == 1 else crop
+    crop = crop_of(crop, ev)
     min_side = ev.get("min_side", 0) if min_side is None else min_side
     omit = [int(c) for c in (omit_classes if omit_classes is not None else ev.get("omit_classes", []))]
     mesh = sharding.make_mesh()
