@@ -9,13 +9,17 @@ excluded, reported separately). The official PyTorch update costs 1.4-1.8 s on t
 
 from __future__ import annotations
 
-import argparse
-
 import jax
 import numpy as np
+from absl import flags
 
 from fdn.agents import controller, make_agent
 from fdn.bench._timing import time_calls
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_integer("warmup", 2, "untimed calls before the timed ones", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 10, "timed calls per row", flag_values=FLAGS)
+flags.DEFINE_list("minibatch_sizes", ["1", "10", "100"], "PPO mini-batch sizes", flag_values=FLAGS)
 
 
 def _timed(fn, warmup, repeats):
@@ -51,11 +55,8 @@ def _update_row(name, config, warmup, repeats):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(prog=argv[0], description=__doc__.splitlines()[0])
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--minibatch-sizes", default="1,10,100", help="PPO mini-batch sizes, comma-separated")
-    args = parser.parse_args(argv[1:])
+    FLAGS(argv)
+    args = FLAGS
 
     params = controller.init_params(jax.random.PRNGKey(0))
     rows = []
@@ -71,7 +72,7 @@ def main(argv):
     )
     rows.append(("log_prob_and_entropy n=100", first, median, ""))
 
-    for mb in (int(v) for v in args.minibatch_sizes.split(",")):
+    for mb in (int(v) for v in args.minibatch_sizes):
         first, median, steps = _update_row("ppo", {"minibatch_size": mb}, args.warmup, args.repeats)
         label = "official schedule" if mb == 1 else "fast option"
         rows.append((f"PPO update, full buffer, mb={mb}", first, median, f"{steps} Adam steps ({label})"))

@@ -1,6 +1,6 @@
 """Depthwise conv speed, ``impl="xla"`` vs ``impl="shifted"`` (and the alternatives tried), side by side.
 
-Run: ``python -m fdn.bench depthwise [--batch 16 --size 64 --channels 48 --enc_channels 144 --repeats 8]``.
+Run: ``python -m fdn.bench depthwise [--batch=16 --size=64 --channels=48 --enc_channels=144 --repeats=8]``.
 For every depthwise conv of the project (decoder ops at ``--channels``, the encoder's stride-2 conv at
 ``--enc_channels``) prints median forward and forward+backward milliseconds, plus the first call (compile +
 run) of fwd+bwd. Alternatives, to justify the choice in ``fdn.models.depthwise``:
@@ -11,14 +11,21 @@ run) of fwd+bwd. Alternatives, to justify the choice in ``fdn.models.depthwise``
 A ``torch`` column (NCHW conv2d with groups=C, 2 threads) appears only if ``import torch`` works.
 """
 
-import argparse
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
 from fdn.bench._timing import time_calls
 from fdn.models import depthwise
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_integer("batch", 16, "batch size", flag_values=FLAGS)
+flags.DEFINE_integer("size", 64, "feature map side", flag_values=FLAGS)
+flags.DEFINE_integer("channels", 48, "decoder channels", flag_values=FLAGS)
+flags.DEFINE_integer("enc_channels", 144, "encoder channels", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 8, "timed calls", flag_values=FLAGS)
+flags.DEFINE_list("impls", ["xla", "shifted", "autodiff", "stacked"], "implementations to time", flag_values=FLAGS)
 
 # (name, kernel, stride, dilation, padding, channel flag)
 CASES = [
@@ -97,15 +104,9 @@ def _torch_ms(x, kernel, stride, dilation, padding, repeats):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(prog=argv[0], description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--channels", type=int, default=48)
-    parser.add_argument("--enc_channels", type=int, default=144)
-    parser.add_argument("--repeats", type=int, default=8)
-    parser.add_argument("--impls", default="xla,shifted,autodiff,stacked")
-    args = parser.parse_args(argv[1:])
-    impls = {name: fn for name, fn in _impls().items() if name in args.impls.split(",")}
+    FLAGS(argv)
+    args = FLAGS
+    impls = {name: fn for name, fn in _impls().items() if name in args.impls}
     rng = np.random.default_rng(0)
     print(
         f"depthwise conv, batch {args.batch}, {args.size}x{args.size}, backend {jax.default_backend()}, "
