@@ -72,7 +72,6 @@ OPS = (
 )
 NUM_OPS = len(OPS)
 OP_NAMES = tuple(op.name for op in OPS)
-OP_SHORT_NAMES = tuple(op.short for op in OPS)
 
 NUM_PAIRS = 3
 NUM_BLOCKS = 3

@@ -18,13 +18,3 @@ from fdn.data import (  # noqa: F401  (registers the builders)
     shapes,
     voc_sbd,
 )
-
-DATASETS = (
-    "voc_sbd",
-    "nyu_depth_v2_labeled",
-    "cityscapes_fine",
-    "fdn_shapes",
-    "image_folder",
-    "mpii_human_pose",
-    "coco_keypoints",
-)

@@ -4,14 +4,12 @@ share. The per-task parts (evaluation sums, prediction maps) come from `fdn.task
 from __future__ import annotations
 
 import contextlib
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fdn import tasks
-from fdn.models.resize import resize_bilinear
 from fdn.models.segmenter import ModelSpec, eval_forward
 
 
@@ -80,9 +78,3 @@ def predict_batches(
             for k, a in enumerate(aux):
                 outs.setdefault(f"aux_logits_{k}", []).append(np.asarray(a)[:keep])
     return {k: np.concatenate(v) for k, v in outs.items()}
-
-
-@functools.partial(jax.jit, static_argnums=1)
-def upsample(logits, size):
-    """Bilinear (align_corners=False) upsampling of (N, h, w, C) outputs to the input size."""
-    return resize_bilinear(logits, size)

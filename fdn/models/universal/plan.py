@@ -19,7 +19,6 @@ from fdn.models import names as N
 NUM_SLOTS = 7
 BUFFER_SIZE = 12
 TRASH = 11
-POOL_SIZE = G.NUM_ENCODER_OUTPUTS + G.NUM_BLOCKS
 # Slot s writes feature k + 1 of the cell pool, where ``ops_{k}`` is its module in the ordinary cell.
 SLOT_DST = tuple(N.cell_op_index(s) + 1 for s in range(NUM_SLOTS))
 SLOT_SUM = (TRASH, 4, 4, 7, 7, 10, 10)
