@@ -8,11 +8,11 @@ call; the first call (compile + run) is reported separately.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import jax
 import jax.numpy as jnp
+from absl import flags
 
 from fdn import genotype as G
 from fdn.bench._timing import time_calls
@@ -20,6 +20,15 @@ from fdn.models import depthwise
 from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.segmenter import ModelSpec
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("genotype", "arch0", "genotype (a list or arch0/arch1/arch2)", flag_values=FLAGS)
+flags.DEFINE_integer("batch", 16, "batch size", flag_values=FLAGS)
+flags.DEFINE_integer("size", 256, "input side", flag_values=FLAGS)
+flags.DEFINE_enum("settings", "search", ["search", "released"], "decoder settings", flag_values=FLAGS)
+flags.DEFINE_integer("num_classes", 21, "classes", flag_values=FLAGS)
+flags.DEFINE_list("impls", ["shifted", "xla"], "depthwise implementations to compare", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 5, "timed calls", flag_values=FLAGS)
 
 
 def _time(fn, *args, repeats):
@@ -55,15 +64,8 @@ def measure(spec: ModelSpec, batch: int, size: int, repeats: int) -> dict:
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(prog="python -m fdn.bench forward", description=__doc__.split("\n")[0])
-    parser.add_argument("--genotype", default="arch0")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--settings", choices=["search", "released"], default="search")
-    parser.add_argument("--num_classes", type=int, default=21)
-    parser.add_argument("--impls", default="shifted,xla", help="depthwise implementations to compare")
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args(argv[1:])
+    FLAGS(argv)
+    args = FLAGS
     settings = getattr(DecoderSettings, args.settings)(args.num_classes)
     spec = ModelSpec(G.parse(args.genotype), settings)
     print(
@@ -71,7 +73,7 @@ def main(argv):
         f"{args.settings} settings, batch {args.batch}, {args.size}x{args.size}"
     )
     results = {}
-    for impl in args.impls.split(","):
+    for impl in args.impls:
         depthwise.set_default_impl(impl)
         results[impl] = measure(spec, args.batch, args.size, args.repeats)
     depthwise.set_default_impl(None)

@@ -16,14 +16,20 @@ the local GPUs.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import jax
+from absl import flags
 
 from fdn.errors import UserError
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("workers", "1,2,4,8", "worker counts, comma-separated", flag_values=FLAGS)
+flags.DEFINE_integer("candidates", 8, "measured candidates per count (after the warm-up)", flag_values=FLAGS)
+flags.DEFINE_bool("tiny", False, "configs/demo.py:tiny (seconds per candidate)", flag_values=FLAGS)
+flags.DEFINE_string("workdir", "", "where the runs go (default: a temporary directory)", flag_values=FLAGS)
 
 
 class ScaleArgsError(UserError, ValueError):
@@ -92,12 +98,8 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(prog=argv[0], description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", default="1,2,4,8", help="worker counts, comma-separated")
-    parser.add_argument("--candidates", type=int, default=8, help="measured candidates per count (after warm-up)")
-    parser.add_argument("--tiny", action="store_true", help="configs/demo.py:tiny (seconds per candidate)")
-    parser.add_argument("--workdir", default="", help="where the runs go (default: a temporary directory)")
-    args = parser.parse_args(argv[1:])
+    FLAGS(argv)
+    args = FLAGS
     counts = _counts(args.workers)
     _fake_cpu_devices(max(counts))
     from fdn.search import loop, run_log
