@@ -54,6 +54,20 @@ def test_search_configs_have_the_reward_block():
     assert c.reward.objective == budget.QUALITY and c.reward.w_under == c.reward.w_over == -0.07
 
 
+def test_demo_latency_preset():
+    """``configs/demo.py:latency=T`` is the budgeted demo in one word: objective, target and the hard exponents."""
+    from configs import demo
+
+    r = demo.get_config("latency=25").reward
+    assert (r.objective, r.target, r.w_under, r.w_over) == (budget.LATENCY, 25.0, 0.0, -1.0)
+    budget.check(r)
+    tiny = demo.get_config("tiny,latency=12.5")
+    assert tiny.reward.target == 12.5 and tiny.num_candidates == 3
+    assert demo.get_config().reward.objective == budget.QUALITY
+    with pytest.raises(ValueError, match="needs a target in milliseconds"):
+        demo.get_config("latency")
+
+
 def test_quality_objective_keeps_the_reward():
     b = budget.Budget(cfg(), num_classes=21)
     rec = {"reward": 0.25, "params_without_aux": 1234}
