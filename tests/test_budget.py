@@ -54,6 +54,20 @@ def test_search_configs_have_the_reward_block():
     assert c.reward.objective == budget.QUALITY and c.reward.w_under == c.reward.w_over == -0.07
 
 
+def test_demo_latency_preset():
+    """``configs/demo.py:latency=T`` is the budgeted demo in one word: objective, target and the hard exponents."""
+    from configs import demo
+
+    r = demo.get_config("latency=25").reward
+    assert (r.objective, r.target, r.w_under, r.w_over) == (budget.LATENCY, 25.0, 0.0, -1.0)
+    budget.check(r)
+    tiny = demo.get_config("tiny,latency=12.5")
+    assert tiny.reward.target == 12.5 and tiny.num_candidates == 3
+    assert demo.get_config().reward.objective == budget.QUALITY
+    with pytest.raises(ValueError, match="needs a target in milliseconds"):
+        demo.get_config("latency")
+
+
 def test_quality_objective_keeps_the_reward():
     b = budget.Budget(cfg(), num_classes=21)
     rec = {"reward": 0.25, "params_without_aux": 1234}
@@ -72,13 +86,26 @@ def test_latency_objective_prices_from_the_workdir_model(tmp_path, monkeypatch):
     )
     (tmp_path / "latency_model.json").write_text(model.to_json())
     monkeypatch.setattr(table, "build", lambda *a, **k: pytest.fail("the workdir's model must be reused"))
-    b = budget.Budget(c, num_classes=5, workdir=tmp_path, log=lambda *a: None)
+    lines = []
+    b = budget.Budget(c, num_classes=5, workdir=tmp_path, log=lines.append)
     g = G.parse("arch1")
     expected = 2.0 + 0.5 * sum(table.parts.count(g).values())
     out = b.apply({"reward": 0.4}, g)
     assert out["measure"] == {"name": "latency_ms", "value": pytest.approx(expected), "target": 30.0}
     assert out["quality"] == 0.4
     assert out["reward"] == pytest.approx(0.4 * (expected / 30.0) ** -0.07)
+    # the start-up line says how many random designs the target admits (here every piece is 1 ms: 30 ms admits none)
+    assert any("the target 30 ms admits 0% of them" in line for line in lines), lines
+
+
+def test_target_share_of_random_designs():
+    """The share of seeded random designs under a target and their percentiles (a fake measure: pieces counted)."""
+    count = lambda g: float(sum(table.parts.count(g).values()))  # noqa: E731
+    share, (p10, p50, p90) = budget.target_share(count, 0.0, n=200)
+    assert share == 0.0 and p10 <= p50 <= p90
+    assert budget.target_share(count, p50, n=200)[0] == pytest.approx(0.5, abs=0.1)
+    assert budget.target_share(count, p90, n=200)[0] == pytest.approx(0.9, abs=0.05)
+    assert budget.target_share(count, p50, n=200) == budget.target_share(count, p50, n=200)  # seeded
 
 
 def test_search_logs_quality_and_measure_for_every_candidate(voc_dir, tmp_path):  # noqa: F811

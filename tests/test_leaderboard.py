@@ -140,3 +140,49 @@ def test_command_line(workdir, tmp_path_factory):
     assert missing.returncode == 2 and "fdn.leaderboard: error: no candidates.jsonl" in missing.stderr
     typo = run(workdir, "--top_kk=2")
     assert typo.returncode != 0 and "top_kk" in typo.stderr
+
+
+def test_compare_against_a_latency_budget(workdir, tmp_path_factory, capsys):
+    """A budgeted run beside a quality-only one: each run's quarters against the target, the quality-only run
+    priced by the budgeted run's latency model (every piece 1 ms: arch1 81 ms, arch0 88, arch2 87; target 85)."""
+    from fdn.latency import parts
+    from fdn.latency import table as latency_table
+
+    budgeted = tmp_path_factory.mktemp("latency")
+    (budgeted / "config.json").write_text(json.dumps({"agent": "ppo"}))
+    log = run_log.RunLog(budgeted)
+    for i in range(4):  # its own logged measure (10 ms) is used as it is, not re-priced
+        log.append(
+            {
+                **record(i, "arch1", 0.2),
+                "quality": 0.25,
+                "measure": {"name": "latency_ms", "value": 10.0, "target": 85.0},
+            }
+        )
+    log.close()
+    model = latency_table.LatencyModel(
+        {}, {latency_table.key_str(k): 1.0 for k in parts.all_keys()}, {"fit": "linear", "a": 0.0, "b": 1.0}, []
+    )
+    (budgeted / latency_table.MODEL_FILENAME).write_text(model.to_json())
+
+    def rows():
+        assert leaderboard.report_command(str(budgeted), compare=[str(workdir)]) == 0
+        out = capsys.readouterr().out
+        assert "budget: latency_ms <= 85" in out
+        table = out.split("budget: ")[1].splitlines()[3:]
+        cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table if line.startswith("| ")]
+        return {(c[0].split(" @ ")[1], c[1]): c[2:] for c in cells}
+
+    got = rows()
+    q = workdir.name  # arch0 .30, arch1 .50 | arch0 .40, arch2 .10 | arch1 .45, arch2 0 (failed) | arch0 .35, arch1 .55
+    assert got[(q, "Q1")] == ["2", "0.4000", "84.5", "84.5", "1 (50%)", "0.5000"]
+    assert got[(q, "Q2")][4:] == ["0 (0%)", "-"]
+    assert got[(q, "Q4")][4:] == ["1 (50%)", "0.5500"]
+    assert got[(q, "all")] == ["8", "0.3313", "85.1", "87", "3 (38%)", "0.5500"]
+    assert got[(budgeted.name, "Q4")] == ["1", "0.2500", "10", "10", "1 (100%)", "0.2500"]
+    assert (budgeted / leaderboard.REPORT_DIR / "budget.png").stat().st_size > 0
+
+    (budgeted / latency_table.MODEL_FILENAME).unlink()  # no model: the quality-only run cannot be priced
+    got = rows()
+    assert got[(q, "Q1")] == ["2", "0.4000", "-", "-", "-", "-"]
+    assert got[(budgeted.name, "all")][4] == "4 (100%)"

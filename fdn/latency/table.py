@@ -35,6 +35,7 @@ from fdn.latency import pieces as P
 FORMAT = 1
 FITS = ("linear", "loglinear")
 CALIBRATION_SEED = 20190615  # fixed: the calibration genotypes are part of the table, not of a search
+MODEL_FILENAME = "latency_model.json"  # the copy in a search's workdir: the numbers its candidates were priced with
 
 
 def key_str(key) -> str:
@@ -183,7 +184,7 @@ def load_or_build(
     cache_dir: str = "",
     calibration: int = 6,
     fit: str = "linear",
-    filename: str = "latency_model.json",
+    filename: str = MODEL_FILENAME,
     log=None,
 ) -> LatencyModel:
     """The workdir's model if it has one for this key (a resume), else the disk cache's, else a fresh one; the

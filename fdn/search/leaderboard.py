@@ -14,7 +14,9 @@ Reads ``WORKDIR/candidates.jsonl`` (a run in progress is fine) and writes ``WORK
   all of it, with each top design's drawing and ``fdn.train`` command (`fdn.search.report.page`).
 
 ``--compare OTHER [OTHER ...]`` also sets this run beside other runs (e.g. the random-search control of the
-same length): a table of their quarter means and ``report/compare.png`` with each run's running mean reward.
+same length): a table of their quarter means and ``report/compare.png`` with each run's running mean reward;
+when one of them is a budgeted search, also each run's quarters against its target and ``report/budget.png``
+(`fdn.search.report.under_budget`).
 
 The search calls `write_report` every ``log.plot_every`` candidates, so the figures follow a live run.
 Matplotlib's Agg canvas only (no display, thread-safe figures, no pyplot state).
@@ -36,7 +38,7 @@ from fdn import genotype as gt  # noqa: E402
 from fdn import run_records  # noqa: E402
 from fdn.search import run_log  # noqa: E402
 from fdn.search.drawing import draw_genotype  # noqa: E402
-from fdn.search.report import measure, page, plots
+from fdn.search.report import measure, page, plots, under_budget
 
 REPORT_DIR = page.REPORT_DIR
 
@@ -270,12 +272,18 @@ def write_comparison(workdirs: list, out_dir) -> str:
     for w in map(Path, workdirs):
         records = run_log.read(w)
         if records:
-            runs[_run_label(w)] = records
+            runs[_run_label(w)] = (w, records)
     if not runs:
         return "no run to compare has finished candidates"
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    plot_compare(runs, Path(out_dir) / "compare.png")
-    return compare_table(runs)
+    rewards = {label: records for label, (_, records) in runs.items()}
+    plot_compare(rewards, Path(out_dir) / "compare.png")
+    text = compare_table(rewards)
+    b = under_budget.find(runs)
+    if b is not None:  # a budgeted run among them: each run's quarters against its target, and budget.png
+        under_budget.plot(runs, b, Path(out_dir) / under_budget.FIGURE)
+        text += "\n\n" + under_budget.table(runs, b)
+    return text
 
 
 def report_command(
