@@ -188,6 +188,9 @@ def test_train_outputs_stats_and_gradients_match_the_ordinary_decoder(features):
         errs = [rel(a, b, 1e-2 * scale) for a, b in zip(jax.tree.leaves(back["params"]), jax.tree.leaves(grads))]
         assert jax.tree.structure(back["params"]) == jax.tree.structure(grads)
         assert max(errs) < 1e-3, max(errs)
+    # One program for every genotype: a plan (or layout) whose shapes or dtypes depend on the genotype would
+    # retrace and compile silently here, and fail the search's ahead-of-time compiled programs.
+    assert universal_step._cache_size() == 1
 
 
 def test_eval_outputs_match_the_ordinary_decoder(features):
@@ -201,3 +204,4 @@ def test_eval_outputs_match_the_ordinary_decoder(features):
         h, w = SIZES[int(level)], SIZES[int(level)]
         assert u_logits[:, :h, :w].shape == logits.shape
         assert rel(u_logits[:, :h, :w], logits, 1e-6) < 1e-5
+    assert fn._cache_size() == 1  # one program for every genotype
