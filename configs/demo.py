@@ -5,6 +5,7 @@ COMMAND::
     python -m fdn.search --config=configs/demo.py --workdir=/tmp/fdn_demo
     python -m fdn.search --config=configs/demo.py --workdir=/tmp/fdn_demo_random --config.agent=random
     python -m fdn.leaderboard /tmp/fdn_demo
+    python -m fdn.search --config=configs/demo.py:pose --workdir=/tmp/fdn_demo_pose   # scored by PCK (task=pose)
 
 fdn_shapes is prepared into ``--config.data.data_dir`` (default ``WORKDIR/data``) on first use (~40 s), and
 the teacher (arch0 at agg 64, trained end to end on meta-train) is trained once and cached in
@@ -13,13 +14,20 @@ compile of the search's programs (the README gives what a real run measured); th
 (optimisers, losses, Polyak, KD, early stopping, PPO) is unchanged, only shorter, apart from the stage-1 learning
 rate, and the reward omits background as the paper's. The random encoder's BN statistics are re-estimated on
 meta-train images first (``encoder.calibrate_batches``), or its deep outputs would be ~0.
+
+``:pose`` scores candidates by PCK@0.5 on meta-val instead (``task='pose'``: K = 5 stride-4 heatmaps of the nearest
+object's landmarks, as ``configs/demo_train.py:pose``): no teacher (the search's teachers give segmentation
+logits, so no distillation term) and crops that keep most of the object (96 pixels of images scaled 0.65-1.0;
+meta-val scored on central 128x128 crops of the 128x160 images). One universal program still serves every
+candidate: stage 2 resizes its outputs from their level to stride 4 instead of scoring them on the level's
+canvas (`fdn.candidate.programs`).
 """
 
 from configs import common
 
 
 def get_config(arg=None):
-    arg = common.parse_arg(arg, tiny=False, stage1_only=False)
+    arg = common.parse_arg(arg, tiny=False, stage1_only=False, pose=False)
     c = common.search_config()
     c.num_candidates = 100
 
@@ -73,9 +81,27 @@ def get_config(arg=None):
         # Scores candidates by their stage-1 reward only: no end-to-end stage and no stage-2 compile (in the
         # demo stage 2 and its evaluation are ~3 of a candidate's ~12 s), for quick looks at the controller.
         c.max_stage = 1
+    if arg.pose:
+        _pose(c)
     if arg.tiny:
         _tiny(c)
+        if arg.pose:  # 32-pixel crops of images scaled to ~1/4 keep the landmarks; meta-val: whole images
+            c.data.scale_range = (0.25, 0.3)
+            c.candidate.stage1.epochs = 4  # 8 steps: enough for heatmaps with a few hits (PCK > 0)
+            c.candidate.val.crop_size = c.candidate.val.min_side = 128
     return c
+
+
+def _pose(c):
+    """PCK-scored search on fdn_shapes' keypoints (the module docstring says why each setting)."""
+    c.task = "pose"
+    c.teacher.kind = "none"
+    c.data.scale_range = (0.65, 1.0)
+    cc = c.candidate
+    cc.stage1.crop_size = 96
+    cc.stage1.min_side = 80
+    cc.stage2.crop_size = 96
+    cc.stage2.min_side = 80
 
 
 def _tiny(c):
