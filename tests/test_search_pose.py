@@ -92,6 +92,7 @@ def test_pose_stage1_loss_is_the_task_loss_on_the_cached_batch(shapes_dir):
     assert float(loss) == pytest.approx(float(want["main"] + cfg.aux_weight * want["aux"]), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_tiny_pose_search_scores_by_pck_deterministically(shapes_dir, tmp_path):
     """configs/demo.py:pose,tiny with the real trainer, stage 1 only (the stage-2 compile is the slow test's):
     rewards are PCK (in [0, 1], not all 0), and the same seed writes the same log."""
@@ -166,3 +167,13 @@ def test_pose_search_with_a_teacher_is_one_line_exit_2(tmp_path):
 
 def test_segmentation_stays_the_default_task():
     assert demo.get_config().task == tasks.SEGMENTATION == setup_lib.search_task(demo.get_config("tiny"))
+
+
+def test_the_report_names_the_pose_reward_and_its_train_config():
+    from fdn.search.report import run_info
+
+    summary = {"seconds": {"total": 3.0}, "candidates": 1, "best_reward": 0.25}
+    pose = {"task": "pose", "data": {"name": "fdn_shapes"}}
+    assert run_info.header("w", pose, [], summary)["best reward"] == "0.2500 (PCK@0.5)"
+    assert run_info.header("w", {"task": "segmentation"}, [], summary)["best reward"] == "0.2500"
+    assert "--config=configs/demo_train.py:pose " in run_info.train_command("w", pose, 1)
