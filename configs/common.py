@@ -35,6 +35,7 @@ def search_config() -> ml_collections.ConfigDict:
     c.seed = 9314  # the official seed: agent, early stop, data order, meta split, every candidate's init
     c.num_candidates = 4000  # candidates to evaluate (the official search has no end and is stopped by hand)
 
+    c.task = "segmentation"  # what candidates are scored by: 'segmentation' (the paper's reward) or 'pose' (PCK@0.5)
     c.agent = "ppo"  # ppo | reinforce | random
     c.agent_config = agent_default_config()
 

@@ -7,6 +7,7 @@ COMMAND::
     python -m fdn.leaderboard /tmp/fdn_demo
     python -m fdn.search --config=configs/demo.py:latency=30 --workdir=/tmp/fdn_demo_30ms   # under 30 ms
     python -m fdn.leaderboard /tmp/fdn_demo_30ms --compare /tmp/fdn_demo                      # side by side
+    python -m fdn.search --config=configs/demo.py:pose --workdir=/tmp/fdn_demo_pose   # scored by PCK (task=pose)
 
 fdn_shapes is prepared into ``--config.data.data_dir`` (default ``WORKDIR/data``) on first use (~40 s), and
 the teacher (arch0 at agg 64, trained end to end on meta-train) is trained once and cached in
@@ -15,13 +16,20 @@ compile of the search's programs (the README gives what a real run measured); th
 (optimisers, losses, Polyak, KD, early stopping, PPO) is unchanged, only shorter, apart from the stage-1 learning
 rate, and the reward omits background as the paper's. The random encoder's BN statistics are re-estimated on
 meta-train images first (``encoder.calibrate_batches``), or its deep outputs would be ~0.
+
+``:pose`` scores candidates by PCK@0.5 on meta-val instead (``task='pose'``: K = 5 stride-4 heatmaps of the nearest
+object's landmarks, as ``configs/demo_train.py:pose``): no teacher (the search's teachers give segmentation
+logits, so no distillation term) and crops that keep most of the object (96 pixels of images scaled 0.65-1.0;
+meta-val scored on central 128x128 crops of the 128x160 images). One universal program still serves every
+candidate: stage 2 resizes its outputs from their level to stride 4 instead of scoring them on the level's
+canvas (`fdn.candidate.programs`).
 """
 
 from configs import common
 
 
 def get_config(arg=None):
-    arg = common.parse_arg(arg, tiny=False, stage1_only=False, latency=0.0)
+    arg = common.parse_arg(arg, tiny=False, stage1_only=False, latency=0.0, pose=False)
     c = common.search_config()
     c.num_candidates = 100
 
@@ -77,8 +85,14 @@ def get_config(arg=None):
         c.max_stage = 1
     if arg.latency:
         _latency_budget(c, arg.latency)
+    if arg.pose:
+        _pose(c)
     if arg.tiny:
         _tiny(c)
+        if arg.pose:  # 32-pixel crops of images scaled to ~1/4 keep the landmarks; meta-val: whole images
+            c.data.scale_range = (0.25, 0.3)
+            c.candidate.stage1.epochs = 4  # 8 steps: enough for heatmaps with a few hits (PCK > 0)
+            c.candidate.val.crop_size = c.candidate.val.min_side = 128
     return c
 
 
@@ -94,6 +108,18 @@ def _latency_budget(c, target):
     c.reward.objective = "latency"
     c.reward.target = float(target)
     c.reward.w_under, c.reward.w_over = 0.0, -1.0
+
+
+def _pose(c):
+    """PCK-scored search on fdn_shapes' keypoints (the module docstring says why each setting)."""
+    c.task = "pose"
+    c.teacher.kind = "none"
+    c.data.scale_range = (0.65, 1.0)
+    cc = c.candidate
+    cc.stage1.crop_size = 96
+    cc.stage1.min_side = 80
+    cc.stage2.crop_size = 96
+    cc.stage2.min_side = 80
 
 
 def _tiny(c):

@@ -3,7 +3,7 @@
 Public API::
 
     default_config()                                   # every hyper-parameter, paper defaults
-    build_stage1_cache(encoder_apply, encoder_variables, batches, teacher_fn=None, feature_dtype=...)
+    build_stage1_cache(encoder_apply, encoder_variables, batches, teacher_fn=None, feature_dtype=..., task=...)
     trainer = CandidateTrainer(config, num_classes, encoder_variables, cache, train_batches, val_batches,
                                expand_first_block=True)
     trainer.precompile(genotype)                       # from a thread, while another candidate trains
@@ -11,8 +11,10 @@ Public API::
     r2 = trainer.stage2(genotype, r1, key)
     CandidateFailure(reason)                           # NaN/Inf loss, OOM, compile error
 
-What the search may rely on (``Trainer``, ``TrainerFactory``, ``StageResult``) is declared in
-``fdn.candidate.protocol``; ``CandidateTrainer`` implements it and is the search's default factory.
+The cache's ``task`` (`fdn.tasks`: 'segmentation', the paper's reward, or 'pose', PCK@0.5 of stride-4 heatmaps)
+decides the trainer's loss terms, evaluation sums and reward. What the search may rely on (``Trainer``,
+``TrainerFactory``, ``StageResult``) is declared in ``fdn.candidate.protocol``; ``CandidateTrainer`` implements it
+and is the search's default factory.
 """
 
 from fdn.candidate.cache import Stage1Cache, build_stage1_cache

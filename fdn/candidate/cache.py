@@ -1,9 +1,12 @@
 """The stage-1 cache: what the search computes once and every candidate's decoder trains on (paper.md 3.2).
 
-For N augmented meta-train crops: the four encoder outputs (encoder in eval mode), the labels
-nearest-downsampled to the l1 resolution (1/4 of the crop) and, with a teacher, its logits bilinearly resized
-to that resolution. All of it stays on the device; features may be stored in bfloat16 to halve the memory
-(they are cast back to float32 inside the step).
+For N augmented meta-train crops: the four encoder outputs (encoder in eval mode), the task's targets and, with a
+teacher, its logits bilinearly resized to the l1 resolution (1/4 of the crop). Segmentation's targets are the
+labels nearest-downsampled to l1; pose's are the crops' ``keypoints`` (N, K, 3) in crop pixels, from which
+``fdn.tasks.Pose.loss_terms`` renders the stride-4 heatmaps and target weights inside each step (l1 *is* stride 4
+of the crop): a few KB instead of N x h1 x w1 x K floats, and the heatmap rule keeps its one home. All of it stays
+on the device; features may be stored in bfloat16 to halve the memory (they are cast back to float32 inside the
+step).
 """
 
 from __future__ import annotations
@@ -14,21 +17,33 @@ from collections.abc import Callable, Iterable
 import jax
 import jax.numpy as jnp
 
+from fdn import tasks
 from fdn.models.resize import resize_bilinear, resize_nearest
 
 
 @dataclasses.dataclass
 class Stage1Cache:
-    """``features``: l1..l4 (N, h_i, w_i, C_i); ``labels``: uint8 (N, h1, w1), 255 = ignore; ``teacher``:
-    float32 (N, h1, w1, K) or None."""
+    """``features``: l1..l4 (N, h_i, w_i, C_i); ``labels``: the targets of ``task`` (segmentation: uint8 (N, h1,
+    w1), 255 = ignore; pose: float32 keypoints (N, K, 3) in crop pixels); ``teacher``: float32 (N, h1, w1, K) or
+    None."""
 
     features: tuple
     labels: jax.Array
     teacher: jax.Array | None = None
+    task: str = tasks.SEGMENTATION
 
     @property
     def num_examples(self) -> int:
         return int(self.labels.shape[0])
+
+
+def _targets(batch, size, task: str):
+    """One batch's cached targets (see the module docstring)."""
+    if task == tasks.SEGMENTATION:
+        return jnp.asarray(resize_nearest(batch[tasks.SEGMENTATION], size), jnp.uint8)
+    if task == tasks.POSE:
+        return jnp.asarray(batch[tasks.KEYPOINTS], jnp.float32)
+    raise ValueError(f"build_stage1_cache: no stage-1 targets for the {task} task")
 
 
 def build_stage1_cache(
@@ -37,9 +52,10 @@ def build_stage1_cache(
     batches: Iterable[dict],
     teacher_fn: Callable | None = None,
     feature_dtype=jnp.float32,
+    task: str = tasks.SEGMENTATION,
 ) -> Stage1Cache:
     """Run the encoder (and teacher) once over ``batches`` ({'image', 'segmentation'} NumPy dicts, e.g.
-    ``fdn.data.split.stage1_batches``) and keep the results on the device.
+    ``fdn.data.split.stage1_batches``; pose: {'image', 'keypoints', ...}) and keep the results on the device.
 
     ``encoder_apply(encoder_variables, images) -> [l1, l2, l3, l4]`` must run the encoder in eval mode
     (jit it: it is called once per batch). ``teacher_fn(images) -> logits`` (NHWC, any resolution) is
@@ -53,7 +69,7 @@ def build_stage1_cache(
         for i, f in enumerate(out):
             feats[i].append(f.astype(feature_dtype))
         size = tuple(out[0].shape[1:3])
-        labels.append(jnp.asarray(resize_nearest(batch["segmentation"], size), jnp.uint8))
+        labels.append(_targets(batch, size, task))
         if teacher_fn is not None:
             teacher.append(resize_teacher(teacher_fn(images).astype(jnp.float32), size))
     if not labels:
@@ -62,4 +78,5 @@ def build_stage1_cache(
         tuple(jnp.concatenate(f) for f in feats),
         jnp.concatenate(labels),
         jnp.concatenate(teacher) if teacher_fn is not None else None,
+        task,
     )

@@ -19,6 +19,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from fdn import tasks
 from fdn.candidate import flat, optim, steps
 from fdn.candidate.cache import Stage1Cache
 from fdn.candidate.programs import make_programs
@@ -37,9 +38,10 @@ class CompiledPrograms:
       config: the trainer's config (``fdn.candidate.default_config()``).
       settings: the search-form decoder settings.
       expand_first_block: the encoder's layout, for the stage-2 program that runs the encoder.
-      stage1_cache: the stage-1 cache (only its shapes and size are used).
+      stage1_cache: the stage-1 cache (only its shapes, size and task are used).
       val_features: one meta-val batch's encoder features (arrays or ``jax.ShapeDtypeStruct``).
-      val_batch: that batch's {'segmentation', 'valid'} (for their shapes).
+      val_batch: that batch's {'segmentation', 'valid'} (pose: {'keypoints', 'keypoint_norm', 'keypoint_flip',
+        'valid'}), for their shapes.
       device: compile for this device (single-device shardings); None: JAX's default device.
     """
 
@@ -56,7 +58,8 @@ class CompiledPrograms:
         self.config = config
         self.settings = settings
         self.expand_first_block = expand_first_block
-        self.programs = make_programs(config.programs, settings, expand_first_block)
+        self.task = stage1_cache.task
+        self.programs = make_programs(config.programs, settings, expand_first_block, self.task)
         # Programs compiled for one device take (and move) uncommitted inputs there and leave results there.
         self._placed = {} if device is None else dict.fromkeys(("in_shardings", "out_shardings"), _on(device))
         self._cache_shapes = (
@@ -66,7 +69,7 @@ class CompiledPrograms:
         )
         self._num_examples = stage1_cache.num_examples
         self._val_features = [jax.ShapeDtypeStruct(f.shape, jnp.float32) for f in val_features]
-        self._val_batch = {k: _abstract(val_batch[k]) for k in ("segmentation", "valid")}
+        self._val_batch = {k: _abstract(val_batch[k]) for k in (*tasks.get(self.task).data_keys, "valid")}
         self._lock = threading.Lock()
         self._compiled: dict = {}
         self._parts: dict = {}
@@ -145,6 +148,7 @@ class CompiledPrograms:
                 batch_size=min(c.batch_size, self._num_examples),
                 epochs=c.epochs,
                 num_examples=self._num_examples,
+                task=self.task,
             )
             state = jax.eval_shape(lambda: steps.init_state(tx, jnp.zeros(flattener.size), abstract[N.BATCH_STATS]))
             args = (state, jax.random.PRNGKey(0), *self._cache_shapes, self.programs.plan(genotype))
@@ -154,25 +158,45 @@ class CompiledPrograms:
 
     # ------------------------------------------------------------------------------------------ evaluation
     def eval(self, genotype):
-        """The decoder's validation step (features -> confusion matrix added to) and the seconds waited."""
+        """The decoder's validation step (features -> the sums added to: segmentation's confusion matrix, another
+        task's ``eval_sums``) and the seconds waited."""
 
         def build():
             feats = self._val_features
             abstract = self.programs.abstract(genotype, [f.shape for f in feats])
             predict = self.programs.eval_predict(genotype)
-            num_classes = self.settings.num_classes
+            num_classes, task, b, plan = (
+                self.settings.num_classes,
+                self.task,
+                self._val_batch,
+                self.programs.plan(genotype),
+            )
+            if task != tasks.SEGMENTATION:
+
+                def sums_fn(v, f, batch, sums, data):
+                    return steps.decoder_eval_sums(predict, task, num_classes, v, f, batch, sums, data)
+
+                lowered = jax.jit(sums_fn, **self._placed).lower(abstract, feats, b, self.zero_sums(), plan)
+                return lowered.compile()
 
             def fn(v, f, y, m, cm, data):
                 return steps.decoder_confusion(predict, num_classes, v, f, y, m, cm, data)
 
             cm = jax.ShapeDtypeStruct((num_classes, num_classes), jnp.int32)
-            b = self._val_batch
-            lowered = jax.jit(fn, **self._placed).lower(
-                abstract, feats, b["segmentation"], b["valid"], cm, self.programs.plan(genotype)
-            )
+            lowered = jax.jit(fn, **self._placed).lower(abstract, feats, b["segmentation"], b["valid"], cm, plan)
             return lowered.compile()
 
         return self._executable((self.programs.key(genotype), "eval"), build)
+
+    def zero_sums(self):
+        """Zeros of the task's evaluation sums (``eval_sums``' shapes for one meta-val batch), to add batches to."""
+        head = jax.ShapeDtypeStruct((*self._val_features[0].shape[:3], self.settings.num_classes), jnp.float32)
+        shapes = jax.eval_shape(
+            lambda logits, batch: tasks.get(self.task).eval_sums(logits, batch, self.settings.num_classes),
+            head,
+            self._val_batch,
+        )
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     # ------------------------------------------------------------------------------------------ stage 2
     def stage2_parts(self, genotype):
@@ -197,7 +221,8 @@ class CompiledPrograms:
             c = self.config.stage2
             abstract, tx_enc, tx_dec, f_enc, f_dec = self.stage2_parts(genotype)
             predict = self.programs.stage2_predict(genotype)
-            fn = lambda s, x, y, d: steps.stage2_step(predict, tx_enc, tx_dec, f_enc, f_dec, c, s, x, y, d)  # noqa
+            task = self.task
+            fn = lambda s, x, y, d: steps.stage2_step(predict, tx_enc, tx_dec, f_enc, f_dec, c, s, x, y, d, task)  # noqa
             state = jax.eval_shape(
                 lambda: steps.init_stage2_state(
                     tx_enc, tx_dec, jnp.zeros(f_enc.size), jnp.zeros(f_dec.size), abstract[N.BATCH_STATS]
@@ -205,11 +230,18 @@ class CompiledPrograms:
             )
             size = (c.crop_size, c.crop_size)
             images = jax.ShapeDtypeStruct((c.batch_size, *size, 3), jnp.float32)
-            labels = jax.ShapeDtypeStruct((c.batch_size, *size), jnp.uint8)
+            labels = self.stage2_targets(c.batch_size, size)
             exe = jax.jit(fn, donate_argnums=0, **self._placed)
             return exe.lower(state, images, labels, self.programs.plan(genotype)).compile()
 
         return self._executable((self.programs.key(genotype), "stage2"), build)
+
+    def stage2_targets(self, batch_size: int, size):
+        """The shape of one stage-2 batch's targets: segmentation labels (B, H, W) uint8, pose keypoints (B, K, 3)
+        (as many joints as the stage-1 cache's)."""
+        if self.task == tasks.SEGMENTATION:
+            return jax.ShapeDtypeStruct((batch_size, *size), jnp.uint8)
+        return jax.ShapeDtypeStruct((batch_size, *self._cache_shapes[1].shape[1:]), jnp.float32)
 
 
 def stage2_abstract(programs, genotype, settings: DecoderSettings, expand_first_block: bool, crop_size: int):

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from fdn import genotype as G
+from fdn import tasks
 from fdn.conventions import IGNORE_LABEL as IGNORE
 from fdn.models import names as N
 from fdn.models.decoder import Decoder, DecoderSettings
@@ -86,13 +87,18 @@ def ordinary_abstract(genotype, settings: DecoderSettings, feature_shapes) -> di
 
 
 class OrdinaryPrograms:
-    """``DecoderProgram`` with the genotype in the traced code: ``key`` is the genotype, the plan is None."""
+    """``DecoderProgram`` with the genotype in the traced code: ``key`` is the genotype, the plan is None.
+
+    ``task`` (`fdn.tasks`): segmentation's stage-2 labels are nearest-downsampled to the outputs; a task with an
+    ``output_stride`` (pose) gets its outputs upsampled to that stride (as ``fdn.train``'s model) and its targets
+    (keypoints in input pixels) as they are."""
 
     universal = False
 
-    def __init__(self, settings: DecoderSettings, expand_first_block: bool = True):
+    def __init__(self, settings: DecoderSettings, expand_first_block: bool = True, task: str = tasks.SEGMENTATION):
         self.settings = settings
         self.expand_first_block = expand_first_block
+        self.task = task
 
     def key(self, genotype):
         return genotype
@@ -125,7 +131,8 @@ class OrdinaryPrograms:
         return predict
 
     def stage2_predict(self, genotype):
-        model = Segmenter(genotype, self.settings, self.expand_first_block)
+        segmentation = self.task == tasks.SEGMENTATION
+        model = Segmenter(genotype, self.settings, self.expand_first_block, tasks.get(self.task).output_stride)
 
         def predict(params, batch_stats, images, labels, plan):
             (logits, aux), upd = model.apply(
@@ -136,7 +143,8 @@ class OrdinaryPrograms:
                 mutable=[N.BATCH_STATS],
             )
             size = logits.shape[1:3]
-            return (logits, resize_nearest(labels, size), [resize_bilinear(a, size) for a in aux], upd[N.BATCH_STATS])
+            small = resize_nearest(labels, size) if segmentation else labels
+            return (logits, small, [resize_bilinear(a, size) for a in aux], upd[N.BATCH_STATS])
 
         return predict
 
@@ -151,13 +159,18 @@ class OrdinaryPrograms:
 
 
 class UniversalPrograms:
-    """``DecoderProgram`` over the universal decoder: one key for every genotype, which comes as the plan."""
+    """``DecoderProgram`` over the universal decoder: one key for every genotype, which comes as the plan.
+
+    ``task``: segmentation's stage 2 scores the output on its level's canvas against labels padded with IGNORE;
+    a task with an ``output_stride`` (pose) gets its output and aux outputs resized from their levels to that
+    stride (as stage 1 resizes them to l1, and as ``fdn.train``'s model upsamples coarser outputs)."""
 
     universal = True
 
-    def __init__(self, settings: DecoderSettings, expand_first_block: bool = True):
+    def __init__(self, settings: DecoderSettings, expand_first_block: bool = True, task: str = tasks.SEGMENTATION):
         self.settings = settings
         self.expand_first_block = expand_first_block
+        self.task = task
         self.decoder = UniversalDecoder(settings)
         self.layout = self.decoder.layout
         self._any = G.released("arch0")  # any genotype gives the (genotype-independent) universal shapes
@@ -199,6 +212,7 @@ class UniversalPrograms:
     def stage2_predict(self, genotype=None):
         dec = self.decoder
         encoder = MobileNetV2Encoder(self.expand_first_block)
+        stride = tasks.get(self.task).output_stride
 
         def predict(params, batch_stats, images, labels, plan):
             feats, upd = encoder.apply(
@@ -215,6 +229,11 @@ class UniversalPrograms:
                 train=True,
                 with_aux=True,
             )
+            stats = {N.ENCODER: upd[N.BATCH_STATS], N.DECODER: new}
+            if stride is not None:
+                size = tuple(-(-int(s) // stride) for s in images.shape[1:3])
+                aux = [resize_from_level(a, plan["block_level"][b], size, geom) for b, a in enumerate(aux)]
+                return resize_from_level(logits, level, size, geom), labels, aux, stats
             h0, w0 = geom.canvas
             per_level = jnp.stack(
                 [
@@ -224,7 +243,7 @@ class UniversalPrograms:
             )
             small = jax.lax.dynamic_index_in_dim(per_level, level, keepdims=False)
             aux = [resize_levels(a, plan["block_level"][b], level, geom) for b, a in enumerate(aux)]
-            return logits, small, aux, {N.ENCODER: upd[N.BATCH_STATS], N.DECODER: new}
+            return logits, small, aux, stats
 
         return predict
 
@@ -238,10 +257,12 @@ class UniversalPrograms:
         return predict
 
 
-def make_programs(kind: str, settings: DecoderSettings, expand_first_block: bool = True) -> DecoderProgram:
-    """``'universal'`` or ``'per_genotype'`` (see the module docstring)."""
+def make_programs(
+    kind: str, settings: DecoderSettings, expand_first_block: bool = True, task: str = tasks.SEGMENTATION
+) -> DecoderProgram:
+    """``'universal'`` or ``'per_genotype'`` (see the module docstring), for ``task`` (segmentation or pose)."""
     if kind == "universal":
-        return UniversalPrograms(settings, expand_first_block)
+        return UniversalPrograms(settings, expand_first_block, task)
     if kind == "per_genotype":
-        return OrdinaryPrograms(settings, expand_first_block)
+        return OrdinaryPrograms(settings, expand_first_block, task)
     raise ValueError(f"candidate.programs must be 'universal' or 'per_genotype', got {kind!r}")

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdn import genotype as G
+from fdn import tasks
 from fdn.candidate import steps
 from fdn.candidate.cache import Stage1Cache
 from fdn.candidate.compiled import STAGES, CompiledPrograms
@@ -52,13 +53,16 @@ class CandidateTrainer:
 
     Args:
       config: ``fdn.candidate.default_config()`` (or the search config's ``candidate`` block).
-      num_classes: segmentation classes (labels >= num_classes are ignored).
+      num_classes: the head's width: segmentation classes (labels >= num_classes are ignored), pose joints.
       encoder_variables: {'params', 'batch_stats'} of the pretrained ``MobileNetV2Encoder``; every candidate
         starts stage 2 from them.
-      stage1_cache: ``build_stage1_cache(...)`` output.
+      stage1_cache: ``build_stage1_cache(...)`` output; its ``task`` is the trainer's (`fdn.tasks`: the loss
+        terms, the evaluation sums and the reward: segmentation's paper reward, pose's PCK@0.5).
       train_batches: ``() -> iterator`` of stage-2 batches {'image' (B, H, W, 3), 'segmentation' (B, H, W)}
-        (a fresh iterator per candidate, e.g. over ``fdn.data.pipeline.train_dataset``).
-      val_batches: meta-val batches {'image', 'segmentation', 'valid'} (``eval_dataset``), read once.
+        (pose: 'keypoints' (B, K, 3) instead) (a fresh iterator per candidate, e.g. over
+        ``fdn.data.pipeline.train_dataset``).
+      val_batches: meta-val batches {'image', 'segmentation', 'valid'} (pose: the ``fdn.tasks.Pose`` data keys
+        instead of 'segmentation') (``eval_dataset``), read once.
       expand_first_block: the encoder's layout (``fdn.models.encoder``), as ``encoder_variables`` have it:
         every program that runs the encoder (meta-val features, stage 2) must build the same one.
       device: the device to train on (inputs committed there, programs compiled for it); None: the default.
@@ -80,6 +84,7 @@ class CandidateTrainer:
     ):
         self.config = config
         self.device = device
+        self.task = stage1_cache.task
         self.num_classes = int(num_classes)
         d = config.decoder
         self.settings = DecoderSettings(self.num_classes, d.agg_size, d.repeats, d.aux_cell)
@@ -92,10 +97,11 @@ class CandidateTrainer:
         self._ordinary_shapes: dict = {}  # genotype -> its ordinary decoder's variable shapes (stage-1 inputs)
         encoder = MobileNetV2Encoder(self.expand_first_block)
         self._encode = jax.jit(lambda v, x: eval_forward(encoder, v, x, with_aux=None))
+        keys = tasks.get(self.task).data_keys
         self._val = [
             {
                 "image": np.asarray(b["image"], np.float32),
-                "segmentation": np.asarray(b["segmentation"]),
+                **{k: np.asarray(b[k]) for k in keys},
                 "valid": np.asarray(b.get("valid", np.ones(len(b["image"]), bool))),
             }
             for b in val_batches
@@ -204,12 +210,7 @@ class CandidateTrainer:
                     input_wait += time.perf_counter() - t_wait
                     if batch is None:
                         break
-                    state, loss = exe(
-                        state,
-                        jnp.asarray(batch["image"], jnp.float32),
-                        jnp.asarray(batch["segmentation"], jnp.uint8),
-                        data,
-                    )
+                    state, loss = exe(state, jnp.asarray(batch["image"], jnp.float32), self._targets(batch), data)
                     pending.append(loss)
                     done += 1
                     if done % max(c.check_every, 1) == 0:
@@ -243,15 +244,28 @@ class CandidateTrainer:
         )
 
     # ------------------------------------------------------------------------------------------ eval
+    def _targets(self, batch):
+        """A stage-2 batch's targets as the compiled step takes them (``CompiledPrograms.stage2_targets``)."""
+        if self.task == tasks.SEGMENTATION:
+            return jnp.asarray(batch["segmentation"], jnp.uint8)
+        return jnp.asarray(batch[tasks.get(self.task).label_key], jnp.float32)
+
     def _evaluate(self, genotype, decoder_vars, encoder_vars, val_feats):
         exe, compile_s = self.compiled.eval(genotype)
         data = self.programs.plan(genotype)
-        cm = jnp.zeros((self.num_classes, self.num_classes), jnp.int32)
+        segmentation = self.task == tasks.SEGMENTATION
+        sums = jnp.zeros((self.num_classes, self.num_classes), jnp.int32) if segmentation else self.compiled.zero_sums()
         for i, b in enumerate(self._val):
             feats = val_feats[i] if val_feats is not None else self._encode(encoder_vars, jnp.asarray(b["image"]))
-            cm = exe(decoder_vars, [f.astype(jnp.float32) for f in feats], b["segmentation"], b["valid"], cm, data)
-        metrics = segmentation_metrics(np.asarray(cm), tuple(self.config.val.omit_classes))
-        return metrics, compile_s
+            feats = [f.astype(jnp.float32) for f in feats]
+            if segmentation:
+                sums = exe(decoder_vars, feats, b["segmentation"], b["valid"], sums, data)
+            else:
+                sums = exe(decoder_vars, feats, {k: v for k, v in b.items() if k != "image"}, sums, data)
+        if segmentation:
+            return segmentation_metrics(np.asarray(sums), tuple(self.config.val.omit_classes)), compile_s
+        metrics = tasks.get(self.task).summarise(jax.tree.map(np.asarray, sums))
+        return {**metrics, "reward": metrics["score"]}, compile_s
 
     def _finish(
         self,

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import jax
 import ml_collections
+import numpy as np
 
+from fdn import tasks
 from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage1_cache
 from fdn.data import catalog, pipeline, split
 from fdn.data.device_source import DeviceStage2Source
@@ -79,10 +81,35 @@ def stage1_cache(config, source, meta_train, enc_vars, teacher_fn):
         min_side=cc.stage1.min_side,
         scale_range=tuple(config.data.scale_range),
         batch_size=config.data.cache_batch,
+        task=search_task(config),
     )
     return build_stage1_cache(
-        make_encoder_apply(config), enc_vars, batches, teacher_fn=teacher_fn, feature_dtype=cc.stage1.feature_dtype
+        make_encoder_apply(config),
+        enc_vars,
+        batches,
+        teacher_fn=teacher_fn,
+        feature_dtype=cc.stage1.feature_dtype,
+        task=search_task(config),
     )
+
+
+def search_task(config) -> str:
+    """What candidates are scored by (`fdn.tasks`): ``config.task``, segmentation where a config has none."""
+    return config.get("task", tasks.SEGMENTATION)
+
+
+def head_size(config, source) -> int:
+    """The decoder head's width: the dataset's classes (segmentation) or its joints per image (pose)."""
+    task = search_task(config)
+    if task == tasks.SEGMENTATION:
+        return catalog.num_classes_of(config.data)
+    record = source[0]
+    if tasks.KEYPOINTS not in record:
+        raise SearchConfigError(
+            f"task={task!r}: {config.data.name}/{config.data.split} has no keypoints; choose a dataset with "
+            "keypoints (fdn_shapes) or task='segmentation'"
+        )
+    return tasks.get(task).head_size(np.asarray(record[tasks.KEYPOINTS]).shape[0])
 
 
 def encoder_variables(config, key) -> dict:
@@ -112,7 +139,7 @@ def make_encoder_apply(config) -> Callable:
     return jax.jit(lambda variables, images: eval_forward(model, variables, images, with_aux=None))
 
 
-def val_batches(source, indices, cc) -> list[dict]:
+def val_batches(source, indices, cc, task: str = tasks.SEGMENTATION) -> list[dict]:
     """The meta-val batches, read once (the reward sees the same images, in the same order, every time)."""
     ds = pipeline.eval_dataset(
         source,
@@ -120,6 +147,7 @@ def val_batches(source, indices, cc) -> list[dict]:
         batch_size=cc.val.batch_size,
         indices=indices,
         min_side=cc.val.min_side,
+        task=task,
         process_index=0,
         process_count=1,
     )
@@ -142,13 +170,22 @@ def device_stage2_stream(source, meta_train, cc, config, device):
     return lambda seed: made.batches(jax.random.key(seed), cc.stage2.batch_size)
 
 
+SEARCH_TASKS = (tasks.SEGMENTATION, tasks.POSE)  # what a candidate can be scored by (``config.task``)
+
+
 def check_settings(config, num_devices: int) -> None:
     """Settings the search cannot run with, refused before any work (one line each)."""
+    task = search_task(config)
+    if task not in SEARCH_TASKS:
+        raise SearchConfigError(
+            f"task={task!r}: the search scores candidates by {' or '.join(SEARCH_TASKS)} (depth is not built "
+            "yet); train a found genotype for depth with fdn.train --config=configs/nyud_train.py"
+        )
     if joints.is_pose_dataset(config.data.name):
         raise SearchConfigError(
-            f"data.name={config.data.name}: the search scores candidates by segmentation only (scoring by PCK is "
-            "not built yet); train a found genotype on it with fdn.train --config=configs/mpii_train.py or "
-            "configs/coco_pose_train.py"
+            f"data.name={config.data.name}: the search scores pose on whole-image keypoints only (fdn_shapes: "
+            "--config=configs/demo.py:pose), not on person crops yet; train a found genotype on it with fdn.train "
+            "--config=configs/mpii_train.py or configs/coco_pose_train.py"
         )
     stage2_input = config.candidate.stage2.input
     if stage2_input not in STAGE2_INPUTS:
@@ -157,6 +194,23 @@ def check_settings(config, num_devices: int) -> None:
         raise SearchConfigError(
             "candidate.stage2.input='device' keeps meta-train on one device: use it with parallel.workers=1, or "
             "'host' with several workers"
+        )
+    if task == tasks.POSE:
+        _check_pose(config)
+
+
+def _check_pose(config) -> None:
+    """What a pose search (``task='pose'``) does not have yet, one line each."""
+    cc = config.candidate
+    if config.teacher.kind != "none":
+        raise SearchConfigError(
+            f"task='pose' with teacher.kind={config.teacher.kind!r}: the search has no pose teacher (its teachers "
+            "give segmentation logits); use --config.teacher.kind=none (no distillation term)"
+        )
+    if cc.stage2.input != "host":
+        raise SearchConfigError(
+            "task='pose' with candidate.stage2.input='device': the device crops carry segmentation labels only; "
+            "use --config.candidate.stage2.input=host"
         )
 
 
@@ -171,6 +225,7 @@ def host_stage2_stream(config, cc, source, meta_train, seed):
             indices=meta_train,
             min_side=cc.stage2.min_side,
             scale_range=tuple(config.data.scale_range),
+            task=search_task(config),
             process_index=0,
             process_count=1,
             worker_count=config.data.worker_count,
@@ -199,12 +254,14 @@ def build(
     if config.data.val_examples:
         meta_val = meta_val[: config.data.val_examples]
     cc = resolve_candidate_config(config.candidate, len(meta_train))
-    num_classes = catalog.num_classes_of(config.data)
-    val = val_batches(source, meta_val, cc)
+    task = search_task(config)
+    num_classes = head_size(config, source)
+    val = val_batches(source, meta_val, cc, task)
     seconds["data"] = time.time() - start
     log(
         f"search: {config.data.name}/{config.data.split}: meta-train {len(meta_train)}, meta-val {len(meta_val)} "
-        f"images, {num_classes} classes; stage 2: {cc.stage2.steps_per_epoch} steps per epoch"
+        f"images, {num_classes} {'classes' if task == tasks.SEGMENTATION else 'joints (reward: PCK@0.5)'}; "
+        f"stage 2: {cc.stage2.steps_per_epoch} steps per epoch"
         f"{' (meta-train // batch)' if not config.candidate.stage2.steps_per_epoch else ''}"
     )
 

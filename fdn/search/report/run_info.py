@@ -22,6 +22,16 @@ TRAIN_CONFIGS = {
 }
 
 
+# What a search's reward is when its ``task`` is not segmentation (whose reward is the paper's geometric mean of
+# mIoU, mean accuracy and fwIoU): the report names it beside the figure.
+REWARD_NAMES = {"pose": "PCK@0.5"}
+
+
+def reward_name(config: dict) -> str | None:
+    """The name of the search's reward for ``config``'s task, or None for the paper's segmentation reward."""
+    return REWARD_NAMES.get(config.get("task", "segmentation"))
+
+
 def read_config(workdir: Path) -> dict:
     """The search's config.json as a dict ({} when missing or unreadable)."""
     try:
@@ -42,7 +52,7 @@ def header(workdir: Path, config: dict, records: list[dict], summary: dict) -> d
         "seed": str(config.get("seed", "?")),
         "dataset": str(config.get("data", {}).get("name", "?")),
         "candidates": f"{summary['candidates']} / {total if total is not None else '?'}",
-        "best reward": f"{summary['best_reward']:.4f}",
+        "best reward": f"{summary['best_reward']:.4f}" + (f" ({reward_name(config)})" if reward_name(config) else ""),
         "time in candidates": _duration(seconds),
         "last candidate": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last)) if last else "?",
     }
@@ -66,7 +76,7 @@ def train_command(workdir: Path, config: dict, rank: int) -> str | None:
         "python",
         "-m",
         "fdn.train",
-        f"--config={train_config}",
+        f"--config={train_config}" + (f":{config['task']}" if reward_name(config) else ""),
         f"--config.genotype={workdir}#{rank}",
         f"--workdir={workdir / 'train' / f'top{rank}'}",
     ]
