@@ -144,6 +144,19 @@ def test_settings_mismatch_names_the_keys():
         settings.check_same(saved, settings.fingerprint(saved), now, "w")
 
 
+def test_a_checkpoint_from_before_an_added_key_resumes_at_its_old_value():
+    """``task`` came with pose search: a segmentation workdir written before it has no such key and must resume
+    with task='segmentation', and only with it."""
+    old = settings.flatten({"seed": 3, "candidate": {"lr": 0.1}})
+    now = dict(old, task="segmentation")
+    settings.check_same(old, settings.fingerprint(old), now, "w")
+    settings.check_same(None, settings.fingerprint(old), now, "w")
+    with pytest.raises(settings.SettingsMismatch, match=r'task \("<unset>" -> "pose"\)'):
+        settings.check_same(old, settings.fingerprint(old), dict(old, task="pose"), "w")
+    with pytest.raises(settings.SettingsMismatch, match=r"candidate\.lr"):
+        settings.check_same(old, settings.fingerprint(old), dict(now, **{"candidate.lr": 0.2}), "w")
+
+
 def test_runtime_keys_do_not_change_the_fingerprint():
     from configs import voc
 

@@ -28,6 +28,9 @@ RUNTIME_KEYS = (
     "teacher.train.log_every",
 )
 _SHOWN = 6  # differing keys named in a SettingsMismatch message
+# Result-deciding keys added after workdirs were written, with the value every search had before the key existed:
+# a checkpoint without the key, resumed with that value, is the same search (and must not be refused).
+ADDED_KEYS = {"task": "segmentation"}
 
 
 class SettingsMismatch(UserError, ValueError):
@@ -67,12 +70,18 @@ def differing_keys(saved: dict, now: dict) -> list[str]:
     return sorted(k for k in set(saved) | set(now) if saved.get(k, "<unset>") != now.get(k, "<unset>"))
 
 
+def _without_added_defaults(settings: dict) -> dict:
+    """``settings`` as a checkpoint from before `ADDED_KEYS` would hold them, where they keep their old value."""
+    return {k: v for k, v in settings.items() if not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
+
+
 def check_same(saved: dict | None, saved_fingerprint: str | None, now: dict, where) -> None:
-    """Raises `SettingsMismatch` unless the checkpoint's settings are ``now``'s.
+    """Raises `SettingsMismatch` unless the checkpoint's settings are ``now``'s (or were, before a key of
+    `ADDED_KEYS` existed, ``now``'s with that key at its old value).
 
     ``saved`` is None for checkpoints that stored only a fingerprint; their message cannot name the keys.
     """
-    if not saved_fingerprint or saved_fingerprint == fingerprint(now):
+    if not saved_fingerprint or saved_fingerprint in (fingerprint(now), fingerprint(_without_added_defaults(now))):
         return
     if saved is None:
         what = f"fingerprint {saved_fingerprint} != {fingerprint(now)}"
