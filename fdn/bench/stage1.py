@@ -59,7 +59,12 @@ flags.DEFINE_enum(
 flags.DEFINE_string(
     "official_repo", "", "checkout of DrSleep/nas-segm-pytorch: also time its step, alternately", flag_values=FLAGS
 )
-flags.DEFINE_integer("official_threads", 2, "torch threads for the official step", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "official_threads",
+    2,
+    "torch threads for the official step (2 as in official-baseline.md; on an oversubscribed CPU 1 ran 3-4x faster)",
+    flag_values=FLAGS,
+)
 
 
 def tap_size(crop: int, stride: int) -> int:
