@@ -6,6 +6,10 @@ synthetic cached encoder outputs of the right shapes for ``--crop`` (l1 at 1/4: 
 (``jit(...).lower(...).compile()``) of the step. ``--scan`` also compiles and times the trainer's form: the
 steps of an epoch as one ``lax.scan`` program (per-step time = program time / steps).
 
+``--official_repo=DIR`` (a checkout of DrSleep/nas-segm-pytorch; needs torch, skipped without it) also times the
+official ``train_task0`` step on the same arrays (``fdn.bench._official_stage1``), its calls alternating with
+fdn's so that the load of a shared machine weighs on both alike, and prints fdn / official.
+
 The official PyTorch code needs 1.5-1.6 s per step for the default genotype at batch 16 on the 2-core CI CPU
 (``shared/reference/official-baseline.md``). The last line printed is a JSON object.
 
@@ -14,6 +18,8 @@ The official PyTorch code needs 1.5-1.6 s per step for the default genotype at b
 """
 
 import json
+import os
+import statistics
 import time
 
 import jax
@@ -22,6 +28,7 @@ import numpy as np
 from absl import flags
 
 from fdn import genotype as G
+from fdn.bench import _official_stage1 as official
 from fdn.bench._timing import time_calls
 from fdn.candidate import default_config, flat, optim, steps
 from fdn.candidate.programs import make_programs, ordinary_abstract
@@ -49,6 +56,15 @@ flags.DEFINE_enum(
     "decoder program: one for every genotype, or compiled per genotype (fdn.candidate.programs)",
     flag_values=FLAGS,
 )
+flags.DEFINE_string(
+    "official_repo", "", "checkout of DrSleep/nas-segm-pytorch: also time its step, alternately", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "official_threads",
+    2,
+    "torch threads for the official step (2 as in official-baseline.md; on an oversubscribed CPU 1 ran 3-4x faster)",
+    flag_values=FLAGS,
+)
 
 
 def tap_size(crop: int, stride: int) -> int:
@@ -72,6 +88,18 @@ def synthetic_labels(rng, n: int, size: int, num_classes: int):
     return jnp.asarray(labels)
 
 
+def time_alternately(runs, steps: int, warmup: int) -> list[list[float]]:
+    """Seconds of each ``(fn, args)`` run's ``steps`` timed calls, after ``warmup`` calls each; the runs' calls
+    interleave, so a load that changes during the measurement weighs on all of them alike."""
+    for fn, args in runs:
+        time_calls(fn, repeats=0, warmup=warmup, args=args)
+    times = [[] for _ in runs]
+    for _ in range(steps):
+        for out, (fn, args) in zip(times, runs):
+            out.extend(time_calls(fn, repeats=1, warmup=0, args=args).times)
+    return times
+
+
 def print_table(rows):
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
@@ -81,6 +109,8 @@ def print_table(rows):
 def main(argv):
     FLAGS(argv)
     genotype = G.parse(FLAGS.genotype)
+    if FLAGS.official_repo:  # a bad path fails before the compile, not after it
+        official.check_repo(FLAGS.official_repo)
     settings = DecoderSettings.search(FLAGS.num_classes)
     cfg = default_config().stage1
     rng = np.random.default_rng(0)
@@ -120,8 +150,18 @@ def main(argv):
         holder["state"], loss = exe(holder["state"], f, y, t, plan)
         return loss
 
-    timing = time_calls(call, repeats=FLAGS.steps, warmup=FLAGS.warmup, args=lambda: (feats, labels, teacher))
-    median, times = timing.median, timing.times
+    runs = [(call, lambda: (feats, labels, teacher))]
+    if FLAGS.official_repo and official.torch_available():
+        official_step, official_params = official.make_step(
+            FLAGS.official_repo, genotype, settings, cfg, feats, labels, teacher, FLAGS.official_threads
+        )
+        runs.append((official_step, tuple))
+    elif FLAGS.official_repo:
+        print("official step: skipped (torch is not installed)")
+    load_before = os.getloadavg()[0]
+    all_times = time_alternately(runs, FLAGS.steps, FLAGS.warmup)
+    times = all_times[0]
+    median = statistics.median(times)
     rows = [
         ("genotype", str(genotype)),
         ("programs", FLAGS.programs),
@@ -135,6 +175,7 @@ def main(argv):
         ("step s (median)", f"{median:.4f}"),
         ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
         ("images/s", f"{b / median:.1f}"),
+        ("load average (1 min) before / after", f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"),
     ]
     result = {
         "bench": "stage1",
@@ -146,7 +187,17 @@ def main(argv):
         "compile_seconds": t2 - t1,
         "lower_seconds": t1 - t0,
         "device": jax.devices()[0].device_kind,
+        "load_average": os.getloadavg()[0],
     }
+    if len(all_times) > 1:
+        off = statistics.median(all_times[1])
+        rows += [
+            ("official params", str(official_params)),
+            ("official step s (median)", f"{off:.4f}"),
+            ("official step s (min / max)", f"{min(all_times[1]):.4f} / {max(all_times[1]):.4f}"),
+            ("fdn / official", f"{median / off:.2f}"),
+        ]
+        result.update(official_seconds_per_step=off, ratio_to_official=median / off)
     if FLAGS.scan:
         n = b * max(FLAGS.steps, 1)
         cache_f = synthetic_features(rng, n, FLAGS.crop)
