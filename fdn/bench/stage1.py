@@ -30,7 +30,8 @@ from absl import flags
 from fdn import genotype as G
 from fdn.bench import _official_stage1 as official
 from fdn.bench._timing import time_calls
-from fdn.candidate import default_config, flat, optim, steps
+from fdn.candidate import default_config, flat, steps
+from fdn.candidate.compiled import stage1_optimiser
 from fdn.candidate.programs import make_programs, ordinary_abstract
 from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
@@ -106,6 +107,70 @@ def print_table(rows):
         print(f"{name:<{width}}  {value}")
 
 
+def _summary(genotype, l1, ordinary, lower_compile, times, load_before):
+    """The table rows and JSON result of fdn's own step."""
+    b, median = FLAGS.batch, statistics.median(times)
+    lower_s, compile_s = lower_compile
+    rows = [
+        ("genotype", str(genotype)),
+        ("programs", FLAGS.programs),
+        ("batch / crop / l1", f"{b} / {FLAGS.crop} / {l1}x{l1}"),
+        (
+            "decoder params (total / without aux)",
+            f"{count_params(ordinary[N.PARAMS])} / {count_params(ordinary[N.PARAMS], False)}",
+        ),
+        ("trace+lower s", f"{lower_s:.2f}"),
+        ("compile s", f"{compile_s:.2f}"),
+        ("step s (median)", f"{median:.4f}"),
+        ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
+        ("images/s", f"{b / median:.1f}"),
+        ("load average (1 min) before / after", f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"),
+    ]
+    result = {
+        "bench": "stage1",
+        "genotype": genotype.to_list(),
+        "programs": FLAGS.programs,
+        "batch": b,
+        "crop": FLAGS.crop,
+        "seconds_per_step": median,
+        "compile_seconds": compile_s,
+        "lower_seconds": lower_s,
+        "device": jax.devices()[0].device_kind,
+        "load_average": os.getloadavg()[0],
+    }
+    return rows, result
+
+
+def _add_official(rows, result, median, official_times, official_params) -> None:
+    """The official step's rows and JSON keys, and fdn's ratio to it."""
+    off = statistics.median(official_times)
+    rows += [
+        ("official params", str(official_params)),
+        ("official step s (median)", f"{off:.4f}"),
+        ("official step s (min / max)", f"{min(official_times):.4f} / {max(official_times):.4f}"),
+        ("fdn / official", f"{median / off:.2f}"),
+    ]
+    result.update(official_seconds_per_step=off, ratio_to_official=median / off)
+
+
+def _add_scan(rows, result, rng, fresh_state, parts, l1) -> None:
+    """``--scan``: compile and time the trainer's form (an epoch's steps as one ``lax.scan`` program)."""
+    predict, tx, flattener, cfg, plan = parts
+    b, k = FLAGS.batch, FLAGS.num_classes
+    n = b * max(FLAGS.steps, 1)
+    cache_f = synthetic_features(rng, n, FLAGS.crop)
+    cache_y = synthetic_labels(rng, n, l1, k)
+    cache_t = jnp.asarray(rng.normal(size=(n, l1, l1, k)), jnp.float32)
+    program = steps.make_stage1_program(predict, tx, flattener, cfg, num_examples=n, batch_size=b, epochs=1)
+    args = lambda: (fresh_state(), jax.random.PRNGKey(0), cache_f, cache_y, cache_t, plan)  # noqa: E731
+    t0 = time.perf_counter()
+    scan_exe = jax.jit(program, donate_argnums=0).lower(*args()).compile()
+    t1 = time.perf_counter()
+    med = time_calls(lambda *a: scan_exe(*a)[1], repeats=2, warmup=1, args=args).median
+    rows += [("scan program compile s", f"{t1 - t0:.2f}"), ("scan step s", f"{med / FLAGS.steps:.4f}")]
+    result.update(scan_compile_seconds=t1 - t0, scan_seconds_per_step=med / FLAGS.steps)
+
+
 def main(argv):
     FLAGS(argv)
     genotype = G.parse(FLAGS.genotype)
@@ -125,8 +190,7 @@ def main(argv):
     ordinary = ordinary_abstract(genotype, settings, [f.shape for f in feats])
     variables = programs.to_program(draw_variables(ordinary, 0), genotype)
     flattener = flat.Flattener(abstract[N.PARAMS])
-    trainable = optim.trainable_vector(flattener, optim.decoder_labels(abstract[N.PARAMS], genotype))
-    tx = optim.flat_adam(cfg.lr, cfg.weight_decay, cfg.grad_clip, trainable)
+    tx = stage1_optimiser(cfg, abstract[N.PARAMS], flattener, genotype)
     predict, plan = programs.stage1_predict(genotype), programs.plan(genotype)
 
     def fresh_state():
@@ -162,55 +226,11 @@ def main(argv):
     all_times = time_alternately(runs, FLAGS.steps, FLAGS.warmup)
     times = all_times[0]
     median = statistics.median(times)
-    rows = [
-        ("genotype", str(genotype)),
-        ("programs", FLAGS.programs),
-        ("batch / crop / l1", f"{b} / {FLAGS.crop} / {l1}x{l1}"),
-        (
-            "decoder params (total / without aux)",
-            f"{count_params(ordinary[N.PARAMS])} / {count_params(ordinary[N.PARAMS], False)}",
-        ),
-        ("trace+lower s", f"{t1 - t0:.2f}"),
-        ("compile s", f"{t2 - t1:.2f}"),
-        ("step s (median)", f"{median:.4f}"),
-        ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
-        ("images/s", f"{b / median:.1f}"),
-        ("load average (1 min) before / after", f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"),
-    ]
-    result = {
-        "bench": "stage1",
-        "genotype": genotype.to_list(),
-        "programs": FLAGS.programs,
-        "batch": b,
-        "crop": FLAGS.crop,
-        "seconds_per_step": median,
-        "compile_seconds": t2 - t1,
-        "lower_seconds": t1 - t0,
-        "device": jax.devices()[0].device_kind,
-        "load_average": os.getloadavg()[0],
-    }
+    rows, result = _summary(genotype, l1, ordinary, (t1 - t0, t2 - t1), times, load_before)
     if len(all_times) > 1:
-        off = statistics.median(all_times[1])
-        rows += [
-            ("official params", str(official_params)),
-            ("official step s (median)", f"{off:.4f}"),
-            ("official step s (min / max)", f"{min(all_times[1]):.4f} / {max(all_times[1]):.4f}"),
-            ("fdn / official", f"{median / off:.2f}"),
-        ]
-        result.update(official_seconds_per_step=off, ratio_to_official=median / off)
+        _add_official(rows, result, median, all_times[1], official_params)
     if FLAGS.scan:
-        n = b * max(FLAGS.steps, 1)
-        cache_f = synthetic_features(rng, n, FLAGS.crop)
-        cache_y = synthetic_labels(rng, n, l1, k)
-        cache_t = jnp.asarray(rng.normal(size=(n, l1, l1, k)), jnp.float32)
-        program = steps.make_stage1_program(predict, tx, flattener, cfg, num_examples=n, batch_size=b, epochs=1)
-        args = lambda: (fresh_state(), jax.random.PRNGKey(0), cache_f, cache_y, cache_t, plan)  # noqa: E731
-        t0 = time.perf_counter()
-        scan_exe = jax.jit(program, donate_argnums=0).lower(*args()).compile()
-        t1 = time.perf_counter()
-        med = time_calls(lambda *a: scan_exe(*a)[1], repeats=2, warmup=1, args=args).median
-        rows += [("scan program compile s", f"{t1 - t0:.2f}"), ("scan step s", f"{med / FLAGS.steps:.4f}")]
-        result.update(scan_compile_seconds=t1 - t0, scan_seconds_per_step=med / FLAGS.steps)
+        _add_scan(rows, result, rng, fresh_state, (predict, tx, flattener, cfg, plan), l1)
     print_table(rows)
     print(json.dumps(result))
     return 0

@@ -130,9 +130,7 @@ class CompiledPrograms:
             return abstract, flat.Flattener(abstract[N.PARAMS])
 
         abstract, flattener = self._cached("stage1", genotype, build)
-        c = self.config.stage1
-        trainable = optim.trainable_vector(flattener, optim.decoder_labels(abstract[N.PARAMS], genotype))
-        return abstract, flattener, optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, trainable)
+        return abstract, flattener, stage1_optimiser(self.config.stage1, abstract[N.PARAMS], flattener, genotype)
 
     def stage1(self, genotype):
         """The whole stage-1 program (every step as one compiled loop) and the seconds waited for it."""
@@ -242,6 +240,13 @@ class CompiledPrograms:
         if self.task == tasks.SEGMENTATION:
             return jax.ShapeDtypeStruct((batch_size, *size), jnp.uint8)
         return jax.ShapeDtypeStruct((batch_size, *self._cache_shapes[1].shape[1:]), jnp.float32)
+
+
+def stage1_optimiser(c, params, flattener: flat.Flattener, genotype):
+    """Stage 1's Adam (config ``c``) on the decoder's flat vector, with the adapters ``genotype`` leaves unused
+    frozen (`fdn.candidate.optim`)."""
+    trainable = optim.trainable_vector(flattener, optim.decoder_labels(params, genotype))
+    return optim.flat_adam(c.lr, c.weight_decay, c.grad_clip, trainable)
 
 
 def stage2_abstract(programs, genotype, settings: DecoderSettings, expand_first_block: bool, crop_size: int):
