@@ -20,6 +20,7 @@ import pytest
 from flax import traverse_util
 
 from fdn import genotype as G
+from fdn import tasks
 from fdn.candidate import CandidateTrainer, build_stage1_cache, steps
 from fdn.models import names
 from fdn.models.encoder import TAP_GROUPS, MobileNetV2Encoder
@@ -120,7 +121,8 @@ def run(parts):
 def _run_fdn_and_reference(monkeypatch, parts):
     cfg, abstract, tx_enc, tx_dec, f_enc, f_dec = parts
 
-    def given_gradient_loss(predict, params, batch_stats, images, labels, plan, cfg):
+    def given_gradient_loss(predict, params, batch_stats, images, labels, plan, cfg, task):
+        assert task == tasks.SEGMENTATION
         loss = jnp.vdot(f_enc.flatten(params["encoder"]), images["enc"]) + jnp.vdot(
             f_dec.flatten(params["decoder"]), images["dec"]
         )
