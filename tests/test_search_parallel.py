@@ -200,3 +200,9 @@ def test_bench_scale_measures_after_the_warm_up_and_prints_its_table():
     text = scale.table([one, two])
     assert "| 2 | 2 | 4 | 2.0 | 7200 | 2.00x | 0% | 4 |" in text
     assert scale.measure(records(2, 1.0), 2, 2)["idle"] == pytest.approx(0.5)
+    # A worker whose first candidates stopped after stage 1 compiles stage 2 later: that candidate (index 3
+    # here) and everything before it are warm-up, not throughput.
+    late = records(2, 1.0)
+    late[3]["seconds"]["compile"] = 40.0
+    after = scale.measure(late, 2, 2)
+    assert after["candidates"] == 2 and after["seconds"] == pytest.approx(2.0)

@@ -7,7 +7,11 @@ fresh workdir that shares the data, the teacher and the XLA cache with the other
 (each worker's first: its compile or cache load) are the warm-up; the rate is measured over the candidates
 committed after them, from the log's commit times. ``idle`` is the share of the workers' time in that window
 spent outside a candidate (waiting for the in-order commit, the agent, or a job):
-``1 - sum(worker seconds) / (N x window)``.
+``1 - sum(worker seconds) / (N x window)``. A worker compiles each program when its first candidate needs it,
+and a candidate stopped after stage 1 needs no stage-2 program, so a worker's stage-2 compile can come well
+after its first candidate (measured: with 4 workers, candidates 4 and 6 still compiled for 84 and 47 s): the
+warm-up therefore runs to the last candidate that compiled anything, and each count trains ``3 N`` candidates
+beyond the measured ones to leave room for it.
 
 On CPU the devices are fake (``jax_num_cpu_devices``, set here before JAX starts: the largest count): they
 share the host's cores, so the gain is bounded by the cores, not by N. On GPUs the counts must not exceed
@@ -57,7 +61,7 @@ def _config(tiny: bool, workers: int, lag: int, measured: int, base: Path):
     from configs import demo
 
     c = demo.get_config("tiny" if tiny else None)
-    c.num_candidates = workers + measured  # each worker's first candidate is the warm-up
+    c.num_candidates = 3 * workers + measured  # room for the warm-up: every worker's compiles (see `measure`)
     c.parallel.workers = workers
     c.parallel.lag = lag
     c.data.data_dir = str(base / "data")
@@ -69,9 +73,19 @@ def _config(tiny: bool, workers: int, lag: int, measured: int, base: Path):
     return c
 
 
+COMPILING_S = 1.0  # a candidate that spent longer than this compiling belongs to the warm-up
+
+
+def warm_up_end(records: list[dict], workers: int) -> int:
+    """Index of the warm-up's last candidate: each worker's first, and every candidate that compiled."""
+    compiled = [i for i, r in enumerate(records) if r["seconds"].get("compile", 0.0) > COMPILING_S]
+    return max([workers - 1, *compiled])
+
+
 def measure(records: list[dict], workers: int, lag: int) -> dict:
-    """Rate and idle share over the candidates committed after the warm-up (the first ``workers``)."""
-    warm, measured = records[workers - 1], records[workers:]
+    """Rate and idle share over the candidates committed after the warm-up (`warm_up_end`)."""
+    end = warm_up_end(records, workers)
+    warm, measured = records[end], records[end + 1 :]
     window = measured[-1]["time"] - warm["time"] if measured else 0.0
     busy = sum(r["seconds"]["total"] - r["seconds"].get("agent", 0.0) for r in measured)
     return {

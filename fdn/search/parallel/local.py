@@ -81,10 +81,16 @@ class LocalWorkers:
         return got
 
     def close(self) -> None:
-        """Stops the threads after their current job (not waited for: an interrupted search exits now)."""
+        """Stops the threads after their current job. Waited for only when no job is outstanding (the threads
+        are idle, so they end at once): an interrupted search exits now, and a finished one leaves no thread
+        running into the interpreter's exit (a worker thread still inside XLA then aborts the process:
+        "terminate called ... exception not rethrown", seen after ``fdn.bench scale``'s runs)."""
         self._closed.set()
         for _ in self._threads:
             self._jobs.put(_STOP)
+        if not self._outstanding:
+            for t in self._threads:
+                t.join(timeout=10.0)
 
 
 class InlineWorkers:
