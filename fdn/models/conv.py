@@ -11,10 +11,10 @@ such bodies, so on CPU the VJP here computes
   (``_kernel_grad``),
 
 which run at top-level speed everywhere (dots for the kernel gradient were already faster than XLA's top-level
-kernel gradient: 10 ms vs 18 ms above, as one dot per tap). Other platforms, and convolutions that are strided or change the spatial size, use
-XLA's convolution and its own gradient. ``fdn.models.depthwise.set_default_impl`` / ``$FDN_DEPTHWISE_IMPL`` pick
-for both kernels: ``'xla'`` (what export uses: no platform-dependent code in the traced program),
-``'shifted'`` (the CPU kernels everywhere) or ``'auto'``.
+kernel gradient: 10 ms vs 18 ms above, as one dot per tap). Other platforms, and convolutions that are strided or
+change the spatial size, use XLA's convolution and its own gradient. ``fdn.models.depthwise.set_default_impl`` /
+``$FDN_DEPTHWISE_IMPL`` pick for both kernels: ``'xla'`` (what export uses: no platform-dependent code in the
+traced program), ``'shifted'`` (the CPU kernels everywhere) or ``'auto'``.
 """
 
 from __future__ import annotations
