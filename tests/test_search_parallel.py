@@ -206,3 +206,26 @@ def test_bench_scale_measures_after_the_warm_up_and_prints_its_table():
     late[3]["seconds"]["compile"] = 40.0
     after = scale.measure(late, 2, 2)
     assert after["candidates"] == 2 and after["seconds"] == pytest.approx(2.0)
+
+
+def test_closing_the_pool_ends_idle_threads_and_never_waits_for_a_running_job(monkeypatch):
+    """A finished search leaves no worker thread running into the interpreter's exit (one inside XLA aborts the
+    process there); an interrupted one does not wait for the job in flight."""
+    import threading
+
+    from fdn.search.parallel import local
+
+    release = threading.Event()
+    monkeypatch.setattr(local, "run_job", lambda trainer, job, config, worker: release.wait(30) and None)
+    idle = local.LocalWorkers([object(), object()], config=None)
+    idle.close()
+    assert not any(t.is_alive() for t in idle._threads)
+
+    busy = local.LocalWorkers([object()], config=None)
+    busy.submit("a job")
+    time.sleep(0.1)  # the thread has taken it
+    start = time.perf_counter()
+    busy.close()
+    assert time.perf_counter() - start < 1.0 and busy._threads[0].is_alive()
+    release.set()
+    busy._threads[0].join(5)
