@@ -215,15 +215,20 @@ def test_closing_the_pool_ends_idle_threads_and_never_waits_for_a_running_job(mo
 
     from fdn.search.parallel import local
 
-    release = threading.Event()
-    monkeypatch.setattr(local, "run_job", lambda trainer, job, config, worker: release.wait(30) and None)
+    started, release = threading.Event(), threading.Event()
+
+    def blocking_job(trainer, job, config, worker):
+        started.set()
+        release.wait(30)
+
+    monkeypatch.setattr(local, "run_job", blocking_job)
     idle = local.LocalWorkers([object(), object()], config=None)
     idle.close()
     assert not any(t.is_alive() for t in idle._threads)
 
     busy = local.LocalWorkers([object()], config=None)
     busy.submit("a job")
-    time.sleep(0.1)  # the thread has taken it
+    assert started.wait(10)  # the thread is inside the job
     start = time.perf_counter()
     busy.close()
     assert time.perf_counter() - start < 1.0 and busy._threads[0].is_alive()

@@ -3,15 +3,14 @@
 Each count runs the demo search (``configs/demo.py``, or ``--tiny`` for its test-sized variant) with
 ``parallel.workers=N`` and ``parallel.lag`` = the largest count (`fdn.search.parallel`), so every count trains
 the very same candidates (results depend on the seed and the lag only) and only the speed differs; each in a
-fresh workdir that shares the data, the teacher and the XLA cache with the others. The first ``N`` candidates
-(each worker's first: its compile or cache load) are the warm-up; the rate is measured over the candidates
-committed after them, from the log's commit times. ``idle`` is the share of the workers' time in that window
-spent outside a candidate (waiting for the in-order commit, the agent, or a job):
-``1 - sum(worker seconds) / (N x window)``. A worker compiles each program when its first candidate needs it,
-and a candidate stopped after stage 1 needs no stage-2 program, so a worker's stage-2 compile can come well
-after its first candidate (measured: with 4 workers, candidates 4 and 6 still compiled for 84 and 47 s): the
-warm-up therefore runs to the last candidate that compiled anything, and each count trains ``3 N`` candidates
-beyond the measured ones to leave room for it.
+fresh workdir that shares the data, the teacher and the XLA cache with the others. The warm-up runs to the last
+candidate that compiled anything (`warm_up_end`), at least each worker's first: a worker compiles each program
+when one of its candidates first needs it, and a candidate stopped after stage 1 needs no stage-2 program, so a
+stage-2 compile can come well after a worker's first candidate (measured: with 4 workers, candidates 4 and 6
+still compiled for 84 and 47 s); each count trains ``3 N`` candidates beyond the measured ones to leave room for
+it. The rate is measured over the candidates committed after the warm-up, from the log's commit times. ``idle``
+is the share of the workers' time in that window spent outside a candidate (waiting for the in-order commit,
+the agent, or a job): ``1 - sum(worker seconds) / (N x window)``.
 
 On CPU the devices are fake (``jax_num_cpu_devices``, set here before JAX starts: the largest count): they
 share the host's cores, so the gain is bounded by the cores, not by N. On GPUs the counts must not exceed
