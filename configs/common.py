@@ -75,6 +75,7 @@ def search_config() -> ml_collections.ConfigDict:
     #                          same results as parallel.lag=1 (a one-step policy lag, so off by default); it
     #                          raises the lag to at least 1 and, with one worker, precompiles the next candidate
 
+    c.compile_during_setup = True  # compile the universal programs in a thread while the teacher trains (cold start)
     c.parallel = ml_collections.ConfigDict()  # candidates trained at once, one per local device (fdn.search.parallel)
     c.parallel.workers = 0  # 0 = every local accelerator device (1 on CPU); a runtime key: it never changes results
     c.parallel.lag = 0  # candidate i is proposed (and early-stopped) knowing the rewards of 0..i-1-lag; 0 = the

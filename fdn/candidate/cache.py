@@ -12,6 +12,7 @@ step).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable
 
 import jax
@@ -79,4 +80,34 @@ def build_stage1_cache(
         jnp.concatenate(labels),
         jnp.concatenate(teacher) if teacher_fn is not None else None,
         task,
+    )
+
+
+def abstract_stage1_cache(
+    encoder_apply: Callable,
+    encoder_variables,
+    num_examples: int,
+    crop_size: int,
+    num_classes: int,
+    *,
+    with_teacher: bool,
+    feature_dtype=jnp.float32,
+    task: str = tasks.SEGMENTATION,
+) -> Stage1Cache:
+    """The shapes ``build_stage1_cache`` will give ``num_examples`` crops (fields of ``jax.ShapeDtypeStruct``), known
+    before any crop is read or the teacher exists: all that compiling the stage programs ahead needs
+    (`fdn.candidate.trainer.CandidateTrainer.compile_early`). Derived from the same functions as the real cache
+    (the encoder, ``_targets``); the teacher's logits are assumed to have ``num_classes`` channels, and a trainer
+    discards programs compiled for shapes its real cache does not have."""
+    images = jax.ShapeDtypeStruct((num_examples, crop_size, crop_size, 3), jnp.float32)
+    feats = jax.eval_shape(encoder_apply, encoder_variables, images)
+    size = tuple(feats[0].shape[1:3])
+    if task == tasks.POSE:
+        batch = {tasks.KEYPOINTS: jax.ShapeDtypeStruct((num_examples, num_classes, 3), jnp.float32)}
+    else:
+        batch = {tasks.SEGMENTATION: jax.ShapeDtypeStruct(images.shape[:3], jnp.uint8)}
+    labels = jax.eval_shape(functools.partial(_targets, size=size, task=task), batch)
+    teacher = jax.ShapeDtypeStruct((num_examples, *size, num_classes), jnp.float32) if with_teacher else None
+    return Stage1Cache(
+        tuple(jax.ShapeDtypeStruct(f.shape, jnp.dtype(feature_dtype)) for f in feats), labels, teacher, task
     )

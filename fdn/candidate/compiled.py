@@ -74,6 +74,21 @@ class CompiledPrograms:
         self._compiled: dict = {}
         self._parts: dict = {}
 
+    def signature(self) -> tuple:
+        """Everything but the genotype that the programs depend on: a table built ahead from abstract shapes
+        (`fdn.candidate.trainer.CandidateTrainer.compile_early`) serves a trainer only if the two are equal."""
+        return (
+            self.config.to_dict(),
+            self.settings,
+            self.expand_first_block,
+            self.task,
+            self._placed,
+            self._cache_shapes,
+            self._num_examples,
+            self._val_features,
+            self._val_batch,
+        )
+
     # ------------------------------------------------------------------------------------------ the table
     def _executable(self, key, build):
         """The compiled program for ``key`` and the seconds this call waited for it (0 if ready)."""
@@ -105,6 +120,10 @@ class CompiledPrograms:
                 pass
             out[stage] = time.perf_counter() - start
         return out
+
+    def in_background(self, genotype, stages=STAGES) -> BackgroundCompile:
+        """Start compiling ``genotype``'s programs in a thread of their own (see ``BackgroundCompile``)."""
+        return BackgroundCompile(self, genotype, stages)
 
     def finished(self) -> dict:
         """{(program key, stage): compiled executable} of every finished compile (``fdn.bench search`` reads
@@ -240,6 +259,39 @@ class CompiledPrograms:
         if self.task == tasks.SEGMENTATION:
             return jax.ShapeDtypeStruct((batch_size, *size), jnp.uint8)
         return jax.ShapeDtypeStruct((batch_size, *self._cache_shapes[1].shape[1:]), jnp.float32)
+
+
+class BackgroundCompile:
+    """``table.precompile`` stage by stage in a thread, so that the compiles overlap other set-up work (the search
+    starts its universal programs while the teacher trains: README, cold start). A stage that needs a program
+    still compiling waits for it (``CompiledPrograms._executable``). ``stop()`` skips the stages not yet started
+    and waits for the one in flight: XLA must not be compiling in a thread when the interpreter exits."""
+
+    def __init__(self, table: CompiledPrograms, genotype, stages=STAGES):
+        self.table = table
+        self.seconds: dict = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(genotype, tuple(stages)), name="fdn-compile-ahead")
+        self._thread.start()
+
+    def _run(self, genotype, stages):
+        for stage in stages:
+            if self._stop.is_set():
+                return
+            self.seconds.update(self.table.precompile(genotype, (stage,)))
+
+    def wait(self) -> dict:
+        """Waits for every stage; the seconds each took."""
+        self._thread.join()
+        return dict(self.seconds)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
 
 def stage1_optimiser(c, params, flattener: flat.Flattener, genotype):

@@ -31,7 +31,7 @@ from fdn import genotype as G
 from fdn import tasks
 from fdn.candidate import steps
 from fdn.candidate.cache import Stage1Cache
-from fdn.candidate.compiled import STAGES, CompiledPrograms
+from fdn.candidate.compiled import STAGES, BackgroundCompile, CompiledPrograms
 from fdn.candidate.programs import ordinary_abstract
 from fdn.candidate.protocol import CandidateFailure, StageResult, failure_reason
 from fdn.metrics import segmentation_metrics
@@ -40,6 +40,34 @@ from fdn.models.decoder import DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import draw_variables
 from fdn.models.segmenter import count_params, eval_forward
+
+
+def decoder_settings(config, num_classes: int) -> DecoderSettings:
+    """The search-form decoder of a trainer's ``config`` with a ``num_classes``-wide head."""
+    d = config.decoder
+    return DecoderSettings(num_classes, d.agg_size, d.repeats, d.aux_cell)
+
+
+def encoder_features(expand_first_block: bool) -> Callable:
+    """``(encoder variables, images) -> [l1..l4]``: the encoder in eval mode (meta-val features)."""
+    encoder = MobileNetV2Encoder(expand_first_block)
+    return lambda v, x: eval_forward(encoder, v, x, with_aux=None)
+
+
+def host_val_batches(val_batches: Iterable[dict], task: str) -> list[dict]:
+    """The meta-val batches as a trainer keeps them: NumPy, float32 images, the task's data keys and ``valid``."""
+    keys = tasks.get(task).data_keys
+    val = [
+        {
+            "image": np.asarray(b["image"], np.float32),
+            **{k: np.asarray(b[k]) for k in keys},
+            "valid": np.asarray(b.get("valid", np.ones(len(b["image"]), bool))),
+        }
+        for b in val_batches
+    ]
+    if not val:
+        raise ValueError("CandidateTrainer: no validation batches")
+    return val
 
 
 def enable_compilation_cache(path: str, min_compile_seconds: float = 0.5):
@@ -86,8 +114,7 @@ class CandidateTrainer:
         self.device = device
         self.task = stage1_cache.task
         self.num_classes = int(num_classes)
-        d = config.decoder
-        self.settings = DecoderSettings(self.num_classes, d.agg_size, d.repeats, d.aux_cell)
+        self.settings = decoder_settings(config, self.num_classes)
         self.encoder_variables = jax.device_put(encoder_variables, device)
         self.cache = stage1_cache if device is None else _cache_on(stage1_cache, device)
         self.train_batches = train_batches
@@ -95,19 +122,8 @@ class CandidateTrainer:
         if config.compilation_cache_dir:
             enable_compilation_cache(config.compilation_cache_dir)
         self._ordinary_shapes: dict = {}  # genotype -> its ordinary decoder's variable shapes (stage-1 inputs)
-        encoder = MobileNetV2Encoder(self.expand_first_block)
-        self._encode = jax.jit(lambda v, x: eval_forward(encoder, v, x, with_aux=None))
-        keys = tasks.get(self.task).data_keys
-        self._val = [
-            {
-                "image": np.asarray(b["image"], np.float32),
-                **{k: np.asarray(b[k]) for k in keys},
-                "valid": np.asarray(b.get("valid", np.ones(len(b["image"]), bool))),
-            }
-            for b in val_batches
-        ]
-        if not self._val:
-            raise ValueError("CandidateTrainer: no validation batches")
+        self._encode = jax.jit(encoder_features(self.expand_first_block))
+        self._val = host_val_batches(val_batches, self.task)
         self._val_feats = None
         if config.val.cache_features:  # stage 1 never changes the encoder: its meta-val features are fixed
             self._val_feats = [self._encode(self.encoder_variables, jnp.asarray(b["image"])) for b in self._val]
@@ -122,6 +138,45 @@ class CandidateTrainer:
         self.programs = self.compiled.programs  # the decoder program: plans, layouts, to/from the ordinary one
 
     # ------------------------------------------------------------------------------------------ compiling
+    @staticmethod
+    def compile_early(
+        config,
+        num_classes: int,
+        encoder_variables,
+        abstract_cache: Stage1Cache,
+        val_batches: Iterable[dict],
+        genotype,
+        *,
+        expand_first_block: bool = True,
+        device=None,
+        stages=STAGES,
+    ) -> BackgroundCompile:
+        """Start compiling ``genotype``'s programs before the trainer exists, from shapes alone
+        (``abstract_cache``: `fdn.candidate.cache.abstract_stage1_cache`), in a thread; hand ``.table`` to the
+        trainer's ``adopt_programs``. With the universal programs that is every program of the search, compiled
+        while the teacher trains instead of after it. The arguments are the trainer's own."""
+        val = host_val_batches(val_batches, abstract_cache.task)
+        val_features = jax.eval_shape(encoder_features(bool(expand_first_block)), encoder_variables, val[0]["image"])
+        table = CompiledPrograms(
+            config,
+            decoder_settings(config, int(num_classes)),
+            bool(expand_first_block),
+            abstract_cache,
+            val_features,
+            val[0],
+            device,
+        )
+        return table.in_background(G.parse(genotype), stages)
+
+    def adopt_programs(self, table: CompiledPrograms) -> bool:
+        """Use ``table`` (``compile_early``'s, with what it has compiled so far or is compiling) instead of this
+        trainer's own if it was built for exactly this trainer's shapes and settings; whether it was."""
+        if table.signature() != self.compiled.signature():
+            return False
+        self.compiled = table
+        self.programs = table.programs
+        return True
+
     def precompile(self, genotype, stages=STAGES) -> dict:
         """Compile ``genotype``'s programs now (call it from a thread while another candidate trains).
 

@@ -257,6 +257,8 @@ class _Search:
     def close(self) -> None:
         if self.workers is not None:
             self.workers.close()
+        if self.setup is not None:
+            self.setup.close()
         if self.bar is not None:
             self.bar.close()
         if self.logfile is not None:

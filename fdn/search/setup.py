@@ -13,6 +13,7 @@ checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -23,8 +24,11 @@ import jax
 import ml_collections
 import numpy as np
 
+from fdn import genotype as gt
 from fdn import tasks
 from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage1_cache
+from fdn.candidate.cache import abstract_stage1_cache
+from fdn.candidate.compiled import STAGES
 from fdn.data import catalog, pipeline, split
 from fdn.data.device_source import DeviceStage2Source
 from fdn.errors import UserError
@@ -48,6 +52,12 @@ class SearchSetup:
     seconds: dict  # wall seconds of each set-up phase
     trainers: list = dataclasses.field(default_factory=list)  # one per worker device (trainer is trainers[0])
     devices: list = dataclasses.field(default_factory=list)  # the workers' devices ([None]: the default one)
+    early_compile: object = None  # the set-up's compile thread (`fdn.candidate.compiled.BackgroundCompile`) or None
+
+    def close(self) -> None:
+        """Waits for a compile the set-up started, if still running (a search that ends before needing it)."""
+        if self.early_compile is not None:
+            self.early_compile.stop()
 
 
 def resolve_candidate_config(cc, meta_train_size: int) -> ml_collections.ConfigDict:
@@ -233,6 +243,48 @@ def host_stage2_stream(config, cc, source, meta_train, seed):
     )
 
 
+@contextlib.contextmanager
+def _stopped_on_error(early):
+    """Waits for the set-up's compile thread when set-up fails: XLA must not be compiling when the process ends."""
+    try:
+        yield
+    except BaseException:
+        if early is not None:
+            early.stop()
+        raise
+
+
+def compile_early(config, cc, trainer_factory, num_classes, enc_vars, val, device, task):
+    """Starts compiling the search's universal programs from shapes alone (``trainer_factory.compile_early``, the
+    real trainer's), or None: with ``compile_during_setup`` off, per-genotype programs (a genotype of their own
+    each) or a factory without the hook. What it compiles is the same program the first candidate would."""
+    hook = getattr(trainer_factory, "compile_early", None)
+    if hook is None or not config.compile_during_setup or cc.programs != "universal":
+        return None
+    abstract = abstract_stage1_cache(
+        make_encoder_apply(config),
+        enc_vars,
+        cc.stage1.num_examples,
+        cc.stage1.crop_size,
+        num_classes,
+        with_teacher=config.teacher.kind != "none",
+        feature_dtype=cc.stage1.feature_dtype,
+        task=task,
+    )
+    stages = STAGES if config.max_stage >= 2 else ("stage1", "eval")
+    return hook(
+        cc,
+        num_classes,
+        enc_vars,
+        abstract,
+        val,
+        gt.parse("arch0"),  # any genotype: the universal program is one for all
+        expand_first_block=config.encoder.expand_first_block,
+        device=device,
+        stages=stages,
+    )
+
+
 def build(
     config, workdir, *, trainer_factory: TrainerFactory = CandidateTrainer, devices=(None,), log=print
 ) -> SearchSetup:
@@ -270,44 +322,58 @@ def build(
     # ------------------------------------------------------------------------------- encoder, teacher
     start = time.time()
     enc_vars = encoder_variables(config, enc_key)
-    if config.encoder.calibrate_batches:
-        enc_vars = calibrate_encoder(config, enc_vars, stage2_stream(config.seed + 2))
-        log(f"search: encoder BN statistics re-estimated on {config.encoder.calibrate_batches} meta-train batches")
-    teacher_stream = lambda: stage2_stream(config.seed + 1)  # noqa: E731  (its own stream, own seed)
-    teacher_fn = teacher_lib.make_teacher_fn(
-        config.teacher, workdir, num_classes, teacher_stream, teacher_key, enc_vars
-    )
-    seconds["teacher"] = time.time() - start
-
-    # ------------------------------------------------------------------------------ stage-1 cache
-    start = time.time()
-    cache = stage1_cache(config, source, meta_train, enc_vars, teacher_fn)
-    seconds["cache"] = time.time() - start
-    log(
-        f"search: stage-1 cache of {cc.stage1.num_examples} crops in {seconds['cache']:.1f} s"
-        f"{' with teacher logits' if teacher_fn else ''}"
-    )
-
-    # ----------------------------------------------------------------------------------- trainers
-    start = time.time()
-    candidate_streams = streams.IndexedStreams(
-        stage2_stream if stage2_input == "host" else device_stage2_stream(source, meta_train, cc, config, devices[0]),
-        config.seed,
-    )
-    trainers = [
-        trainer_factory(
-            cc,
-            num_classes,
-            enc_vars,
-            cache,
-            candidate_streams,
-            val,
-            expand_first_block=config.encoder.expand_first_block,
-            **({} if device is None else {"device": device}),
+    # The universal programs need shapes only: they compile in a thread from here on, beside the teacher.
+    early = compile_early(config, cc, trainer_factory, num_classes, enc_vars, val, devices[0], task)
+    with _stopped_on_error(early):
+        if config.encoder.calibrate_batches:
+            enc_vars = calibrate_encoder(config, enc_vars, stage2_stream(config.seed + 2))
+            log(f"search: encoder BN statistics re-estimated on {config.encoder.calibrate_batches} meta-train batches")
+        teacher_stream = lambda: stage2_stream(config.seed + 1)  # noqa: E731  (its own stream, own seed)
+        teacher_fn = teacher_lib.make_teacher_fn(
+            config.teacher, workdir, num_classes, teacher_stream, teacher_key, enc_vars
         )
-        for device in devices
-    ]
-    seconds["trainers"] = time.time() - start
+        seconds["teacher"] = time.time() - start
+
+        # ------------------------------------------------------------------------------ stage-1 cache
+        start = time.time()
+        cache = stage1_cache(config, source, meta_train, enc_vars, teacher_fn)
+        seconds["cache"] = time.time() - start
+        log(
+            f"search: stage-1 cache of {cc.stage1.num_examples} crops in {seconds['cache']:.1f} s"
+            f"{' with teacher logits' if teacher_fn else ''}"
+        )
+
+        # ----------------------------------------------------------------------------------- trainers
+        start = time.time()
+        candidate_streams = streams.IndexedStreams(
+            stage2_stream
+            if stage2_input == "host"
+            else device_stage2_stream(source, meta_train, cc, config, devices[0]),
+            config.seed,
+        )
+        trainers = [
+            trainer_factory(
+                cc,
+                num_classes,
+                enc_vars,
+                cache,
+                candidate_streams,
+                val,
+                expand_first_block=config.encoder.expand_first_block,
+                **({} if device is None else {"device": device}),
+            )
+            for device in devices
+        ]
+        if early is not None and not trainers[0].adopt_programs(early.table):
+            early.stop()
+            early = None
+            log("search: the programs compiled during set-up do not fit the stage-1 cache; compiling them again")
+        seconds["trainers"] = time.time() - start
     return SearchSetup(
-        trainer=trainers[0], num_classes=num_classes, seconds=seconds, trainers=trainers, devices=list(devices)
+        trainer=trainers[0],
+        num_classes=num_classes,
+        seconds=seconds,
+        trainers=trainers,
+        devices=list(devices),
+        early_compile=early,
     )

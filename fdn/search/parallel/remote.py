@@ -186,5 +186,6 @@ def _serve(config, workdir, trainer_factory, session: Session, log) -> int:
                 trained += 1
     finally:
         pool.close()
+        setup.close()
     log(f"search: process {pid}: {trained} candidates trained here; process 0 ended the run ({reason})")
     return 0
