@@ -132,3 +132,32 @@ def test_dense_conv_export_path_is_plain_xla(monkeypatch):
     conv = lambda a, w: conv2d(a, w, 1, 1, 1)
     assert not _uses_custom_vjp(conv, x, kernels[0])
     _check(conv, lambda a, w: _dense_reference(a, w, 1, 1, 1), x, kernels, "scan")
+
+
+@pytest.mark.parametrize("op", ["dense", "depthwise"])
+def test_tracing_for_a_platform_traces_one_form_with_the_same_result(op):
+    """``depthwise.tracing_for(platform)``: 'auto' is resolved at trace time (one form in the program, not both
+    branches of ``lax.platform_dependent``): the CPU kernels for 'cpu', XLA's convolution elsewhere."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 8, 8, 4)), jnp.float32)
+    shape = (3, 3, 4, 5) if op == "dense" else (3, 3, 4)
+    kernel = jnp.asarray(rng.normal(size=shape), jnp.float32)
+
+    def grads():  # a new function per trace: JAX reuses traces of the same function object
+        f = (lambda a, b: conv2d(a, b, padding=1)) if op == "dense" else (lambda a, b: depthwise_conv(a, b, padding=1))
+        return jax.grad(lambda a, b: jnp.sum(f(a, b) ** 2), argnums=(0, 1))
+
+    depthwise.set_default_impl(None)
+    both = str(jax.make_jaxpr(grads())(x, kernel))
+    with depthwise.tracing_for("cpu"):
+        cpu = str(jax.make_jaxpr(grads())(x, kernel))
+        on_cpu = jax.jit(grads())(x, kernel)
+    with depthwise.tracing_for("gpu"):
+        gpu = str(jax.make_jaxpr(grads())(x, kernel))
+    assert "platform_index" in both
+    assert "platform_index" not in cpu and "platform_index" not in gpu
+    assert "conv_general_dilated" in gpu and ("conv_general_dilated" in cpu) == (op == "dense")  # dense: fwd form
+    if op == "dense":  # the CPU kernel gradient is a dot (`conv._kernel_grad`), XLA's a convolution
+        assert "dot_general" in cpu and "dot_general" not in gpu
+    for got, want in zip(on_cpu, jax.jit(grads())(x, kernel)):
+        np.testing.assert_array_equal(got, want)

@@ -24,6 +24,7 @@ from fdn.candidate import flat, optim, steps
 from fdn.candidate.cache import Stage1Cache
 from fdn.candidate.programs import make_programs
 from fdn.candidate.protocol import CandidateFailure, failure_reason
+from fdn.models import depthwise
 from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.segmenter import Segmenter
@@ -62,6 +63,7 @@ class CompiledPrograms:
         self.programs = make_programs(config.programs, settings, expand_first_block, self.task)
         # Programs compiled for one device take (and move) uncommitted inputs there and leave results there.
         self._placed = {} if device is None else dict.fromkeys(("in_shardings", "out_shardings"), _on(device))
+        self._platform = jax.default_backend() if device is None else device.platform
         self._cache_shapes = (
             [_abstract(f) for f in stage1_cache.features],
             _abstract(stage1_cache.labels),
@@ -100,8 +102,8 @@ class CompiledPrograms:
         start = time.perf_counter()
         if owner:
             try:
-                with _compile_lock(key):  # one device compiles, the others then load it (XLA cache)
-                    future.set_result(build())
+                with _compile_lock(key), depthwise.tracing_for(self._platform):  # one device compiles, the
+                    future.set_result(build())  # others then load it (XLA cache); one conv form traced, not two
             except Exception as err:  # noqa: BLE001  (reported as the candidate's failure reason)
                 future.set_exception(CandidateFailure(failure_reason(err, f"compiling {key[1]}")))
         exe = future.result()

@@ -14,7 +14,8 @@ which run at top-level speed everywhere (dots for the kernel gradient were alrea
 kernel gradient: 10 ms vs 18 ms above, as one dot per tap). Other platforms, and convolutions that are strided or
 change the spatial size, use XLA's convolution and its own gradient. ``fdn.models.depthwise.set_default_impl`` /
 ``$FDN_DEPTHWISE_IMPL`` pick for both kernels: ``'xla'`` (what export uses: no platform-dependent code in the
-traced program), ``'shifted'`` (the CPU kernels everywhere) or ``'auto'``.
+traced program), ``'shifted'`` (the CPU kernels everywhere) or ``'auto'`` (per platform, at trace time inside
+``fdn.models.depthwise.tracing_for``, else when XLA lowers).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def conv2d(x, kernel, stride: int = 1, padding: int = 0, dilation: int = 1):
             rhs_dilation=(dilation, dilation),
             dimension_numbers=_DIMS,
         )
-    impl = depthwise.default_impl()  # one process-wide switch for fdn's CPU kernels (export sets 'xla')
+    impl = depthwise.resolve_impl("auto")  # one switch for fdn's CPU kernels (export sets 'xla'; `tracing_for`)
     if impl == "xla":
         return _xla(x, kernel, padding, dilation)
     if impl == "shifted":

@@ -19,6 +19,8 @@ On GPU/TPU, XLA's own depthwise conv (cuDNN on NVIDIA) is good, so ``impl="auto"
 :func:`depthwise_conv`.
 """
 
+import contextlib
+import contextvars
 import functools
 import os
 
@@ -45,6 +47,34 @@ def set_default_impl(impl):
     if impl is not None and impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS} or None, got {impl!r}")
     _default_impl = impl
+
+
+_TRACING_FOR = contextvars.ContextVar("fdn_tracing_for", default=None)
+
+
+@contextlib.contextmanager
+def tracing_for(platform: str | None):
+    """Inside the block, ``impl="auto"`` (not overridden) resolves at trace time for ``platform`` ('cpu', 'gpu',
+    ...): code that knows where its programs will run (the candidate trainer's programs, the search's teacher)
+    traces and lowers one implementation instead of both branches of ``lax.platform_dependent`` (on the demo's
+    teacher step: ~30% less tracing, ~10% less XLA compile time, the same program). ``None``: no change.
+    JAX may reuse a trace of the same function made outside the block (or inside it, for another platform):
+    every form computes the same values on every platform, so that only ever costs speed, never correctness."""
+    token = _TRACING_FOR.set(platform)
+    try:
+        yield
+    finally:
+        _TRACING_FOR.reset(token)
+
+
+def resolve_impl(impl: str) -> str:
+    """``impl`` with ``"auto"`` resolved as far as known at trace time: the setter / ``$FDN_DEPTHWISE_IMPL``,
+    then ``tracing_for``'s platform (shifted on CPU, xla elsewhere); still ``"auto"`` when neither says."""
+    if impl == "auto":
+        impl = default_impl()
+    if impl == "auto" and (platform := _TRACING_FOR.get()) is not None:
+        impl = "shifted" if platform == "cpu" else "xla"
+    return impl
 
 
 def default_impl():
@@ -74,7 +104,8 @@ def depthwise_conv(x, kernel, *, stride: IntPair = 1, dilation: IntPair = 1, pad
         ``"xla"`` (``lax.conv_general_dilated``; cuDNN on GPU) or ``"auto"``. ``"auto"`` first honours
         :func:`set_default_impl` / ``$FDN_DEPTHWISE_IMPL``; otherwise it is resolved when XLA lowers the
         computation for a concrete platform (``lax.platform_dependent``): shifted on CPU, xla elsewhere.
-        So the choice follows the device the computation actually runs on, not ``jax.default_backend()``.
+        So the choice follows the device the computation actually runs on, not ``jax.default_backend()``;
+        inside :func:`tracing_for` it is made at trace time for the platform named there.
 
     Returns:
       ``(N, Ho, Wo, C)`` in the promoted dtype of ``x`` and ``kernel``.
@@ -86,8 +117,7 @@ def depthwise_conv(x, kernel, *, stride: IntPair = 1, dilation: IntPair = 1, pad
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     x, kernel, geom = _normalize(x, kernel, stride, dilation, padding)
-    if impl == "auto":
-        impl = default_impl()
+    impl = resolve_impl(impl)
     if impl == "shifted":
         return _shifted(x, kernel, geom)
     if impl == "xla":
