@@ -13,7 +13,6 @@ checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import time
@@ -24,11 +23,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from fdn import genotype as gt
 from fdn import tasks
 from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage1_cache
-from fdn.candidate.cache import abstract_stage1_cache
-from fdn.candidate.compiled import STAGES
 from fdn.data import catalog, pipeline, split
 from fdn.data.device_source import DeviceStage2Source
 from fdn.errors import UserError
@@ -37,6 +33,7 @@ from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import random_encoder_variables
 from fdn.models.segmenter import eval_forward
 from fdn.pose import joints
+from fdn.search import early_compile
 from fdn.search import teacher as teacher_lib
 from fdn.search.parallel import streams
 
@@ -243,46 +240,28 @@ def host_stage2_stream(config, cc, source, meta_train, seed):
     )
 
 
-@contextlib.contextmanager
-def _stopped_on_error(early):
-    """Waits for the set-up's compile thread when set-up fails: XLA must not be compiling when the process ends."""
-    try:
-        yield
-    except BaseException:
-        if early is not None:
-            early.stop()
-        raise
-
-
-def compile_early(config, cc, trainer_factory, num_classes, enc_vars, val, device, task):
-    """Starts compiling the search's universal programs from shapes alone (``trainer_factory.compile_early``, the
-    real trainer's), or None: with ``compile_during_setup`` off, per-genotype programs (a genotype of their own
-    each) or a factory without the hook. What it compiles is the same program the first candidate would."""
-    hook = getattr(trainer_factory, "compile_early", None)
-    if hook is None or not config.compile_during_setup or cc.programs != "universal":
-        return None
-    abstract = abstract_stage1_cache(
-        make_encoder_apply(config),
-        enc_vars,
-        cc.stage1.num_examples,
-        cc.stage1.crop_size,
-        num_classes,
-        with_teacher=config.teacher.kind != "none",
-        feature_dtype=cc.stage1.feature_dtype,
-        task=task,
+def make_trainers(config, cc, trainer_factory, devices, num_classes, enc_vars, cache, val, source, meta_train):
+    """One trainer per device, sharing the candidates' stage-2 streams (host pipeline or made on the device)."""
+    stage2_stream = functools.partial(host_stage2_stream, config, cc, source, meta_train)
+    candidate_streams = streams.IndexedStreams(
+        stage2_stream
+        if cc.stage2.input == "host"
+        else device_stage2_stream(source, meta_train, cc, config, devices[0]),
+        config.seed,
     )
-    stages = STAGES if config.max_stage >= 2 else ("stage1", "eval")
-    return hook(
-        cc,
-        num_classes,
-        enc_vars,
-        abstract,
-        val,
-        gt.parse("arch0"),  # any genotype: the universal program is one for all
-        expand_first_block=config.encoder.expand_first_block,
-        device=device,
-        stages=stages,
-    )
+    return [
+        trainer_factory(
+            cc,
+            num_classes,
+            enc_vars,
+            cache,
+            candidate_streams,
+            val,
+            expand_first_block=config.encoder.expand_first_block,
+            **({} if device is None else {"device": device}),
+        )
+        for device in devices
+    ]
 
 
 def build(
@@ -292,7 +271,6 @@ def build(
     of ``devices`` (`fdn.search.parallel.devices.worker_devices`; None: the default device) from
     ``trainer_factory`` (`fdn.candidate.protocol`: the real ``CandidateTrainer``, or a test's stand-in)."""
     check_settings(config, len(devices))
-    stage2_input = config.candidate.stage2.input
     seconds = {}
     key = jax.random.key(config.seed)
     enc_key, teacher_key = jax.random.split(key)
@@ -323,8 +301,11 @@ def build(
     start = time.time()
     enc_vars = encoder_variables(config, enc_key)
     # The universal programs need shapes only: they compile in a thread from here on, beside the teacher.
-    early = compile_early(config, cc, trainer_factory, num_classes, enc_vars, val, devices[0], task)
-    with _stopped_on_error(early):
+    encoder_apply = make_encoder_apply(config)
+    early = early_compile.start(
+        config, cc, trainer_factory, encoder_apply, enc_vars, val, devices[0], num_classes, task
+    )
+    with early_compile.stopped_on_error(early):
         if config.encoder.calibrate_batches:
             enc_vars = calibrate_encoder(config, enc_vars, stage2_stream(config.seed + 2))
             log(f"search: encoder BN statistics re-estimated on {config.encoder.calibrate_batches} meta-train batches")
@@ -345,25 +326,9 @@ def build(
 
         # ----------------------------------------------------------------------------------- trainers
         start = time.time()
-        candidate_streams = streams.IndexedStreams(
-            stage2_stream
-            if stage2_input == "host"
-            else device_stage2_stream(source, meta_train, cc, config, devices[0]),
-            config.seed,
+        trainers = make_trainers(
+            config, cc, trainer_factory, devices, num_classes, enc_vars, cache, val, source, meta_train
         )
-        trainers = [
-            trainer_factory(
-                cc,
-                num_classes,
-                enc_vars,
-                cache,
-                candidate_streams,
-                val,
-                expand_first_block=config.encoder.expand_first_block,
-                **({} if device is None else {"device": device}),
-            )
-            for device in devices
-        ]
         if early is not None and not trainers[0].adopt_programs(early.table):
             early.stop()
             early = None
