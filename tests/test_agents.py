@@ -201,3 +201,21 @@ def test_resume_after_save_restore_is_bit_identical(name, config, tmp_path):
     if name == "ppo":
         assert target_prob(agent, resumed) > 2 * before
         assert all(bool(np.isfinite(x).all()) for x in jax.tree_util.tree_leaves(resumed.params))
+
+
+@pytest.mark.parametrize("name", ["ppo", "reinforce", "random"])
+def test_warm_up_compiles_the_searchs_update_and_changes_no_state(name):
+    """``warm_up`` (run during the search's set-up) compiles ``update`` for one result, the search's call: the
+    first real update then compiles nothing; the state it is given is left as it was."""
+    from fdn.agents import base
+
+    agent = make_agent(name, {"buffer_size": 7})  # settings of its own: a compile no other test made
+    state = agent.init(jax.random.key(3))
+    before = jax.tree.map(np.asarray, jax.tree.leaves(state))
+    agent.warm_up(state)
+    compiled = base._jitted_update._cache_size()
+    genotypes, state2, info = agent.propose(state, 1)
+    agent.update(state2, genotypes, info["log_probs"], [0.5])
+    assert base._jitted_update._cache_size() == compiled
+    for got, want in zip(jax.tree.leaves(state), before):
+        np.testing.assert_array_equal(np.asarray(got), want)

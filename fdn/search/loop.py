@@ -31,6 +31,7 @@ signal. ``failures.max_consecutive`` candidates failing in a row with one reason
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -100,6 +101,14 @@ def run(
     }
 
 
+def _warm_up(agent, agent_state) -> None:
+    """``agent.warm_up`` in a thread; a failure there is left for the real update to report."""
+    try:
+        agent.warm_up(agent_state)
+    except Exception:  # noqa: BLE001, S110
+        pass
+
+
 def _signal_name(err: KeyboardInterrupt) -> str:
     return signal.Signals(getattr(err, "signum", signal.SIGINT)).name
 
@@ -153,9 +162,14 @@ class _Search:
     def set_up(self) -> None:
         config = self.config
         budget.check(config.reward)  # a bad reward.* setting stops before minutes of set-up
-        self.setup = setup_lib.build(
-            config, self.workdir, trainer_factory=self.trainer_factory, devices=self.devices, log=self.log
-        )
+        warm = threading.Thread(target=_warm_up, args=(self.agent, self.state.agent), name="fdn-agent-warm-up")
+        warm.start()  # the agent's update compiles beside the set-up, not after the first candidate
+        try:
+            self.setup = setup_lib.build(
+                config, self.workdir, trainer_factory=self.trainer_factory, devices=self.devices, log=self.log
+            )
+        finally:
+            warm.join()
         if len(self.setup.trainers) == 1:
             self.workers = InlineWorkers(self.setup.trainer, config, precompile_next=bool(config.compile_ahead))
         else:

@@ -28,6 +28,7 @@ from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage
 from fdn.data import catalog, pipeline, split
 from fdn.data.device_source import DeviceStage2Source
 from fdn.errors import UserError
+from fdn.models import depthwise
 from fdn.models import names as N
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import random_encoder_variables
@@ -305,7 +306,8 @@ def build(
     early = early_compile.start(
         config, cc, trainer_factory, encoder_apply, enc_vars, val, devices[0], num_classes, task
     )
-    with early_compile.stopped_on_error(early):
+    # calibration, teacher and cache run on the default device: fdn's conv forms traced for its platform only
+    with early_compile.stopped_on_error(early), depthwise.tracing_for(jax.default_backend()):
         if config.encoder.calibrate_batches:
             enc_vars = calibrate_encoder(config, enc_vars, stage2_stream(config.seed + 2))
             log(f"search: encoder BN statistics re-estimated on {config.encoder.calibrate_batches} meta-train batches")
