@@ -291,10 +291,6 @@ class BackgroundCompile:
         self._stop.set()
         self._thread.join()
 
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
 
 def stage1_optimiser(c, params, flattener: flat.Flattener, genotype):
     """Stage 1's Adam (config ``c``) on the decoder's flat vector, with the adapters ``genotype`` leaves unused
