@@ -306,6 +306,8 @@ def build(
     early = early_compile.start(
         config, cc, trainer_factory, encoder_apply, enc_vars, val, devices[0], num_classes, task
     )
+    if early is not None:
+        log("search: compiling the candidates' programs in the background while the set-up goes on")
     # calibration, teacher and cache run on the default device: fdn's conv forms traced for its platform only
     with early_compile.stopped_on_error(early), depthwise.tracing_for(jax.default_backend()):
         if config.encoder.calibrate_batches:
