@@ -301,7 +301,6 @@ def build(
     # ------------------------------------------------------------------------------- encoder, teacher
     start = time.time()
     enc_vars = encoder_variables(config, enc_key)
-    # The universal programs need shapes only: they compile in a thread from here on, beside the teacher.
     encoder_apply = make_encoder_apply(config)
     early = early_compile.start(
         config, cc, trainer_factory, encoder_apply, enc_vars, val, devices[0], num_classes, task
