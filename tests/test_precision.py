@@ -11,7 +11,7 @@ import pytest
 from fdn.bench import __main__ as bench_main
 from fdn.bench import _rank
 from fdn.bench import precision as bench
-from fdn.candidate import CandidateTrainer, build_stage1_cache
+from fdn.candidate import CandidateTrainer, build_stage1_cache, steps
 from fdn.candidate import precision as P
 from fdn.candidate.programs import OrdinaryPrograms, UniversalPrograms, make_programs
 from fdn.errors import UserError
@@ -78,6 +78,25 @@ def test_bad_precision_is_refused_by_the_trainer(tiny_parts):
 
 def _dtypes(tree):
     return {str(a.dtype) for a in jax.tree.leaves(tree)}
+
+
+def test_universal_bfloat16_step_traces_with_float32_gradients(tiny_parts):
+    """The universal decoder in bfloat16 (traced only: its compile is the slowest): every switch and scan carry
+    keeps one dtype, and the loss, the gradients and the new BN statistics come back float32."""
+    _, cache, _, _ = tiny_parts
+    programs = make_programs("universal", SETTINGS, precision="bfloat16")
+    abstract = programs.abstract(TINY, [f.shape for f in cache.features])
+    predict, plan, cfg = programs.stage1_predict(TINY), programs.plan(TINY), _tiny_config().stage1
+    grad_fn = jax.value_and_grad(steps.stage1_loss, argnums=1, has_aux=True)
+    (loss, (_, stats)), grads = jax.eval_shape(
+        lambda p, s, f, y, t: grad_fn(predict, p, s, f, y, t, plan, cfg),
+        abstract[N.PARAMS],
+        abstract[N.BATCH_STATS],
+        [f[:4] for f in cache.features],
+        cache.labels[:4],
+        cache.teacher[:4],
+    )
+    assert loss.dtype == jnp.float32 and _dtypes(grads) == {"float32"} and _dtypes(stats) == {"float32"}
 
 
 @pytest.mark.slow

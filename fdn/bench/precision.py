@@ -3,7 +3,9 @@
 Samples ``--genotypes`` genotypes (seeded, the random-search agent: as ``fdn.bench search``) and trains each
 with the real ``fdn.candidate.CandidateTrainer`` twice, at ``candidate.precision='float32'`` and at
 ``'bfloat16'`` (`fdn.candidate.precision`), on the preset's data (``fdn.bench._search_data``: the search's
-input pipeline, a random encoder) with identical seeds and data: two trainers built alike, each with its own
+input pipeline; a random encoder with its BN statistics re-estimated as the search does; no teacher, as the
+bench has no trained one: its stand-in's zero logits would only pull every candidate towards 0) with
+identical seeds and data: two trainers built alike, each with its own
 stage-2 stream from the same seed, run genotype by genotype, float32 then bfloat16, so candidate i sees the
 same batches in both and load changes on a shared machine hit both alike. Prints the device, JAX version and
 settings, a table (genotype hash, float32 reward, bfloat16 reward, seconds of each: train + eval, compiles
@@ -85,7 +87,7 @@ def trainers(config, data: str, data_dir: str) -> tuple[dict, str, dict]:
     for precision in PRECISIONS:
         c = config.copy_and_resolve_references()
         c.candidate.precision = precision
-        setup = _search_data.build(c, data=data, data_dir=data_dir)
+        setup = _search_data.build(c, data=data, data_dir=data_dir, calibrate=True)
         out[precision], name, seconds[precision] = setup.trainer, setup.data_name, setup.seconds
     return out, name, seconds
 
@@ -157,6 +159,7 @@ def main(argv):
     check_flags(FLAGS)
     max_stage = int(FLAGS.max_stage)
     config, schedule = bench_config(FLAGS.preset, FLAGS.steps_scale, FLAGS.programs, FLAGS.compilation_cache)
+    config.teacher.kind = "none"  # see the module docstring
     start = time.perf_counter()
     by_precision, data_name, setup_seconds = trainers(config, FLAGS.data, FLAGS.data_dir)
     info = describe(config, schedule)

@@ -63,7 +63,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.val.cache_features = True  # stage 1: keep meta-val encoder outputs on the device (encoder is fixed)
 
     # Arithmetic of the stage programs (fdn.candidate.precision): 'float32', or 'bfloat16' activations on float32
-    # master weights, optimiser states, Polyak averages, losses and BN statistics (measured: README, bf16).
+    # master weights, optimiser states, Polyak averages, losses and BN statistics (`python -m fdn.bench precision`).
     c.precision = "float32"
 
     # Compilation.

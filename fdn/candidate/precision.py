@@ -72,6 +72,8 @@ class MixedPrecision:
         self.settings = programs.settings
 
     def __getattr__(self, name):  # key, plan, abstract, to_program, to_ordinary, layout, task, ...
+        if name == "inner":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def stage1_predict(self, genotype=None):
