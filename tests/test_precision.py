@@ -19,6 +19,7 @@ from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import draw_variables
+from fdn.search import settings
 from tests.test_candidate import TINY, _batches, _tiny_config
 
 SETTINGS = DecoderSettings(3, 8, 1, True)
@@ -34,6 +35,23 @@ def test_default_is_float32_and_other_values_are_refused_in_one_line():
     assert "\n" not in line and "candidate.precision" in line and "'bfloat16'" in line and "'float16'" in line
     with pytest.raises(P.PrecisionError):
         make_programs("universal", SETTINGS, precision="bf16")
+
+
+def test_workdirs_from_before_the_setting_resume_at_float32():
+    """A checkpoint without ``candidate.precision`` (with or without the earlier-added ``task``) resumes with
+    'float32' and only with it (`fdn.search.settings.ADDED_KEYS`)."""
+    before_task = settings.flatten({"seed": 3, "candidate": {"lr": 0.1}})
+    before_precision = dict(before_task, task="segmentation")
+    now = dict(before_precision, **{"candidate.precision": "float32"})
+    for old in (before_task, before_precision, now):
+        settings.check_same(old, settings.fingerprint(old), now, "w")
+    with pytest.raises(settings.SettingsMismatch, match=r'candidate\.precision \("<unset>" -> "bfloat16"\)'):
+        settings.check_same(
+            before_precision,
+            settings.fingerprint(before_precision),
+            dict(now, **{"candidate.precision": "bfloat16"}),
+            "w",
+        )
 
 
 def test_float32_programs_are_the_plain_ones():
