@@ -7,7 +7,9 @@ prepared on the fly, as the demo does) or over synthetic VOC-sized records other
 JPEGs with PNG masks, decoded on every access like tfds records, repeated to VOC train_aug's 10,582 records.
 Left out because they change rewards but not a step's cost: a pretrained encoder (random, seeded, no BN
 calibration) and a trained teacher (where the preset distils, the cache holds zero logits of the right
-shape, so the stage-1 program still computes the KD term).
+shape, so the stage-1 program still computes the KD term). A bench that compares rewards (``fdn.bench
+precision``) asks for the BN calibration (``calibrate``): without it the random encoder's deep outputs are ~0
+and the demo's candidates all score 0.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from fdn.bench.data import SyntheticJpegSource
 from fdn.candidate import CandidateTrainer
 from fdn.data import catalog, pipeline, split
 from fdn.models.init import random_encoder_variables
-from fdn.search.setup import stage1_cache, val_batches
+from fdn.search.setup import calibrate_encoder, host_stage2_stream, stage1_cache, val_batches
 
 VOC_TRAIN_AUG = 10582  # records of the synthetic source (VOC + SBD train_aug)
 DEFAULT_DATA_DIR = "~/.cache/fdn/bench_data"  # where an auto-prepared dataset (fdn_shapes) goes
@@ -66,8 +68,9 @@ def open_source(config, data: str, data_dir: str, log=print):
     return Cycled(SyntheticJpegSource(num=64), VOC_TRAIN_AUG), "synthetic 500x375 JPEG + PNG masks"
 
 
-def build(config, *, data: str = "auto", data_dir: str = "", log=print) -> BenchSetup:
-    """A ``CandidateTrainer`` on the preset's data shapes, built as ``fdn.search.setup.build`` does."""
+def build(config, *, data: str = "auto", data_dir: str = "", calibrate: bool = False, log=print) -> BenchSetup:
+    """A ``CandidateTrainer`` on the preset's data shapes, built as ``fdn.search.setup.build`` does; with
+    ``calibrate``, the encoder's BN statistics re-estimated as the search does (``encoder.calibrate_batches``)."""
     cc, seconds = config.candidate, {}
     start = time.perf_counter()
     source, name = open_source(config, data, data_dir, log)
@@ -79,6 +82,9 @@ def build(config, *, data: str = "auto", data_dir: str = "", log=print) -> Bench
 
     start = time.perf_counter()
     enc_vars = random_encoder_variables(config.encoder.expand_first_block, jax.random.key(config.seed))
+    if calibrate and config.encoder.calibrate_batches:  # the search's stream and seed for it
+        batches = host_stage2_stream(config, cc, source, meta_train, config.seed + 2)
+        enc_vars = calibrate_encoder(config, enc_vars, batches)
     teacher_fn = None
     if config.teacher.kind != "none":
 

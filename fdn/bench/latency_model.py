@@ -24,6 +24,8 @@ import time
 import numpy as np
 from absl import flags
 
+from fdn.bench._rank import ranks, spearman  # noqa: F401  (ranks: this bench's tests read it here)
+
 FLAGS = flags.FlagValues()
 flags.DEFINE_enum("target", "device", ["device", "cpu"], "where latency is measured", flag_values=FLAGS)
 flags.DEFINE_integer("input_size", 256, "square input size of the deployed model", flag_values=FLAGS)
@@ -33,23 +35,6 @@ flags.DEFINE_integer("genotypes", 20, "random genotypes to check the estimate on
 flags.DEFINE_integer("seed", 0, "seed of those genotypes", flag_values=FLAGS)
 flags.DEFINE_integer("calibration", 6, "whole models the correction is fitted on", flag_values=FLAGS)
 flags.DEFINE_integer("rounds", 5, "interleaved timing rounds (each keeps its fastest call)", flag_values=FLAGS)
-
-
-def ranks(values) -> np.ndarray:
-    """Ranks 0..n-1 with ties averaged."""
-    v = np.asarray(values, float)
-    order = np.argsort(v, kind="stable")
-    r = np.empty(len(v))
-    r[order] = np.arange(len(v))
-    for x in np.unique(v):
-        same = v == x
-        r[same] = r[same].mean()
-    return r
-
-
-def spearman(a, b) -> float:
-    ra, rb = ranks(a), ranks(b)
-    return float(np.corrcoef(ra, rb)[0, 1]) if len(ra) > 1 else float("nan")
 
 
 def median_relative_error(estimate, measured) -> float:

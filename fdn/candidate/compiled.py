@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from fdn import tasks
 from fdn.candidate import flat, optim, steps
 from fdn.candidate.cache import Stage1Cache
+from fdn.candidate.precision import of_config
 from fdn.candidate.programs import make_programs
 from fdn.candidate.protocol import CandidateFailure, failure_reason
 from fdn.models import depthwise
@@ -60,7 +61,7 @@ class CompiledPrograms:
         self.settings = settings
         self.expand_first_block = expand_first_block
         self.task = stage1_cache.task
-        self.programs = make_programs(config.programs, settings, expand_first_block, self.task)
+        self.programs = make_programs(config.programs, settings, expand_first_block, self.task, of_config(config))
         # Programs compiled for one device take (and move) uncommitted inputs there and leave results there.
         self._placed = {} if device is None else dict.fromkeys(("in_shardings", "out_shardings"), _on(device))
         self._platform = jax.default_backend() if device is None else device.platform

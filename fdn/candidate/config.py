@@ -62,6 +62,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.val.omit_classes = [0]  # classes left out of the reward (background)
     c.val.cache_features = True  # stage 1: keep meta-val encoder outputs on the device (encoder is fixed)
 
+    # Arithmetic of the stage programs (fdn.candidate.precision): 'float32', or 'bfloat16' activations on float32
+    # master weights, optimiser states, Polyak averages, losses and BN statistics (`python -m fdn.bench precision`).
+    c.precision = "float32"
+
     # Compilation.
     c.programs = "universal"  # 'universal': one compile per search (the genotype is data); 'per_genotype':
     #                           one compile per genotype (see fdn.candidate.programs and the README)

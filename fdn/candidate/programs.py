@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from fdn import genotype as G
 from fdn import tasks
+from fdn.candidate import precision as precision_lib
 from fdn.conventions import IGNORE_LABEL as IGNORE
 from fdn.models import names as N
 from fdn.models.decoder import Decoder, DecoderSettings
@@ -258,11 +259,17 @@ class UniversalPrograms:
 
 
 def make_programs(
-    kind: str, settings: DecoderSettings, expand_first_block: bool = True, task: str = tasks.SEGMENTATION
+    kind: str,
+    settings: DecoderSettings,
+    expand_first_block: bool = True,
+    task: str = tasks.SEGMENTATION,
+    precision: str = precision_lib.FLOAT32,
 ) -> DecoderProgram:
-    """``'universal'`` or ``'per_genotype'`` (see the module docstring), for ``task`` (segmentation or pose)."""
+    """``'universal'`` or ``'per_genotype'`` (see the module docstring), for ``task`` (segmentation or pose), computing
+    in ``precision`` (`fdn.candidate.precision`: ``'float32'``, or ``'bfloat16'`` activations on float32 weights)."""
+    precision_lib.check(precision)
     if kind == "universal":
-        return UniversalPrograms(settings, expand_first_block, task)
+        return precision_lib.mixed(UniversalPrograms(settings, expand_first_block, task), precision)
     if kind == "per_genotype":
-        return OrdinaryPrograms(settings, expand_first_block, task)
+        return precision_lib.mixed(OrdinaryPrograms(settings, expand_first_block, task), precision)
     raise ValueError(f"candidate.programs must be 'universal' or 'per_genotype', got {kind!r}")

@@ -9,6 +9,7 @@ with different ones raises `SettingsMismatch`, one line naming the differing key
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 
 from fdn.errors import UserError
@@ -30,7 +31,7 @@ RUNTIME_KEYS = (
 _SHOWN = 6  # differing keys named in a SettingsMismatch message
 # Result-deciding keys added after workdirs were written, with the value every search had before the key existed:
 # a checkpoint without the key, resumed with that value, is the same search (and must not be refused).
-ADDED_KEYS = {"task": "segmentation"}
+ADDED_KEYS = {"task": "segmentation", "candidate.precision": "float32"}
 
 
 class SettingsMismatch(UserError, ValueError):
@@ -70,9 +71,12 @@ def differing_keys(saved: dict, now: dict) -> list[str]:
     return sorted(k for k in set(saved) | set(now) if saved.get(k, "<unset>") != now.get(k, "<unset>"))
 
 
-def _without_added_defaults(settings: dict) -> dict:
-    """``settings`` as a checkpoint from before `ADDED_KEYS` would hold them, where they keep their old value."""
-    return {k: v for k, v in settings.items() if not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
+def _before_added_keys(settings: dict) -> list[dict]:
+    """``settings`` as checkpoints from before some of `ADDED_KEYS` existed would hold them, where those keep their
+    old value: one variant per subset of such keys (they were added at different times)."""
+    old = [k for k in ADDED_KEYS if k in settings and settings[k] == ADDED_KEYS[k]]
+    drops = (set(c) for r in range(len(old) + 1) for c in itertools.combinations(old, r))
+    return [{k: v for k, v in settings.items() if k not in drop} for drop in drops]
 
 
 def check_same(saved: dict | None, saved_fingerprint: str | None, now: dict, where) -> None:
@@ -81,7 +85,7 @@ def check_same(saved: dict | None, saved_fingerprint: str | None, now: dict, whe
 
     ``saved`` is None for checkpoints that stored only a fingerprint; their message cannot name the keys.
     """
-    if not saved_fingerprint or saved_fingerprint in (fingerprint(now), fingerprint(_without_added_defaults(now))):
+    if not saved_fingerprint or saved_fingerprint in {fingerprint(s) for s in _before_added_keys(now)}:
         return
     if saved is None:
         what = f"fingerprint {saved_fingerprint} != {fingerprint(now)}"

@@ -127,7 +127,8 @@ def _conv(x, kernel, padding: int):
 def masked_conv_bn(params, stats, x, level, geom: Geometry, train: bool):
     """conv1x1 -> BN -> ReLU on a canvas whose valid region is ``level``'s: BN statistics over that region
     only (the ordinary BatchNorm's numerics: biased for normalising, unbiased for the running variance);
-    the output is zero outside the region."""
+    the output is zero outside the region. Statistics in at least float32, the output in ``x``'s dtype (as the
+    ordinary BatchNorm's: bfloat16 programs, `fdn.candidate.precision`)."""
     y = _conv(x, params[N.CONV][N.KERNEL], 0).astype(jnp.promote_types(x.dtype, jnp.float32))
     mask = jnp.asarray(geom.masks())[level]
     bn, st = params[N.BN], stats[N.BN]
@@ -145,7 +146,7 @@ def masked_conv_bn(params, stats, x, level, geom: Geometry, train: bool):
         mean, var, new = st[N.MEAN], st[N.VAR], stats
     mul, shift = normalizer(mean, var, bn[N.SCALE], bn[N.BIAS])
     y = jax.nn.relu(y * mul + shift)
-    return y * mask, new
+    return (y * mask).astype(x.dtype), new
 
 
 class UniversalDecoder:
