@@ -198,3 +198,16 @@ def test_bad_flags_exit_2_with_one_line(args, message, capsys):
     assert bench_main.main(["fdn.bench", "precision", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fdn.bench precision: error:") and message in err[0]
+
+
+def test_the_search_refuses_a_bad_precision_before_any_work(tmp_path):
+    from configs import voc
+    from fdn.search import setup as setup_lib
+
+    config = voc.get_config("tiny")
+    config.data.data_dir = str(tmp_path / "data")
+    config.candidate.programs = "per_genotype"  # no trainer before the teacher: only the settings check can say it
+    config.candidate.precision = "half"
+    with pytest.raises(UserError, match="candidate.precision must be one of 'float32', 'bfloat16', got 'half'"):
+        setup_lib.build(config, tmp_path / "w")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "w").exists()

@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from fdn import tasks
-from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage1_cache
+from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage1_cache, precision
 from fdn.data import catalog, pipeline, split
 from fdn.data.device_source import DeviceStage2Source
 from fdn.errors import UserError
@@ -195,6 +195,7 @@ def check_settings(config, num_devices: int) -> None:
             "--config=configs/demo.py:pose), not on person crops yet; train a found genotype on it with fdn.train "
             "--config=configs/mpii_train.py or configs/coco_pose_train.py"
         )
+    precision.check(config.candidate.precision)  # before minutes of data and teacher, whatever the programs
     stage2_input = config.candidate.stage2.input
     if stage2_input not in STAGE2_INPUTS:
         raise SearchConfigError(f"candidate.stage2.input={stage2_input!r}: choose one of {', '.join(STAGE2_INPUTS)}")
