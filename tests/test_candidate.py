@@ -200,8 +200,9 @@ def _batches(rng, n, size, num_classes, batch):
     return out
 
 
-@pytest.fixture(scope="module")
-def tiny():
+def tiny_parts():
+    """``(encoder variables, stage-1 cache, train batches, val batches)`` of a tiny 3-class problem (32 px crops,
+    a fixed "teacher"), seeded: the same every call."""
     rng = np.random.default_rng(0)
     encoder = MobileNetV2Encoder()
     abstract = jax.eval_shape(lambda: encoder.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))
@@ -209,8 +210,12 @@ def tiny():
     encode = jax.jit(lambda v, x: encoder.apply(v, x, train=False))
     teacher = lambda x: jnp.tile(x[:, ::2, ::2, :1], (1, 1, 1, 3))  # noqa: E731  (a fixed "teacher")
     cache = build_stage1_cache(encode, enc_vars, _batches(rng, 8, 32, 3, 4), teacher_fn=teacher)
-    train = _batches(rng, 6, 32, 3, 2)
-    val = _batches(rng, 4, 32, 3, 2)
+    return enc_vars, cache, _batches(rng, 6, 32, 3, 2), _batches(rng, 4, 32, 3, 2)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    enc_vars, cache, train, val = tiny_parts()
     trainer = CandidateTrainer(_tiny_config(), 3, enc_vars, cache, lambda: iter(train), val)
     return trainer, cache
 

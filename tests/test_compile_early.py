@@ -22,12 +22,8 @@ NUM_CLASSES = 21
 
 @pytest.fixture(scope="module")
 def voc_dir(tmp_path_factory):
-    from fdn.data import prepare
-
-    root = tmp_path_factory.mktemp("voc")
-    trees.write_voc_sbd(root / "manual", np.random.default_rng(0), size=(40, 56))
-    prepare.prepare("voc_sbd", data_dir=root / "tfds", manual_dir=root / "manual")
-    return root / "tfds"
+    """A prepared miniature voc_sbd (`tests.data.trees.prepared_voc_sbd`)."""
+    return trees.prepared_voc_sbd(tmp_path_factory.mktemp("voc"))
 
 
 def _config(voc_dir, tmp_path, teacher_logits: bool):

@@ -11,16 +11,15 @@ import pytest
 from fdn.bench import __main__ as bench_main
 from fdn.bench import _rank
 from fdn.bench import precision as bench
-from fdn.candidate import CandidateTrainer, build_stage1_cache, steps
+from fdn.candidate import CandidateTrainer, steps
 from fdn.candidate import precision as P
 from fdn.candidate.programs import OrdinaryPrograms, UniversalPrograms, make_programs
 from fdn.errors import UserError
 from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
-from fdn.models.encoder import MobileNetV2Encoder
-from fdn.models.init import draw_variables
 from fdn.search import settings
-from tests.test_candidate import TINY, _batches, _tiny_config
+from tests import test_candidate
+from tests.test_candidate import TINY, _tiny_config
 
 SETTINGS = DecoderSettings(3, 8, 1, True)
 
@@ -66,14 +65,7 @@ def test_float32_programs_are_the_plain_ones():
 # ------------------------------------------------------------------------------------------ tiny trainers
 @pytest.fixture(scope="module")
 def tiny_parts():
-    rng = np.random.default_rng(0)
-    encoder = MobileNetV2Encoder()
-    abstract = jax.eval_shape(lambda: encoder.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))
-    enc_vars = jax.device_put(draw_variables(abstract, 1))
-    encode = jax.jit(lambda v, x: encoder.apply(v, x, train=False))
-    teacher = lambda x: jnp.tile(x[:, ::2, ::2, :1], (1, 1, 1, 3))  # noqa: E731  (a fixed "teacher")
-    cache = build_stage1_cache(encode, enc_vars, _batches(rng, 8, 32, 3, 4), teacher_fn=teacher)
-    return enc_vars, cache, _batches(rng, 6, 32, 3, 2), _batches(rng, 4, 32, 3, 2)
+    return test_candidate.tiny_parts()
 
 
 def _trainer(parts, precision=None):

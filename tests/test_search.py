@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from configs import voc
@@ -33,13 +32,8 @@ XLA_CACHE = Path(os.environ.get("FDN_TEST_XLA_CACHE", "/tmp/fdn_test_xla_cache")
 
 @pytest.fixture(scope="module")
 def voc_dir(tmp_path_factory):
-    """A prepared miniature voc_sbd (train_aug: 4 images, so meta-train 3 / meta-val 1)."""
-    from fdn.data import prepare
-
-    root = tmp_path_factory.mktemp("voc")
-    trees.write_voc_sbd(root / "manual", np.random.default_rng(0), size=(40, 56))
-    prepare.prepare("voc_sbd", data_dir=root / "tfds", manual_dir=root / "manual")
-    return root / "tfds"
+    """A prepared miniature voc_sbd (`tests.data.trees.prepared_voc_sbd`)."""
+    return trees.prepared_voc_sbd(tmp_path_factory.mktemp("voc"))
 
 
 def tiny_config(data_dir, n=4, agent="ppo"):

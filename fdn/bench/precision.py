@@ -30,7 +30,7 @@ from absl import flags
 
 from fdn.bench import _presets
 from fdn.bench._rank import pearson, spearman
-from fdn.bench.search import bench_config, describe, sample_genotypes
+from fdn.bench.search import bench_config, define_run_flags, describe, sample_genotypes
 from fdn.candidate import CandidateFailure
 from fdn.candidate.precision import BFLOAT16, FLOAT32
 from fdn.errors import UserError
@@ -43,30 +43,8 @@ flags.DEFINE_enum(
     "preset", "demo", list(_presets.PRESETS), "search settings to train candidates with", flag_values=FLAGS
 )
 flags.DEFINE_integer("genotypes", 20, "genotypes to train in both precisions", flag_values=FLAGS)
-flags.DEFINE_integer("seed", 0, "seed of the sampled genotypes", flag_values=FLAGS)
-flags.DEFINE_float("steps_scale", 1.0, "shorten every stage by this factor in (0, 1]", flag_values=FLAGS)
 flags.DEFINE_enum("max_stage", "2", ["1", "2"], "the reward compared: stage 1's or stage 2's", flag_values=FLAGS)
-flags.DEFINE_enum(
-    "programs",
-    None,
-    ["universal", "per_genotype"],
-    "decoder programs (default: the preset's candidate.programs)",
-    flag_values=FLAGS,
-)
-flags.DEFINE_enum(
-    "data",
-    "auto",
-    ["auto", "prepared", "synthetic"],
-    "the preset's dataset (auto: if prepared, else synthetic; fdn_shapes is prepared on the fly)",
-    flag_values=FLAGS,
-)
-flags.DEFINE_string("data_dir", "", "tfds data dir of the preset's dataset", flag_values=FLAGS)
-flags.DEFINE_bool(
-    "compilation_cache",
-    False,
-    "keep the preset's persistent XLA cache (off: compiles are timed cold)",
-    flag_values=FLAGS,
-)
+define_run_flags(FLAGS)
 
 
 class PrecisionBenchError(UserError, ValueError):

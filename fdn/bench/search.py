@@ -35,34 +35,40 @@ from fdn.errors import UserError
 # field logs report 35-40%, shared/reference/scale-out-notes.md).
 OFFICIAL_EARLY_STOP_RATE = 0.38
 
+
+def define_run_flags(flag_values) -> None:
+    """The flags of a bench that trains sampled genotypes on a preset (this one, ``fdn.bench precision``)."""
+    flags.DEFINE_enum(
+        "programs",
+        None,
+        ["universal", "per_genotype"],
+        "decoder programs (default: the preset's candidate.programs)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float("steps_scale", 1.0, "shorten every stage by this factor in (0, 1]", flag_values=flag_values)
+    flags.DEFINE_enum(
+        "data",
+        "auto",
+        ["auto", "prepared", "synthetic"],
+        "the preset's dataset (auto: if prepared, else synthetic; fdn_shapes is prepared on the fly)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string("data_dir", "", "tfds data dir of the preset's dataset", flag_values=flag_values)
+    flags.DEFINE_integer("seed", 0, "seed of the sampled genotypes", flag_values=flag_values)
+    flags.DEFINE_bool(
+        "compilation_cache",
+        False,
+        "keep the preset's persistent XLA cache (off: compiles are timed cold)",
+        flag_values=flag_values,
+    )
+
+
 FLAGS = flags.FlagValues()
 flags.DEFINE_enum("preset", "paper", list(_presets.PRESETS), "search settings to measure", flag_values=FLAGS)
 flags.DEFINE_integer("candidates", 2, "candidates to run (the first pays the compiles)", flag_values=FLAGS)
-flags.DEFINE_enum(
-    "programs",
-    None,
-    ["universal", "per_genotype"],
-    "decoder programs (default: the preset's candidate.programs)",
-    flag_values=FLAGS,
-)
-flags.DEFINE_float("steps_scale", 1.0, "shorten every stage by this factor in (0, 1]", flag_values=FLAGS)
+define_run_flags(FLAGS)
 flags.DEFINE_float(
     "early_stop_rate", OFFICIAL_EARLY_STOP_RATE, "share of candidates stopped after stage 1", flag_values=FLAGS
-)
-flags.DEFINE_enum(
-    "data",
-    "auto",
-    ["auto", "prepared", "synthetic"],
-    "the preset's dataset (auto: if prepared, else synthetic; fdn_shapes is prepared on the fly)",
-    flag_values=FLAGS,
-)
-flags.DEFINE_string("data_dir", "", "tfds data dir of the preset's dataset", flag_values=FLAGS)
-flags.DEFINE_integer("seed", 0, "seed of the sampled genotypes", flag_values=FLAGS)
-flags.DEFINE_bool(
-    "compilation_cache",
-    False,
-    "keep the preset's persistent XLA cache (off: compiles are timed cold)",
-    flag_values=FLAGS,
 )
 
 

@@ -98,6 +98,17 @@ def write_voc_sbd(root, rng, size=(20, 28), with_sbd=True):
     return decoded, expected
 
 
+def prepared_voc_sbd(root) -> Path:
+    """A prepared miniature voc_sbd under ``root`` (train_aug: 4 images of 40x56, so meta-train 3 / meta-val 1);
+    its tfds data dir."""
+    from fdn.data import prepare
+
+    root = Path(root)
+    write_voc_sbd(root / "manual", np.random.default_rng(0), size=(40, 56))
+    prepare.prepare("voc_sbd", data_dir=root / "tfds", manual_dir=root / "manual")
+    return root / "tfds"
+
+
 def write_nyu(root, rng, frames, labels_max=894):
     """``nyu_depth_v2_labeled.mat`` (HDF5 with MATLAB's 512-byte header, transposed axes) + ``splits.mat``.
 
