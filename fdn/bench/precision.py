@@ -32,11 +32,10 @@ from fdn.bench import _presets
 from fdn.bench._rank import pearson, spearman
 from fdn.bench.search import bench_config, define_run_flags, describe, sample_genotypes
 from fdn.candidate import CandidateFailure
-from fdn.candidate.precision import BFLOAT16, FLOAT32
+from fdn.candidate.precision import BFLOAT16, FLOAT32, PRECISIONS
 from fdn.errors import UserError
 
 SWITCH_RHO = 0.95  # issue #12: keep float32 the default unless the rank correlation reaches this
-PRECISIONS = (FLOAT32, BFLOAT16)
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_enum(

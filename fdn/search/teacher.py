@@ -31,7 +31,6 @@ import optax
 from fdn import genotype as gt
 from fdn import losses, tasks
 from fdn.errors import InputError
-from fdn.models import depthwise
 from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.init import random_variables
@@ -104,16 +103,11 @@ def train_teacher(
         )
         return losses.nll(resize_bilinear(logits, labels.shape[1:3]), labels), updates[N.BATCH_STATS]
 
-    def train_step(params, batch_stats, opt_state, images, labels):
+    @jax.jit
+    def step(params, batch_stats, opt_state, images, labels):
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats, images, labels)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), batch_stats, opt_state, loss
-
-    def step(*args):  # traced (on the first call) with fdn's conv forms of the default device's platform only
-        with depthwise.tracing_for(jax.default_backend()):
-            return jitted(*args)
-
-    jitted = jax.jit(train_step)
 
     params, batch_stats = variables[N.PARAMS], variables[N.BATCH_STATS]
     start = time.time()
