@@ -21,8 +21,9 @@ from fdn.models.conv import conv2d
 from fdn.models.depthwise import depthwise_conv
 
 # (kernel, stride, padding, dilation) of every dense conv of the model: 1x1 (adapters, projections, GAP op,
-# merge), 3x3 (op 1, classifiers), 3x3 dilated 3 and 12 (ops 5, 6), 3x3 stride 2 (the encoder's stem).
-DENSE_CASES = [(1, 1, 0, 1), (3, 1, 1, 1), (3, 1, 3, 3), (3, 1, 12, 12), (3, 2, 1, 1)]
+# merge), 3x3 (op 1, classifiers), 3x3 dilated 3 and 12 (ops 5, 6), 3x3 stride 2 (the encoder's stem); and
+# dilation 14, whose outer row taps read only padding on SHAPE (the kernel gradient skips them).
+DENSE_CASES = [(1, 1, 0, 1), (3, 1, 1, 1), (3, 1, 3, 3), (3, 1, 12, 12), (3, 1, 14, 14), (3, 2, 1, 1)]
 # (kernel, stride, padding, dilation) of every depthwise conv: encoder 3x3 stride 1/2, ops 2, 3, 7, 8.
 DEPTHWISE_CASES = [(3, 1, 1, 1), (3, 2, 1, 1), (5, 1, 2, 1), (3, 1, 3, 3), (5, 1, 12, 6)]
 SHAPE = (2, 13, 15)  # odd sizes; smaller than the dilation-12 kernel's reach, so some taps read only padding
