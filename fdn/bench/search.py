@@ -29,6 +29,7 @@ from fdn.agents import make_agent
 from fdn.bench import _presets, _search_report
 from fdn.bench._cost import peak_of
 from fdn.candidate import CandidateFailure
+from fdn.candidate.programs import KINDS, config_stage1_work, resolve_kind
 from fdn.errors import UserError
 
 # The share of candidates the paper's progressive rule stops after stage 1 (issue #12: the official 38%;
@@ -41,8 +42,9 @@ def define_run_flags(flag_values) -> None:
     flags.DEFINE_enum(
         "programs",
         None,
-        ["universal", "per_genotype"],
-        "decoder programs (default: the preset's candidate.programs)",
+        list(KINDS),
+        "decoder programs (default: the preset's candidate.programs; 'auto' is resolved for this platform at the "
+        "preset's full length, fdn.candidate.programs.resolve_kind)",
         flag_values=flag_values,
     )
     flags.DEFINE_float("steps_scale", 1.0, "shorten every stage by this factor in (0, 1]", flag_values=flag_values)
@@ -79,9 +81,9 @@ class BenchFlagError(UserError, ValueError):
 def bench_config(preset: str, steps_scale: float, programs: str | None, compilation_cache: bool):
     """The preset's search config shortened by ``steps_scale``, and its ``Schedule``."""
     config = _presets.preset_config(preset)
+    cc = config.candidate  # 'auto' chooses for the full-length stage 1, before it is shortened
+    cc.programs = resolve_kind(programs or cc.programs, config_stage1_work(cc.stage1), jax.default_backend())
     schedule = _presets.scale_steps(config, steps_scale)
-    if programs:
-        config.candidate.programs = programs
     if not compilation_cache:
         config.candidate.compilation_cache_dir = ""
     return config, schedule

@@ -32,7 +32,14 @@ from fdn.bench import _official_stage1 as official
 from fdn.bench._timing import time_calls
 from fdn.candidate import default_config, flat, steps
 from fdn.candidate.compiled import stage1_optimiser
-from fdn.candidate.programs import make_programs, ordinary_abstract
+from fdn.candidate.programs import (
+    AUTO,
+    KINDS,
+    config_stage1_work,
+    make_programs,
+    ordinary_abstract,
+    resolve_kind,
+)
 from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.init import draw_variables
@@ -52,9 +59,10 @@ flags.DEFINE_integer("num_classes", 21, "classes", flag_values=FLAGS)
 flags.DEFINE_bool("scan", False, "also time the lax.scan epoch program", flag_values=FLAGS)
 flags.DEFINE_enum(
     "programs",
-    "universal",
-    ["universal", "per_genotype"],
-    "decoder program: one for every genotype, or compiled per genotype (fdn.candidate.programs)",
+    AUTO,
+    list(KINDS),
+    "decoder program: one for every genotype, compiled per genotype, or 'auto': what a search at the paper's "
+    "stage-1 settings would use on this platform (fdn.candidate.programs.resolve_kind)",
     flag_values=FLAGS,
 )
 flags.DEFINE_string(
@@ -101,6 +109,11 @@ def time_alternately(runs, steps: int, warmup: int) -> list[list[float]]:
     return times
 
 
+def _programs_kind() -> str:
+    """``--programs`` with 'auto' resolved for the paper's stage 1 (the default candidate config) on this platform."""
+    return resolve_kind(FLAGS.programs, config_stage1_work(default_config().stage1), jax.default_backend())
+
+
 def print_table(rows):
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
@@ -113,7 +126,7 @@ def _summary(genotype, l1, ordinary, lower_compile, times, load_before):
     lower_s, compile_s = lower_compile
     rows = [
         ("genotype", str(genotype)),
-        ("programs", FLAGS.programs),
+        ("programs", _programs_kind()),
         ("batch / crop / l1", f"{b} / {FLAGS.crop} / {l1}x{l1}"),
         (
             "decoder params (total / without aux)",
@@ -129,7 +142,7 @@ def _summary(genotype, l1, ordinary, lower_compile, times, load_before):
     result = {
         "bench": "stage1",
         "genotype": genotype.to_list(),
-        "programs": FLAGS.programs,
+        "programs": _programs_kind(),
         "batch": b,
         "crop": FLAGS.crop,
         "seconds_per_step": median,
@@ -185,7 +198,7 @@ def main(argv):
     labels = synthetic_labels(rng, b, l1, k)
     teacher = jnp.asarray(rng.normal(size=(b, l1, l1, k)).astype(np.float32))
 
-    programs = make_programs(FLAGS.programs, settings)
+    programs = make_programs(_programs_kind(), settings)
     abstract = programs.abstract(genotype, [f.shape for f in feats])
     ordinary = ordinary_abstract(genotype, settings, [f.shape for f in feats])
     variables = programs.to_program(draw_variables(ordinary, 0), genotype)

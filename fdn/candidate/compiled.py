@@ -23,7 +23,7 @@ from fdn import tasks
 from fdn.candidate import flat, optim, steps
 from fdn.candidate.cache import Stage1Cache
 from fdn.candidate.precision import of_config
-from fdn.candidate.programs import make_programs
+from fdn.candidate.programs import make_programs, resolve_kind, stage1_work
 from fdn.candidate.protocol import CandidateFailure, failure_reason
 from fdn.models import depthwise
 from fdn.models import names as N
@@ -61,10 +61,18 @@ class CompiledPrograms:
         self.settings = settings
         self.expand_first_block = expand_first_block
         self.task = stage1_cache.task
-        self.programs = make_programs(config.programs, settings, expand_first_block, self.task, of_config(config))
         # Programs compiled for one device take (and move) uncommitted inputs there and leave results there.
         self._placed = {} if device is None else dict.fromkeys(("in_shardings", "out_shardings"), _on(device))
         self._platform = jax.default_backend() if device is None else device.platform
+        l1 = stage1_cache.features[0].shape  # stride 4: the crop has 16 pixels per l1 pixel
+        work = stage1_work(stage1_cache.num_examples, config.stage1.epochs, 16 * l1[1] * l1[2])
+        self.programs = make_programs(
+            resolve_kind(config.programs, work, self._platform),
+            settings,
+            expand_first_block,
+            self.task,
+            of_config(config),
+        )
         self._cache_shapes = (
             [_abstract(f) for f in stage1_cache.features],
             _abstract(stage1_cache.labels),

@@ -67,7 +67,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.precision = "float32"
 
     # Compilation.
-    c.programs = "universal"  # 'universal': one compile per search (the genotype is data); 'per_genotype':
-    #                           one compile per genotype (see fdn.candidate.programs and the README)
+    c.programs = "auto"  # 'universal': one compile per search (the genotype is data); 'per_genotype': one compile
+    #                      per genotype, faster steps; 'auto': per genotype on a CPU when stage 1 is long enough to
+    #                      repay the compiles (the paper's, not the demo's), else universal (fdn.candidate.programs)
     c.compilation_cache_dir = ""  # persistent XLA cache shared by runs ('' = off)
     return c

@@ -9,7 +9,9 @@ small arrays), so one compile of each program serves the whole search. Costs per
 recomputation in the backward pass and canvas-sized buffers; saves a compile per candidate.
 
 Both are a ``DecoderProgram``: what ``CandidateTrainer`` (and the benchmarks) may ask of a decoder program,
-so the trainer never branches on which one it has.
+so the trainer never branches on which one it has. ``'auto'`` (the default ``candidate.programs``) picks one where
+the programs will run, by `resolve_kind`: per genotype on a CPU when a candidate's stage 1 is long enough for the
+faster step to repay the compile, universal otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from fdn import genotype as G
 from fdn import tasks
 from fdn.candidate import precision as precision_lib
 from fdn.conventions import IGNORE_LABEL as IGNORE
+from fdn.errors import UserError
 from fdn.models import names as N
 from fdn.models.decoder import Decoder, DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
@@ -31,6 +34,45 @@ from fdn.models.resize import resize_bilinear, resize_nearest
 from fdn.models.segmenter import Segmenter, eval_forward
 from fdn.models.universal import Geometry, UniversalDecoder, make_plan
 from fdn.models.universal.decoder import resize_from_level, resize_levels
+
+UNIVERSAL, PER_GENOTYPE, AUTO = "universal", "per_genotype", "auto"
+KINDS = (AUTO, UNIVERSAL, PER_GENOTYPE)
+
+# `resolve_kind`: on a CPU, per-genotype programs from this much stage-1 work per candidate (cached examples x epochs
+# x crop pixels). Measured on the 2-core CPU (2026-12-06, `python -m fdn.bench stage1`, batch 16, crop 256): the
+# per-genotype step takes 1.49 / 1.66 s where the universal one takes 3.94 / 3.76 s (genotypes search_a / search_b),
+# ~2.2 us per pixel-example saved, against ~21 s to lower and compile a genotype's stage-1 program (its evaluation and
+# stage-2 programs about as much again): it pays from ~3e7. The demo's stage 1 (192 x 3 x 64^2 = 2.4e6) stays
+# universal, where compiles dominate; the paper's (4000 x 5 x 256^2 = 1.3e9) runs per genotype, ~2.5x faster.
+CPU_PER_GENOTYPE_WORK = 5e7
+
+
+class ProgramsError(UserError, ValueError):
+    """``candidate.programs`` is not one of `KINDS`."""
+
+
+def stage1_work(num_examples: int, epochs: int, crop_pixels: int) -> float:
+    """Pixel-examples one candidate's stage 1 trains on: cached examples x epochs x pixels per crop."""
+    return float(num_examples) * epochs * crop_pixels
+
+
+def config_stage1_work(stage1) -> float:
+    """`stage1_work` of a ``candidate.stage1`` config (square crops of ``crop_size``)."""
+    return stage1_work(stage1.num_examples, stage1.epochs, stage1.crop_size**2)
+
+
+def resolve_kind(kind: str, work: float, platform: str) -> str:
+    """``kind`` (``candidate.programs``) with ``'auto'`` made concrete for programs that run on ``platform``
+    ('cpu', 'gpu', 'tpu') and train on ``work`` (`stage1_work`) per candidate: ``'per_genotype'`` on a CPU from
+    `CPU_PER_GENOTYPE_WORK`, else ``'universal'`` (on accelerators too: there the two are close at the paper's
+    settings and per-genotype compiles are not measured to pay yet; README). A value outside `KINDS` is a
+    one-line `ProgramsError`."""
+    if kind not in KINDS:
+        raise ProgramsError(f"candidate.programs must be one of {', '.join(repr(k) for k in KINDS)}, got {kind!r}")
+    if kind != AUTO:
+        return kind
+    return PER_GENOTYPE if platform == "cpu" and work >= CPU_PER_GENOTYPE_WORK else UNIVERSAL
+
 
 # The genotype's array form (``fdn.models.universal.make_plan``, as device arrays), or None where the
 # genotype is fixed in the traced code.
@@ -265,11 +307,12 @@ def make_programs(
     task: str = tasks.SEGMENTATION,
     precision: str = precision_lib.FLOAT32,
 ) -> DecoderProgram:
-    """``'universal'`` or ``'per_genotype'`` (see the module docstring), for ``task`` (segmentation or pose), computing
-    in ``precision`` (`fdn.candidate.precision`: ``'float32'``, or ``'bfloat16'`` activations on float32 weights)."""
+    """``'universal'`` or ``'per_genotype'`` (see the module docstring; `resolve_kind` makes ``'auto'`` one of them),
+    for ``task`` (segmentation or pose), computing in ``precision`` (`fdn.candidate.precision`: ``'float32'``, or
+    ``'bfloat16'`` activations on float32 weights)."""
     precision_lib.check(precision)
-    if kind == "universal":
+    if kind == UNIVERSAL:
         return precision_lib.mixed(UniversalPrograms(settings, expand_first_block, task), precision)
-    if kind == "per_genotype":
+    if kind == PER_GENOTYPE:
         return precision_lib.mixed(OrdinaryPrograms(settings, expand_first_block, task), precision)
-    raise ValueError(f"candidate.programs must be 'universal' or 'per_genotype', got {kind!r}")
+    raise ProgramsError(f"candidate.programs must be 'universal' or 'per_genotype' here, got {kind!r}")

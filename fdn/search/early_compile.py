@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 
+import jax
+
 from fdn import genotype as gt
+from fdn.candidate import programs
 from fdn.candidate.cache import abstract_stage1_cache
 from fdn.candidate.compiled import STAGES
 
@@ -29,7 +32,11 @@ def start(config, cc, trainer_factory, encoder_apply, enc_vars, val, device, num
     real trainer's), or None: with ``compile_during_setup`` off, per-genotype programs (a genotype of their own
     each) or a factory without the hook. What it compiles is the same program the first candidate would."""
     hook = getattr(trainer_factory, "compile_early", None)
-    if hook is None or not config.compile_during_setup or cc.programs != "universal":
+    platform = jax.default_backend() if device is None else device.platform
+    universal = (
+        programs.resolve_kind(cc.programs, programs.config_stage1_work(cc.stage1), platform) == programs.UNIVERSAL
+    )
+    if hook is None or not config.compile_during_setup or not universal:
         return None
     abstract = abstract_stage1_cache(
         encoder_apply,  # the function the real cache is built with
