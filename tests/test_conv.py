@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from fdn.models import conv as conv_lib
 from fdn.models import depthwise
 from fdn.models.conv import conv2d
 from fdn.models.depthwise import depthwise_conv
@@ -112,6 +113,20 @@ def test_dense_conv_grads_match_lax(k, stride, padding, dilation, context, impl,
     if stride == 1:  # same-size convs take the hand-written VJP (under 'auto' on CPU, through platform_dependent)
         assert jax.default_backend() != "cpu" or _uses_custom_vjp(conv, x, kernels[0])
     _check(conv, lambda a, w: _dense_reference(a, w, stride, padding, dilation), x, kernels, context)
+
+
+@pytest.mark.parametrize("padding_dilation", [1, 12])
+def test_dense_conv_kernel_grad_batched_over_images_on_large_maps(padding_dilation, monkeypatch):
+    """From `conv._PER_IMAGE_DOT_PIXELS` pixels the kernel gradient's dots are batched over images (SHAPE's maps
+    are below it): the same gradients as XLA's, in a scan body."""
+    monkeypatch.setattr(depthwise, "_default_impl", "shifted")
+    side = int(np.ceil(np.sqrt(conv_lib._PER_IMAGE_DOT_PIXELS)))
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((2, side, side + 1, C_IN)), jnp.float32)
+    kernels = jnp.asarray(np.random.default_rng(3).standard_normal((2, 3, 3, C_IN, C_OUT)), jnp.float32)
+    p = padding_dilation
+    conv = lambda a, w: conv2d(a, w, 1, p, p)
+    assert _uses_custom_vjp(conv, x, kernels[0])
+    _check(conv, lambda a, w: _dense_reference(a, w, 1, p, p), x, kernels, "scan")
 
 
 @pytest.mark.parametrize("context", ["scan", "switch"])  # the top level: tests/test_depthwise.py

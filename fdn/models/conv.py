@@ -58,6 +58,12 @@ def _shift(x, offset: int, axis: int):
     return lax.pad(x, jnp.zeros((), x.dtype), config)
 
 
+# `_kernel_grad` batches its dots over images from maps this large: the batched dot runs on every core but writes
+# a (c, k*o) partial per image, which costs more than it saves where the contraction per image is short (the
+# 1x1 convolutions of the demo teacher's encoder on 2x2..16x16 maps: its training step 61 -> 102 ms when batched).
+_PER_IMAGE_DOT_PIXELS = 1024
+
+
 def _kernel_grad(x, g, k: int, padding: int, dilation: int):
     """dL/dkernel[i, j] = sum over images and pixels of x[r + a_i, q + b_j] * g[r, q] (a_i = i*d - p, b_j = j*d - p;
     x is zero outside), computed as k batched dot products, one per row tap i: the input shifted by a_i rows
@@ -68,10 +74,10 @@ def _kernel_grad(x, g, k: int, padding: int, dilation: int):
     the only copies are k - 1 shifted inputs and one k-wide gradient (the centre row needs none), and the
     contraction runs over the image's own pixels, not a padded canvas: 16/15/16 ms, against 17/21/25 ms with the
     input padded and flattened at the padded width, and 26/29/49 ms for the earlier form (nine shifted gradients
-    concatenated, one dot; XLA also made each copy twice, pad then concatenation). The dots are batched over images
-    and summed after: XLA:CPU runs a dot with a long contraction and a small (c, k*o) output on one thread, a
-    batched one on every core (1.5x). Row taps that read only zero padding (dilated convs on small maps) are
-    skipped."""
+    concatenated, one dot; XLA also made each copy twice, pad then concatenation). On maps of at least
+    `_PER_IMAGE_DOT_PIXELS` the dots are batched over images and summed after: XLA:CPU runs a dot with a long
+    contraction and a small (c, k*o) output on one thread, a batched one on every core (1.5x). Row taps that read
+    only zero padding (dilated convs on small maps) are skipped."""
     n, h, w, c = x.shape
     o = g.shape[-1]
     acc = jnp.promote_types(x.dtype, jnp.float32)
@@ -84,7 +90,10 @@ def _kernel_grad(x, g, k: int, padding: int, dilation: int):
             rows.append(jnp.zeros((c, k * o), acc))
             continue
         window = _shift(x, offset, 1).reshape(n, h * w, c)
-        rows.append(jnp.einsum("npc,npt->nct", window, g_cols, preferred_element_type=acc).sum(0))
+        if h * w >= _PER_IMAGE_DOT_PIXELS:
+            rows.append(jnp.einsum("npc,npt->nct", window, g_cols, preferred_element_type=acc).sum(0))
+        else:
+            rows.append(jnp.einsum("npc,npt->ct", window, g_cols, preferred_element_type=acc))
     return jnp.stack(rows).reshape(k, c, k, o).transpose(0, 2, 1, 3)
 
 
