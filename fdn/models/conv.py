@@ -7,8 +7,8 @@ stage-1 program (a scan over steps) and the universal decoder (scans and switche
 such bodies, so on CPU the VJP here computes
 
 * the input gradient as a *forward* convolution of the output gradient with the flipped, transposed kernel;
-* the kernel gradient as k batched dot products of the row-shifted input against the column-shifted output
-  gradients (``_kernel_grad``),
+* the kernel gradient as k dot products of the row-shifted input against the column-shifted output gradients
+  (``_kernel_grad``),
 
 which run at top-level speed everywhere (dots for the kernel gradient were already faster than XLA's top-level
 kernel gradient: 10 ms vs 18 ms above, as one dot per tap). Other platforms, and convolutions that are strided or
@@ -66,7 +66,7 @@ _PER_IMAGE_DOT_PIXELS = 1024
 
 def _kernel_grad(x, g, k: int, padding: int, dilation: int):
     """dL/dkernel[i, j] = sum over images and pixels of x[r + a_i, q + b_j] * g[r, q] (a_i = i*d - p, b_j = j*d - p;
-    x is zero outside), computed as k batched dot products, one per row tap i: the input shifted by a_i rows
+    x is zero outside), computed as k dot products, one per row tap i: the input shifted by a_i rows
     against the k column shifts of the output gradient side by side (``g`` moved right by b_j, which lines
     g[r, q - b_j] up with x[r + a_i, q]), contracting over images' pixels.
 
