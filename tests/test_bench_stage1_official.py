@@ -8,6 +8,7 @@ timing calls every run the same number of times.
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 
@@ -122,3 +123,16 @@ def test_time_alternately_interleaves_the_runs():
     times = bench_stage1.time_alternately(runs, steps=3, warmup=1)
     assert [len(t) for t in times] == [3, 3]
     assert order == ["a", "b"] + ["a", "b"] * 3
+
+
+def test_programs_default_to_what_a_paper_search_compiles_here():
+    """``--programs`` defaults to 'auto', resolved for the paper's stage 1 on this platform (per genotype on a CPU,
+    `fdn.candidate.programs.resolve_kind`); an explicit kind is kept."""
+    want = "per_genotype" if jax.default_backend() == "cpu" else "universal"
+    try:
+        bench_stage1.FLAGS(["stage1"])
+        assert bench_stage1.FLAGS.programs == "auto" and bench_stage1._programs_kind() == want
+        bench_stage1.FLAGS(["stage1", "--programs=universal"])
+        assert bench_stage1._programs_kind() == "universal"
+    finally:
+        bench_stage1.FLAGS.unparse_flags()
