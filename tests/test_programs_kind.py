@@ -6,8 +6,8 @@ import pytest
 from configs import demo
 from fdn.candidate import default_config
 from fdn.candidate import programs as P
-from fdn.search import loop
 from fdn.search import settings as S
+from fdn.search import setup as setup_lib
 
 
 def _kind(stage1, platform):
@@ -33,15 +33,15 @@ def test_explicit_kinds_are_kept_and_others_refused_in_one_line():
 def test_the_search_records_the_programs_it_resolved(monkeypatch):
     """The settings a workdir stores name the programs that ran: a demo workdir from before 'auto' existed (it said
     'universal') resumes; a paper-setting search on a CPU says 'per_genotype' and logs why."""
-    monkeypatch.setattr(loop.jax, "default_backend", lambda: "cpu")
+    monkeypatch.setattr(setup_lib.jax, "default_backend", lambda: "cpu")
     lines = []
     config = demo.get_config("")
     before = S.result_settings(config) | {"candidate.programs": P.UNIVERSAL}
-    loop._resolve_programs(config, None, lines.append)
+    setup_lib.resolve_programs(config, None, lines.append)
     assert config.candidate.programs == P.UNIVERSAL and S.fingerprint(config) == S.fingerprint(before)
     assert lines[-1].startswith("search: candidate.programs=auto -> universal on cpu (stage 1: 2.4e+06 pixel-examples")
     config.candidate.programs, config.candidate.stage1 = P.AUTO, default_config().stage1
-    loop._resolve_programs(config, None, lines.append)
+    setup_lib.resolve_programs(config, None, lines.append)
     assert config.candidate.programs == P.PER_GENOTYPE
     assert lines[-1:] == [
         "search: candidate.programs=auto -> per_genotype on cpu (stage 1: 1.3e+09 pixel-examples per candidate; "
@@ -49,8 +49,9 @@ def test_the_search_records_the_programs_it_resolved(monkeypatch):
     ]
 
 
-def test_a_misspelled_programs_setting_stops_the_search_before_its_set_up(tmp_path):
+def test_a_misspelled_programs_setting_is_one_line_before_any_work(tmp_path):
     config = demo.get_config("")
     config.candidate.programs = "universel"
     with pytest.raises(P.ProgramsError, match="got 'universel'"):
-        loop._resolve_programs(config, None, print)
+        setup_lib.build(config, tmp_path / "w")
+    assert not (tmp_path / "w").exists()  # refused before the data or the workdir

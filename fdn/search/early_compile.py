@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 
-import jax
-
 from fdn import genotype as gt
 from fdn.candidate import programs
 from fdn.candidate.cache import abstract_stage1_cache
@@ -30,13 +28,10 @@ def stopped_on_error(early):
 def start(config, cc, trainer_factory, encoder_apply, enc_vars, val, device, num_classes: int, task: str):
     """Starts compiling the search's universal programs from shapes alone (``trainer_factory.compile_early``, the
     real trainer's), or None: with ``compile_during_setup`` off, per-genotype programs (a genotype of their own
-    each) or a factory without the hook. What it compiles is the same program the first candidate would."""
+    each; ``cc.programs`` is concrete here, `fdn.search.setup.resolve_programs`) or a factory without the hook. What
+    it compiles is the same program the first candidate would."""
     hook = getattr(trainer_factory, "compile_early", None)
-    platform = jax.default_backend() if device is None else device.platform
-    universal = (
-        programs.resolve_kind(cc.programs, programs.config_stage1_work(cc.stage1), platform) == programs.UNIVERSAL
-    )
-    if hook is None or not config.compile_during_setup or not universal:
+    if hook is None or not config.compile_during_setup or cc.programs != programs.UNIVERSAL:
         return None
     abstract = abstract_stage1_cache(
         encoder_apply,  # the function the real cache is built with

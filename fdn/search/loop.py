@@ -41,7 +41,7 @@ import numpy as np
 
 from fdn import genotype as gt
 from fdn.agents import make_agent
-from fdn.candidate import CandidateTrainer, TrainerFactory, enable_compilation_cache, programs
+from fdn.candidate import CandidateTrainer, TrainerFactory, enable_compilation_cache
 from fdn.distributed import session as dist_session
 from fdn.interrupts import StopSignals, exit_code_of
 from fdn.search import budget, early_stop, progress, proposals, run_log
@@ -113,21 +113,6 @@ def _signal_name(err: KeyboardInterrupt) -> str:
     return signal.Signals(getattr(err, "signum", signal.SIGINT)).name
 
 
-def _resolve_programs(config, device, log) -> None:
-    """``candidate.programs='auto'`` made concrete for the search's platform before its settings are recorded, so
-    that the workdir's config and checkpoint name the programs that ran (a resume on another kind of machine,
-    where 'auto' would choose otherwise, is refused by the settings check instead of silently mixing both)."""
-    cc = config.candidate
-    platform = jax.default_backend() if device is None else device.platform
-    kind = programs.resolve_kind(cc.programs, programs.config_stage1_work(cc.stage1), platform)
-    if kind != cc.programs:
-        log(
-            f"search: candidate.programs=auto -> {kind} on {platform} (stage 1: "
-            f"{programs.config_stage1_work(cc.stage1):.2g} pixel-examples per candidate; fdn.candidate.programs)"
-        )
-        cc.programs = kind
-
-
 class _Search:
     """One session of a search: its restored state, set-up, workers, log and checkpointer, and the loop's steps."""
 
@@ -140,7 +125,7 @@ class _Search:
         if config.candidate.compilation_cache_dir:  # before the set-up: the encoder and teacher compile there too
             enable_compilation_cache(config.candidate.compilation_cache_dir)
         self.devices = worker_devices(config)  # a bad parallel.workers fails before anything is written
-        _resolve_programs(config, self.devices[0], log)
+        setup_lib.resolve_programs(config, self.devices[0], log)  # before the settings are recorded
         self.agent = make_agent(config.agent, config.agent_config)
         self.checkpointer = SearchCheckpointer(workdir, result_settings(config))
         try:

@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from fdn import tasks
-from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage1_cache, precision
+from fdn.candidate import CandidateTrainer, Trainer, TrainerFactory, build_stage1_cache, precision, programs
 from fdn.data import catalog, pipeline, split
 from fdn.data.device_source import DeviceStage2Source
 from fdn.errors import UserError
@@ -181,6 +181,24 @@ def device_stage2_stream(source, meta_train, cc, config, device):
 SEARCH_TASKS = (tasks.SEGMENTATION, tasks.POSE)  # what a candidate can be scored by (``config.task``)
 
 
+def resolve_programs(config, device, log=print) -> None:
+    """``candidate.programs='auto'`` made concrete for the search's platform (`fdn.candidate.programs.resolve_kind`),
+    in ``config`` itself: the search does it before recording its settings, so that the workdir's config and
+    checkpoint name the programs that ran (a resume on another kind of machine, where 'auto' would choose
+    otherwise, is refused by the settings check instead of silently mixing both); `build` again, for callers that
+    skip the loop. A concrete value is left as it is; a misspelled one is a one-line `ProgramsError`."""
+    cc = config.candidate
+    platform = jax.default_backend() if device is None else device.platform
+    work = programs.config_stage1_work(cc.stage1)
+    kind = programs.resolve_kind(cc.programs, work, platform)
+    if kind != cc.programs:
+        log(
+            f"search: candidate.programs=auto -> {kind} on {platform} (stage 1: {work:.2g} pixel-examples per "
+            "candidate; fdn.candidate.programs)"
+        )
+        cc.programs = kind
+
+
 def check_settings(config, num_devices: int) -> None:
     """Settings the search cannot run with, refused before any work (one line each)."""
     task = search_task(config)
@@ -272,6 +290,7 @@ def build(
     """Everything a search needs before the first candidate, seeded by ``config.seed``; one trainer per entry
     of ``devices`` (`fdn.search.parallel.devices.worker_devices`; None: the default device) from
     ``trainer_factory`` (`fdn.candidate.protocol`: the real ``CandidateTrainer``, or a test's stand-in)."""
+    resolve_programs(config, devices[0], log)
     check_settings(config, len(devices))
     seconds = {}
     key = jax.random.key(config.seed)
