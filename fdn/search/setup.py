@@ -293,8 +293,7 @@ def build(
     resolve_programs(config, devices[0], log)
     check_settings(config, len(devices))
     seconds = {}
-    key = jax.random.key(config.seed)
-    enc_key, teacher_key = jax.random.split(key)
+    enc_key, teacher_key = jax.random.split(jax.random.key(config.seed))
 
     # ---------------------------------------------------------------------------------------- data
     start = time.time()
