@@ -38,9 +38,10 @@ def test_flags_parse_preset_candidates_programs_and_scale():
     assert (f.preset, f.candidates, f.programs, f.steps_scale) == ("demo", 3, "per_genotype", 0.02)
     f = _parse()
     assert (f.preset, f.candidates, f.programs, f.steps_scale, f.early_stop_rate) == ("paper", 2, None, 1.0, 0.38)
+    assert f.precision is None and _parse("--precision=bfloat16").precision == "bfloat16"
 
 
-@pytest.mark.parametrize("bad", ["--preset=voc", "--programs=both", "--candidates=two"])
+@pytest.mark.parametrize("bad", ["--preset=voc", "--programs=both", "--candidates=two", "--precision=fp16"])
 def test_bad_flags_are_rejected(bad):
     with pytest.raises(flags.Error):
         _parse(bad)
@@ -200,6 +201,8 @@ def test_tiny_preset_end_to_end(tmp_path):
     result = json.loads(lines[-1])
     assert result["bench"] == "search" and result["jax"] == jax.__version__ and result["candidates"] == 1
     assert set(result["programs_cost"]) == {"stage1", "eval", "stage2"}
+    want_depthwise = "shifted" if jax.default_backend() == "cpu" else "xla"
+    assert result["precision"] == "float32" and result["depthwise"] == want_depthwise  # the preset's, and auto's
     assert all(r["flops"] > 0 for r in result["programs_cost"].values())
     assert result["phases"]["input wait"] > 0 and result["candidates_per_hour"] > 0
     assert any(line.startswith("stage-1 train") for line in lines)

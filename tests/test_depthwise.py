@@ -179,3 +179,10 @@ def test_rejects_bad_shapes():
         depthwise_conv(x, kernel[:, :, :2])
     with pytest.raises(ValueError):
         depthwise_conv(x, kernel, dilation=3)  # 7-wide dilated kernel, no padding, 4-wide map
+
+
+def test_impl_on_names_what_auto_gives_per_platform(monkeypatch):
+    monkeypatch.delenv("FDN_DEPTHWISE_IMPL", raising=False)
+    assert (depthwise.impl_on("cpu"), depthwise.impl_on("gpu")) == ("shifted", "xla")
+    monkeypatch.setenv("FDN_DEPTHWISE_IMPL", "shifted")
+    assert depthwise.impl_on("gpu") == "shifted"

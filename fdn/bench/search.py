@@ -11,10 +11,13 @@ device's peak (``fdn.bench._cost``: known GPUs only); and a JSON object as the l
 
 ``--steps_scale`` shortens every stage for CPU runs, keeping batch sizes and crops so per-step figures stay
 comparable (``fdn.bench._presets``). Presets: ``paper`` (configs/voc.py), ``demo`` (configs/demo.py),
-``tiny`` (configs/demo.py:tiny, for tests).
+``tiny`` (configs/demo.py:tiny, for tests). ``--programs`` and ``--precision`` override the preset's
+``candidate.programs`` / ``candidate.precision``; ``$FDN_DEPTHWISE_IMPL`` picks the depthwise kernels
+(``fdn.models.depthwise``); the settings line names all three.
 
     python -m fdn.bench search --preset=paper --steps_scale=0.02 --candidates=2
     python -m fdn.bench search --preset=demo --programs=per_genotype
+    python -m fdn.bench search --preset=paper --candidates=2 --precision=bfloat16
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from fdn.agents import make_agent
 from fdn.bench import _presets, _search_report
 from fdn.bench._cost import peak_of
 from fdn.candidate import CandidateFailure
+from fdn.candidate.precision import PRECISIONS
 from fdn.candidate.programs import KINDS, config_stage1_work, resolve_kind
 from fdn.errors import UserError
+from fdn.models import depthwise
 
 # The share of candidates the paper's progressive rule stops after stage 1 (issue #12: the official 38%;
 # field logs report 35-40%, shared/reference/scale-out-notes.md).
@@ -69,6 +74,13 @@ FLAGS = flags.FlagValues()
 flags.DEFINE_enum("preset", "paper", list(_presets.PRESETS), "search settings to measure", flag_values=FLAGS)
 flags.DEFINE_integer("candidates", 2, "candidates to run (the first pays the compiles)", flag_values=FLAGS)
 define_run_flags(FLAGS)
+flags.DEFINE_enum(
+    "precision",
+    None,
+    list(PRECISIONS),
+    "activations' dtype (default: the preset's candidate.precision)",
+    flag_values=FLAGS,
+)
 flags.DEFINE_float(
     "early_stop_rate", OFFICIAL_EARLY_STOP_RATE, "share of candidates stopped after stage 1", flag_values=FLAGS
 )
@@ -127,6 +139,8 @@ def describe(config, schedule) -> dict:
         "jax": jax.__version__,
         "python": platform.python_version(),
         "programs": cc.programs,
+        "precision": cc.precision,
+        "depthwise": depthwise.impl_on(device.platform),
         "agg_size": cc.decoder.agg_size,
         "stage1": f"{schedule.stage1_steps} steps x batch {cc.stage1.batch_size}, crop {cc.stage1.crop_size}, "
         f"cache {cc.stage1.num_examples}",
@@ -143,6 +157,7 @@ def main(argv):
     if not 0 <= FLAGS.early_stop_rate < 1:
         raise BenchFlagError(f"--early_stop_rate must be in [0, 1), got {FLAGS.early_stop_rate}")
     config, schedule = bench_config(FLAGS.preset, FLAGS.steps_scale, FLAGS.programs, FLAGS.compilation_cache)
+    config.candidate.precision = FLAGS.precision or config.candidate.precision
     # The data pipeline is imported only once the flags are known to be good.
     from fdn.bench import _search_data
 

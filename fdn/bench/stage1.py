@@ -6,6 +6,12 @@ synthetic cached encoder outputs of the right shapes for ``--crop`` (l1 at 1/4: 
 (``jit(...).lower(...).compile()``) of the step. ``--scan`` also compiles and times the trainer's form: the
 steps of an epoch as one ``lax.scan`` program (per-step time = program time / steps).
 
+The table and JSON also give XLA's count of the compiled step's FLOPs and bytes (``fdn.bench._cost``: exact for
+per-genotype programs, the costliest branch of every switch for universal ones, so an upper bound there) with
+the achieved TFLOP/s and GB/s and, on a GPU it knows, their fraction of the datasheet peak; ``--precision``
+computes in bfloat16 (`fdn.candidate.precision`), and ``$FDN_DEPTHWISE_IMPL`` (recorded) picks the depthwise
+kernels (`fdn.models.depthwise`).
+
 ``--official_repo=DIR`` (a checkout of DrSleep/nas-segm-pytorch; needs torch, skipped without it) also times the
 official ``train_task0`` step on the same arrays (``fdn.bench._official_stage1``), its calls alternating with
 fdn's so that the load of a shared machine weighs on both alike, and prints fdn / official.
@@ -29,9 +35,11 @@ from absl import flags
 
 from fdn import genotype as G
 from fdn.bench import _official_stage1 as official
+from fdn.bench._cost import achieved, peak_of, program_cost
 from fdn.bench._timing import time_calls
 from fdn.candidate import default_config, flat, steps
 from fdn.candidate.compiled import stage1_optimiser
+from fdn.candidate.precision import FLOAT32, PRECISIONS
 from fdn.candidate.programs import (
     AUTO,
     KINDS,
@@ -40,6 +48,7 @@ from fdn.candidate.programs import (
     ordinary_abstract,
     resolve_kind,
 )
+from fdn.models import depthwise
 from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
 from fdn.models.init import draw_variables
@@ -64,6 +73,9 @@ flags.DEFINE_enum(
     "decoder program: one for every genotype, compiled per genotype, or 'auto': what a search at the paper's "
     "stage-1 settings would use on this platform (fdn.candidate.programs.resolve_kind)",
     flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+    "precision", FLOAT32, list(PRECISIONS), "activations' dtype (fdn.candidate.precision)", flag_values=FLAGS
 )
 flags.DEFINE_string(
     "official_repo", "", "checkout of DrSleep/nas-segm-pytorch: also time its step, alternately", flag_values=FLAGS
@@ -126,7 +138,10 @@ def _summary(genotype, l1, ordinary, lower_compile, times, load_before):
     lower_s, compile_s = lower_compile
     rows = [
         ("genotype", str(genotype)),
-        ("programs", _programs_kind()),
+        (
+            "programs / precision / depthwise",
+            f"{_programs_kind()} / {FLAGS.precision} / {depthwise.impl_on(jax.default_backend())}",
+        ),
         ("batch / crop / l1", f"{b} / {FLAGS.crop} / {l1}x{l1}"),
         (
             "decoder params (total / without aux)",
@@ -143,6 +158,8 @@ def _summary(genotype, l1, ordinary, lower_compile, times, load_before):
         "bench": "stage1",
         "genotype": genotype.to_list(),
         "programs": _programs_kind(),
+        "precision": FLAGS.precision,
+        "depthwise": depthwise.impl_on(jax.default_backend()),
         "batch": b,
         "crop": FLAGS.crop,
         "seconds_per_step": median,
@@ -152,6 +169,26 @@ def _summary(genotype, l1, ordinary, lower_compile, times, load_before):
         "load_average": os.getloadavg()[0],
     }
     return rows, result
+
+
+def _add_cost(rows, result, compiled, seconds_per_step) -> None:
+    """XLA's FLOPs and bytes of one compiled step, the rates the measured step achieves, and their fraction of
+    the device's datasheet peak (None where the device is not in ``fdn.bench._cost.DEVICE_PEAKS``)."""
+    cost = program_cost(compiled)
+    rates = achieved(cost, seconds_per_step, peak_of(jax.devices()[0].device_kind))
+
+    def fmt(value, scale=1.0, spec=".2f"):
+        return "-" if value is None else format(value / scale, spec)
+
+    rows += [
+        ("XLA GFLOP / GB per step", f"{fmt(cost['flops'], 1e9)} / {fmt(cost['bytes'], 1e9)}"),
+        ("achieved TFLOP/s / GB/s", f"{fmt(rates['tflops'], spec='.3f')} / {fmt(rates['gbps'], spec='.1f')}"),
+        (
+            "of peak: f32 / bf16 FLOP/s, HBM",
+            " / ".join(fmt(rates[k], spec=".1%") for k in ("of_f32_peak", "of_bf16_peak", "of_hbm_peak")),
+        ),
+    ]
+    result.update(flops_per_step=cost["flops"], bytes_per_step=cost["bytes"], **rates)
 
 
 def _add_official(rows, result, median, official_times, official_params) -> None:
@@ -198,7 +235,7 @@ def main(argv):
     labels = synthetic_labels(rng, b, l1, k)
     teacher = jnp.asarray(rng.normal(size=(b, l1, l1, k)).astype(np.float32))
 
-    programs = make_programs(_programs_kind(), settings)
+    programs = make_programs(_programs_kind(), settings, precision=FLAGS.precision)
     abstract = programs.abstract(genotype, [f.shape for f in feats])
     ordinary = ordinary_abstract(genotype, settings, [f.shape for f in feats])
     variables = programs.to_program(draw_variables(ordinary, 0), genotype)
@@ -240,6 +277,7 @@ def main(argv):
     times = all_times[0]
     median = statistics.median(times)
     rows, result = _summary(genotype, l1, ordinary, (t1 - t0, t2 - t1), times, load_before)
+    _add_cost(rows, result, exe, median)
     if len(all_times) > 1:
         _add_official(rows, result, median, all_times[1], official_params)
     if FLAGS.scan:

@@ -87,6 +87,16 @@ def default_impl():
     return env
 
 
+def impl_on(platform: str) -> str:
+    """What ``impl="auto"`` gives on ``platform`` now ('shifted' or 'xla'): for benchmarks to name the kernels
+    they measured."""
+    token = _TRACING_FOR.set(platform)
+    try:
+        return resolve_impl("auto")
+    finally:
+        _TRACING_FOR.reset(token)
+
+
 def depthwise_conv(x, kernel, *, stride: IntPair = 1, dilation: IntPair = 1, padding: Padding = 0, impl: str = "auto"):
     """Depthwise 2-D convolution of an NHWC tensor, with PyTorch's explicit zero-padding semantics.
 
