@@ -7,9 +7,13 @@ program): FLOPs and bytes accessed. Two properties of that count matter for read
   where a ``lax.scan`` of 1 and of 5 matmuls report the same FLOPs). The trainer's stage-1 program is
   ``epochs x lax.scan(steps)``, so its count is one step's (plus one epoch's shuffle and Polyak write-back):
   the per-step figure, not the program's total.
-* A conditional counts its costliest branch. The universal programs (``fdn.candidate.programs``) are built
-  from ``lax.switch`` over ops, so their figures are an upper bound of what a given genotype executes; the
-  per-genotype programs' figures are exact.
+* A conditional counts its costliest branch.
+
+So the per-genotype programs' figures are exact per step, and the universal programs' (``fdn.candidate.programs``)
+are not figures of the step at all: their decoder is itself a ``lax.scan`` over 9 cell jobs of a ``lax.scan``
+over 7 slots, each counted once (one slot of one job), with ``lax.switch`` over ops and levels at the costliest
+branch. They understate the step (search_a at batch 1, crop 32: universal 0.09 GFLOP, per-genotype 0.12), so
+compare an interpreter's step time with the per-genotype program's count for the same genotype instead.
 
 ``DEVICE_PEAKS`` holds vendors' datasheet peaks for the accelerators fdn is benchmarked on; a device not
 listed (every CPU) has no peak and its fractions are None.

@@ -191,6 +191,10 @@ def report(config, schedule, info, per_candidate, failures, setup) -> int:
     print("\n".join(_search_report.format_table(steady, full, schedule, early_stop_rate=FLAGS.early_stop_rate)))
     print(f"\nper compiled program (XLA cost analysis; peak: {peak.source if peak else 'unknown device'})")
     print("\n".join(_search_report.format_programs(programs)))
+    if universal:
+        print(
+            "universal programs: XLA counts the decoder's loops (cell jobs, slots) once; these rows understate a step"
+        )
     print(
         json.dumps(
             {
