@@ -7,8 +7,9 @@
 # recorded as skipped, so the run always ends on time): the paper preset's whole candidates (`fdn.bench search`:
 # seconds per phase, per candidate, candidates per GPU-hour, XLA's FLOPs/bytes per program against the device's
 # peak), then the stage-1 step at the paper's batch 64 with per-genotype programs (against the search's
-# universal ones), with fdn's shifted depthwise kernels instead of cuDNN's, in bfloat16, and with universal
-# programs. Each bench's log goes to OUTDIR (default: $OUT where set, else gpu_bench_out) and its JSON line to
+# universal ones; traced with jax.profiler: the time per kind of work is printed, the trace and the optimised HLO
+# kept), with fdn's shifted depthwise kernels instead of cuDNN's, in bfloat16, and with universal programs
+# (traced). Each bench's log goes to OUTDIR (default: $OUT where set, else gpu_bench_out), its JSON line to
 # OUTDIR/results.jsonl; OUTDIR/versions.txt names the machine, the driver and the packages.
 #
 # On a machine without internet that lacks some of fdn's dependencies, put their wheels in .whl/ first
@@ -73,8 +74,8 @@ cat "$out/versions.txt"
 python3 -c 'import fdn.bench.search, fdn.bench.stage1' || { echo "gpu_bench: fdn does not import (see above)" >&2; exit 2; }
 
 step search_paper 230 python3 -m fdn.bench search "${preset[@]}"
-step stage1_per_genotype 75 python3 -m fdn.bench stage1 "${stage1[@]}" --programs=per_genotype
+step stage1_per_genotype 80 python3 -m fdn.bench stage1 "${stage1[@]}" --programs=per_genotype --profile_dir="$out/profile_per_genotype"
 step stage1_per_genotype_shifted 70 env FDN_DEPTHWISE_IMPL=shifted python3 -m fdn.bench stage1 "${stage1[@]}" --programs=per_genotype
 step stage1_per_genotype_bf16 70 python3 -m fdn.bench stage1 "${stage1[@]}" --programs=per_genotype --precision=bfloat16
-step stage1_universal 110 python3 -m fdn.bench stage1 "${stage1[@]}" --programs=universal
+step stage1_universal 110 python3 -m fdn.bench stage1 "${stage1[@]}" --programs=universal --profile_dir="$out/profile_universal"
 echo "gpu_bench: done in $((SECONDS - start)) s; results in $out/results.jsonl"

@@ -36,6 +36,7 @@ from absl import flags
 
 from fdn import genotype as G
 from fdn.bench import _official_stage1 as official
+from fdn.bench import _profile
 from fdn.bench._cost import achieved, peak_of, program_cost
 from fdn.bench._timing import time_calls
 from fdn.candidate import default_config, flat, steps
@@ -79,6 +80,14 @@ flags.DEFINE_enum(
 flags.DEFINE_enum(
     "precision", FLOAT32, list(PRECISIONS), "activations' dtype (fdn.candidate.precision)", flag_values=FLAGS
 )
+flags.DEFINE_string(
+    "profile_dir",
+    "",
+    "trace --profile_steps more steps with jax.profiler into this folder (kept, with the step's optimised HLO) "
+    "and print where the time went (fdn.bench._profile)",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer("profile_steps", 3, "steps traced with --profile_dir", flag_values=FLAGS)
 flags.DEFINE_string(
     "official_repo", "", "checkout of DrSleep/nas-segm-pytorch: also time its step, alternately", flag_values=FLAGS
 )
@@ -194,6 +203,20 @@ def _add_cost(rows, result, compiled, seconds_per_step) -> None:
     result.update(flops_per_step=cost["flops"], bytes_per_step=cost["bytes"], **rates)
 
 
+def _add_profile(rows_out: list, result, compiled, run) -> None:
+    """``--profile_dir``: trace ``run`` and report the time per kind of work (``fdn.bench._profile``)."""
+    directory = FLAGS.profile_dir
+    os.makedirs(directory, exist_ok=True)
+    hlo = compiled.as_text()
+    with open(os.path.join(directory, "step.hlo.txt"), "w") as f:
+        f.write(hlo)
+    _profile.trace(run, FLAGS.profile_steps, directory)
+    instructions = _profile.hlo_instructions(hlo)
+    seconds = _profile.op_seconds(directory, instructions, FLAGS.profile_steps)
+    rows_out.extend(_profile.format_profile(seconds, instructions))
+    result["profile_ms"] = {k: v * 1e3 for k, v in _profile.by_category(seconds, instructions).items()}
+
+
 def _add_official(rows, result, median, official_times, official_params) -> None:
     """The official step's rows and JSON keys, and fdn's ratio to it."""
     off = statistics.median(official_times)
@@ -285,6 +308,10 @@ def main(argv):
         _add_official(rows, result, median, all_times[1], official_params)
     if FLAGS.scan:
         _add_scan(rows, result, rng, fresh_state, (predict, tx, flattener, cfg, plan), l1)
+    profile_lines = []
+    if FLAGS.profile_dir:
+        _add_profile(profile_lines, result, exe, lambda: jax.block_until_ready(call(feats, labels, teacher)))
     print_table(rows)
+    print("\n".join(profile_lines))
     print(json.dumps(result))
     return 0
