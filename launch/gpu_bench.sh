@@ -6,10 +6,10 @@
 # What it runs, in order of importance (a step whose time limit no longer fits the budget is skipped and
 # recorded as skipped, so the run always ends on time): the paper preset's whole candidates (`fdn.bench search`:
 # seconds per phase, per candidate, candidates per GPU-hour, XLA's FLOPs/bytes per program against the device's
-# peak), then the stage-1 step at the paper's batch 64 with per-genotype programs (against the search's
-# universal ones; traced with jax.profiler: the time per kind of work is printed, the trace and the optimised HLO
-# kept), with fdn's shifted depthwise kernels instead of cuDNN's, in bfloat16, and with universal programs
-# (traced). Each bench's log goes to OUTDIR (default: $OUT where set, else gpu_bench_out), its JSON line to
+# peak); the stage-1 step at the paper's batch 64 with per-genotype and with universal programs, each traced with
+# jax.profiler (the time per kind of work printed, the trace and the optimised HLO kept); then per-genotype with
+# fdn's shifted depthwise kernels instead of cuDNN's, in bfloat16, and universal with XLA's conditionals and loops
+# in CUDA graphs. Each bench's log goes to OUTDIR (default: $OUT where set, else gpu_bench_out), its JSON line to
 # OUTDIR/results.jsonl; OUTDIR/versions.txt names the machine, the driver and the packages.
 #
 # On a machine without internet that lacks some of fdn's dependencies, put their wheels in .whl/ first
@@ -75,7 +75,9 @@ python3 -c 'import fdn.bench.search, fdn.bench.stage1' || { echo "gpu_bench: fdn
 
 step search_paper 230 python3 -m fdn.bench search "${preset[@]}"
 step stage1_per_genotype 80 python3 -m fdn.bench stage1 "${stage1[@]}" --programs=per_genotype --profile_dir="$out/profile_per_genotype"
+step stage1_universal 110 python3 -m fdn.bench stage1 "${stage1[@]}" --programs=universal --profile_dir="$out/profile_universal"
 step stage1_per_genotype_shifted 70 env FDN_DEPTHWISE_IMPL=shifted python3 -m fdn.bench stage1 "${stage1[@]}" --programs=per_genotype
 step stage1_per_genotype_bf16 70 python3 -m fdn.bench stage1 "${stage1[@]}" --programs=per_genotype --precision=bfloat16
-step stage1_universal 110 python3 -m fdn.bench stage1 "${stage1[@]}" --programs=universal --profile_dir="$out/profile_universal"
+# the interpreter's lax.switch/while on the device: CUDA-graph conditionals instead of a host round trip each
+step stage1_universal_graphs 110 env XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONDITIONAL,+WHILE python3 -m fdn.bench stage1 "${stage1[@]}" --programs=universal
 echo "gpu_bench: done in $((SECONDS - start)) s; results in $out/results.jsonl"
