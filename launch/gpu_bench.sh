@@ -23,7 +23,8 @@ mkdir -p "$out"
 budget=${FDN_GPU_BENCH_BUDGET:-470}
 start=$SECONDS
 
-if compgen -G ".whl/*.whl" > /dev/null; then
+# wheels only where fdn's dependencies are missing (this machine's own packages win elsewhere)
+if compgen -G ".whl/*.whl" > /dev/null && ! python3 -c 'import ml_collections, grain, tensorflow_datasets' 2> /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/fdn_site \
     .whl/*.whl || { echo "gpu_bench: installing .whl/*.whl failed" >&2; exit 2; }
   export PYTHONPATH=/tmp/fdn_site${PYTHONPATH:+:$PYTHONPATH}
