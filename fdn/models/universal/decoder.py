@@ -4,18 +4,18 @@ Shapes: the four encoder outputs sit at levels 0..3; every pool entry is kept on
 (zero outside its own level's region) so that entries of any level can be stored, indexed and selected by
 data. Work runs at each entry's true resolution:
 
-* a cell is a ``lax.switch`` over the 4 levels; each branch slices the canvas to its level's size, runs the
-  cell there and pads back;
-* inside, a ``lax.scan`` over the 7 slots (reads, writes and pair sums into a 12-entry feature buffer);
-* a slot is a ``lax.switch`` over the 11 ops (the ordinary Flax op module on its parameter family). Its
-  gradient is a custom VJP whose backward is the same switch over each branch's own VJP, so the residual of
-  a slot is just its input (differentiating a ``switch`` directly would save, and zero-fill, every branch's
-  residuals);
+* a cell (``fdn.models.universal.cell``) is a ``lax.switch`` over the 4 levels; each branch slices the canvas to
+  its level's size, runs the cell there (a ``lax.scan`` over the 7 slots, each a ``lax.switch`` over the 11
+  ops, reading and writing a 12-entry feature buffer) and pads back. Its backward pass is written by hand: a
+  job keeps only its input canvas and the backward runs the cell again to rebuild the buffer, then walks the
+  slots in reverse (letting JAX differentiate the loops stacked every slot's input per slot, per level and per
+  job: ~1.7 GB per step at the paper's stage 1, batch 16);
 * the decoder's cells are one flat ``lax.scan`` over the 9 jobs (per block: input cell 1, input cell 2,
   auxiliary cell); the aggregate cell runs before each auxiliary job (``lax.cond``), so the program holds one
-  copy of the cell, whatever the genotype. Each job's cell is rematerialised in the backward pass;
+  copy of the cell, whatever the genotype; the aggregate is rematerialised too (``jax.checkpoint``: the
+  conditional would otherwise stack its residuals, zero for the 6 jobs that skip it, at every job);
 * pools and buffers are tuples of arrays read with a ``switch`` and written with selects (on XLA:CPU a
-  stacked array updated in place inside a loop was copied whole at every update);
+  dynamic_update_slice of a stacked array inside a loop ran ~5x slower than a copy);
 * canvas-level parts (aggregate, merge, classifiers) use masked BatchNorm statistics and level-to-level
   resizes chosen by ``lax.switch`` over the 16 (from, to) pairs.
 
@@ -37,10 +37,9 @@ from fdn.models import names as N
 from fdn.models.conv import conv2d
 from fdn.models.decoder import DecoderSettings
 from fdn.models.layers import ConvBN, normalizer, running_average, unbiased_variance
-from fdn.models.ops import make_op
 from fdn.models.resize import resize_bilinear
 from fdn.models.universal import layout as L
-from fdn.models.universal import plan as P
+from fdn.models.universal.cell import SLOT_KEYS, make_cell, pick
 
 LEVELS = G.NUM_ENCODER_OUTPUTS
 
@@ -108,13 +107,6 @@ def resize_from_level(x, level, size, geom: Geometry):
     return jax.lax.switch(level, [branch(s) for s in range(LEVELS)], x)
 
 
-def _pick(entries: tuple, index):
-    """``entries[index]`` for a traced index. Tuples of arrays with switch reads and select writes, not a
-    stacked array with dynamic slices: on XLA:CPU each dynamic_update_slice of a stacked buffer inside a
-    loop copied the whole buffer (measured 25x slower for the cell's feature buffer)."""
-    return jax.lax.switch(index, [lambda i=i: entries[i] for i in range(len(entries))])
-
-
 def _put(entries: tuple, value, index) -> tuple:
     """``entries`` with entry ``index`` (traced) replaced by ``value``."""
     return tuple(jnp.where(index == i, value, e) for i, e in enumerate(entries))
@@ -163,100 +155,6 @@ class UniversalDecoder:
         self.channels = settings.agg_size
         self.jobs = self.layout.jobs
 
-    # ------------------------------------------------------------------------------------ one slot
-    def _op_branches(self, train: bool):
-        """Branch ``op``: (bank params, bank stats, x) -> (y, new bank stats), at x's own size."""
-        c, repeats = self.channels, self.settings.repeats
-
-        def branch(op):
-            module = make_op(op, c, repeats, "op")
-            fam = G.OPS[op].family
-
-            def run(bank, stats, x):
-                if fam is None:
-                    return module.apply({}, x, train), stats
-                variables = {N.PARAMS: bank[fam], N.BATCH_STATS: stats[fam]}
-                if train:
-                    y, upd = module.apply(variables, x, train, mutable=[N.BATCH_STATS])
-                    stats = dict(stats, **{fam: upd[N.BATCH_STATS]})
-                else:
-                    y = module.apply(variables, x, train)
-                return y, stats
-
-            return run
-
-        return [branch(op) for op in range(G.NUM_OPS)]
-
-    def _slot_fn(self, train: bool):
-        branches = self._op_branches(train)
-
-        def forward(op, bank, stats, x):
-            return jax.lax.switch(op, branches, bank, stats, x)
-
-        if not train:
-            return forward
-
-        @jax.custom_vjp
-        def slot(op, bank, stats, x):
-            return forward(op, bank, stats, x)
-
-        def slot_fwd(op, bank, stats, x):
-            return forward(op, bank, stats, x), (op, bank, stats, x)
-
-        def slot_bwd(res, cts):
-            op, bank, stats, x = res
-            g_y = cts[0]
-
-            def vjp_branch(run):
-                def back(bank, stats, x, g_y):
-                    _, vjp = jax.vjp(lambda p, xx: run(p, stats, xx)[0], bank, x)
-                    return vjp(g_y)
-
-                return back
-
-            g_bank, g_x = jax.lax.switch(op, [vjp_branch(r) for r in branches], bank, stats, x, g_y)
-            return None, g_bank, None, g_x
-
-        slot.defvjp(slot_fwd, slot_bwd)
-        return slot
-
-    # ------------------------------------------------------------------------------------ one cell
-    def _cell_at(self, slot, plan, banks, stats, x):
-        """The searched cell on ``x`` (its true size): a scan over the 7 slots. Returns (y, new stats).
-
-        The feature buffer is a tuple of 12 arrays in the scan carry, read by a ``switch`` over the entries
-        and written by element-wise selects: on XLA:CPU a stacked buffer updated with dynamic_update_slice
-        was 25x slower (measured: 100 ms vs 4 ms for 7 steps at 32x16x16x48), as each update copied it.
-        """
-        bufs = (x,) + tuple(jnp.zeros_like(x) for _ in range(P.BUFFER_SIZE - 1))
-
-        def step(bufs, xs):
-            op, src, dst, sum_dst, bank, st = xs
-            inp = _pick(bufs, src)
-            y, st = slot(op, bank, st, inp)
-            bufs = tuple(jnp.where(dst == i, y, jnp.where(sum_dst == i, b + y, b)) for i, b in enumerate(bufs))
-            return bufs, st
-
-        xs = (plan["slot_op"], plan["slot_src"], plan["slot_dst"], plan["slot_sum"], banks, stats)
-        bufs, new_stats = jax.lax.scan(step, bufs, xs)
-        out = jnp.zeros_like(x)
-        for i, b in enumerate(bufs):
-            out = out + jnp.where(plan["loose"][i], b, 0.0)
-        return out, new_stats
-
-    def _cell(self, slot, plan, level, banks, stats, canvas, geom: Geometry):
-        """The cell on the level-``level`` region of ``canvas`` (a switch over the 4 levels)."""
-
-        def branch(r):
-            def run(banks, stats, canvas):
-                h, w = geom.sizes[r]
-                y, st = self._cell_at(slot, plan, banks, stats, canvas[:, :h, :w])
-                return _pad(y, geom.canvas), st
-
-            return run
-
-        return jax.lax.switch(level, [branch(r) for r in range(LEVELS)], banks, stats, canvas)
-
     # ------------------------------------------------------------------------------------ aggregate / heads
     def _aggregate(self, params, stats, y1, r1, y2, r2, geom, train):
         one, two = N.aggregate_branch_name(1), N.aggregate_branch_name(2)
@@ -287,18 +185,19 @@ class UniversalDecoder:
     def _blocks(self, params, stats, pool, plan, geom: Geometry, train: bool):
         """The three blocks' cells and aggregates as one flat scan over the jobs. Returns the pool with the
         block outputs, the aux heads' inputs, and the new statistics of the cells and the aggregates."""
-        slot = self._slot_fn(train)
+        cell_fn = make_cell(self.channels, self.settings.repeats, geom.sizes, train)
+        slots = tuple(plan[k] for k in SLOT_KEYS)
         aux_cell = self.jobs == 3
         jobs = self.jobs
         n_jobs = G.NUM_BLOCKS * jobs
         lead = lambda t: jax.tree.map(lambda a: a.reshape((n_jobs,) + a.shape[2:]), t)  # noqa: E731
-        cell = lambda *a: self._cell(slot, plan, *a, geom)  # noqa: E731
+        cell = lambda *a: cell_fn(slots, *a)  # noqa: E731
         block_src, job_level = plan["block_src"], plan["job_level"]
 
         def job(carry, xs):
             """One cell of one block. A single flat scan over all blocks' jobs: nested scans' residual
-            stacks made the backward pass several times slower on XLA:CPU; the cell is rematerialised so
-            a job's residual is its input alone."""
+            stacks made the backward pass several times slower on XLA:CPU; the cell's hand-written backward
+            and the rematerialised aggregate keep a job's residuals to its input and the aggregate's."""
             pool, outs, aux_ins, agg_s = carry
             j, banks_j, stats_j = xs
             b, role = j // jobs, j % jobs
@@ -307,8 +206,9 @@ class UniversalDecoder:
             levels_b = job_level[b]
 
             def fetch(outs, st):
-                return _pick(pool, block_src[b, jnp.minimum(role, 1)]), st
+                return pick(pool, block_src[b, jnp.minimum(role, 1)]), st
 
+            @jax.checkpoint
             def aggregate(outs, st):
                 return self._aggregate(agg_p_b, st, outs[0], levels_b[0], outs[1], levels_b[1], geom, train)
 

@@ -19,6 +19,8 @@ from fdn.models import names as N
 NUM_SLOTS = 7
 BUFFER_SIZE = 12
 TRASH = 11
+# Entries a slot can read: x, op0(x) and the first two pairs' a, b and sum (pair 3's are only summed into the output).
+READABLE = 8
 # Slot s writes feature k + 1 of the cell pool, where ``ops_{k}`` is its module in the ordinary cell.
 SLOT_DST = tuple(N.cell_op_index(s) + 1 for s in range(NUM_SLOTS))
 SLOT_SUM = (TRASH, 4, 4, 7, 7, 10, 10)
@@ -44,6 +46,8 @@ def make_plan(g: G.Genotype, aux_cell: bool = True) -> dict[str, np.ndarray]:
     src = [0]
     for p1, p2, _, _ in g.pairs:
         src += [p1, p2]
+    if max(src) >= READABLE:
+        raise ValueError(f"cell slot sources {src} reach past the {READABLE} readable buffer entries")
     loose = np.zeros(BUFFER_SIZE, bool)
     loose[g.cell_loose_ends()] = True
     levels = pool_levels(g)
