@@ -33,6 +33,9 @@ def test_step_table_names_its_settings_xla_cost_and_profile(capsys, tmp_path):
 def test_profile_counts_exclusive_time_and_names_the_work():
     events = [(0, 100, "while.1"), (10, 40, "conv.2"), (50, 60, "add.3"), (200, 230, "conv.2")]
     assert _profile._exclusive(events) == {"while.1": 60, "conv.2": 60, "add.3": 10}
+    assert {_profile._instruction_name(n) for n in ("fusion.12", "%fusion.12", "%fusion.12 = f32[2] add(...)")} == {
+        "fusion.12"
+    }
     assert _profile.category("jit(step)/transpose(jvp(Decoder))/cells_0/conv_general_dilated") == "bwd conv"
     assert _profile.category("jit(step)/jvp(Decoder)/cells_0/op/sep_dw/mul") == "fwd depthwise conv"
     assert _profile.category("jit(step)/jvp(Decoder)/merge/max") == "fwd elementwise"

@@ -88,6 +88,11 @@ def _exclusive(events) -> collections.Counter:
     return out
 
 
+def _instruction_name(event_name: str) -> str:
+    """An event's HLO instruction name: 'fusion.12' from 'fusion.12', '%fusion.12' or '%fusion.12 = f32[...] ...'."""
+    return event_name.lstrip("%").split(" ", 1)[0]
+
+
 def op_seconds(directory: str, instructions: dict, steps: int) -> dict[str, float]:
     """{HLO instruction: seconds per step} from the newest trace under ``directory``: device planes where the
     trace has them, else the CPU's XLA threads (exclusive times)."""
@@ -104,7 +109,7 @@ def op_seconds(directory: str, instructions: dict, steps: int) -> dict[str, floa
         if device:  # a GPU plane has an "XLA Ops" line beside its streams' kernels; prefer it
             lines = [ln for ln in lines if ln.name == "XLA Ops"] or lines
         for line in lines:
-            events = [(e.start_ns, e.start_ns + e.duration_ns, e.name) for e in line.events]
+            events = [(e.start_ns, e.start_ns + e.duration_ns, _instruction_name(e.name)) for e in line.events]
             total.update(_exclusive(events))
     return {name: ns / 1e9 / steps for name, ns in total.items() if name in instructions}
 
