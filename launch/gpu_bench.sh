@@ -72,7 +72,7 @@ flax.__version__, "optax", optax.__version__, jax.devices())'
   git log --oneline -1 2> /dev/null
 } > "$out/versions.txt" 2>&1
 cat "$out/versions.txt"
-python3 -c 'import fdn.bench.search, fdn.bench.stage1' || { echo "gpu_bench: fdn does not import (see above)" >&2; exit 2; }
+python3 -c 'import fdn.bench.search, fdn.bench._search_data, fdn.bench.stage1' || { echo "gpu_bench: fdn does not import (see above)" >&2; exit 2; }
 
 step search_paper 230 python3 -m fdn.bench search "${preset[@]}"
 step stage1_per_genotype 80 python3 -m fdn.bench stage1 "${stage1[@]}" --programs=per_genotype --profile_dir="$out/profile_per_genotype"
