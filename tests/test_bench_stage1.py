@@ -39,5 +39,6 @@ def test_profile_counts_exclusive_time_and_names_the_work():
     assert _profile.category("jit(step)/transpose(jvp(Decoder))/cells_0/conv_general_dilated") == "bwd conv"
     assert _profile.category("jit(step)/jvp(Decoder)/cells_0/op/sep_dw/mul") == "fwd depthwise conv"
     assert _profile.category("jit(step)/jvp(Decoder)/merge/max") == "fwd elementwise"
+    assert _profile.format_profile({}, {})[0].startswith("profile: no event")
     hlo = '  %conv.2 = f32[1,8,8,4]{3,2,1,0} convolution(%a, %b), metadata={op_name="jit(f)/conv_general_dilated"}'
     assert _profile.hlo_instructions(hlo) == {"conv.2": ("f32[1,8,8,4]{3,2,1,0}", "jit(f)/conv_general_dilated")}

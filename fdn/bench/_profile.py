@@ -123,7 +123,12 @@ def by_category(seconds: dict, instructions: dict) -> dict[str, float]:
 
 def format_profile(seconds: dict, instructions: dict, top: int = 15) -> list[str]:
     """The kinds of work, then the ``top`` instructions, in ms per step (summed over threads on a CPU)."""
-    total = sum(seconds.values()) or 1.0
+    if not seconds:  # e.g. a GPU whose command buffers (CUDA graphs) hide the single ops from the trace
+        return [
+            "profile: no event of the trace names an instruction of the step; on a GPU try again with "
+            "XLA_FLAGS=--xla_gpu_enable_command_buffer= (the trace is kept: jax.profiler.ProfileData reads it)"
+        ]
+    total = sum(seconds.values())
     lines = [f"profile: {total * 1e3:.1f} ms per step in XLA ops ({len(seconds)} instructions)"]
     for kind, s in by_category(seconds, instructions).items():
         lines.append(f"  {kind:<40} {s * 1e3:9.1f} ms {s / total:6.1%}")
