@@ -40,10 +40,11 @@ KINDS = (AUTO, UNIVERSAL, PER_GENOTYPE)
 
 # `resolve_kind`: on a CPU, per-genotype programs from this much stage-1 work per candidate (cached examples x epochs
 # x crop pixels). Measured on the 2-core CPU (2026-12-06, `python -m fdn.bench stage1`, batch 16, crop 256): the
-# per-genotype step takes 1.55 / 1.73 s where the universal one takes 4.09 / 3.98 s (genotypes search_a / search_b),
-# ~2.4 us per pixel-example saved, against ~21 s to lower and compile a genotype's stage-1 program (its evaluation and
-# stage-2 programs about as much again): it pays from ~3e7. The demo's stage 1 (192 x 3 x 64^2 = 2.4e6) stays
-# universal, where compiles dominate; the paper's (4000 x 5 x 256^2 = 1.3e9) runs per genotype, ~2.5x faster.
+# per-genotype step takes 1.55 / 1.73 s where the universal one takes 3.06 / 2.66 s (genotypes search_a / search_b,
+# after the universal cell's hand-written backward; 4.09 / 3.98 s before), ~0.7-1.4 us per pixel-example saved,
+# against ~21 s to lower and compile a genotype's stage-1 program (its evaluation and stage-2 programs about as much
+# again): it pays from ~3e7-9e7. The demo's stage 1 (192 x 3 x 64^2 = 2.4e6) stays universal, where compiles
+# dominate; the paper's (4000 x 5 x 256^2 = 1.3e9, 15-40x the threshold) runs per genotype, ~1.5-2x faster.
 CPU_PER_GENOTYPE_WORK = 5e7
 
 
