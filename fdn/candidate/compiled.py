@@ -1,8 +1,9 @@
 """``CompiledPrograms``: a trainer's table of compiled stage-1, evaluation and stage-2 programs.
 
 Every program is compiled ahead of time (``jit(...).lower(...).compile()``, timed) and kept under (program key,
-stage): with the default ``programs='universal'`` (`fdn.candidate.programs`) the key is the same for every
-genotype, so a search compiles each program once; with ``'per_genotype'`` every new genotype compiles its own.
+stage): with universal programs (`fdn.candidate.programs`) the key is the same for every genotype, so a search
+compiles each program once; with per-genotype ones every new genotype compiles its own, and the table keeps those
+of the last few genotypes only (`fdn.candidate.residency`: on a CPU more would exhaust the process's memory maps).
 A stage waiting for a compile in flight (``precompile`` from another thread) joins it instead of compiling twice,
 and trainers on several devices of one process compile the same program one after another (`_compile_lock`).
 
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from fdn import tasks
-from fdn.candidate import flat, optim, steps
+from fdn.candidate import flat, optim, residency, steps
 from fdn.candidate.cache import Stage1Cache
 from fdn.candidate.precision import of_config
 from fdn.candidate.programs import make_programs, resolve_kind, stage1_work
@@ -84,6 +85,7 @@ class CompiledPrograms:
         self._lock = threading.Lock()
         self._compiled: dict = {}
         self._parts: dict = {}
+        self._recency = residency.Recency(residency.capacity(self._platform))  # which genotypes' programs to keep
 
     def signature(self) -> tuple:
         """Everything but the genotype that the programs depend on: a table built ahead from abstract shapes
@@ -108,6 +110,8 @@ class CompiledPrograms:
             owner = future is None
             if owner:
                 future = self._compiled[key] = concurrent.futures.Future()
+            for old in self._recency.touch(key[0], self._in_flight):
+                self._drop(old)
         start = time.perf_counter()
         if owner:
             try:
@@ -117,6 +121,15 @@ class CompiledPrograms:
                 future.set_exception(CandidateFailure(failure_reason(err, f"compiling {key[1]}")))
         exe = future.result()
         return exe, (time.perf_counter() - start)
+
+    def _in_flight(self, program_key) -> bool:
+        return any(k[0] == program_key and not f.done() for k, f in self._compiled.items())
+
+    def _drop(self, program_key) -> None:
+        """Let go of a program key's executables and parts (`fdn.candidate.residency`; under ``_lock``)."""
+        for table in (self._compiled, self._parts):
+            for k in [k for k in table if k[0] == program_key]:
+                del table[k]
 
     def precompile(self, genotype, stages=STAGES) -> dict:
         """Compile ``genotype``'s programs now; the seconds spent per program. Compile errors are not raised
@@ -146,9 +159,12 @@ class CompiledPrograms:
     def _cached(self, what, genotype, build):
         """Shapes and flatteners depend on the program key only (one entry per search when universal)."""
         key = (self.programs.key(genotype), what)
-        if key not in self._parts:
-            self._parts[key] = build()
-        return self._parts[key]
+        with self._lock:
+            if key in self._parts:
+                return self._parts[key]
+        value = build()
+        with self._lock:
+            return self._parts.setdefault(key, value)
 
     # ------------------------------------------------------------------------------------------ stage 1
     def stage1_parts(self, genotype):
