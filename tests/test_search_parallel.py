@@ -234,3 +234,25 @@ def test_closing_the_pool_ends_idle_threads_and_never_waits_for_a_running_job(mo
     assert time.perf_counter() - start < 1.0 and busy._threads[0].is_alive()
     release.set()
     busy._threads[0].join(5)
+
+
+def test_a_job_that_waits_for_its_look_ahead_compile_counts_the_wait_as_its_compile(monkeypatch):
+    """With ``compile_ahead`` the next job's programs compile while the current one trains; when the compile
+    outlasts it, the next job waits, and its logged seconds say so (they once showed ~0 s of compile)."""
+    from fdn.search.parallel import local
+
+    class SlowCompiles:
+        def precompile(self, genotype):
+            time.sleep(0.5)
+
+    def quick_job(trainer, job, config, worker):
+        return Outcome(job.index, {"seconds": {"compile": 0.01, "worker_total": 0.02}}, {}, worker)
+
+    monkeypatch.setattr(local, "run_job", quick_job)
+    workers = local.InlineWorkers(SlowCompiles(), config=None, precompile_next=True)
+    for index in range(2):
+        workers.submit(Job(index, (0,) * 20, (0, index), {}))
+    first, second = workers.next_outcome(), workers.next_outcome()
+    assert first.fields["seconds"] == {"compile": 0.01, "worker_total": 0.02}  # nothing compiled ahead of it
+    assert 0.4 < second.fields["seconds"]["compile"] < 5 and second.fields["seconds"]["worker_total"] > 0.4
+    workers.close()
