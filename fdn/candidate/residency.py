@@ -22,7 +22,9 @@ from collections.abc import Callable, Hashable
 
 # Genotypes whose programs one trainer keeps. CPU: 4 x ~6,500 mappings leaves most of Linux's 65,530 to the rest of
 # the process (the search's other programs: teacher, encoder, cache; ~3,000-10,000) and still covers the candidate
-# in training, the one compiled ahead and a stage 2 whose stage 1 another candidate's compile followed.
+# in training, the one compiled ahead and a stage 2 whose stage 1 another candidate's compile followed. The bound is
+# per trainer: a search on a CPU has one (`parallel.workers` is 1 there); per-genotype programs on several fake CPU
+# devices of one process (tests) multiply it.
 CPU_RESIDENT = 4
 ACCELERATOR_RESIDENT = 16
 
