@@ -25,10 +25,13 @@ def test_recency_lets_go_of_the_least_recently_used_keys_that_are_not_busy():
     assert r.touch("e", lambda k: False) == ["a"] and len(r) == 2
 
 
-def test_capacity_is_at_least_one_and_smaller_on_a_cpu():
+def test_capacity_is_at_least_one_and_smaller_on_a_cpu(per_genotype_trainer):
     with pytest.raises(ValueError, match="at least 1"):
         residency.Recency(0)
     assert 1 <= residency.capacity("cpu") < residency.capacity("gpu") == residency.capacity("tpu")
+    # the trainer's table is bound by its own platform's capacity
+    platform = jax.devices()[0].platform
+    assert per_genotype_trainer.compiled._recency.capacity == residency.capacity(platform)
 
 
 def _maps() -> int:
