@@ -7,15 +7,19 @@ selects (on XLA:CPU each dynamic_update_slice of a stacked buffer inside a loop 
 The cell runs at its level's true size: ``make_cell`` switches over the 4 levels and pads the result to the
 canvas.
 
-Backward (``make_cell(train=True)`` is a ``jax.custom_vjp``): a cell job keeps only its input canvas. Its VJP
-runs the cell forward again at its level to rebuild the buffer, then walks the slots in reverse: the cotangent
-of a slot's output is that of its own entry plus its sum entry's; the slot's VJP (a switch over each op's own
-VJP, which recomputes that op's forward) gives the cotangents of its parameters and of its input, and the
-latter is added into the entry the slot read. Why not let JAX differentiate the scan: it saves every slot's
-input stacked per slot and -- through the switch over levels -- once per level, and the decoder's scan over its
-9 jobs stacks that again (the paper's stage 1 at batch 16: ~1.7 GB per step, zero-filled and copied every
-step); its transpose also writes every buffer entry's cotangent at every slot. Values are the same up to
-float reassociation (``tests/test_universal.py`` compares gradients with the ordinary decoder's).
+Backward (``make_cell(train=True)`` is a ``jax.custom_vjp``): a cell job keeps its input canvas and the
+buffer entries a slot can read that are not sums (``SAVED``: op0's output and the first two pairs' a and b, each
+padded to the canvas; the two sums are added again). Its VJP walks the slots in reverse: the cotangent of a
+slot's output is that of its own entry plus its sum entry's; the slot's VJP (a switch over each op's own VJP,
+which recomputes that op's forward) gives the cotangents of its parameters and of its input, and the latter is
+added into the entry the slot read. Why not let JAX differentiate the scan: it saves every slot's input stacked
+per slot and -- through the switch over levels -- once per level, and the decoder's scan over its 9 jobs stacks
+that again (the paper's stage 1 at batch 16: ~1.7 GB per step, zero-filled and copied every step); its transpose
+also writes every buffer entry's cotangent at every slot. Why keep the entries rather than run the cell again in
+the backward (as before): that second forward was a third of the cell's op work (each op ran forward three
+times, twice in a per-genotype program); the entries cost 5 canvases per job (~0.6 GB per step at the paper's
+stage 1, batch 16). Values are the same up to float reassociation (``tests/test_universal.py`` compares
+gradients with the ordinary decoder's).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from fdn.models.ops import make_op
 from fdn.models.universal import plan as P
 
 SLOT_KEYS = ("slot_op", "slot_src", "slot_dst", "slot_sum", "loose")
+# Buffer entries the backward reads that are not sums (x, entry 0, is the cell's input): op0(x), a1, b1, a2, b2.
+SAVED = (1, 2, 3, 5, 6)
+# The readable sum entries and their two terms: s1 = a1 + b1, s2 = a2 + b2 (``plan.SLOT_SUM``).
+SUMS = {4: (2, 3), 7: (5, 6)}
 
 
 def op_branches(channels: int, repeats: int, train: bool) -> list:
@@ -117,10 +125,12 @@ def make_cell(channels: int, repeats: int, sizes, train: bool):
         h, w = sizes[r]
         return lambda *args: fn(h, w, *args)
 
-    def forward(slots, level, banks, stats, canvas):
+    def forward(slots, level, banks, stats, canvas, keep=False):
+        """The cell on the canvas; with ``keep`` also the ``SAVED`` entries, padded to the canvas."""
+
         def run(h, w, banks, stats, canvas):
-            y, st, _ = _forward(branches, slots, banks, stats, canvas[:, :h, :w])
-            return pad(y), st
+            y, st, bufs = _forward(branches, slots, banks, stats, canvas[:, :h, :w])
+            return (pad(y), st) + ((tuple(pad(bufs[i]) for i in SAVED),) if keep else ())
 
         return jax.lax.switch(level, [at_level(r, run) for r in range(len(sizes))], banks, stats, canvas)
 
@@ -132,18 +142,21 @@ def make_cell(channels: int, repeats: int, sizes, train: bool):
         return forward(slots, level, banks, stats, canvas)
 
     def cell_fwd(slots, level, banks, stats, canvas):
-        return forward(slots, level, banks, stats, canvas), (slots, level, banks, stats, canvas)
+        y, st, saved = forward(slots, level, banks, stats, canvas, keep=True)
+        return (y, st), (slots, level, banks, stats, canvas, saved)
 
     def cell_bwd(res, cts):
-        slots, level, banks, stats, canvas = res
+        slots, level, banks, stats, canvas, saved = res
 
-        def run(h, w, banks, stats, canvas, g_canvas):
-            _, _, bufs = _forward(branches, slots, banks, stats, canvas[:, :h, :w])
+        def run(h, w, banks, stats, canvas, saved, g_canvas):
+            entries = {0: canvas[:, :h, :w], **dict(zip(SAVED, (e[:, :h, :w] for e in saved)))}
+            entries.update({s: entries[a] + entries[b] for s, (a, b) in SUMS.items()})
+            bufs = tuple(entries[i] for i in range(P.READABLE))
             g_banks, g_x = _backward(branches, slots, banks, stats, bufs, g_canvas[:, :h, :w])
             return g_banks, pad(g_x)
 
         branches_bwd = [at_level(r, run) for r in range(len(sizes))]
-        g_banks, g_canvas = jax.lax.switch(level, branches_bwd, banks, stats, canvas, cts[0])
+        g_banks, g_canvas = jax.lax.switch(level, branches_bwd, banks, stats, canvas, saved, cts[0])
         return None, None, g_banks, None, g_canvas
 
     cell.defvjp(cell_fwd, cell_bwd)

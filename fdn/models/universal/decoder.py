@@ -7,8 +7,8 @@ data. Work runs at each entry's true resolution:
 * a cell (``fdn.models.universal.cell``) is a ``lax.switch`` over the 4 levels; each branch slices the canvas to
   its level's size, runs the cell there (a ``lax.scan`` over the 7 slots, each a ``lax.switch`` over the 11
   ops, reading and writing a 12-entry feature buffer) and pads back. Its backward pass is written by hand: a
-  job keeps only its input canvas and the backward runs the cell again to rebuild the buffer, then walks the
-  slots in reverse (letting JAX differentiate the loops stacked every slot's input per slot, per level and per
+  job keeps its input canvas and the buffer's five non-sum readable entries, and the backward walks the slots
+  in reverse (letting JAX differentiate the loops stacked every slot's input per slot, per level and per
   job: ~1.7 GB per step at the paper's stage 1, batch 16);
 * the decoder's cells are one flat ``lax.scan`` over the 9 jobs (per block: input cell 1, input cell 2,
   auxiliary cell); the aggregate cell runs before each auxiliary job (``lax.cond``), so the program holds one
@@ -197,7 +197,8 @@ class UniversalDecoder:
         def job(carry, xs):
             """One cell of one block. A single flat scan over all blocks' jobs: nested scans' residual
             stacks made the backward pass several times slower on XLA:CPU; the cell's hand-written backward
-            and the rematerialised aggregate keep a job's residuals to its input and the aggregate's."""
+            and the rematerialised aggregate keep a job's residuals to its input, five buffer entries and the
+            aggregate's."""
             pool, outs, aux_ins, agg_s = carry
             j, banks_j, stats_j = xs
             b, role = j // jobs, j % jobs
