@@ -108,8 +108,15 @@ def resize_from_level(x, level, size, geom: Geometry):
 
 
 def _put(entries: tuple, value, index) -> tuple:
-    """``entries`` with entry ``index`` (traced) replaced by ``value``."""
+    """``entries`` with entry ``index`` (traced; none when out of range) replaced by ``value``. Each entry costs a
+    select here and a select and a sum in the backward, so callers pass only the entries that can be written."""
     return tuple(jnp.where(index == i, value, e) for i, e in enumerate(entries))
+
+
+def put_block_output(pool: tuple, value, block) -> tuple:
+    """The decoder pool with block ``block``'s output (traced; none when out of range) set: the adapters'
+    entries are never written, so they pass through untouched."""
+    return pool[:LEVELS] + _put(pool[LEVELS:], value, block)
 
 
 def _conv(x, kernel, padding: int):
@@ -215,7 +222,7 @@ class UniversalDecoder:
 
             if aux_cell:  # the aux job's input is the block output: aggregate first
                 x, agg_s_b = jax.lax.cond(role == 2, aggregate, fetch, outs, agg_s_b)
-                pool = _put(pool, x, jnp.where(role == 2, LEVELS + b, -1))
+                pool = put_block_output(pool, x, jnp.where(role == 2, b, -1))
             else:
                 x, _ = fetch(outs, agg_s_b)
             y, stats_j = cell(job_level[b, role], banks_j, stats_j, x)
@@ -224,13 +231,13 @@ class UniversalDecoder:
                 aux_ins = _put(aux_ins, y, jnp.where(role == 2, b, -1))
             else:  # the block output follows the second cell
                 out, agg_s_b = jax.lax.cond(role == 1, aggregate, fetch, outs, agg_s_b)
-                pool = _put(pool, out, jnp.where(role == 1, LEVELS + b, -1))
+                pool = put_block_output(pool, out, jnp.where(role == 1, b, -1))
                 aux_ins = _put(aux_ins, out, jnp.where(role == 1, b, -1))
             agg_s = jax.tree.map(lambda a, n: a.at[b].set(n), agg_s, agg_s_b)
             return (pool, outs, aux_ins, agg_s), stats_j
 
         zeros = lambda n: tuple(jnp.zeros_like(pool[0]) for _ in range(n))  # noqa: E731
-        init = (pool, zeros(jobs), zeros(G.NUM_BLOCKS), stats[L.AGGREGATES])
+        init = (pool, zeros(2), zeros(G.NUM_BLOCKS), stats[L.AGGREGATES])  # outs: the two input cells' outputs
         (pool, _, aux_ins, agg_stats), cell_stats = jax.lax.scan(
             job, init, (jnp.arange(n_jobs), lead(params[L.CELL_BANKS]), lead(stats[L.CELL_BANKS]))
         )
