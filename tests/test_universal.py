@@ -7,6 +7,7 @@ import pytest
 
 from fdn import genotype as G
 from fdn.candidate.programs import DecoderProgram, make_programs
+from fdn.models import names as N
 from fdn.models.decoder import Decoder, DecoderSettings
 from fdn.models.init import draw_variables
 from fdn.models.resize import resize_bilinear
@@ -194,6 +195,39 @@ def test_train_outputs_stats_and_gradients_match_the_ordinary_decoder(features):
     # One program for every genotype: a plan (or layout) whose shapes or dtypes depend on the genotype would
     # retrace and compile silently here, and fail the search's ahead-of-time compiled programs.
     assert len(traces) == 1
+
+
+def test_without_aux_heads_the_aux_cells_do_not_run_and_keep_their_statistics(features):
+    """``with_aux=False`` (the search's evaluation) skips the aux cells, as the ordinary decoder does: the same
+    logits and the same new statistics, the aux cells' unchanged, in train mode too (where they would move)."""
+    universal = UniversalDecoder(SETTINGS)
+
+    @jax.jit
+    def forward(v, plan):
+        logits, level, aux, new = universal.apply(v, features, plan, train=True, with_aux=False)
+        return logits, level, aux, new
+
+    for seed, g in enumerate(GENOTYPES):
+        decoder, v = ordinary_variables(g, features, seed)
+        (logits, _), upd = decoder.apply(v, features, train=True, with_aux=False, mutable=["batch_stats"])
+        uv = universal.layout.to_universal(v, g)
+        u_logits, level, aux, u_stats = forward(uv, {k: jnp.asarray(x) for k, x in make_plan(g).items()})
+        assert aux == []
+        h = SIZES[int(level)]
+        assert rel(u_logits[:, :h, :h], logits, 1e-6) < 1e-5
+        back = universal.layout.from_universal({"params": uv["params"], "batch_stats": u_stats}, g)["batch_stats"]
+        flat_back = dict(jax.tree_util.tree_flatten_with_path(back)[0])
+        flat_new = dict(jax.tree_util.tree_flatten_with_path(upd["batch_stats"])[0])
+        flat_old = dict(jax.tree_util.tree_flatten_with_path(v["batch_stats"])[0])
+        assert flat_back.keys() == flat_new.keys()
+        moved = 0
+        for path, new in flat_new.items():
+            assert rel(flat_back[path], new, 1e-6) < 1e-5, jax.tree_util.keystr(path)
+            in_aux_cell = N.AUX_CELL in jax.tree_util.keystr(path)
+            moved += int(not np.array_equal(np.asarray(new), np.asarray(flat_old[path])))
+            if in_aux_cell:
+                assert np.array_equal(np.asarray(flat_back[path]), np.asarray(flat_old[path]))
+        assert moved > 0  # the other statistics did move: train mode really ran
 
 
 def test_eval_outputs_match_the_ordinary_decoder(features):

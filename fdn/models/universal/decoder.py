@@ -189,15 +189,17 @@ class UniversalDecoder:
             pool.append(_pad(y, geom.canvas))
         return tuple(pool), new_stats
 
-    def _blocks(self, params, stats, pool, plan, geom: Geometry, train: bool):
+    def _blocks(self, params, stats, pool, plan, geom: Geometry, train: bool, with_aux: bool):
         """The three blocks' cells and aggregates as one flat scan over the jobs. Returns the pool with the
-        block outputs, the aux heads' inputs, and the new statistics of the cells and the aggregates."""
+        block outputs, the aux heads' inputs, and the new statistics of the cells and the aggregates. Without
+        ``with_aux`` the auxiliary cells do not run (a third of the cell work; as the ordinary decoder, their
+        statistics stay as they were) and each block's aggregate follows its second cell."""
         cell_fn = make_cell(self.channels, self.settings.repeats, geom.sizes, train)
         slots = tuple(plan[k] for k in SLOT_KEYS)
-        aux_cell = self.jobs == 3
-        jobs = self.jobs
+        aux_cell = self.jobs == 3 and with_aux
+        jobs = 3 if aux_cell else 2
         n_jobs = G.NUM_BLOCKS * jobs
-        lead = lambda t: jax.tree.map(lambda a: a.reshape((n_jobs,) + a.shape[2:]), t)  # noqa: E731
+        lead = lambda t: jax.tree.map(lambda a: a[:, :jobs].reshape((n_jobs,) + a.shape[2:]), t)  # noqa: E731
         cell = lambda *a: cell_fn(slots, *a)  # noqa: E731
         block_src, job_level = plan["block_src"], plan["job_level"]
 
@@ -242,6 +244,10 @@ class UniversalDecoder:
             job, init, (jnp.arange(n_jobs), lead(params[L.CELL_BANKS]), lead(stats[L.CELL_BANKS]))
         )
         cell_stats = jax.tree.map(lambda a: a.reshape((G.NUM_BLOCKS, jobs) + a.shape[1:]), cell_stats)
+        if jobs < self.jobs:  # the aux cells' statistics, unchanged
+            cell_stats = jax.tree.map(
+                lambda new, old: jnp.concatenate([new, old[:, jobs:]], axis=1), cell_stats, stats[L.CELL_BANKS]
+            )
         return pool, aux_ins, {L.CELL_BANKS: cell_stats, L.AGGREGATES: agg_stats}
 
     def _merge(self, params, stats, pool, plan, geom: Geometry, train: bool):
@@ -272,7 +278,7 @@ class UniversalDecoder:
         params, stats = variables[N.PARAMS], variables[N.BATCH_STATS]
         pool, new_stats = self._adapt(params, stats, features, geom, train)
         pool = pool + tuple(jnp.zeros_like(pool[0]) for _ in range(G.NUM_BLOCKS))
-        pool, aux_ins, block_stats = self._blocks(params, stats, pool, plan, geom, train)
+        pool, aux_ins, block_stats = self._blocks(params, stats, pool, plan, geom, train, with_aux)
         new_stats.update(block_stats)
         aux = []
         if with_aux:
