@@ -13,7 +13,8 @@ data. Work runs at each entry's true resolution:
 * the decoder's cells are one flat ``lax.scan`` over the 9 jobs (per block: input cell 1, input cell 2,
   auxiliary cell); the aggregate cell runs before each auxiliary job (``lax.cond``), so the program holds one
   copy of the cell, whatever the genotype; the aggregate is rematerialised too (``jax.checkpoint``: the
-  conditional would otherwise stack its residuals, zero for the 6 jobs that skip it, at every job);
+  conditional would otherwise stack its residuals, zero for the 6 jobs that skip it, at every job); without
+  aux heads (evaluation) the scan has 6 jobs and the aggregate follows each block's second cell;
 * pools and buffers are tuples of arrays read with a ``switch`` and written with selects (on XLA:CPU a
   dynamic_update_slice of a stacked array inside a loop ran ~5x slower than a copy);
 * canvas-level parts (aggregate, merge, classifiers) use masked BatchNorm statistics and level-to-level
