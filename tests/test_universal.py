@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fdn import genotype as G
-from fdn.candidate.programs import DecoderProgram, make_programs
+from fdn.candidate.programs import DecoderProgram, make_programs, ordinary_abstract
 from fdn.models import names as N
 from fdn.models.decoder import Decoder, DecoderSettings
 from fdn.models.init import draw_variables
@@ -248,3 +248,15 @@ def test_eval_outputs_match_the_ordinary_decoder(features):
         assert u_logits[:, :h, :w].shape == logits.shape
         assert rel(u_logits[:, :h, :w], logits, 1e-6) < 1e-5
     assert len(traces) == 1  # one program for every genotype
+
+
+def test_ordinary_shapes_read_off_the_universal_layout_equal_the_decoders_own(features):
+    """The universal programs derive a genotype's ordinary variable shapes from their layout (no tracing); they
+    must be the tree ``ordinary_abstract`` traces, leaf for leaf (weights are drawn and parameters counted in it)."""
+    programs = make_programs("universal", SETTINGS)
+    shapes = [f.shape for f in features]
+    for g in compared_genotypes():
+        ours = programs.ordinary_abstract(g, shapes)
+        theirs = ordinary_abstract(g, SETTINGS, shapes)
+        assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+        assert jax.tree.leaves(ours) == jax.tree.leaves(theirs)

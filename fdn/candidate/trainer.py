@@ -32,7 +32,6 @@ from fdn import tasks
 from fdn.candidate import steps
 from fdn.candidate.cache import Stage1Cache
 from fdn.candidate.compiled import STAGES, BackgroundCompile, CompiledPrograms
-from fdn.candidate.programs import ordinary_abstract
 from fdn.candidate.protocol import CandidateFailure, StageResult, failure_reason
 from fdn.metrics import segmentation_metrics
 from fdn.models import names as N
@@ -201,9 +200,9 @@ class CandidateTrainer:
         exe, compile_s = self.compiled.stage1(genotype)
         _, flattener, tx = self.compiled.stage1_parts(genotype)
         init_key, run_key = jax.random.split(key)
-        if genotype not in self._ordinary_shapes:  # ~0.5 s of tracing; a search meets most genotypes again
-            self._ordinary_shapes[genotype] = ordinary_abstract(
-                genotype, self.settings, [f.shape for f in self.cache.features]
+        if genotype not in self._ordinary_shapes:  # traced per genotype (ordinary programs), a search meets most again
+            self._ordinary_shapes[genotype] = self.programs.ordinary_abstract(
+                genotype, [f.shape for f in self.cache.features]
             )
         ordinary_shapes = self._ordinary_shapes[genotype]
         variables = self.programs.to_program(
