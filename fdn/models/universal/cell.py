@@ -16,8 +16,8 @@ added into the entry the slot read. Why not let JAX differentiate the scan: it s
 per slot and -- through the switch over levels -- once per level, and the decoder's scan over its 9 jobs stacks
 that again (the paper's stage 1 at batch 16: ~1.7 GB per step, zero-filled and copied every step); its transpose
 also writes every buffer entry's cotangent at every slot. Why keep the entries rather than run the cell again in
-the backward (as before): that second forward was a third of the cell's op work (each op ran forward three
-times, twice in a per-genotype program); the entries cost 5 canvases per job (~0.6 GB per step at the paper's
+the backward (as before): that second forward was a third of the cell's op work (each op's forward ran three
+times; now twice, once in a per-genotype program); the entries cost 5 canvases per job (~0.6 GB per step at the paper's
 stage 1, batch 16). Values are the same up to float reassociation (``tests/test_universal.py`` compares
 gradients with the ordinary decoder's).
 """
