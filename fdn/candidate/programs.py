@@ -158,8 +158,7 @@ class OrdinaryPrograms:
     def abstract(self, genotype, feature_shapes):
         return ordinary_abstract(genotype, self.settings, feature_shapes)
 
-    def ordinary_abstract(self, genotype, feature_shapes):
-        return ordinary_abstract(genotype, self.settings, feature_shapes)
+    ordinary_abstract = abstract  # the program's layout is the ordinary one
 
     def to_program(self, variables, genotype):
         return variables
