@@ -5,3 +5,7 @@ Segmentation Models via Auxiliary Cells* (Nekrasov et al., CVPR 2019), built for
 """
 
 __version__ = "0.1.0"
+
+from fdn.host_memory import reexec_command_with_hugepages as _reexec_command_with_hugepages
+
+_reexec_command_with_hugepages()  # only for ``python -m fdn.X``, before anything heavy is imported

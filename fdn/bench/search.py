@@ -28,6 +28,7 @@ import platform
 import jax
 from absl import flags
 
+from fdn import host_memory
 from fdn.agents import make_agent
 from fdn.bench import _presets, _search_report
 from fdn.bench._cost import peak_of
@@ -138,6 +139,7 @@ def describe(config, schedule) -> dict:
         "platform": device.platform,
         "jax": jax.__version__,
         "python": platform.python_version(),
+        "host_hugepages": host_memory.state(),
         "programs": cc.programs,
         "precision": cc.precision,
         "depthwise": depthwise.impl_on(device.platform),

@@ -35,6 +35,7 @@ import numpy as np
 from absl import flags
 
 from fdn import genotype as G
+from fdn import host_memory
 from fdn.bench import _official_stage1 as official
 from fdn.bench import _profile
 from fdn.bench._cost import achieved, peak_of, program_cost
@@ -164,6 +165,7 @@ def _summary(genotype, l1, ordinary, lower_compile, times, load_before):
         ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
         ("images/s", f"{b / median:.1f}"),
         ("load average (1 min) before / after", f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"),
+        ("host huge pages", host_memory.state()),
     ]
     result = {
         "bench": "stage1",
@@ -178,6 +180,7 @@ def _summary(genotype, l1, ordinary, lower_compile, times, load_before):
         "lower_seconds": lower_s,
         "device": jax.devices()[0].device_kind,
         "load_average": os.getloadavg()[0],
+        "host_hugepages": host_memory.state(),
     }
     return rows, result
 

@@ -19,6 +19,7 @@ import numpy as np
 from absl import flags
 
 from fdn import genotype as G
+from fdn import host_memory
 from fdn.bench._timing import time_calls
 from fdn.bench.stage1 import SEARCH_A, print_table
 from fdn.candidate import default_config, flat, steps
@@ -104,6 +105,7 @@ def main(argv):
             ("step s (median)", f"{median:.4f}"),
             ("step s (min / max)", f"{min(times):.4f} / {max(times):.4f}"),
             ("images/s", f"{b / median:.1f}"),
+            ("host huge pages", host_memory.state()),
         ]
     )
     print(
@@ -118,6 +120,7 @@ def main(argv):
                 "compile_seconds": t2 - t1,
                 "lower_seconds": t1 - t0,
                 "device": jax.devices()[0].device_kind,
+                "host_hugepages": host_memory.state(),
             }
         )
     )
