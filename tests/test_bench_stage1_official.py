@@ -125,6 +125,16 @@ def test_time_alternately_interleaves_the_runs():
     assert order == ["a", "b"] + ["a", "b"] * 3
 
 
+def test_time_alternately_in_blocks_times_a_run_only_after_its_own_call():
+    """Blocks of 2 over 5 steps: each turn is one untimed call then up to 2 timed ones, so every timed call follows
+    a call of the same run (free memory reported to a VM's host between turns is not charged to a timed call)."""
+    order = []
+    runs = [(lambda: order.append("a"), tuple), (lambda: order.append("b"), tuple)]
+    times = bench_stage1.time_alternately(runs, steps=5, warmup=1, block=2)
+    assert [len(t) for t in times] == [5, 5]
+    assert order == ["a", "b"] + ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3 + ["a"] * 2 + ["b"] * 2
+
+
 def test_programs_default_to_what_a_paper_search_compiles_here():
     """``--programs`` defaults to 'auto', resolved for the paper's stage 1 on this platform (per genotype on a CPU,
     `fdn.candidate.programs.resolve_kind`); an explicit kind is kept."""

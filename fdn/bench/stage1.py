@@ -14,8 +14,9 @@ bfloat16 (`fdn.candidate.precision`), and ``$FDN_DEPTHWISE_IMPL`` (recorded) pic
 kernels (`fdn.models.depthwise`).
 
 ``--official_repo=DIR`` (a checkout of DrSleep/nas-segm-pytorch; needs torch, skipped without it) also times the
-official ``train_task0`` step on the same arrays (``fdn.bench._official_stage1``), its calls alternating with
-fdn's so that the load of a shared machine weighs on both alike, and prints fdn / official.
+official ``train_task0`` step on the same arrays (``fdn.bench._official_stage1``), its calls taking turns with
+fdn's in blocks (``--official_block``) so that the load of a shared machine weighs on both alike, and prints
+fdn / official.
 
 The official PyTorch code needs 1.5-1.6 s per step for the default genotype at batch 16 on the 2-core CI CPU
 (``shared/reference/official-baseline.md``). The last line printed is a JSON object.
@@ -93,6 +94,13 @@ flags.DEFINE_string(
     "official_repo", "", "checkout of DrSleep/nas-segm-pytorch: also time its step, alternately", flag_values=FLAGS
 )
 flags.DEFINE_integer(
+    "official_block",
+    5,
+    "with --official_repo: timed calls in a row per turn, each turn after one untimed call (1: strict alternation; "
+    "see time_alternately)",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer(
     "official_threads",
     2,
     "torch threads for the official step (2 as in official-baseline.md; on an oversubscribed CPU 1 ran 3-4x faster)",
@@ -121,15 +129,23 @@ def synthetic_labels(rng, n: int, size: int, num_classes: int):
     return jnp.asarray(labels)
 
 
-def time_alternately(runs, steps: int, warmup: int) -> list[list[float]]:
-    """Seconds of each ``(fn, args)`` run's ``steps`` timed calls, after ``warmup`` calls each; the runs' calls
-    interleave, so a load that changes during the measurement weighs on all of them alike."""
+def time_alternately(runs, steps: int, warmup: int, block: int = 1) -> list[list[float]]:
+    """Seconds of each ``(fn, args)`` run's ``steps`` timed calls, after ``warmup`` calls each; the runs take turns
+    in blocks of ``block`` timed calls, so a load that changes during the measurement weighs on all of them alike.
+
+    With ``block > 1`` each block starts with one untimed call: a step then follows a step of its own, as in
+    training (a stage is a loop of steps), not the other run's. That matters on VMs that report free memory to
+    the hypervisor (Linux free page reporting; this project's CI VMs): memory freed and left idle ~2 s is handed
+    back, and the next step faults it in again at the host. fdn's step frees its 1.8 GB temporary arena after each
+    call, so it was timed 1.13 s after its own step, 1.17 s after 1 s of sleep, 2.7 s after 2 s (search_b, 2-core CPU).
+    """
     for fn, args in runs:
         time_calls(fn, repeats=0, warmup=warmup, args=args)
     times = [[] for _ in runs]
-    for _ in range(steps):
+    while len(times[0]) < steps:
+        n = min(block, steps - len(times[0]))
         for out, (fn, args) in zip(times, runs):
-            out.extend(time_calls(fn, repeats=1, warmup=0, args=args).times)
+            out.extend(time_calls(fn, repeats=n, warmup=1 if block > 1 else 0, args=args).times)
     return times
 
 
@@ -302,7 +318,7 @@ def main(argv):
     elif FLAGS.official_repo:
         print("official step: skipped (torch is not installed)")
     load_before = os.getloadavg()[0]
-    all_times = time_alternately(runs, FLAGS.steps, FLAGS.warmup)
+    all_times = time_alternately(runs, FLAGS.steps, FLAGS.warmup, FLAGS.official_block)
     times = all_times[0]
     median = statistics.median(times)
     rows, result = _summary(genotype, l1, ordinary, (t1 - t0, t2 - t1), times, load_before)
