@@ -91,13 +91,14 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("profile_steps", 3, "steps traced with --profile_dir", flag_values=FLAGS)
 flags.DEFINE_string(
-    "official_repo", "", "checkout of DrSleep/nas-segm-pytorch: also time its step, alternately", flag_values=FLAGS
+    "official_repo", "", "checkout of DrSleep/nas-segm-pytorch: also time its step, in turns", flag_values=FLAGS
 )
 flags.DEFINE_integer(
     "official_block",
     5,
     "with --official_repo: timed calls in a row per turn, each turn after one untimed call (1: strict alternation; "
     "see time_alternately)",
+    lower_bound=1,
     flag_values=FLAGS,
 )
 flags.DEFINE_integer(
