@@ -70,9 +70,11 @@ def failures_as_checkpoint_error(what: str, hint: str):
 
 def _drop_late_callback_errors() -> None:
     """After a failed restore, tensorstore reads still in flight finish into Orbax's closed asyncio loop, and
-    their threads print "RuntimeError: Event loop is closed" tracebacks around the one-line error. They say
-    nothing the `CheckpointError` does not, so drop exactly that error, raised on a thread other than the main
-    one, from ``sys.excepthook`` and ``sys.unraisablehook`` (everything else still reaches the previous hooks).
+    their threads print "RuntimeError: Event loop is closed" tracebacks around the one-line error, and Orbax's
+    read coroutines left unfinished print theirs ("Exception ignored in: <coroutine ...>") when collected. They
+    say nothing the `CheckpointError` does not, so drop exactly those: that error raised on a thread other than
+    the main one (``sys.excepthook``, ``sys.unraisablehook``) and unraisable errors of coroutines defined in
+    Orbax (``sys.unraisablehook``); everything else still reaches the previous hooks.
 
     Installed before a restore starts, not when its failure reaches us: the reads can finish (and print) in the
     moment between Orbax closing its loop and the exception arriving here, which a loaded machine makes likely.
@@ -87,6 +89,10 @@ def _drop_late_callback_errors() -> None:
             and threading.current_thread() is not threading.main_thread()
         )
 
+    def orbax_coroutine(obj) -> bool:  # a read coroutine of the failed restore, garbage-collected with its error
+        code = getattr(obj, "cr_code", None)
+        return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+
     previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
 
     def excepthook(kind, value, tb):
@@ -94,7 +100,7 @@ def _drop_late_callback_errors() -> None:
             previous_except(kind, value, tb)
 
     def unraisablehook(info):
-        if not late(info.exc_value):
+        if not (late(info.exc_value) or orbax_coroutine(info.object)):
             previous_unraisable(info)
 
     excepthook.fdn_drops_late_callbacks = True

@@ -198,3 +198,34 @@ def test_late_event_loop_errors_of_other_threads_are_dropped_from_the_start_of_a
 
     sys.excepthook(type(closed), closed, None)  # the main thread's own error is never hidden
     assert seen == [("reader", other), ("MainThread", closed)]
+
+
+def test_unraisable_errors_of_orbax_coroutines_are_dropped_and_no_others(monkeypatch, tmp_path):
+    """A failed restore leaves Orbax's read coroutines unfinished; collected later, each printed "Exception ignored
+    in: <coroutine ...>" with a traceback after the one-line error. Those go; an error of any other coroutine stays."""
+    import os
+    import sys
+    import types
+
+    seen = []
+    monkeypatch.setattr("sys.unraisablehook", lambda info: seen.append(info.object))
+    monkeypatch.setattr("sys.excepthook", sys.__excepthook__)  # plain hooks: the restore installs its filter afresh
+    namespace = {}
+    for name, folder in (("orbax_read", "orbax"), ("user_read", "mine")):
+        filename = os.path.join(str(tmp_path), folder, "serialization.py")
+        exec(compile(f"async def {name}():\n    raise Exception('reading')\n", filename, "exec"), namespace)
+    orbax_coro, user_coro = namespace["orbax_read"](), namespace["user_read"]()
+
+    def report(obj):
+        info = types.SimpleNamespace(exc_type=Exception, exc_value=Exception("reading"), exc_traceback=None, object=obj)
+        sys.unraisablehook(info)
+
+    with pytest.raises(CheckpointError):
+        with checkpointing.failures_as_checkpoint_error("cannot restore x", "do y"):
+            raise ValueError("broken")
+    report(orbax_coro)
+    report(user_coro)
+    report(None)
+    assert seen == [user_coro, None]
+    orbax_coro.close()
+    user_coro.close()
