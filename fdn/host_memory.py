@@ -5,7 +5,7 @@ Why: XLA:CPU allocates each execution's temporary arena with ``malloc``. Above g
 fresh ``mmap`` per call (1.8 GB for the paper's stage-1 step at batch 16), touched in 4 KiB pages (~430k page
 faults, each zeroing its page in the kernel) and unmapped after the step. On the 2-core CPU that was a third of
 the step: 1.43 -> 1.02 s for genotype search_a and 1.61 -> 1.13 s for search_b with the tunable (README, "Host
-memory"). Kernels whose transparent huge pages are in ``madvise`` mode (Debian's and Ubuntu's default) give huge
+memory"). Kernels whose transparent huge pages are in ``madvise`` mode (common on distribution kernels) give huge
 pages only to mappings advised so, and glibc advises its own only when the tunable is set; glibc reads tunables
 once, when the process starts, so a command re-executes itself (same PID, same argv) before it has imported
 anything heavy. Numerics are untouched: only where the bytes live changes.
