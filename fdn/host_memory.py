@@ -41,10 +41,10 @@ def command_module(argv: list[str], orig_argv: list[str]) -> str | None:
         if arg == "--check-hash-based-pycs":
             next(args, None)
             continue
-        if not arg.startswith("-") or arg.startswith("--") or len(arg) < 2:
-            if arg.startswith("--"):
-                continue
-            return None  # a script path: interpreter options end here
+        if arg.startswith("--"):
+            continue
+        if arg == "-" or not arg.startswith("-"):
+            return None  # a script path or stdin: interpreter options end here
         for j, letter in enumerate(arg[1:], start=2):  # a cluster of short options, e.g. -u, -um, -Ximporttime
             if letter == "m":
                 name = arg[j:] or next(args, "")
@@ -83,10 +83,15 @@ def with_hugetlb(tunables: str) -> str:
     return f"{tunables}:{HUGETLB}=1" if tunables else f"{HUGETLB}=1"
 
 
+def opted_out(environ) -> bool:
+    """``FDN_HOST_HUGEPAGES=0``: keep glibc's defaults."""
+    return environ.get(OPT_OUT, "1") == "0"
+
+
 def should_reexec(environ, glibc: tuple[int, ...] | None, thp: str | None) -> bool:
     """Whether restarting with the tunable would change anything (and has not been done or refused)."""
     return (
-        environ.get(OPT_OUT, "1") != "0"
+        not opted_out(environ)
         and HUGETLB not in environ.get(TUNABLES, "")
         and glibc is not None
         and glibc >= MIN_GLIBC
@@ -134,6 +139,6 @@ def state(environ=os.environ) -> str:
         return "on (kernel THP always)"
     if HUGETLB + "=1" in environ.get(TUNABLES, "") and thp == "madvise":
         return f"on ({HUGETLB}=1, THP madvise)"
-    if environ.get(OPT_OUT, "1") == "0":
+    if opted_out(environ):
         return f"off ({OPT_OUT}=0)"
     return f"off (THP {thp or 'unknown'}, glibc {'.'.join(map(str, glibc_version() or ())) or 'absent'})"

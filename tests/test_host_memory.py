@@ -26,6 +26,7 @@ PY = "/usr/bin/python3"
         (["-m"], [PY, "-m", "fdnx.search"], None),
         (["script.py"], [PY, "script.py", "-m", "fdn.search"], None),  # a script importing fdn
         (["-c"], [PY, "-c", "import fdn"], None),
+        (["-m"], [PY, "-", "-m", "fdn.search"], None),  # a program on stdin
         ([], [], None),
     ],
 )
