@@ -137,6 +137,26 @@ def rel(a, b, floor):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), floor))
 
 
+def exact_outputs(decoder, variables, features):
+    """The ordinary decoder's train-mode outputs (main, aux) at ``OUT``, computed in float64 from the same float32
+    inputs and weights: the answer both float32 programs approximate."""
+    with jax.enable_x64(True):
+        to64 = lambda x: jnp.asarray(np.asarray(x), jnp.float64)  # noqa: E731
+        (logits, aux), _ = decoder.apply(
+            jax.tree.map(to64, variables), [to64(f) for f in features], train=True, mutable=["batch_stats"]
+        )
+        return np.asarray(resize_bilinear(logits, OUT)), [np.asarray(resize_bilinear(a, OUT)) for a in aux]
+
+
+def within_float32_noise(universal, ordinary, exact) -> bool:
+    """The universal output is as close to the exact (float64) answer as float32 allows: within 1e-5 of it, or
+    within twice the ordinary float32 decoder's own error where that is larger. Why not simply against the
+    ordinary float32 output: train-mode BN over the fixture's 1x1 level (2 values per channel) is ill-conditioned,
+    and there the float32 ordinary decoder itself is 3.5e-5 off the exact answer on one CPU (AMD Zen 5: universal
+    2.7e-5), so the two float32 programs differ by 1.3e-5 with neither wrong. A wrong op or wiring is >= 1e-3."""
+    return rel(universal, exact, 1e-6) < max(1e-5, 2 * rel(ordinary, exact, 1e-6))
+
+
 def test_train_outputs_stats_and_gradients_match_the_ordinary_decoder(features):
     universal = UniversalDecoder(SETTINGS)
     geom = Geometry.of(features)
@@ -172,11 +192,12 @@ def test_train_outputs_stats_and_gradients_match_the_ordinary_decoder(features):
         (u_loss, (u_out, u_aux, u_stats)), u_grads = universal_step(uv["params"], uv["batch_stats"], plan)
         # The fixed list as before; for the covering and random genotypes the weighted sum may cancel ~100x
         # (sum of |terms| / |sum| up to 101, measured), so its error is judged against the terms' scale: the
-        # outputs themselves are held to 1e-5 just below (measured worst 3.6e-6, loss 2.9e-5 of |sum|).
+        # outputs themselves are held to float32's noise just below (`within_float32_noise`; loss 2.9e-5 of |sum|).
         floor = 1e-6 if seed < len(GENOTYPES) else float(jnp.sum(jnp.abs(out * weights[0])))
         assert rel(u_loss, loss, floor) < 1e-5
-        assert rel(u_out, out, 1e-6) < 1e-5
-        assert max(rel(a, b, 1e-6) for a, b in zip(u_aux, aux)) < 1e-5
+        exact_out, exact_aux = exact_outputs(decoder, v, features)
+        assert within_float32_noise(u_out, out, exact_out)
+        assert all(within_float32_noise(*outputs) for outputs in zip(u_aux, aux, exact_aux))
         back = universal.layout.from_universal({"params": u_grads, "batch_stats": u_stats}, g)
         for a, b in zip(jax.tree.leaves(back["batch_stats"]), jax.tree.leaves(stats)):
             assert rel(a, b, 1e-6) < 1e-5
