@@ -91,7 +91,7 @@ def get_config(arg=None):
         _tiny(c)
         if arg.pose:  # 32-pixel crops of images scaled to ~1/4 keep the landmarks; meta-val: whole images
             c.data.scale_range = (0.25, 0.3)
-            c.candidate.stage1.epochs = 4  # 8 steps: enough for heatmaps with a few hits (PCK > 0)
+            c.candidate.stage1.epochs = 4  # 8 steps: PCK stays at chance (tests check what it is, not its level)
             c.candidate.val.crop_size = c.candidate.val.min_side = 128
     return c
 

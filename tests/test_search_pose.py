@@ -1,10 +1,12 @@
 """The search scored by PCK (``task='pose'``, `fdn.tasks.Pose`) on fdn_shapes' keypoints: the stage-1 loss is the
-task's, a tiny search scores candidates deterministically with non-zero rewards, and what is not built is one line.
+task's, a tiny search scores candidates deterministically by PCK over meta-val's visible joints, and what is not built
+is one line.
 
 The search tests share tests/test_search.py's persistent XLA cache (``FDN_TEST_XLA_CACHE``): the pose programs
 compile once per cache (universal programs: one stage-1 and one evaluation program for the whole search).
 """
 
+import re
 import subprocess
 import sys
 
@@ -23,6 +25,7 @@ from fdn.models.decoder import Decoder, DecoderSettings
 from fdn.models.init import draw_variables, random_encoder_variables
 from fdn.models.resize import resize_bilinear
 from fdn.pose import heatmaps
+from fdn.search import loop as search_loop
 from fdn.search import run_log
 from fdn.search import setup as setup_lib
 from tests.test_search import XLA_CACHE, run, strip_times
@@ -92,20 +95,41 @@ def test_pose_stage1_loss_is_the_task_loss_on_the_cached_batch(shapes_dir):
     assert float(loss) == pytest.approx(float(want["main"] + cfg.aux_weight * want["aux"]), rel=1e-5)
 
 
+def run_counting_joints(config, workdir) -> int:
+    """Runs the search with the real trainer; the number of visible meta-val joints its start-up line names."""
+    lines = []
+    search_loop.run(config, workdir, progress=False, log=lambda line, *_: lines.append(str(line)))
+    found = [int(m.group(1)) for m in map(re.compile(r"PCK@0\.5 over (\d+) visible joints").search, lines) if m]
+    assert len(found) == 1, lines
+    return found[0]
+
+
+def is_pck_over(reward, joints) -> bool:
+    """``reward`` is a share of ``joints`` (hits / visible joints, pooled): in [0, 1], a multiple of 1 / joints."""
+    return 0.0 <= reward <= 1.0 and abs(reward * joints - round(reward * joints)) < 1e-9
+
+
+# Why the tiny searches below do not ask for rewards above 0: a decoder trained for a few steps on a random,
+# frozen encoder's features scores PCK at chance (measured: 0.0-0.2 on 5 meta-val images after 8 to 256 steps,
+# 0.02-0.19 on 20 images, at crops of 32 and 64; the pose demo needs ~240 steps of the whole model to leave the
+# predict-the-mean 0.067), and which candidates land a chance hit changes with the CPU's float rounding. What
+# they do ask: the reward is PCK pooled over the meta-val joints the start-up line counts (> 0).
+
+
 @pytest.mark.slow
 def test_tiny_pose_search_scores_by_pck_deterministically(shapes_dir, tmp_path):
     """configs/demo.py:pose,tiny with the real trainer, stage 1 only (the stage-2 compile is the slow test's):
-    rewards are PCK (in [0, 1], not all 0), and the same seed writes the same log."""
+    rewards are PCK over meta-val's visible joints, and the same seed writes the same log."""
     config = tiny_pose_config(shapes_dir)
     config.max_stage = 1
     config.early_stop.enabled = False
-    run(config, tmp_path / "a", fake=False)
+    joints = run_counting_joints(config, tmp_path / "a")
+    assert joints > 0
     records = run_log.read(tmp_path / "a")
     assert [r["index"] for r in records] == [0, 1]
     for r in records:
         assert r["failure"] is None, r["failure"]
-        assert r["stage"] == 1 and 0.0 <= r["reward"] <= 1.0 and r["miou"] is None
-    assert any(r["reward"] > 0 for r in records), [r["reward"] for r in records]
+        assert r["stage"] == 1 and is_pck_over(r["reward"], joints) and r["miou"] is None
     run(config, tmp_path / "b", fake=False)
     assert strip_times(run_log.read(tmp_path / "b")) == strip_times(records)
 
@@ -115,12 +139,12 @@ def test_tiny_pose_search_both_stages(shapes_dir, tmp_path):
     """Both stages (the stage-2 program resizes outputs to stride 4 from their level): every candidate is scored."""
     config = tiny_pose_config(shapes_dir, n=3)
     config.early_stop.enabled = False
-    run(config, tmp_path, fake=False)
+    joints = run_counting_joints(config, tmp_path)
     records = run_log.read(tmp_path)
-    assert [r["stage"] for r in records] == [2, 2, 2]
+    assert [r["stage"] for r in records] == [2, 2, 2] and joints > 0
     for r in records:
         assert r["failure"] is None, r["failure"]
-        assert 0.0 <= r["reward"] <= 1.0 and r["stage1_reward"] > 0
+        assert is_pck_over(r["reward"], joints) and is_pck_over(r["stage1_reward"], joints)
 
 
 @pytest.mark.parametrize(

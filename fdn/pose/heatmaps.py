@@ -89,11 +89,16 @@ def flip_back(heatmaps, flip_index):
     return jnp.concatenate([swapped[:, :, :1], swapped[:, :, :-1]], axis=2)
 
 
+def visible(keypoints):
+    """(N, K) float32: 1 for the joints PCK counts (``v`` > 0.5), 0 for the others."""
+    return (jnp.asarray(keypoints, jnp.float32)[..., 2] > 0.5).astype(jnp.float32)
+
+
 def pck_hits(pred_xy, keypoints, norm, threshold: float = 0.5):
     """``(hits, counted)`` (N, K) float32: visible joints whose prediction lies within ``threshold * norm``
     (input pixels; ``norm`` (N,)) of the ground truth, and the visible joints."""
     gt = jnp.asarray(keypoints, jnp.float32)
     dist = jnp.sqrt(jnp.sum(jnp.square(pred_xy - gt[..., :2]), axis=-1))
-    counted = (gt[..., 2] > 0.5).astype(jnp.float32)
+    counted = visible(gt)
     hits = (dist <= threshold * jnp.asarray(norm, jnp.float32)[:, None]).astype(jnp.float32) * counted
     return hits, counted

@@ -33,7 +33,7 @@ from fdn.models import names as N
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import random_encoder_variables
 from fdn.models.segmenter import eval_forward
-from fdn.pose import joints
+from fdn.pose import heatmaps, joints
 from fdn.search import early_compile
 from fdn.search import teacher as teacher_lib
 from fdn.search.parallel import streams
@@ -160,6 +160,15 @@ def val_batches(source, indices, cc, task: str = tasks.SEGMENTATION) -> list[dic
         process_count=1,
     )
     return list(ds)
+
+
+def reward_words(task: str, num_classes: int, val: list[dict]) -> str:
+    """What the start-up line says of the head and the reward; for pose, how many joints PCK is pooled over
+    (the reward moves in steps of one over that many: a few meta-val images give coarse rewards)."""
+    if task == tasks.SEGMENTATION:
+        return f"{num_classes} classes"
+    counted = sum(float(np.sum(heatmaps.visible(b[tasks.KEYPOINTS]) * np.asarray(b["valid"])[:, None])) for b in val)
+    return f"{num_classes} joints (reward: PCK@0.5 over {int(counted)} visible joints)"
 
 
 STAGE2_INPUTS = ("host", "device")
@@ -310,7 +319,7 @@ def build(
     seconds["data"] = time.time() - start
     log(
         f"search: {config.data.name}/{config.data.split}: meta-train {len(meta_train)}, meta-val {len(meta_val)} "
-        f"images, {num_classes} {'classes' if task == tasks.SEGMENTATION else 'joints (reward: PCK@0.5)'}; "
+        f"images, {reward_words(task, num_classes, val)}; "
         f"stage 2: {cc.stage2.steps_per_epoch} steps per epoch"
         f"{' (meta-train // batch)' if not config.candidate.stage2.steps_per_epoch else ''}"
     )
