@@ -70,9 +70,16 @@ def host_val_batches(val_batches: Iterable[dict], task: str) -> list[dict]:
 
 
 def enable_compilation_cache(path: str, min_compile_seconds: float = 0.5):
-    """XLA's persistent compilation cache: a genotype compiled by any earlier run loads from ``path``."""
+    """XLA's persistent compilation cache: a genotype compiled by any earlier run loads from ``path``.
+
+    On CPU, JAX's extra XLA caches are off: JAX writes the GPU autotuning cache's directory (inside ``path``) into
+    the compile options its cache key hashes, so a cache copied or moved to another path (a container's, CI's,
+    another checkout's) missed on every program (measured: the demo's three programs compiled again, ~150 s cold);
+    on CPU that cache holds nothing. On GPUs it stays on (autotuning results are worth keeping)."""
     jax.config.update("jax_compilation_cache_dir", str(Path(path).expanduser()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
+    if jax.default_backend() == "cpu":
+        jax.config.update("jax_persistent_cache_enable_xla_caches", "none")
 
 
 class CandidateTrainer:
