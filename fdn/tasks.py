@@ -198,9 +198,14 @@ class Pose(Task):
 
     def eval_sums(self, logits, batch, num_classes: int) -> dict:
         pred = self.joints(logits)[..., :2]
-        hits, counted = heatmaps.pck_hits(pred, batch[self.label_key], batch[KEYPOINT_NORM])
-        valid = batch["valid"].astype(jnp.float32)[:, None]
-        return {"hits": jnp.sum(hits * valid, axis=0), "count": jnp.sum(counted * valid, axis=0)}
+        hits, _ = heatmaps.pck_hits(pred, batch[self.label_key], batch[KEYPOINT_NORM])
+        counted = self.counted(batch)
+        return {"hits": jnp.sum(hits * counted, axis=0), "count": jnp.sum(counted, axis=0)}
+
+    def counted(self, batch):
+        """(N, K) float32: the joints PCK counts in ``batch``, the visible joints of its real (not padding) images;
+        their sum is the reward's denominator (the search's start-up line names it)."""
+        return heatmaps.visible(batch[self.label_key]) * jnp.asarray(batch["valid"], jnp.float32)[:, None]
 
     def summarise(self, sums, omit=()) -> dict:
         hits, count = np.asarray(sums["hits"], np.float64), np.asarray(sums["count"], np.float64)

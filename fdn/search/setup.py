@@ -33,7 +33,7 @@ from fdn.models import names as N
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.init import random_encoder_variables
 from fdn.models.segmenter import eval_forward
-from fdn.pose import heatmaps, joints
+from fdn.pose import joints
 from fdn.search import early_compile
 from fdn.search import teacher as teacher_lib
 from fdn.search.parallel import streams
@@ -167,7 +167,7 @@ def reward_words(task: str, num_classes: int, val: list[dict]) -> str:
     (the reward moves in steps of one over that many: a few meta-val images give coarse rewards)."""
     if task == tasks.SEGMENTATION:
         return f"{num_classes} classes"
-    counted = sum(float(np.sum(heatmaps.visible(b[tasks.KEYPOINTS]) * np.asarray(b["valid"])[:, None])) for b in val)
+    counted = sum(float(np.sum(tasks.get(task).counted(b))) for b in val)
     return f"{num_classes} joints (reward: PCK@0.5 over {int(counted)} visible joints)"
 
 
