@@ -23,7 +23,9 @@ whose one-line message names the directory and what to do, so commands report it
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -74,7 +76,9 @@ def _drop_late_callback_errors() -> None:
     read coroutines left unfinished print theirs ("Exception ignored in: <coroutine ...>") when collected. They
     say nothing the `CheckpointError` does not, so drop exactly those: that error raised on a thread other than
     the main one (``sys.excepthook``, ``sys.unraisablehook``) and unraisable errors of coroutines defined in
-    Orbax (``sys.unraisablehook``); everything else still reaches the previous hooks.
+    Orbax (``sys.unraisablehook``); everything else still reaches the previous hooks. The sibling reads' own
+    tensorstore errors, which nobody awaited after the first one failed, are logged by asyncio as "Task exception
+    was never retrieved" when their tasks are collected: `_unretrieved_read_errors` drops those records too.
 
     Installed before a restore starts, not when its failure reaches us: the reads can finish (and print) in the
     moment between Orbax closing its loop and the exception arriving here, which a loaded machine makes likely.
@@ -105,6 +109,17 @@ def _drop_late_callback_errors() -> None:
 
     excepthook.fdn_drops_late_callbacks = True
     sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
+    logging.getLogger("asyncio").addFilter(_unretrieved_read_errors)
+
+
+_STATUS_ERROR = re.compile(r"[A-Z]+(_[A-Z]+)*: ")  # tensorstore's errors start with an absl status code
+
+
+def _unretrieved_read_errors(record: logging.LogRecord) -> bool:
+    """False (drop) for asyncio's "Task exception was never retrieved" whose exception is a tensorstore error."""
+    exc = record.exc_info[1] if record.exc_info else None
+    unretrieved = str(record.msg).startswith("Task exception was never retrieved")
+    return not (unretrieved and exc is not None and _STATUS_ERROR.match(str(exc)) is not None)
 
 
 # ------------------------------------------------------------------------------------------ single pytrees

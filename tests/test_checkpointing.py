@@ -229,3 +229,37 @@ def test_unraisable_errors_of_orbax_coroutines_are_dropped_and_no_others(monkeyp
     assert seen == [user_coro, None]
     orbax_coro.close()
     user_coro.close()
+
+
+def test_unretrieved_tensorstore_read_errors_logged_by_asyncio_are_dropped_and_no_others():
+    """When one read of a damaged checkpoint fails, its siblings' tensorstore errors are never awaited; collected
+    later, asyncio logged each ("Task exception was never retrieved", traceback) after the one-line error. Those
+    go once a restore has started; asyncio's other records, and other never-retrieved errors, stay."""
+    import logging
+
+    kept = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            kept.append(record.exc_info[1] if record.exc_info else record.getMessage())
+
+    logger = logging.getLogger("asyncio")
+    handler = Keep()
+    logger.addHandler(handler)
+    read = ValueError('OUT_OF_RANGE: Error reading "params.k/0.0" in OCDBT database at local file "/x/": range')
+    mine = ValueError("my own task failed")
+
+    def log_unretrieved(exc):
+        exc_info = (type(exc), exc, None)
+        logger.error("Task exception was never retrieved\nfuture: <Task finished name='Task-1'>", exc_info=exc_info)
+
+    try:
+        with pytest.raises(CheckpointError):
+            with checkpointing.failures_as_checkpoint_error("cannot restore x", "do y"):
+                raise ValueError("broken")
+        log_unretrieved(read)
+        log_unretrieved(mine)
+        logger.error("Unclosed event loop")
+        assert kept == [mine, "Unclosed event loop"]
+    finally:
+        logger.removeHandler(handler)
