@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from fdn import tasks
+from fdn import placement, tasks
 from fdn.models.resize import resize_bilinear, resize_nearest
 
 
@@ -41,9 +42,9 @@ class Stage1Cache:
 def _targets(batch, size, task: str):
     """One batch's cached targets (see the module docstring)."""
     if task == tasks.SEGMENTATION:
-        return jnp.asarray(resize_nearest(batch[tasks.SEGMENTATION], size), jnp.uint8)
+        return placement.put(resize_nearest(batch[tasks.SEGMENTATION], size), np.uint8)
     if task == tasks.POSE:
-        return jnp.asarray(batch[tasks.KEYPOINTS], jnp.float32)
+        return placement.put(batch[tasks.KEYPOINTS], np.float32)
     raise ValueError(f"build_stage1_cache: no stage-1 targets for the {task} task")
 
 
@@ -65,7 +66,7 @@ def build_stage1_cache(
     feats, labels, teacher = [[] for _ in range(4)], [], []
     resize_teacher = jax.jit(resize_bilinear, static_argnums=1)
     for batch in batches:
-        images = jnp.asarray(batch["image"], jnp.float32)
+        images = placement.put(batch["image"], np.float32)
         out = encoder_apply(encoder_variables, images)
         for i, f in enumerate(out):
             feats[i].append(f.astype(feature_dtype))

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdn import genotype as G
-from fdn import tasks
+from fdn import placement, tasks
 from fdn.candidate import precision as precision_lib
 from fdn.conventions import IGNORE_LABEL as IGNORE
 from fdn.errors import UserError
@@ -231,7 +231,7 @@ class UniversalPrograms:
         return "universal"
 
     def plan(self, genotype):
-        return {k: jnp.asarray(v) for k, v in make_plan(genotype, self.settings.aux_cell).items()}
+        return {k: placement.put(v) for k, v in make_plan(genotype, self.settings.aux_cell).items()}
 
     def abstract(self, genotype, feature_shapes):
         key = tuple(tuple(s) for s in feature_shapes)
@@ -250,7 +250,7 @@ class UniversalPrograms:
         return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, jnp.float32), ordinary)
 
     def to_program(self, variables, genotype):
-        return jax.tree.map(jnp.asarray, self.layout.to_universal(variables, genotype))
+        return placement.put_tree(self.layout.to_universal(variables, genotype))
 
     def to_ordinary(self, variables, genotype):
         return self.layout.from_universal(variables, genotype)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdn import genotype as G
-from fdn import tasks
+from fdn import placement, tasks
 from fdn.candidate import steps
 from fdn.candidate.cache import Stage1Cache
 from fdn.candidate.compiled import STAGES, BackgroundCompile, CompiledPrograms
@@ -132,11 +132,11 @@ class CandidateTrainer:
         self._val = host_val_batches(val_batches, self.task)
         self._val_feats = None
         if config.val.cache_features:  # stage 1 never changes the encoder: its meta-val features are fixed
-            self._val_feats = [self._encode(self.encoder_variables, jnp.asarray(b["image"])) for b in self._val]
+            self._val_feats = [self._encode(self.encoder_variables, placement.put(b["image"])) for b in self._val]
         val_features = (
             self._val_feats[0]
             if self._val_feats is not None
-            else jax.eval_shape(self._encode, self.encoder_variables, jnp.asarray(self._val[0]["image"]))
+            else jax.eval_shape(self._encode, self.encoder_variables, placement.put(self._val[0]["image"]))
         )
         self.compiled = CompiledPrograms(
             config, self.settings, self.expand_first_block, self.cache, val_features, self._val[0], device
@@ -251,9 +251,7 @@ class CandidateTrainer:
         _, tx_enc, tx_dec, f_enc, f_dec = self.compiled.stage2_parts(genotype)
         enc, dec = stage1_result.encoder_variables, stage1_result.decoder_program_variables
         # The step donates its state: copy what stage 1's result shares with the trainer.
-        batch_stats = jax.tree.map(
-            lambda a: jnp.array(a, copy=True), {N.ENCODER: enc[N.BATCH_STATS], N.DECODER: dec[N.BATCH_STATS]}
-        )
+        batch_stats = jax.tree.map(placement.copy, {N.ENCODER: enc[N.BATCH_STATS], N.DECODER: dec[N.BATCH_STATS]})
         state = steps.init_stage2_state(
             tx_enc, tx_dec, f_enc.flatten(enc[N.PARAMS]), f_dec.flatten(dec[N.PARAMS]), batch_stats
         )
@@ -271,7 +269,7 @@ class CandidateTrainer:
                     input_wait += time.perf_counter() - t_wait
                     if batch is None:
                         break
-                    state, loss = exe(state, jnp.asarray(batch["image"], jnp.float32), self._targets(batch), data)
+                    state, loss = exe(state, placement.put(batch["image"], np.float32), self._targets(batch), data)
                     pending.append(loss)
                     done += 1
                     if done % max(c.check_every, 1) == 0:
@@ -308,8 +306,8 @@ class CandidateTrainer:
     def _targets(self, batch):
         """A stage-2 batch's targets as the compiled step takes them (``CompiledPrograms.stage2_targets``)."""
         if self.task == tasks.SEGMENTATION:
-            return jnp.asarray(batch["segmentation"], jnp.uint8)
-        return jnp.asarray(batch[tasks.get(self.task).label_key], jnp.float32)
+            return placement.put(batch["segmentation"], np.uint8)
+        return placement.put(batch[tasks.get(self.task).label_key], np.float32)
 
     def _evaluate(self, genotype, decoder_vars, encoder_vars, val_feats):
         exe, compile_s = self.compiled.eval(genotype)
@@ -317,7 +315,7 @@ class CandidateTrainer:
         segmentation = self.task == tasks.SEGMENTATION
         sums = jnp.zeros((self.num_classes, self.num_classes), jnp.int32) if segmentation else self.compiled.zero_sums()
         for i, b in enumerate(self._val):
-            feats = val_feats[i] if val_feats is not None else self._encode(encoder_vars, jnp.asarray(b["image"]))
+            feats = val_feats[i] if val_feats is not None else self._encode(encoder_vars, placement.put(b["image"]))
             feats = [f.astype(jnp.float32) for f in feats]
             if segmentation:
                 sums = exe(decoder_vars, feats, b["segmentation"], b["valid"], sums, data)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fdn import placement
 from fdn.models import names
 from fdn.models.layers import BatchNorm
 
@@ -48,7 +49,7 @@ def calibrate_batch_stats(apply_train: Callable, variables: dict, batches: Itera
     for batch in batches:
         if count >= max_batches:
             break
-        images = jnp.asarray(batch["image"] if isinstance(batch, dict) else batch, jnp.float32)
+        images = placement.put(batch["image"] if isinstance(batch, dict) else batch, np.float32)
         stats = step(variables[names.PARAMS], images)
         total = stats if total is None else _add(total, stats)
         count += 1

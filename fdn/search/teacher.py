@@ -24,12 +24,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from fdn import genotype as gt
-from fdn import losses, tasks
+from fdn import losses, placement, tasks
 from fdn.errors import InputError
 from fdn.models import names as N
 from fdn.models.decoder import DecoderSettings
@@ -45,7 +44,7 @@ TEACHER_DIR = "teacher"
 def _forward_fn(spec: ModelSpec, variables) -> Callable:
     model = spec.build()
     forward = jax.jit(lambda v, x: eval_forward(model, v, x)[0])
-    return lambda images: forward(variables, jnp.asarray(images))
+    return lambda images: forward(variables, placement.put(images))
 
 
 def _logits_store_fn(path: Path) -> Callable:
@@ -70,7 +69,7 @@ def _logits_store_fn(path: Path) -> Callable:
                 f"(at least {start + n}); lower data.stage1_examples or store more"
             )
         position[0] = start + n
-        return jnp.asarray(np.asarray(logits[start : start + n], np.float32))
+        return placement.put(logits[start : start + n], np.float32)
 
     return serve
 
@@ -117,8 +116,8 @@ def train_teacher(
             params,
             batch_stats,
             opt_state,
-            jnp.asarray(batch["image"]),
-            jnp.asarray(batch[tasks.SEGMENTATION], jnp.int32),
+            placement.put(batch["image"]),
+            placement.put(batch[tasks.SEGMENTATION], np.int32),
         )
         if log_every and (i + 1) % log_every == 0:
             print(f"teacher: step {i + 1}/{steps} loss {float(loss):.3f} ({time.time() - start:.0f} s)", flush=True)
