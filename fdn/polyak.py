@@ -10,14 +10,16 @@ parameters are averaged: BatchNorm running statistics keep their live values, as
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import optax
+
+from fdn import placement
 
 
 def init(params):
     """The average starts at a copy of the current parameters (the official ``init_polyak`` copies them; a
-    separate buffer also lets a jitted step donate both)."""
-    return jax.tree.map(lambda p: jnp.array(p, copy=True), params)
+    separate buffer also lets a jitted step donate both). `fdn.placement.copy`: no program compiled per leaf shape
+    when called outside a trace."""
+    return jax.tree.map(placement.copy, params)
 
 
 def update(avg, params, decay: float):

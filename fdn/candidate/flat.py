@@ -33,7 +33,6 @@ class Flattener:
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
         self.size = int(self.offsets[-1])
         self.dtype = jnp.result_type(jnp.float32, *(x.dtype for x in leaves))
-        self._layout = (self.treedef, tuple(self.shapes), tuple(int(o) for o in self.offsets), self.dtype)
 
     def flatten(self, tree):
         leaves = jax.tree.leaves(tree)
@@ -41,12 +40,15 @@ class Flattener:
 
     def unflatten(self, vec):
         if _traced([vec]):
-            return _unflatten(vec, self._layout)
+            return self._slices(vec)
         host = np.array(vec)  # a private copy: the leaves may alias it, never the (possibly donated) vector
         # Placed as the vector was: committed to its device or not (a jitted function compiles once per placement).
-        return jax.device_put(
-            _unflatten(host, self._layout), vec.sharding if getattr(vec, "committed", False) else None
-        )
+        return jax.device_put(self._slices(host), vec.sharding if getattr(vec, "committed", False) else None)
+
+    def _slices(self, vec):
+        """The leaves as slices of ``vec`` (a tracer, or a NumPy array: then views of it)."""
+        bounds = zip(self.offsets[:-1], self.offsets[1:], self.shapes)
+        return jax.tree.unflatten(self.treedef, [vec[int(a) : int(b)].reshape(s) for a, b, s in bounds])
 
     def mask(self, labels_tree, label) -> np.ndarray:
         """A float32 vector, 1 where the leaf's label is ``label`` (``labels_tree`` mirrors the params)."""
@@ -62,13 +64,6 @@ def _traced(leaves) -> bool:
 
 def _flatten(leaves, dtype):
     return jnp.concatenate([jnp.ravel(x).astype(dtype) for x in leaves])
-
-
-def _unflatten(vec, layout):
-    """The leaves as slices of ``vec`` (a tracer, or a numpy array: then views of it)."""
-    treedef, shapes, offsets, _ = layout
-    leaves = [vec[a:b].reshape(s) for a, b, s in zip(offsets[:-1], offsets[1:], shapes)]
-    return jax.tree.unflatten(treedef, leaves)
 
 
 # One program per leaf shapes and dtype, shared by every Flattener of that layout (the module docstring says why).
