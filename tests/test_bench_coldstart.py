@@ -91,8 +91,11 @@ def test_busy_cores_from_proc_stat_samples():
 
 
 # ------------------------------------------------------------------------------------------ reading a search's run
+STARTED = 1_800_000_000.0  # the launch's wall-clock time in these canned runs
+
+
 def _run(lines, wall=100.0, stopped_at=None, cpu=150.0):
-    return _child.ChildRun(["x"], lines, wall, 0, cpu, stopped_at=stopped_at, machine_busy_cores=1.9)
+    return _child.ChildRun(["x"], STARTED, lines, wall, 0, cpu, stopped_at=stopped_at, machine_busy_cores=1.9)
 
 
 LOG = [
@@ -118,16 +121,21 @@ def test_set_up_events_read_from_the_search_log():
     assert cs.set_up_events(_run(LOG[:3])) == {"data ready": 12.3, "background compile started": 13.2}
 
 
-def test_cold_summary_first_record_only_when_one_was_written():
-    record = {"genotype": [[0]], "reward": 0.1, "stage": 2, "seconds": {"compile": 3.0}}
-    cold = cs.cold_summary(_run(LOG, stopped_at=167.84), [record])
-    assert cold["first_record_s"] == 167.8 and cold["first_candidate"]["reward"] == 0.1
+def test_cold_summary_places_records_by_their_own_time():
+    record = {"genotype": [[0]], "reward": 0.1, "stage": 2, "seconds": {"compile": 3.0}, "time": STARTED + 167.84}
+    cold = cs.cold_summary(_run(LOG, stopped_at=167.9), [record])
+    assert cold["first_record_s"] == 167.8 and cold["first_candidate"]["reward"] == 0.1 and cold["candidates"] == 1
     assert cold["events_s"]["stage-1 cache built"] == 160.8 and cold["machine_busy_cores"] == 1.9
+    assert cold["median_s_per_candidate"] is None  # one record: no gap
+    more = [dict(record, time=STARTED + t) for t in (170.0, 167.84, 176.0, 173.5)]  # as read, not in time order
+    cold = cs.cold_summary(_run(LOG, wall=181.0), more)
+    assert (cold["first_record_s"], cold["last_record_s"], cold["candidates"]) == (167.8, 176.0, 4)
+    assert cold["median_s_per_candidate"] == 2.5 and cold["wall_s"] == 181.0
     assert cs.cold_summary(_run(LOG, stopped_at=None), [])["first_record_s"] is None
 
 
 def test_warm_summary_median_gap_and_compile_share():
-    records = [{"time": 1000.0 + t, "seconds": {"compile": c}} for t, c in ((0, 5.5), (3, 0), (6.5, 0), (9, 0.5))]
+    records = [{"time": STARTED + t, "seconds": {"compile": c}} for t, c in ((20, 5.5), (23, 0), (26.5, 0), (29, 0.5))]
     warm = cs.warm_summary(_run([], wall=200.0), records)
     assert warm["candidates"] == 4 and warm["median_s_per_candidate"] == 3.0  # gaps 3, 3.5, 2.5
     assert warm["compile_s"] == 6.0 and warm["compile_share"] == pytest.approx(0.03)
@@ -150,8 +158,8 @@ def test_bars_of_issue_12():
 def test_read_records_skips_a_line_cut_by_the_stop(tmp_path):
     path = tmp_path / "candidates.jsonl"
     path.write_text('{"index": 0}\n{"index": 1}\n{"ind')
-    assert cs.read_records(path) == [{"index": 0}, {"index": 1}]
-    assert cs.read_records(tmp_path / "missing.jsonl") == []
+    assert cs.read_records(path) == [{"index": 0}, {"index": 1}] and cs.count_records(path) == 2
+    assert cs.read_records(tmp_path / "missing.jsonl") == [] and cs.count_records(tmp_path / "missing.jsonl") == 0
 
 
 def test_search_command_and_config_path(tmp_path):
@@ -168,6 +176,7 @@ def test_search_command_and_config_path(tmp_path):
     "args, message",
     [
         (["--warm_candidates=-1"], "--warm_candidates"),
+        (["--cold_candidates=-2"], "--cold_candidates"),
         (["--cold_timeout=0"], "--cold_timeout"),
         (["--config=configs/nope.py"], "configs/nope.py"),
         (["--warm_candidates=many"], "warm_candidates"),
@@ -188,7 +197,7 @@ def test_a_used_root_is_refused(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.mark.slow
 def test_tiny_cold_start_and_warm_rerun(tmp_path):
-    """The tiny demo config: a cold search stopped at its first record, then a warm rerun of 2 candidates that
+    """The tiny demo config: a cold search stopped at its second record, then a warm rerun of 2 candidates that
     reuses its data and XLA cache (~1.5 min on 2 cores)."""
     root = tmp_path / "root"
     out = subprocess.run(
@@ -198,6 +207,7 @@ def test_tiny_cold_start_and_warm_rerun(tmp_path):
             "fdn.bench",
             "coldstart",
             "--config=configs/demo.py:tiny",
+            "--cold_candidates=2",
             "--warm_candidates=2",
             f"--root={root}",
             "--keep",
@@ -215,7 +225,8 @@ def test_tiny_cold_start_and_warm_rerun(tmp_path):
     cold, warm = result["cold"], result["warm"]
     assert cold["first_record_s"] > cold["events_s"]["stage-1 cache built"] > cold["events_s"]["data ready"] > 0
     assert cold["first_candidate"]["stage"] in (1, 2) and cold["cpu_s"] > 0
-    assert len(cs.read_records(root / "cold" / cs.RECORDS)) >= 1
+    assert cold["candidates"] >= 2 and cold["last_record_s"] >= cold["first_record_s"]
+    assert len(cs.read_records(root / "cold" / cs.RECORDS)) == cold["candidates"]
     assert warm["candidates"] == 2 and warm["returncode"] == 0
     assert (root / "warm" / "data").is_dir() and any((root / "xla").iterdir())  # reused data, a filled XLA cache
     assert result["bars"]["warm_40_within_600_s"] is None  # 2 candidates: the 40-candidate bar is not judged

@@ -30,6 +30,7 @@ class ChildRun:
     ``machine_busy_cores`` cover launch to exit, or to the stop where there was one (not the shutdown after it)."""
 
     command: list[str]
+    started: float  # the launch's wall-clock time (time.time()), to place the child's own timestamps
     lines: list[tuple[float, str]]
     wall_seconds: float
     returncode: int
@@ -110,7 +111,7 @@ def run(
     line)`` sees each finished line as it comes (progress-bar updates are kept but not echoed)."""
     command = list(command)
     cpu0, stat0 = _children_cpu(), _proc_stat()
-    start = time.perf_counter()
+    started, start = time.time(), time.perf_counter()
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: list[tuple[float, str]] = []
     reader = threading.Thread(target=_read_lines, args=(child.stdout, start, lines, echo), daemon=True)
@@ -138,6 +139,7 @@ def run(
     reader.join(5.0)
     return ChildRun(
         command=command,
+        started=started,
         lines=lines,
         wall_seconds=wall,
         returncode=child.returncode,

@@ -1,7 +1,8 @@
 """``python -m fdn.bench coldstart``: a new user's first search, timed, then a warm rerun (issue #12's bars).
 
 Cold: ``python -m fdn.search --config=CONFIG`` in a child process (``fdn.bench._child``) with a fresh workdir and
-an empty XLA cache, stopped (SIGINT) once its first candidate is recorded; it prints when each part of the set-up
+an empty XLA cache, stopped (SIGINT) once its first candidate is recorded (``--cold_candidates``: once that many
+are, or 0: at its own end); it prints when each part of the set-up
 ended (data, teacher, stage-1 cache), when the first candidate was scored, and the CPU-seconds it took. Warm: the
 same command in a fresh workdir that holds the cold run's data and teacher, with its XLA cache, for
 ``--warm_candidates`` candidates to the end: wall time, median seconds between records, compile seconds in the
@@ -11,6 +12,7 @@ candidates within 10 minutes with compile under 15%), and the last line is JSON.
     python -m fdn.bench coldstart                                 # configs/demo.py: ~3 + ~3 min on 2 cores
     python -m fdn.bench coldstart --warm_candidates=0             # the cold start alone
     python -m fdn.bench coldstart --root=/tmp/cs --keep           # keep both workdirs and the XLA cache
+    python -m fdn.bench coldstart --cold_candidates=0 --warm_candidates=0   # a whole first search, timed
 
 The processes start from nothing of fdn's (no data, teacher or compiled program), but the machine's file cache
 may hold Python's own files from earlier runs: a first command after a reboot pays a few seconds more.
@@ -53,6 +55,12 @@ flags.DEFINE_string(
     "root", "", "empty or new folder for the workdirs and XLA cache (default: a temporary one)", flag_values=FLAGS
 )
 flags.DEFINE_bool("keep", False, "keep --root's contents (a temporary root is removed otherwise)", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "cold_candidates",
+    1,
+    "stop the cold run at this many records (0: run the config's search to its end)",
+    flag_values=FLAGS,
+)
 flags.DEFINE_integer("warm_candidates", WARM_CANDIDATES, "candidates of the warm rerun (0: none)", flag_values=FLAGS)
 flags.DEFINE_integer("cold_timeout", 900, "seconds before the cold run is stopped unscored", flag_values=FLAGS)
 flags.DEFINE_integer("warm_timeout", 1800, "seconds before the warm run is stopped", flag_values=FLAGS)
@@ -111,6 +119,14 @@ def child_env() -> dict:
     return env
 
 
+def count_records(path: Path) -> int:
+    """Complete lines in a candidates file so far (cheap enough to poll ten times a second)."""
+    try:
+        return path.read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
 def read_records(path: Path) -> list[dict]:
     """The complete JSON lines of a candidates file (a line being written when a run was stopped is skipped)."""
     if not path.is_file():
@@ -134,17 +150,27 @@ def set_up_events(run: _child.ChildRun) -> dict:
     return found
 
 
-def warm_summary(run: _child.ChildRun, records: list[dict]) -> dict:
-    """Wall time, candidates scored, median seconds between consecutive records (a candidate as the search runs
-    it: training, evaluation, controller), the compile seconds the records report and their share of the wall."""
-    times = sorted(r["time"] for r in records if "time" in r)
+def record_seconds(run: _child.ChildRun, records: list[dict]) -> list[float]:
+    """Seconds from the run's launch to each record (its ``time``, stamped as the search writes it), in order."""
+    return sorted(r["time"] - run.started for r in records if "time" in r)
+
+
+def median_gap(times: list[float]) -> float | None:
+    """Median seconds between consecutive records: a candidate as the search runs it (training, evaluation,
+    controller), or None with fewer than two."""
     gaps = [b - a for a, b in zip(times, times[1:])]
+    return round(statistics.median(gaps), 2) if gaps else None
+
+
+def warm_summary(run: _child.ChildRun, records: list[dict]) -> dict:
+    """Wall time, candidates scored, median seconds per candidate (`median_gap`), the compile seconds the records
+    report and their share of the wall."""
     compile_s = sum(float(r.get("seconds", {}).get("compile", 0.0)) for r in records)
     wall = run.wall_seconds
     return {
         "wall_s": round(wall, 1),
         "candidates": len(records),
-        "median_s_per_candidate": round(statistics.median(gaps), 2) if gaps else None,
+        "median_s_per_candidate": median_gap(record_seconds(run, records)),
         "compile_s": round(compile_s, 1),
         "compile_share": round(compile_s / wall, 4) if wall > 0 else None,
         "cpu_s": round(run.cpu_seconds, 1),
@@ -153,9 +179,13 @@ def warm_summary(run: _child.ChildRun, records: list[dict]) -> dict:
 
 
 def cold_summary(run: _child.ChildRun, records: list[dict]) -> dict:
-    first = run.stopped_at if records else None
+    times = record_seconds(run, records)
     return {
-        "first_record_s": None if first is None else round(first, 1),
+        "first_record_s": round(times[0], 1) if times else None,
+        "candidates": len(records),
+        "last_record_s": round(times[-1], 1) if times else None,
+        "median_s_per_candidate": median_gap(times),
+        "wall_s": round(run.wall_seconds, 1),
         "events_s": set_up_events(run),
         "cpu_s": round(run.cpu_seconds, 1),
         "machine_busy_cores": None if run.machine_busy_cores is None else round(run.machine_busy_cores, 2),
@@ -185,13 +215,14 @@ def _echo(tag: str):
     return lambda t, line: print(f"  {tag} [{t:6.1f}] {line}", flush=True)
 
 
-def run_cold(config: str, root: Path, extra: list[str], timeout: float, echo: bool):
+def run_cold(config: str, root: Path, extra: list[str], candidates: int, timeout: float, echo: bool):
+    """The cold search, stopped once ``candidates`` are recorded (0: never; it ends on its own or at ``timeout``)."""
     workdir = root / "cold"
     records = workdir / RECORDS
     run = _child.run(
         search_command(config, workdir, root / "xla", extra),
         env=child_env(),
-        stop_when=lambda: records.is_file() and records.stat().st_size > 0,
+        stop_when=(lambda: count_records(records) >= candidates) if candidates else None,
         timeout=timeout,
         echo=_echo("cold") if echo else None,
     )
@@ -220,6 +251,11 @@ def report(config: str, cold: dict, warm: dict | None, bars: dict) -> None:
         print(f"  {t:7.1f}  {name}")
     first = cold["first_record_s"]
     print(f"  {'-' if first is None else f'{first:7.1f}'}  first candidate scored")
+    if cold["candidates"] > 1:
+        print(
+            f"  {cold['last_record_s']:7.1f}  {cold['candidates']} candidates scored (median "
+            f"{cold['median_s_per_candidate']} s between records; the process ended after {cold['wall_s']:.0f} s)"
+        )
     busy = cold["machine_busy_cores"]
     print(f"  search process {cold['cpu_s']:.0f} CPU-s; machine {'-' if busy is None else busy} busy cores on average")
     if warm is not None:
@@ -236,14 +272,17 @@ def report(config: str, cold: dict, warm: dict | None, bars: dict) -> None:
 def main(argv):
     """Bad flags raise ``flags.Error`` or a ``UserError``: ``fdn.bench.__main__`` reports them in one line."""
     FLAGS(argv)
-    if FLAGS.warm_candidates < 0:
-        raise ColdStartError(f"--warm_candidates must be 0 or more, got {FLAGS.warm_candidates}")
+    for name in ("cold_candidates", "warm_candidates"):
+        if FLAGS[name].value < 0:
+            raise ColdStartError(f"--{name} must be 0 or more, got {FLAGS[name].value}")
     if FLAGS.cold_timeout <= 0 or FLAGS.warm_timeout <= 0:
         raise ColdStartError("--cold_timeout and --warm_timeout must be positive seconds")
     config = resolve_config(FLAGS.config)
     root, temporary = prepare_root(FLAGS.root)
     try:
-        cold_run, cold_records = run_cold(config, root, FLAGS.search_flag, FLAGS.cold_timeout, FLAGS.echo)
+        cold_run, cold_records = run_cold(
+            config, root, FLAGS.search_flag, FLAGS.cold_candidates, FLAGS.cold_timeout, FLAGS.echo
+        )
         cold = cold_summary(cold_run, cold_records)
         warm = None
         if FLAGS.warm_candidates and cold_records:
