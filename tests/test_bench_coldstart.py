@@ -36,20 +36,30 @@ def test_child_lines_are_stamped_in_order_and_progress_updates_kept():
             import sys, time
             print("one", flush=True)
             time.sleep(0.3)
-            sys.stderr.write("bar 1%\\rbar 50%\\rbar 100%\\n"); sys.stderr.flush()
+            for p in (1, 50, 100):  # a progress bar: redraws without a newline until it closes
+                sys.stderr.write(f"\\rbar {p}%"); sys.stderr.flush(); time.sleep(0.1)
+            sys.stderr.write("\\n"); sys.stderr.flush()
             print("two", flush=True)
+            sys.stdout.write("no newline at the end")
             """
         ),
         echo=lambda t, line: seen.append(line),
     )
     texts = [line for _, line in run.lines]
-    assert texts == ["one", "bar 1%", "bar 50%", "bar 100%", "two"]
+    assert texts == ["one", "bar 1%", "bar 50%", "bar 100%", "two", "no newline at the end"]
     stamps = [t for t, _ in run.lines]
-    assert stamps == sorted(stamps) and stamps[-1] - stamps[0] >= 0.25
-    assert seen == ["one", "two"]  # progress-bar updates are kept but not echoed
+    assert stamps == sorted(stamps) and stamps[1] - stamps[0] >= 0.25  # each piece stamped when it came
+    assert seen == ["one", "bar 1%", "bar 100%", "two", "no newline at the end"]  # updates: the first, then 15 s apart
     assert run.returncode == 0 and run.stopped_at is None and not run.timed_out
     assert run.first("bar") == run.lines[1][0] and run.last("bar") == run.lines[3][0]
     assert run.first("absent") is None
+
+
+def test_output_split_at_newlines_and_carriage_returns():
+    pieces, rest = _child.split_output(b"a\nb\r\nc\rd\re")
+    assert pieces == [("a", False), ("b", False), ("c", True), ("d", True)] and rest == b"e"
+    assert _child.split_output(b"x\r") == ([], b"x\r")  # a CR at the end may be half of a CRLF
+    assert _child.split_output(b"x\r\n") == ([("x", False)], b"")
 
 
 def test_child_stops_with_sigint_once_the_condition_holds(tmp_path):

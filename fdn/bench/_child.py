@@ -83,18 +83,50 @@ def _process_cpu(pid: int) -> float | None:
     return sum(int(v) for v in fields[11:15]) / ticks
 
 
+# A progress bar's updates are echoed at most this often (all are kept in the run's lines).
+PROGRESS_ECHO_SECONDS = 15.0
+
+
+def split_output(buffer: bytes) -> tuple[list[tuple[str, bool]], bytes]:
+    """``buffer`` cut into finished pieces and the unfinished rest: (text, is a progress update) per piece, where
+    a piece ends at a newline, or at a carriage return (a progress bar redrawing its line; ``\\r\\n`` is a
+    newline). A carriage return at the very end waits for the next byte, which may make it a newline."""
+    out = []
+    while True:
+        cuts = [k for k in (buffer.find(b"\r"), buffer.find(b"\n")) if k >= 0]
+        if not cuts:
+            return out, buffer
+        i = min(cuts)
+        if buffer[i : i + 1] == b"\r" and i + 1 == len(buffer):
+            return out, buffer
+        newline = buffer[i : i + 1] == b"\n" or buffer[i + 1 : i + 2] == b"\n"
+        out.append((buffer[:i].decode("utf-8", "replace"), not newline))
+        buffer = buffer[i + (2 if buffer[i : i + 2] == b"\r\n" else 1) :]
+
+
 def _read_lines(stream, start: float, lines: list, echo: Callable[[float, str], None] | None) -> None:
-    """Collects ``stream``'s lines with their times; a progress bar's carriage-return updates count as lines
-    (the last one shown is what a terminal would show), so a bar never hides a timestamp."""
-    for raw in iter(stream.readline, b""):
+    """Collects ``stream``'s output in pieces with their times, reading whatever has come (not line by line: a
+    progress bar redraws its line without a newline for minutes). Every non-blank piece is kept; ``echo`` sees
+    each line and a progress update every `PROGRESS_ECHO_SECONDS`."""
+    last_progress = -PROGRESS_ECHO_SECONDS
+    pending = b""
+    fd = stream.fileno()
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        pending += chunk
+        pieces, pending = split_output(pending)
+        if not chunk and pending:  # the end: what is left is a last piece
+            pieces, pending = [*pieces, (pending.rstrip(b"\r").decode("utf-8", "replace"), False)], b""
         now = time.perf_counter() - start
-        decoded = raw.decode("utf-8", "replace").replace("\r\n", "\n")
-        for part in decoded.split("\r"):
-            text = part.rstrip("\n")
-            if text.strip():
-                lines.append((now, text))
-                if echo is not None and "\r" not in decoded:
-                    echo(now, text)
+        for text, progress in pieces:
+            if not text.strip():
+                continue
+            lines.append((now, text))
+            if echo is not None and (not progress or now - last_progress >= PROGRESS_ECHO_SECONDS):
+                last_progress = now if progress else last_progress
+                echo(now, text)
+        if not chunk:
+            return
 
 
 def run(
@@ -108,7 +140,7 @@ def run(
 ) -> ChildRun:
     """Runs ``command`` (stdout and stderr together) until it exits, ``stop_when()`` holds or ``timeout``
     seconds pass; in the last two cases it gets SIGINT, then SIGKILL after `STOP_GRACE_SECONDS`. ``echo(t,
-    line)`` sees each finished line as it comes (progress-bar updates are kept but not echoed)."""
+    line)`` sees each line as it comes (a progress bar's updates only now and then, `_read_lines`)."""
     command = list(command)
     cpu0, stat0 = _children_cpu(), _proc_stat()
     started, start = time.time(), time.perf_counter()
