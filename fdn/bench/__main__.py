@@ -14,6 +14,17 @@ def _available():
     return sorted(m.name for m in pkgutil.iter_modules(fdn.bench.__path__) if not m.name.startswith("_"))
 
 
+HELP = ("-h", "--help", "--helpfull")
+
+
+def help_text(what: str, module) -> str:
+    """``python -m fdn.bench WHAT --help``: the bench's docstring (what it measures, example commands) and its
+    flags with their defaults."""
+    flag_values = getattr(module, "FLAGS", None)
+    flags_help = flag_values.get_help() if flag_values is not None else "  (no flags)"
+    return f"python -m fdn.bench {what} [flags]\n\n{(module.__doc__ or '').strip()}\n\nflags:\n{flags_help}"
+
+
 def main(argv):
     names = _available()
     if len(argv) < 2 or argv[1] in ("-h", "--help"):
@@ -24,6 +35,9 @@ def main(argv):
         print(f"fdn.bench: unknown benchmark {what!r}; choose one of: {', '.join(names)}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"fdn.bench.{what}")
+    if any(a in HELP for a in argv[2:]):
+        print(help_text(what, module))
+        return 0
     try:
         return module.main([f"fdn.bench {what}"] + argv[2:])
     except (flags.Error, *USER_ERROR_TYPES) as err:  # bad input: one line, exit 2 (fdn.errors)
