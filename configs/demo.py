@@ -9,8 +9,8 @@ COMMAND::
     python -m fdn.leaderboard /tmp/fdn_demo_30ms --compare /tmp/fdn_demo                      # side by side
     python -m fdn.search --config=configs/demo.py:pose --workdir=/tmp/fdn_demo_pose   # scored by PCK (task=pose)
 
-fdn_shapes is prepared into ``--config.data.data_dir`` (default ``WORKDIR/data``) on first use (~40 s), and
-the teacher (arch0 at agg 64, trained end to end on meta-train) is trained once and cached in
+fdn_shapes is prepared into ``--config.data.data_dir`` (default ``WORKDIR/data``) on first use (~10 s on 2 cores),
+and the teacher (arch0 at agg 64, trained end to end on meta-train) is trained once and cached in
 ``WORKDIR/teacher``. Sizes aim at a 2-core CPU evaluating dozens of candidates in 10 minutes after the one
 compile of the search's programs (the README gives what a real run measured); the paper's schedule
 (optimisers, losses, Polyak, KD, early stopping, PPO) is unchanged, only shorter, apart from the stage-1 learning
@@ -44,7 +44,8 @@ def get_config(arg=None):
     c.encoder.calibrate_batches = 16
 
     c.teacher.kind = "train"
-    # 1000 steps (~4 min on 2 cores, once): foreground reward 0.25 on meta-val (0.12 after 300 steps).
+    # 1000 steps (~2 min on 2 cores beside the background compile, once; `python -m fdn.bench coldstart`):
+    # foreground reward 0.25 on meta-val (0.12 after 300 steps).
     c.teacher.train.steps = 1000
 
     cc = c.candidate
