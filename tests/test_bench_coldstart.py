@@ -89,6 +89,29 @@ def test_child_stops_with_sigint_once_the_condition_holds(tmp_path):
     assert run.wall_seconds >= run.stopped_at
 
 
+def test_ctrl_c_in_the_bench_lets_the_child_finish_before_it_propagates(tmp_path):
+    started, finished = tmp_path / "started", tmp_path / "finished"
+
+    def user_presses_ctrl_c():
+        if started.is_file():
+            raise KeyboardInterrupt
+        return False
+
+    code = f"""
+        import time
+        from pathlib import Path
+        Path({str(started)!r}).write_text("x")
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            time.sleep(0.5)  # a record or checkpoint being written
+            Path({str(finished)!r}).write_text("x")
+        """
+    with pytest.raises(KeyboardInterrupt):
+        _child.run(_python(code), stop_when=user_presses_ctrl_c)
+    assert finished.is_file()  # the child got SIGINT and was waited for, so nothing it was writing is cut
+
+
 def test_child_time_limit_stops_it(tmp_path):
     run = _child.run(_python("import time; time.sleep(60)"), timeout=0.5)
     assert run.timed_out and run.stopped_at is None and run.returncode != 0 and run.wall_seconds < 30

@@ -129,6 +129,18 @@ def _read_lines(stream, start: float, lines: list, echo: Callable[[float, str], 
             return
 
 
+def _stop(child: subprocess.Popen) -> None:
+    """SIGINT to a running child, then SIGKILL if it has not exited after `STOP_GRACE_SECONDS`."""
+    if child.poll() is not None:
+        return
+    child.send_signal(signal.SIGINT)
+    try:
+        child.wait(STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
 def run(
     command: Sequence[str],
     *,
@@ -149,24 +161,22 @@ def run(
     reader = threading.Thread(target=_read_lines, args=(child.stdout, start, lines, echo), daemon=True)
     reader.start()
     stopped_at, timed_out = None, False
-    while child.poll() is None:
-        now = time.perf_counter() - start
-        if stop_when is not None and stop_when():
-            stopped_at = now
-            break
-        if timeout is not None and now > timeout:
-            timed_out = True
-            break
-        time.sleep(poll_seconds)
+    try:
+        while child.poll() is None:
+            now = time.perf_counter() - start
+            if stop_when is not None and stop_when():
+                stopped_at = now
+                break
+            if timeout is not None and now > timeout:
+                timed_out = True
+                break
+            time.sleep(poll_seconds)
+    except BaseException:  # Ctrl-C here (the child saw it too): let it finish its writes before we go on
+        _stop(child)
+        raise
     stat1 = _proc_stat()
     cpu_at_stop = _process_cpu(child.pid) if child.poll() is None else None
-    if child.poll() is None:
-        child.send_signal(signal.SIGINT)
-        try:
-            child.wait(STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    _stop(child)
     wall = time.perf_counter() - start
     reader.join(5.0)
     return ChildRun(
