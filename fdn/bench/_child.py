@@ -4,8 +4,9 @@ the CPU-seconds it used. ``fdn.bench coldstart`` runs whole ``fdn.search`` comma
 is what a fresh process does: imports, data, compiles and all.
 
 Why a child and not a call: the process under test must start with nothing loaded or compiled, and its CPU
-time must be its own (``resource.getrusage(RUSAGE_CHILDREN)`` before and after). The machine's busy cores over
-the same span (``/proc/stat``, Linux only) tell whether anything else ran beside it.
+time must be its own (``/proc/PID/stat`` when it is stopped, so its shutdown is not counted; else
+``resource.getrusage(RUSAGE_CHILDREN)`` before and after). The machine's busy cores over the same span
+(``/proc/stat``, Linux only) tell whether anything else ran beside it.
 """
 
 from __future__ import annotations
