@@ -3,6 +3,7 @@ the warm summary, issue #12's bars, bad flags in one line, and (slow) a tiny col
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -62,13 +63,14 @@ def test_output_split_at_newlines_and_carriage_returns():
     assert _child.split_output(b"x\r\n") == ([("x", False)], b"")
 
 
-def test_child_stops_with_sigint_once_the_condition_holds(tmp_path):
+def test_child_stops_with_sigterm_once_the_condition_holds(tmp_path):
     flag = tmp_path / "done"
     run = _child.run(
         _python(
             f"""
-            import time
+            import signal, time
             from pathlib import Path
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # as fdn.interrupts: SIGTERM stops like Ctrl-C
             x = 0
             for i in range(20_000_000):  # some CPU time before the file appears
                 x += i
@@ -89,8 +91,9 @@ def test_child_stops_with_sigint_once_the_condition_holds(tmp_path):
     assert run.wall_seconds >= run.stopped_at
 
 
-def test_ctrl_c_in_the_bench_lets_the_child_finish_before_it_propagates(tmp_path):
+def test_ctrl_c_in_the_bench_lets_the_child_finish_before_it_propagates(tmp_path, monkeypatch):
     started, finished = tmp_path / "started", tmp_path / "finished"
+    monkeypatch.setattr(_child, "CTRL_C_WAIT_SECONDS", 0.3)  # no terminal here: the child sees only our SIGTERM
 
     def user_presses_ctrl_c():
         if started.is_file():
@@ -98,8 +101,9 @@ def test_ctrl_c_in_the_bench_lets_the_child_finish_before_it_propagates(tmp_path
         return False
 
     code = f"""
-        import time
+        import signal, time
         from pathlib import Path
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         Path({str(started)!r}).write_text("x")
         try:
             time.sleep(60)
@@ -109,12 +113,23 @@ def test_ctrl_c_in_the_bench_lets_the_child_finish_before_it_propagates(tmp_path
         """
     with pytest.raises(KeyboardInterrupt):
         _child.run(_python(code), stop_when=user_presses_ctrl_c)
-    assert finished.is_file()  # the child got SIGINT and was waited for, so nothing it was writing is cut
+    assert finished.is_file()  # the child was stopped and waited for, so nothing it was writing is cut
 
 
 def test_child_time_limit_stops_it(tmp_path):
     run = _child.run(_python("import time; time.sleep(60)"), timeout=0.5)
     assert run.timed_out and run.stopped_at is None and run.returncode != 0 and run.wall_seconds < 30
+
+
+def test_a_child_of_a_background_job_is_stopped_too():
+    """A shell starts background jobs (``cmd &``, nohup) with SIGINT ignored and children inherit that: the stop
+    must not rely on SIGINT (with it, this child slept its whole minute)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        run = _child.run(_python("import time; time.sleep(60)"), timeout=0.5)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert run.timed_out and run.returncode != 0 and run.wall_seconds < 30
 
 
 def test_busy_cores_from_proc_stat_samples():

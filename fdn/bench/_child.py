@@ -1,7 +1,8 @@
 """Run a command as a child process and time what it prints: every output line stamped with the seconds since
-launch, an optional stop condition polled while it runs (then SIGINT, so it stops as a user's Ctrl-C would), and
-the CPU-seconds it used. ``fdn.bench coldstart`` runs whole ``fdn.search`` commands this way, because a cold start
-is what a fresh process does: imports, data, compiles and all.
+launch, an optional stop condition polled while it runs (then SIGTERM, which fdn's commands handle as Ctrl-C:
+they finish what they are writing and exit), and the CPU-seconds it used. ``fdn.bench coldstart`` runs whole
+``fdn.search`` commands this way, because a cold start is what a fresh process does: imports, data, compiles and
+all.
 
 Why a child and not a call: the process under test must start with nothing loaded or compiled, and its CPU
 time must be its own (``/proc/PID/stat`` when it is stopped, so its shutdown is not counted; else
@@ -20,8 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-# After SIGINT a search finishes the record or checkpoint it is writing (fdn.interrupts); past this it is killed.
+# After SIGTERM a search finishes the record or checkpoint it is writing (fdn.interrupts); past this it is killed.
+# SIGTERM rather than SIGINT: a shell starts background jobs (`cmd &`, `nohup`) with SIGINT ignored, and a child
+# inherits that, so SIGINT would not stop a bench run in the background.
 STOP_GRACE_SECONDS = 120.0
+# After Ctrl-C in the bench, the child (same terminal) has its own SIGINT: it gets this long to stop on that
+# before it is sent SIGTERM (a second signal could cut its shutdown short).
+CTRL_C_WAIT_SECONDS = 10.0
 
 
 @dataclasses.dataclass
@@ -130,16 +136,19 @@ def _read_lines(stream, start: float, lines: list, echo: Callable[[float, str], 
             return
 
 
-def _stop(child: subprocess.Popen) -> None:
-    """SIGINT to a running child, then SIGKILL if it has not exited after `STOP_GRACE_SECONDS`."""
-    if child.poll() is not None:
-        return
-    child.send_signal(signal.SIGINT)
-    try:
-        child.wait(STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+def _stop(child: subprocess.Popen, wait_first: float = 0.0) -> None:
+    """Stops a running child: after ``wait_first`` seconds of letting it end on its own, SIGTERM, then SIGKILL if it
+    has not exited after `STOP_GRACE_SECONDS`."""
+    for sig, seconds in ((None, wait_first), (signal.SIGTERM, STOP_GRACE_SECONDS), (signal.SIGKILL, None)):
+        if child.poll() is not None:
+            return
+        if sig is not None:
+            child.send_signal(sig)
+        try:
+            child.wait(seconds)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def run(
@@ -152,7 +161,7 @@ def run(
     poll_seconds: float = 0.1,
 ) -> ChildRun:
     """Runs ``command`` (stdout and stderr together) until it exits, ``stop_when()`` holds or ``timeout``
-    seconds pass; in the last two cases it gets SIGINT, then SIGKILL after `STOP_GRACE_SECONDS`. ``echo(t,
+    seconds pass; in the last two cases it gets SIGTERM, then SIGKILL after `STOP_GRACE_SECONDS`. ``echo(t,
     line)`` sees each line as it comes (a progress bar's updates only now and then, `_read_lines`)."""
     command = list(command)
     cpu0, stat0 = _children_cpu(), _proc_stat()
@@ -173,7 +182,7 @@ def run(
                 break
             time.sleep(poll_seconds)
     except BaseException:  # Ctrl-C here (the child saw it too): let it finish its writes before we go on
-        _stop(child)
+        _stop(child, wait_first=CTRL_C_WAIT_SECONDS)
         raise
     stat1 = _proc_stat()
     cpu_at_stop = _process_cpu(child.pid) if child.poll() is None else None

@@ -1,10 +1,10 @@
 """``python -m fdn.bench coldstart``: a new user's first search, timed, then a warm rerun (issue #12's bars).
 
 Cold: ``python -m fdn.search --config=CONFIG`` in a child process (``fdn.bench._child``) with a fresh workdir and
-an empty XLA cache, stopped (SIGINT) once its first candidate is recorded (``--cold_candidates``: once that many
-are, or 0: at its own end); it prints when each part of the set-up ended (data, teacher, stage-1 cache), when
-the first candidate was scored, and the CPU-seconds it took. Warm: the
-same command in a fresh workdir that holds the cold run's data and teacher, with its XLA cache, for
+an empty XLA cache, stopped (SIGTERM: fdn.search stops cleanly) once its first candidate is recorded
+(``--cold_candidates``: once that many are, or 0: at its own end); it prints when each part of the set-up ended
+(data, teacher, stage-1 cache), when the first candidate was scored, and the CPU-seconds it took. Warm: the same
+command in a fresh workdir that holds the cold run's data and teacher, with its XLA cache, for
 ``--warm_candidates`` candidates to the end: wall time, median seconds between records, compile seconds in the
 records and their share. Each is checked against issue #12's bars (first candidate within 3 minutes; 40 warm
 candidates within 10 minutes with compile under 15%), and the last line is JSON.
