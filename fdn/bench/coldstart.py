@@ -4,7 +4,7 @@ Cold: ``python -m fdn.search --config=CONFIG`` in a child process (``fdn.bench._
 an empty XLA cache, stopped (SIGTERM: fdn.search stops cleanly) once its first candidate is recorded
 (``--cold_candidates``: once that many are, or 0: at its own end); it prints when each part of the set-up ended
 (data, teacher, stage-1 cache), when the first candidate was scored, and the CPU-seconds it took. Warm: the same
-command in a fresh workdir that holds the cold run's data and teacher, with its XLA cache, for
+command in a fresh workdir that links to the cold run's data and teacher, with its XLA cache, for
 ``--warm_candidates`` candidates to the end: wall time, median seconds between records, compile seconds in the
 records and their share. Each is checked against issue #12's bars (first candidate within 3 minutes; 40 warm
 candidates within 10 minutes with compile under 15%), and the last line is JSON.
@@ -232,9 +232,9 @@ def run_cold(config: str, root: Path, extra: list[str], candidates: int, timeout
 def run_warm(config: str, root: Path, extra: list[str], candidates: int, timeout: float, echo: bool):
     workdir = root / "warm"
     workdir.mkdir()
-    for name in KEPT_FOR_WARM:
+    for name in KEPT_FOR_WARM:  # linked, not copied: a prepared dataset may be gigabytes, and the run only reads it
         if (root / "cold" / name).is_dir():
-            shutil.copytree(root / "cold" / name, workdir / name)
+            (workdir / name).symlink_to((root / "cold" / name).resolve(), target_is_directory=True)
     run = _child.run(
         search_command(config, workdir, root / "xla", extra, candidates),
         env=child_env(),
