@@ -10,7 +10,8 @@
 # jax.profiler (the time per kind of work printed, the trace and the optimised HLO kept); then per-genotype with
 # fdn's shifted depthwise kernels instead of cuDNN's, in bfloat16, and universal with XLA's conditionals and loops
 # in CUDA graphs. Each bench's log goes to OUTDIR (default: $OUT where set, else gpu_bench_out), its JSON line to
-# OUTDIR/results.jsonl; OUTDIR/versions.txt names the machine, the driver and the packages.
+# OUTDIR/results.jsonl; OUTDIR/versions.txt names the machine, the driver and the packages; last,
+# OUTDIR/gpu_table.md holds the figures as the README's Markdown with issue #12's bars judged.
 #
 # On a machine without internet that lacks some of fdn's dependencies, put their wheels in .whl/ first
 # (`bash launch/gpu_wheels.sh` on a machine with pip's index); they are installed into a private folder.
@@ -81,4 +82,6 @@ step stage1_per_genotype_shifted 70 env FDN_DEPTHWISE_IMPL=shifted python3 -m fd
 step stage1_per_genotype_bf16 70 python3 -m fdn.bench stage1 "${stage1[@]}" --programs=per_genotype --precision=bfloat16
 # the interpreter's lax.switch/while on the device: CUDA-graph conditionals instead of a host round trip each
 step stage1_universal_graphs 110 env XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONDITIONAL,+WHILE python3 -m fdn.bench stage1 "${stage1[@]}" --programs=universal
-echo "gpu_bench: done in $((SECONDS - start)) s; results in $out/results.jsonl"
+# the figures as the README's Markdown, judged against #12's bars: paste OUTDIR/gpu_table.md into the README
+python3 -m fdn.bench._gpu_table "$out" > "$out/gpu_table.md" && cat "$out/gpu_table.md"
+echo "gpu_bench: done in $((SECONDS - start)) s; results in $out/results.jsonl, README table in $out/gpu_table.md"

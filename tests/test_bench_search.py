@@ -13,7 +13,7 @@ import pytest
 from absl import flags
 
 from fdn.bench import __main__ as bench_main
-from fdn.bench import _presets, _search_report
+from fdn.bench import _gpu_table, _presets, _search_report
 from fdn.bench import search as bench_search
 from fdn.bench._cost import achieved, peak_of, program_cost
 
@@ -206,3 +206,6 @@ def test_tiny_preset_end_to_end(tmp_path):
     assert all(r["flops"] > 0 for r in result["programs_cost"].values())
     assert result["phases"]["input wait"] > 0 and result["candidates_per_hour"] > 0
     assert any(line.startswith("stage-1 train") for line in lines)
+    # launch/gpu_bench.sh's report reads this very line (its field names)
+    report = _gpu_table.markdown({"search_paper": result}, "versions")
+    assert "| (preset tiny: not judged) |" in report and "| stage2 |" in report
