@@ -167,6 +167,20 @@ def test_runtime_keys_do_not_change_the_fingerprint():
     assert settings.fingerprint(a) != settings.fingerprint(b)
 
 
+def test_a_key_made_runtime_later_does_not_refuse_older_checkpoints():
+    """``compile_during_setup`` only moves when the same programs compile: toggling it resumes, and checkpoints
+    written while it still counted (their stored settings hold it) resume too."""
+    from configs import voc
+
+    a, b = voc.get_config("tiny"), voc.get_config("tiny")
+    b.compile_during_setup = not a.compile_during_setup
+    assert settings.fingerprint(a) == settings.fingerprint(b)
+    older = dict(settings.result_settings(a), compile_during_setup=True)  # as written before it was a runtime key
+    settings.check_same(older, settings.fingerprint(older), settings.result_settings(b), "w")
+    with pytest.raises(settings.SettingsMismatch, match=r"seed \(9314 -> 1\)"):
+        settings.check_same(older, settings.fingerprint(older), dict(settings.result_settings(b), seed=1), "w")
+
+
 @pytest.fixture(scope="module")
 def two_candidates(voc_dir, tmp_path_factory):
     """A workdir with 2 finished candidates (the fake trainer), copied by each test that damages it."""

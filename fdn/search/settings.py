@@ -27,6 +27,7 @@ RUNTIME_KEYS = (
     "reward.cache_dir",  # the latency model a search uses is copied into its workdir (fdn.search.budget)
     "parallel.workers",  # results depend on parallel.lag only (fdn.search.parallel)
     "teacher.train.log_every",
+    "compile_during_setup",  # when the same programs compile (beside the teacher, or after it), not what they compute
 )
 _SHOWN = 6  # differing keys named in a SettingsMismatch message
 # Result-deciding keys added after workdirs were written, with the value every search had before the key existed:
@@ -83,8 +84,13 @@ def check_same(saved: dict | None, saved_fingerprint: str | None, now: dict, whe
     """Raises `SettingsMismatch` unless the checkpoint's settings are ``now``'s (or were, before a key of
     `ADDED_KEYS` existed, ``now``'s with that key at its old value).
 
-    ``saved`` is None for checkpoints that stored only a fingerprint; their message cannot name the keys.
+    ``saved`` is None for checkpoints that stored only a fingerprint; their message cannot name the keys. Where
+    ``saved`` is known, keys that have become `RUNTIME_KEYS` since it was written are dropped from it first, so a
+    key found not to decide results can join them without refusing the workdirs written before.
     """
+    if saved is not None:
+        saved = {k: v for k, v in saved.items() if not _is_runtime(k)}
+        saved_fingerprint = fingerprint(saved)
     if not saved_fingerprint or saved_fingerprint in {fingerprint(s) for s in _before_added_keys(now)}:
         return
     if saved is None:
