@@ -30,7 +30,13 @@ from fdn.errors import UserError
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("workers", "1,2,4,8", "worker counts, comma-separated", flag_values=FLAGS)
-flags.DEFINE_integer("candidates", 8, "measured candidates per count (after the warm-up)", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "candidates",
+    8,
+    "candidates per count beyond the warm-up's room (3 per worker): the search runs 3 x workers + this many, and the "
+    "table measures those committed after the warm-up actually ended (its 'candidates' column), more or fewer",
+    flag_values=FLAGS,
+)
 flags.DEFINE_bool("tiny", False, "configs/demo.py:tiny (seconds per candidate)", flag_values=FLAGS)
 flags.DEFINE_string("workdir", "", "where the runs go (default: a temporary directory)", flag_values=FLAGS)
 
