@@ -35,3 +35,12 @@ def test_berhu_threshold_is_held_constant_in_the_gradient():
     pred = np.array([[[1.5, 2.2, 8.0]]], np.float32)
     grad = np.asarray(jax.grad(losses.berhu)(pred, target))
     np.testing.assert_allclose(grad[0, 0], [1 / 3, 1 / 3, 5 / 3], rtol=1e-5)
+
+
+def test_a_single_present_class_is_scored():
+    # Background omitted, one foreground class: cm = [[5, 1], [2, 4]]. Class 1: tp 4, GT 6, predicted 5,
+    # IoU = 4 / (6 + 5 - 4) = 4/7, accuracy 4/6; fwIoU over one class = its IoU.
+    m = metrics.segmentation_metrics(np.array([[5, 1], [2, 4]]))
+    assert m["miou"] == pytest.approx(4 / 7) and m["macc"] == pytest.approx(2 / 3)
+    assert m["fwiou"] == pytest.approx(4 / 7)
+    assert m["reward"] == pytest.approx((4 / 7 * 2 / 3 * 4 / 7) ** (1 / 3))
