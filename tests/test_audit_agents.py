@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fdn.agents import controller, ppo, reinforce
+from fdn.agents import controller, make_agent, ppo, reinforce
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +53,31 @@ def test_reinforce_loss_by_hand(policy):
     assert float(policy_loss) == pytest.approx(want_policy, rel=1e-5)
     assert float(entropy) == pytest.approx(_entropy(table), rel=1e-5)
     assert float(loss) == pytest.approx(want_policy - 0.25 * _entropy(table), rel=1e-5)
+
+
+def test_ppo_update_applies_the_configured_clip():
+    # Two results in one update, rewards (0, 1): baseline 0 then 0.95 * 0 + 0.05 * 1 = 0.05, advantages (-0.05, 0.95).
+    # Sampling-time log-probs set so that the ratios are e^-0.15 = 0.86 (A < 0) and e^0.15 = 1.16 (A > 0): both
+    # outside [0.9, 1.1], so min(r A, clip(r) A) takes the clipped, constant term; the gradient is zero at every
+    # Adam step and the params do not move. (With a clip of 0.2 both ratios would be inside and the params move.)
+    agent = make_agent("ppo", {"buffer_size": 4})
+    state = agent.init(jax.random.PRNGKey(2))
+    _, state, info = agent.propose(state, 2)
+    old = info["log_probs"] + np.array([0.15, -0.15], np.float32)
+    new, metrics = agent.update(state, info["actions"], old, [0.0, 1.0])
+    assert int(metrics["adam_steps"]) == 2 and float(metrics["clip_fraction"]) == 1.0
+    for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(new.params)):
+        np.testing.assert_array_equal(x, y)
+    # the same results inside a wider clip do move them
+    wide = make_agent("ppo", {"buffer_size": 4, "clip_epsilon": 0.2})
+    moved, _ = wide.update(state, info["actions"], old, [0.0, 1.0])
+    assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(moved.params)))
+
+
+def test_minibatch_order_is_shuffled_per_pass():
+    # 10 filled slots, mini-batch 1, two passes: each pass is a permutation of 0..9, not the buffer order, and the
+    # two passes differ (a fixed key: the chance that either holds by accident is ~1/10!).
+    order, mask = ppo.minibatch_schedule(jax.random.PRNGKey(0), jnp.ones(10, bool), 1, 2)
+    first, second = np.asarray(order[:10, 0]), np.asarray(order[10:, 0])
+    assert sorted(first) == sorted(second) == list(range(10)) and bool(np.asarray(mask).all())
+    assert list(first) != list(range(10)) and list(first) != list(second)
