@@ -105,6 +105,15 @@ def test_steps_keep_the_best_scored_one(tmp_path):
     steps.close()
 
 
+def test_steps_without_a_score_are_not_kept_as_best(tmp_path):
+    """An unscored step is dropped once it is no longer the latest: only the latest and the best-scored stay."""
+    steps = StepManager(tmp_path / "ck", keep_latest=1, keep_best=True)
+    for step, score in ((1, 0.5), (2, None), (3, 0.1)):
+        steps.save(step, arrays={"s": tree(step)}, score=score)
+    assert sorted(int(p.name) for p in (tmp_path / "ck").iterdir() if p.name.isdigit()) == [1, 3]
+    steps.close()
+
+
 @pytest.mark.parametrize("how", ["corrupt", "truncate"])
 def test_damaged_step_is_a_checkpoint_error(tmp_path, how):
     steps = StepManager(tmp_path / "ck")

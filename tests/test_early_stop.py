@@ -119,3 +119,33 @@ def test_the_draw_is_keyed_by_the_candidate_index_not_by_earlier_draws():
     us = {early_stop.step(s, 0.3, 9)[2]["tolerance"] for s in (fresh, after_draws)}
     assert len(us) == 1
     assert early_stop.step(fresh, 0.3, 10)[2]["tolerance"] not in us
+
+
+def test_delta_schedule_at_200_300_and_400():
+    # delta is multiplied by 0.8, 0.7, 0.6 when n_steps lands on 200, 300, 400 (from 0.9: 0.72, 0.63, 0.54).
+    for n_steps, want in ((200, 0.72), (300, 0.63), (400, 0.54), (500, 0.9)):
+        state = early_stop.init(0)
+        state["n_steps"] = np.int64(n_steps)
+        _, _, info = early_stop.step(state, 0.0, 0)
+        assert info["delta"] == pytest.approx(want), n_steps
+
+
+def test_a_reward_equal_to_the_mean_is_not_above_it():
+    # maxval 0.25 and reward 0.25: the updated mean is 0.99 * 0.25 + 0.01 * 0.25 = 0.25 (exact), and the official
+    # rule's "r > maxval" is strict: no double count, a draw is made, and it continues (0.25 > 0.25 (1 - u), u > 0).
+    state, go_on, info = early_stop.step(early_stop.init(0, maxval=0.25), 0.25, 0)
+    assert info["threshold"] == 0.25 and info["tolerance"] is not None
+    assert go_on and int(state["n_steps"]) == 1 and int(state["draws"]) == 1
+    # maxval 0 and reward 0: not above the mean, and 0 > 0 * (1 - u) is false: it stops.
+    _, go_on, _ = early_stop.step(early_stop.init(0, maxval=0.0), 0.0, 0)
+    assert not go_on
+
+
+def test_json_round_trip_keeps_float64():
+    # A resumed search must compute in float64 exactly as the uninterrupted one: 0.1 + 1e-12 survives the round
+    # trip (float32 would round it to 0.1f), and the next step gives the same bits.
+    state = dict(early_stop.init(4), maxval=np.float64(0.1 + 1e-12), delta=np.float64(0.9 - 1e-12))
+    restored = early_stop.from_json(json.loads(json.dumps(early_stop.to_json(state))))
+    assert restored["maxval"].dtype == np.float64 and restored["delta"].dtype == np.float64
+    assert restored["maxval"] == state["maxval"] and restored["delta"] == state["delta"]
+    assert early_stop.step(restored, 0.3, 5)[0]["maxval"] == early_stop.step(state, 0.3, 5)[0]["maxval"]

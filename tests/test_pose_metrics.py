@@ -34,6 +34,16 @@ def test_pckh_per_joint_groups_and_mean():
     assert pckh.table(pred, gt, visible, head)["Mean"] == pytest.approx(100 * 15 / 27)
 
 
+def test_pckh_mean_at_01_uses_the_references_threshold_011():
+    # Every joint 1.05 px off with head size 10: 0.105 head sizes, within 0.11 (the reference's "Mean@0.1" is
+    # pckAll[11] = threshold 0.11) but not within 0.1; and within 0.5.
+    gt = np.zeros((1, 16, 2))
+    pred = gt.copy()
+    pred[..., 0] = 1.05
+    table = pckh.table(pred, gt, np.ones((1, 16), bool), np.array([10.0]))
+    assert table["Mean@0.1"] == 100.0 and table["Mean"] == 100.0
+
+
 # --------------------------------------------------------------------------------------------------- OKS
 def _person(image_id, xy, area=400.0, v=2, **extra):
     kp = np.zeros((K, 3))

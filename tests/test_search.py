@@ -109,6 +109,16 @@ def test_same_seed_same_search_and_resume_is_seamless(voc_dir, tmp_path):
     assert [r["genotype"] for r in run_log.read(tmp_path / "d")] != [r["genotype"] for r in straight]
 
 
+def test_best_reward_is_the_maximum_and_survives_a_resume(voc_dir, tmp_path):
+    """The summary's best reward is the largest logged one (not the last), and a resumed session still knows it."""
+    summary = run(tiny_config(voc_dir, n=4), tmp_path)
+    rewards = [r["reward"] for r in run_log.read(tmp_path)]
+    assert rewards[-1] < max(rewards)  # with this seed: so the last reward cannot pass for the best
+    assert summary["best_reward"] == max(rewards)
+    again = run(tiny_config(voc_dir, n=4), tmp_path)  # a resume with nothing left to train
+    assert again["candidates"] == 4 and again["best_reward"] == max(rewards)
+
+
 def _run_to(voc_dir, workdir, n, **overrides):
     config = tiny_config(voc_dir, n=n)
     config.update(overrides)

@@ -116,3 +116,32 @@ def test_eval_transform_upscales_only_and_centre_crops():
 def test_missing_label_key_is_a_clear_error():
     with pytest.raises(KeyError, match="no 'depth'"):
         augment.TrainTransform(8, task="depth")({"image": np.zeros((8, 8, 3), np.uint8)}, np.random.default_rng(0))
+
+
+def _pose_example(w, keypoints, flip):
+    image = np.arange(2 * w * 3, dtype=np.uint8).reshape(2, w, 3)
+    return {
+        "image": image,
+        "keypoints": np.asarray(keypoints, np.float32),
+        "keypoint_norm": np.float32(3.0),
+        "keypoint_flip": np.asarray(flip),
+    }
+
+
+def test_mirror_maps_keypoints_exactly():
+    # Width 5, pixel centres at 0..4: x -> 4 - x (0 -> 4, 1.5 -> 2.5); then joints are permuted by the record's
+    # flip [1, 0] (left <-> right), so output joint 0 is input joint 1 mirrored.
+    example = _pose_example(5, [[0.0, 0.0, 1.0], [1.5, 1.0, 1.0]], [1, 0])
+    out = augment.mirror(example)
+    np.testing.assert_array_equal(out["keypoints"], [[2.5, 1.0, 1.0], [4.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(out["image"], example["image"][:, ::-1])
+
+
+def test_crop_hides_keypoints_past_the_last_pixel_centre():
+    # A 4x4 crop at left = 1 keeps x in [0, 3] after the shift: 4.0 -> 3.0 stays visible, 4.5 -> 3.5 and 0.5 -> -0.5
+    # are outside the crop's pixel centres (v = 0); y likewise: 3.5 is past the last row centre 3.
+    kp = [[4.0, 1.0, 1.0], [4.5, 1.0, 1.0], [0.5, 1.0, 1.0], [2.0, 3.5, 1.0], [2.0, 3.0, 1.0]]
+    example = _pose_example(6, kp, [0, 1, 2, 3, 4])
+    out = augment.crop(example, (4, 4), 0, 1)
+    np.testing.assert_array_equal(out["keypoints"][:, 0], [3.0, 3.5, -0.5, 1.0, 1.0])
+    np.testing.assert_array_equal(out["keypoints"][:, 2], [1, 0, 0, 0, 1])

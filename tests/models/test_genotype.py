@@ -145,3 +145,12 @@ def test_op_table_ids_names_and_families():
         None,
         None,
     ]
+
+
+def test_encoder_levels_used_leaves_out_block_outputs():
+    # Decoder pool: 0..3 = encoder outputs l1..l4, 4 and 5 = blocks 1 and 2. ARCH1's blocks [[2, 3], [3, 1], [4, 4]]
+    # read l2, l3, l4 and block 1 (index 4, not an encoder level).
+    assert G.ARCH1.encoder_levels_used() == [1, 2, 3]
+    g = G.parse([[0, [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], [[0, 0], [4, 4], [5, 4]]])
+    assert g.encoder_levels_used() == [0]
+    assert g.collected_blocks() == [2]  # blocks 1 and 2 are consumed by later blocks
