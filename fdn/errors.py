@@ -7,13 +7,15 @@ a traceback; programming errors still raise.
 Which exceptions count as the user's is decided by one base class, `UserError`: each module that raises a
 user-facing error subclasses it (``GenotypeError``, ``CheckpointError``, ``StateDictError``, ...), usually
 together with the built-in base it always had (``ValueError``, ``RuntimeError``), so callers that catch the
-built-in keep working. This module imports nothing from fdn, so every module can import it without cycles.
+built-in keep working. This module imports nothing from fdn (only absl), so every module can import it without cycles.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+
+from absl import app
 
 
 class UserError(Exception):
@@ -24,8 +26,10 @@ class InputError(UserError, ValueError):
     """An input file or array that cannot be used (wrong shape, dtype, format)."""
 
 
-# Also reported as user errors: a path that is missing, or that exists where a command would create it.
-USER_ERROR_TYPES: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, FileExistsError)
+# Also reported as user errors: a path that is missing, or that exists where a command would create it, and
+# absl's ``app.UsageError`` (wrong positional arguments), which absl itself answers with the whole help text
+# and exit status 1.
+USER_ERROR_TYPES: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, FileExistsError, app.UsageError)
 
 
 def report_user_errors(command: str):

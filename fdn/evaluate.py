@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from fdn.cli import run_command
+from fdn.cli import refuse_arguments, run_command
 from fdn.errors import report_user_errors
 
 flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory (fdn.train's best_model / final_model).")
@@ -36,8 +36,7 @@ flags.mark_flags_as_required(["checkpoint"])
 
 @report_user_errors("fdn.evaluate")
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    refuse_arguments(argv)
     logging.set_verbosity(logging.WARNING)
     f = flags.FLAGS
     from fdn.serve.evaluation import evaluate_checkpoint

@@ -18,7 +18,7 @@ import sys
 
 from absl import flags, logging
 
-from fdn.cli import run_command
+from fdn.cli import refuse_arguments, run_command
 from fdn.errors import report_user_errors
 
 flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory (from fdn.train or fdn.convert).")
@@ -46,7 +46,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 @report_user_errors("fdn.export")
 def main(argv):
-    del argv
+    refuse_arguments(argv)
     logging.set_verbosity(logging.WARNING)
     from fdn.serve import export as export_lib
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from fdn.cli import run_command
+from fdn.errors import report_user_errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("top_k", 10, "rows of the table")
@@ -23,6 +24,7 @@ flags.DEFINE_multi_string(
 )
 
 
+@report_user_errors("fdn.leaderboard")
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError(
