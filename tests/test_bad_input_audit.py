@@ -47,3 +47,40 @@ def test_wrong_positional_arguments_are_one_line_exit_2(module, args, fragment):
     """absl answers a ``UsageError`` with the whole help text and exit code 1; fdn.export ignored extras."""
     line = one_line(run(module, *args), module)
     assert fragment in line
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+def test_a_checkpoint_whose_arrays_do_not_fit_its_description_is_a_checkpoint_error(tmp_path):
+    """Orbax restores the saved shapes whatever the target says: a model json edited or copied from another model
+    (here: 21 classes over a 7-class model's arrays) failed inside Flax with a traceback in fdn.predict,
+    fdn.evaluate and fdn.export, and fdn.convert exported the wrong arrays without a word."""
+    import json
+
+    import jax
+    import numpy as np
+
+    from fdn import checkpointing
+    from fdn import genotype as G
+    from fdn.models.decoder import DecoderSettings
+    from fdn.models.init import random_variables
+    from fdn.models.segmenter import ModelSpec
+    from fdn.serve import checkpoint
+
+    spec = ModelSpec(G.ARCH0, DecoderSettings(7, 8, 1, False))
+    model = checkpoint.save_model(tmp_path / "model", random_variables(spec, 0), spec)
+    info = json.loads((model / checkpoint.SPEC_FILE).read_text())
+    info["model"]["decoder"]["num_classes"] = 21
+    (model / checkpoint.SPEC_FILE).write_text(json.dumps(info))
+    before = sorted((str(p), p.stat().st_size) for p in model.rglob("*"))
+    with pytest.raises(checkpoint.CheckpointError, match=r"has shape \(7,\) in the checkpoint, expected \(21,\)"):
+        checkpoint.load_model(model)
+    assert sorted((str(p), p.stat().st_size) for p in model.rglob("*")) == before
+
+    saved = checkpointing.save_tree(tmp_path / "tree", {"a": np.zeros((3, 7), np.float32)})
+    with pytest.raises(checkpointing.CheckpointError, match="use another"):
+        checkpointing.restore_tree(saved, {"a": jax.ShapeDtypeStruct((3, 21), np.float32)}, hint="use another")
+    steps = checkpointing.StepManager(tmp_path / "steps")
+    steps.save(1, arrays={"state": {"w": np.zeros(4, np.float32)}})
+    with pytest.raises(checkpointing.CheckpointError, match=r"\['w'\] has shape \(4,\)"):
+        steps.restore(1, arrays={"state": {"w": np.zeros(5, np.float32)}})
+    assert steps.restore(1, arrays={"state": {"w": np.ones(4, np.float32)}})["state"]["w"].shape == (4,)
