@@ -22,12 +22,14 @@ flags.DEFINE_string("split", None, "split to score (default: the checkpoint's ev
 flags.DEFINE_string("dataset", None, "tfds dataset name (default: from the checkpoint's metadata).")
 flags.DEFINE_string("data_dir", None, "tfds data dir (default: from the checkpoint's metadata).")
 flags.DEFINE_string("crop", None, "evaluation crop HxW (default: the checkpoint's; images are padded to it).")
-flags.DEFINE_integer("min_side", None, "scale the shorter side up to this first (default: the checkpoint's).")
-flags.DEFINE_integer("batch_size", None, "images per step (default: the checkpoint's eval batch).")
-flags.DEFINE_integer("num_examples", 0, "score only the first n images (0 = all).")
+flags.DEFINE_integer(
+    "min_side", None, "scale the shorter side up to this first (default: the checkpoint's).", lower_bound=0
+)
+flags.DEFINE_integer("batch_size", None, "images per step (default: the checkpoint's eval batch).", lower_bound=1)
+flags.DEFINE_integer("num_examples", 0, "score only the first n images (0 = all).", lower_bound=0)
 flags.DEFINE_list("omit_classes", None, "classes left out of the mIoU (default: the checkpoint's, else none).")
 flags.DEFINE_string("png_dir", None, "directory for input / ground truth / prediction PNGs.")
-flags.DEFINE_integer("num_png", 8, "pictures to write with --png_dir.")
+flags.DEFINE_integer("num_png", 8, "pictures to write with --png_dir.", lower_bound=0)
 flags.DEFINE_float("depth_max", 8.0, "depth (m) at the top of the colour map in the pictures.")
 flags.DEFINE_string("json", None, "also write the metrics to this JSON file.")
 flags.DEFINE_bool("flip_test", None, "pose: average with the mirror image's heatmaps (default: the checkpoint's).")

@@ -24,7 +24,7 @@ from fdn.errors import report_user_errors
 flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory (from fdn.train or fdn.convert).")
 flags.DEFINE_enum("format", "stablehlo", ["stablehlo", "onnx"], "Artifact format.")
 flags.DEFINE_string("out", None, "Artifact file to write (a PATH.json description is written beside it).")
-flags.DEFINE_integer("batch", 1, "Batch size compiled in; 0 for a symbolic batch dimension.")
+flags.DEFINE_integer("batch", 1, "Batch size compiled in; 0 for a symbolic batch dimension.", lower_bound=0)
 flags.DEFINE_string("size", "512x512", "Input HxW compiled into the artifact.")
 flags.DEFINE_bool("fold_bn", True, "Fold eval-mode BatchNorm into the preceding convs.")
 flags.DEFINE_list("platforms", ["cpu", "cuda"], "StableHLO: platforms the one artifact can run on.")

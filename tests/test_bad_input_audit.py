@@ -84,3 +84,47 @@ def test_a_checkpoint_whose_arrays_do_not_fit_its_description_is_a_checkpoint_er
     with pytest.raises(checkpointing.CheckpointError, match=r"\['w'\] has shape \(4,\)"):
         steps.restore(1, arrays={"state": {"w": np.zeros(5, np.float32)}})
     assert steps.restore(1, arrays={"state": {"w": np.ones(4, np.float32)}})["state"]["w"].shape == (4,)
+
+
+# ------------------------------------------------------------------------------------ out-of-range values
+@pytest.mark.parametrize(
+    "module,args,flag",
+    [
+        (
+            "fdn.predict",
+            ["--checkpoint=/nonexistent", "--out=/nonexistent.npz", "--batch_size=0", "x.npy"],
+            "batch_size",
+        ),
+        ("fdn.evaluate", ["--checkpoint=/nonexistent", "--num_examples=-3"], "num_examples"),
+        ("fdn.export", ["--checkpoint=/nonexistent", "--out=/nonexistent.x", "--batch=-1"], "batch"),
+        ("fdn.leaderboard", ["/nonexistent", "--top_k=-1"], "top_k"),
+    ],
+)
+def test_out_of_range_flags_are_one_line_exit_2(module, args, flag):
+    """These were tracebacks from deep inside the data pipeline or XLA (a zero range step, a negative shape)."""
+    assert f"--{flag}=" in one_line(run(module, *args), module)
+
+
+def test_bench_flags_out_of_range_are_exit_2(capsys):
+    from fdn.bench import __main__ as bench_main
+
+    assert bench_main.main(["fdn.bench", "forward", "--size=0"]) == 2
+    assert "--size=0" in capsys.readouterr().err
+    assert bench_main.main(["fdn.bench", "latency_model", "--num_classes=-1"]) == 2
+    assert "--num_classes=-1" in capsys.readouterr().err
+
+
+def test_decoder_settings_and_task_mismatch_are_input_errors():
+    """fdn.convert --agg_size=-1 (or --num_classes=0, config.model.num_classes=-3 in fdn.train) failed in Flax with
+    a traceback; --task=depth with 21 classes raised a plain ValueError (a traceback)."""
+    from fdn import genotype as G
+    from fdn.errors import InputError
+    from fdn.models.decoder import DecoderSettings
+    from fdn.models.segmenter import ModelSpec
+
+    for bad in ({"agg_size": -1}, {"num_classes": 0}, {"repeats": 0}):
+        name, value = next(iter(bad.items()))
+        with pytest.raises(InputError, match=f"decoder setting {name}={value}: it must be at least 1"):
+            DecoderSettings(**bad)
+    with pytest.raises(InputError, match="give num_classes=1"):
+        ModelSpec(G.ARCH0, DecoderSettings(21), "depth")
