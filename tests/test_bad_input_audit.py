@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_train import shapes_dir  # noqa: F401  (a module-scoped fixture)
 from tests.test_train_interrupts import error_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,3 +129,69 @@ def test_decoder_settings_and_task_mismatch_are_input_errors():
             DecoderSettings(**bad)
     with pytest.raises(InputError, match="give num_classes=1"):
         ModelSpec(G.ARCH0, DecoderSettings(21), "depth")
+
+
+# ------------------------------------------------------------------------------------ datasets
+def test_unknown_dataset_config_and_split_are_user_errors(shapes_dir):  # noqa: F811
+    """tfds raised its own errors (a traceback with its list of a thousand datasets) in fdn.data.prepare,
+    fdn.evaluate --dataset / --split, and fdn.search / fdn.train with a misspelled data.name or split."""
+    from fdn.data import catalog, pipeline, prepare
+    from fdn.errors import UserError
+
+    with pytest.raises(UserError, match="unknown dataset 'nosuch'; fdn's datasets are cityscapes_fine, "):
+        pipeline.data_source("nosuch", "val", shapes_dir)
+    with pytest.raises(UserError, match="voc_sbd has no config 'nosuch'"):
+        prepare.prepare("voc_sbd/nosuch", data_dir=shapes_dir)
+    with pytest.raises(UserError, match="fdn_shapes has no split 'vall'; choose one of train, val"):
+        pipeline.data_source("fdn_shapes", "vall", shapes_dir)
+    assert "image_folder" in catalog.fdn_datasets() and len(pipeline.data_source("fdn_shapes", "val", shapes_dir))
+
+
+# ------------------------------------------------------------------------------------ training settings
+def test_training_settings_out_of_range_are_input_errors():
+    """fdn.train with config.optim.optimizer=adamw, lrs for another number of stages, or data.batch_size=0 ended in
+    a ValueError traceback (the last one from inside grain)."""
+    from configs import demo_train
+    from fdn import sharding
+    from fdn.errors import InputError
+    from fdn.train import step as train_step
+
+    optim = demo_train.get_config("tiny").optim
+    optim.stage_epochs = (1,)
+    with pytest.raises(InputError, match=r"config.optim.enc_lrs has 3 learning rates for 1 stages .*one per stage"):
+        train_step.lr_schedules(optim, steps_per_epoch=2, batch_size=2)
+    optim = demo_train.get_config("tiny").optim
+    optim.optimizer = "adamw"
+    with pytest.raises(InputError, match="config.optim.optimizer must be 'sgd' or 'adam', got 'adamw'"):
+        train_step.make_optimizer(optim, {}, None, steps_per_epoch=2, batch_size=2)
+    with pytest.raises(InputError, match="data.batch_size=0: a batch needs at least one image"):
+        sharding.check_batch(0, sharding.make_mesh(), "data.batch_size")
+
+
+NAN_TRAINING = """
+import sys
+from fdn.cli import run_command
+from fdn.train import loop
+
+
+def nan(config, workdir):
+    raise loop.NonFiniteLossError("the training loss became NaN/inf at step 6; lower the learning rates")
+
+
+loop.run = nan
+from fdn.train import __main__ as command
+
+run_command(command.main, "fdn.train")
+"""
+
+
+def test_a_nan_loss_is_one_line_exit_2(tmp_path):
+    """fdn.train stopped on a NaN loss with exit code 3; the definition of done says 2, as for all bad input."""
+    done = subprocess.run(
+        [sys.executable, "-c", NAN_TRAINING, "--config=configs/demo_train.py:tiny", f"--workdir={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "NaN/inf at step 6" in one_line(done, "fdn.train")

@@ -41,19 +41,43 @@ def resolve_data_dir(data, workdir) -> str | None:
     return None
 
 
-def _builder(name, data_dir):
+def builder(name: str, data_dir=None, **kwargs):
+    """``tfds.builder(name, data_dir)`` with fdn's builders registered; the one place a dataset name is looked up.
+
+    A misspelled name or config is the user's: tfds answers with a traceback and a list of its thousand
+    datasets, so it becomes an `UnknownDatasetError` that names fdn's datasets instead.
+    """
     import tensorflow_datasets as tfds
 
     import fdn.data  # noqa: F401  (registers the builders)
 
-    return tfds.builder(name, data_dir=data_dir)
+    try:
+        return tfds.builder(name, data_dir=data_dir, **kwargs)
+    except tfds.core.registered.DatasetNotFoundError:
+        problem = f"unknown dataset {name!r}"
+    except ValueError as err:  # a known builder without that config ("voc_sbd/nosuch")
+        if "BuilderConfig" not in str(err):
+            raise
+        problem = f"{name!r}: {name.split('/')[0]} has no config {name.partition('/')[2]!r}"
+    raise UnknownDatasetError(
+        f"{problem}; fdn's datasets are {', '.join(fdn_datasets())} (image_folder/NAME: your own images, "
+        "prepared with python -m fdn.data.prepare image_folder)"
+    )
+
+
+def fdn_datasets() -> list[str]:
+    """The names of the tfds builders fdn registers (``fdn.data``; each is an ``ArrayRecordBuilder``)."""
+    import fdn.data  # noqa: F401  (defines the builders)
+    from fdn.data import base
+
+    return sorted(cls.name for cls in base.ArrayRecordBuilder.__subclasses__())
 
 
 def ensure_prepared(data, data_dir, log=print, who="fdn") -> None:
     """Prepares ``data.name`` in ``data_dir`` first when ``auto_prepared`` and it is missing."""
     if not auto_prepared(data):
         return  # data_source will raise with the prepare command
-    if _builder(data.name, data_dir).is_prepared():
+    if builder(data.name, data_dir).is_prepared():
         return
     from fdn.data import prepare
 
@@ -81,10 +105,10 @@ def dataset_classes(dataset: str, data_dir=None) -> tuple[int, list[str] | None]
         return len(names), list(names)
     if dataset == "nyu_depth_v2_labeled/seg40":
         return 40, None
-    builder = _builder(dataset, data_dir)
-    metadata = builder.info.metadata if builder.is_prepared() else None
+    found = builder(dataset, data_dir)
+    metadata = found.info.metadata if found.is_prepared() else None
     if not metadata or not metadata.get("num_classes"):
-        where = f" in {builder.data_dir}" if metadata is None else ""
+        where = f" in {found.data_dir}" if metadata is None else ""
         raise UnknownDatasetError(
             f"{dataset} declares no class count{where}"
             f"{' (not prepared there)' if metadata is None else ''}; prepare it, or set "

@@ -40,9 +40,6 @@ def main(argv):
 
     try:
         result = train_loop.run(FLAGS.config, FLAGS.workdir)
-    except train_loop.NonFiniteLossError as err:
-        print(f"fdn.train: error: {err}", file=sys.stderr)
-        return 3
     except train_loop.TrainingInterrupted as err:
         where = f"at step {err.step}" if err.step is not None else "before the first step"
         print(f"fdn.train: interrupted ({err}) {where}; run the same command again to resume", file=sys.stderr)

@@ -23,6 +23,7 @@ import numpy as np
 
 from fdn import sharding
 from fdn.data import catalog
+from fdn.errors import UserError
 from fdn.interrupts import Interrupted, StopSignals
 from fdn.models import names as N
 from fdn.serve import checkpoint as ckpt
@@ -34,8 +35,9 @@ from fdn.train.metric_writer import MetricWriter
 BEST_MODEL, FINAL_MODEL, CHECKPOINTS = "best_model", "final_model", "checkpoints"
 
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
+class NonFiniteLossError(UserError, RuntimeError):
+    """The training loss became NaN or infinite: the settings' or the data's fault (learning rates, a corrupt
+    image), so a user error (one line, exit 2) whose message names the last good checkpoint."""
 
 
 class TrainingInterrupted(Interrupted):
