@@ -135,7 +135,7 @@ def test_decoder_settings_and_task_mismatch_are_input_errors():
 def test_unknown_dataset_config_and_split_are_user_errors(shapes_dir):  # noqa: F811
     """tfds raised its own errors (a traceback with its list of a thousand datasets) in fdn.data.prepare,
     fdn.evaluate --dataset / --split, and fdn.search / fdn.train with a misspelled data.name or split."""
-    from fdn.data import catalog, pipeline, prepare
+    from fdn.data import lookup, pipeline, prepare
     from fdn.errors import UserError
 
     with pytest.raises(UserError, match="unknown dataset 'nosuch'; fdn's datasets are cityscapes_fine, "):
@@ -144,7 +144,7 @@ def test_unknown_dataset_config_and_split_are_user_errors(shapes_dir):  # noqa: 
         prepare.prepare("voc_sbd/nosuch", data_dir=shapes_dir)
     with pytest.raises(UserError, match="fdn_shapes has no split 'vall'; choose one of train, val"):
         pipeline.data_source("fdn_shapes", "vall", shapes_dir)
-    assert "image_folder" in catalog.fdn_datasets() and len(pipeline.data_source("fdn_shapes", "val", shapes_dir))
+    assert "image_folder" in lookup.fdn_datasets() and len(pipeline.data_source("fdn_shapes", "val", shapes_dir))
 
 
 # ------------------------------------------------------------------------------------ training settings

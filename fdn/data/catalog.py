@@ -15,12 +15,7 @@ heatmap head has one channel per joint, so their "classes" are the joints.
 
 from pathlib import Path
 
-from fdn.errors import UserError
-
-
-class UnknownDatasetError(UserError, FileNotFoundError):
-    """A dataset that is not prepared where the config says, or that declares no class count."""
-
+from fdn.data.lookup import UnknownDatasetError, builder  # noqa: F401  (UnknownDatasetError: public here)
 
 GENERATED = ("fdn_shapes",)  # datasets fdn makes itself (no downloads, no folders): the only ones auto_prepare makes
 
@@ -39,38 +34,6 @@ def resolve_data_dir(data, workdir) -> str | None:
     if auto_prepared(data):
         return str(Path(workdir) / "data")
     return None
-
-
-def builder(name: str, data_dir=None, **kwargs):
-    """``tfds.builder(name, data_dir)`` with fdn's builders registered; the one place a dataset name is looked up.
-
-    A misspelled name or config is the user's: tfds answers with a traceback and a list of its thousand
-    datasets, so it becomes an `UnknownDatasetError` that names fdn's datasets instead.
-    """
-    import tensorflow_datasets as tfds
-
-    import fdn.data  # noqa: F401  (registers the builders)
-
-    try:
-        return tfds.builder(name, data_dir=data_dir, **kwargs)
-    except tfds.core.registered.DatasetNotFoundError:
-        problem = f"unknown dataset {name!r}"
-    except ValueError as err:  # a known builder without that config ("voc_sbd/nosuch")
-        if "BuilderConfig" not in str(err):
-            raise
-        problem = f"{name!r}: {name.split('/')[0]} has no config {name.partition('/')[2]!r}"
-    raise UnknownDatasetError(
-        f"{problem}; fdn's datasets are {', '.join(fdn_datasets())} (image_folder/NAME: your own images, "
-        "prepared with python -m fdn.data.prepare image_folder)"
-    )
-
-
-def fdn_datasets() -> list[str]:
-    """The names of the tfds builders fdn registers (``fdn.data``; each is an ``ArrayRecordBuilder``)."""
-    import fdn.data  # noqa: F401  (defines the builders)
-    from fdn.data import base
-
-    return sorted(cls.name for cls in base.ArrayRecordBuilder.__subclasses__())
 
 
 def ensure_prepared(data, data_dir, log=print, who="fdn") -> None:

@@ -42,19 +42,19 @@ def data_source(name, split, data_dir=None):
     """``tfds.data_source(name, data_dir)[split]`` with the fdn builders registered; never prepares.
 
     Raises ``FileNotFoundError`` naming the prepare command when the dataset is not completely prepared
-    (tfds itself would return an empty dict for an unprepared dataset), `catalog.UnknownDatasetError` for an
+    (tfds itself would return an empty dict for an unprepared dataset), `lookup.UnknownDatasetError` for an
     unknown name or split.
     """
-    from fdn.data import catalog
+    from fdn.data import lookup
 
-    builder = catalog.builder(name, data_dir)
+    builder = lookup.builder(name, data_dir)
     if not builder.is_prepared():
         raise FileNotFoundError(
             f"{name} is not prepared in {builder.data_dir}; run "
             f"python -m fdn.data.prepare {name} --data_dir=... [--manual_dir=...]"
         )
     if split not in builder.info.splits:  # tfds' ValueError would be a traceback
-        raise catalog.UnknownDatasetError(
+        raise lookup.UnknownDatasetError(
             f"{name} has no split {split!r}; choose one of {', '.join(builder.info.splits)} (a split flag or "
             "config setting, e.g. --split or config.data.eval_split)"
         )
