@@ -195,3 +195,24 @@ def test_a_nan_loss_is_one_line_exit_2(tmp_path):
         timeout=120,
     )
     assert "NaN/inf at step 6" in one_line(done, "fdn.train")
+
+
+# ------------------------------------------------------------------------------------ search settings
+def test_search_agent_and_candidate_count_are_user_errors():
+    """--config.agent=foo was a ValueError traceback; --config.num_candidates=-5 prepared the data and wrote a
+    workdir, then exited 0 having scored nothing."""
+    from configs import demo
+    from fdn.agents import make_agent
+    from fdn.errors import UserError
+    from fdn.search import setup
+
+    with pytest.raises(UserError, match=r"unknown agent 'foo'; choose one of: ppo, reinforce, random \(config.agent\)"):
+        make_agent("foo")
+    with pytest.raises(UserError, match="at least 1"):
+        make_agent("ppo", {"buffer_size": 0})
+    config = demo.get_config("tiny")
+    config.num_candidates = -5
+    with pytest.raises(UserError, match="num_candidates=-5: a search scores at least 1 candidate"):
+        setup.check_settings(config, 1)
+    config.num_candidates = 1
+    setup.check_settings(config, 1)
