@@ -41,9 +41,24 @@ def report_user_errors(command: str):
             try:
                 return main(*args, **kwargs)
             except USER_ERROR_TYPES as err:
-                print(f"{command}: error: {err}", file=sys.stderr)
+                print(f"{command}: error: {describe(err)}", file=sys.stderr)
                 sys.exit(2)
 
         return run
 
     return wrap
+
+
+# What to do about the operating system's path errors, which name the path but not the remedy.
+_PATH_HINTS = {
+    FileExistsError: "something is already there (a file where a directory is wanted?): move it or give another path",
+    FileNotFoundError: "check the path",
+}
+
+
+def describe(err: BaseException) -> str:
+    """The one line for a user error: its message, or for the operating system's own ``[Errno N] ...: 'PATH'``
+    (a ``mkdir`` over a file, an ``open`` in a missing directory) the path, the reason and what to do."""
+    if isinstance(err, OSError) and err.errno is not None and err.filename is not None and type(err) in _PATH_HINTS:
+        return f"{err.filename}: {err.strerror.lower()}; {_PATH_HINTS[type(err)]}"
+    return str(err)

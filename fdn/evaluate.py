@@ -11,11 +11,12 @@ flags give them; a checkpoint without them (``fdn.convert``) needs ``--dataset``
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from absl import flags, logging
 
 from fdn.cli import refuse_arguments, run_command
-from fdn.errors import report_user_errors
+from fdn.errors import InputError, report_user_errors
 
 flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory (fdn.train's best_model / final_model).")
 flags.DEFINE_string("split", None, "split to score (default: the checkpoint's eval split, else 'val').")
@@ -41,6 +42,10 @@ def main(argv):
     refuse_arguments(argv)
     logging.set_verbosity(logging.WARNING)
     f = flags.FLAGS
+    if f.json and Path(f.json).is_dir():  # found before the evaluation, not after it (a traceback, exit 1)
+        raise InputError(
+            f"--json={f.json} is a directory; give a file name, e.g. --json={Path(f.json) / 'metrics.json'}"
+        )
     from fdn.serve.evaluation import evaluate_checkpoint
 
     scores, text = evaluate_checkpoint(
@@ -60,6 +65,7 @@ def main(argv):
     )
     print(text)
     if f.json:
+        Path(f.json).parent.mkdir(parents=True, exist_ok=True)
         with open(f.json, "w") as out:
             json.dump(scores, out, indent=2)
 

@@ -32,18 +32,6 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
 flags.mark_flags_as_required(["checkpoint", "out"])
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    from fdn.errors import InputError
-
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--size must be HxW, e.g. 512x512, got {text!r}") from None
-    if h < 32 or w < 32:
-        raise InputError(f"--size must be at least 32x32 (the encoder's stride), got {text!r}")
-    return h, w
-
-
 @report_user_errors("fdn.export")
 def main(argv):
     refuse_arguments(argv)
@@ -51,7 +39,9 @@ def main(argv):
     from fdn.serve import export as export_lib
 
     f = flags.FLAGS
-    h, w = parse_size(f.size)
+    from fdn.serve.images import parse_hw
+
+    h, w = parse_hw(f.size, "--size")
     shape = export_lib.ExportSpec(f.batch or None, h, w)
     try:
         print(export_lib.export_checkpoint(f.checkpoint, f.format, f.out, shape, f.fold_bn, f.platforms, f.overwrite))

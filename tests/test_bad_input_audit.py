@@ -216,3 +216,59 @@ def test_search_agent_and_candidate_count_are_user_errors():
         setup.check_settings(config, 1)
     config.num_candidates = 1
     setup.check_settings(config, 1)
+
+
+# ------------------------------------------------------------------------------------ evaluation flags
+def test_crop_and_size_flags_share_one_rule():
+    """fdn.evaluate --crop=0x0 was a traceback from XLA while fdn.export --size refused it: one rule for both."""
+    from fdn.errors import InputError
+    from fdn.serve import evaluation
+
+    with pytest.raises(InputError, match=r"--crop must be at least 32x32 .*got '0x0'"):
+        evaluation.crop_of("0x0", {})
+    with pytest.raises(InputError, match="--crop must be HxW"):
+        evaluation.crop_of("64x64x3", {})
+    assert evaluation.crop_of("64", {}) == (64, 64) and evaluation.crop_of(None, {"crop_size": [32, 48]}) == (32, 48)
+
+
+def test_omit_classes_must_be_class_indices_of_the_model():
+    """fdn.evaluate --omit_classes=abc was a traceback and --omit_classes=99 (of 7 classes) silently did nothing;
+    fdn.train checks config.eval.omit_classes before training with the same rule."""
+    from fdn.errors import InputError
+    from fdn.serve import evaluation
+
+    with pytest.raises(InputError, match=r"--omit_classes must be class indices, e.g. 0 or 0,3, got \['abc'\]"):
+        evaluation.omit_of(["abc"], {}, 7)
+    with pytest.raises(InputError, match=r"--omit_classes \[99\]: the model's classes are 0..6"):
+        evaluation.omit_of(["99"], {}, 7)
+    with pytest.raises(InputError, match=r"config.eval.omit_classes \[7\]"):
+        evaluation.check_omit((7,), 7, "config.eval.omit_classes")
+    assert evaluation.omit_of(None, {"omit_classes": [0]}, 7) == [0] and evaluation.omit_of(["0", "6"], {}, 7) == [0, 6]
+
+
+def test_evaluate_json_that_is_a_directory_is_refused_before_evaluating(tmp_path):
+    """It failed with IsADirectoryError (a traceback) after the whole evaluation."""
+    line = one_line(run("fdn.evaluate", f"--checkpoint={tmp_path / 'nope'}", f"--json={tmp_path}"), "fdn.evaluate")
+    assert f"--json={tmp_path} is a directory; give a file name" in line
+
+
+def test_path_errors_of_the_operating_system_say_what_to_do(tmp_path, capsys):
+    """``--png`` / ``--png_dir`` / ``--workdir`` naming a file printed only "[Errno 17] File exists: 'PATH'"."""
+    from fdn import errors
+    from fdn.serve import checkpoint
+
+    @errors.report_user_errors("fdn.thing")
+    def main(path):
+        path.mkdir()
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as info:
+        main(tmp_path / "file")
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"fdn.thing: error: {tmp_path / 'file'}: file exists; something is already there (a file where a directory "
+        "is wanted?): move it or give another path\n"
+    )
+    assert errors.describe(FileNotFoundError("no /y")) == "no /y"
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint directory at .*; give an fdn checkpoint"):
+        checkpoint.read_spec(tmp_path / "nope")

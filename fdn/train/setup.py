@@ -85,6 +85,7 @@ def describe(config, workdir: Path, main_process: bool) -> Description:
         rules.fixed_channels or config.model.num_classes or catalog.num_classes_of(config.data, workdir)
     )
     settings = DecoderSettings(num_classes, config.model.agg_size, config.model.repeats, config.model.aux_cell)
+    evaluation.check_omit(config.eval.omit_classes, num_classes, "config.eval.omit_classes")  # before training
     train_spec = ModelSpec(genotype, settings, task, config.model.expand_first_block)
     export_spec = dataclasses.replace(train_spec, decoder=dataclasses.replace(settings, aux_cell=False))
     if main_process:
