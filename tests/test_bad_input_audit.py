@@ -272,3 +272,20 @@ def test_path_errors_of_the_operating_system_say_what_to_do(tmp_path, capsys):
     assert errors.describe(FileNotFoundError("no /y")) == "no /y"
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint directory at .*; give an fdn checkpoint"):
         checkpoint.read_spec(tmp_path / "nope")
+
+
+# ------------------------------------------------------------------------------------ a search's log
+def test_a_damaged_line_in_the_search_log_is_an_error_not_the_end_of_the_log(tmp_path):
+    """A complete line that is not JSON made the reader stop there silently: fdn.leaderboard ranked only the
+    records before it (exit 0) and fdn.train --config.genotype=WORKDIR#1 could pick another design."""
+    from fdn import run_records
+    from fdn.errors import UserError
+
+    log = tmp_path / run_records.FILENAME
+    good = '{"index": 0, "reward": 0.5}\n'
+    log.write_text(good + "garbage\n" + good)
+    with pytest.raises(UserError, match=r"candidates.jsonl line 2 is not a JSON record: .*restore it from a copy"):
+        run_records.read(tmp_path)
+    assert log.read_text() == good + "garbage\n" + good
+    log.write_text(good + '{"index": 1, "rew')  # a torn last line (killed mid-write) is still skipped
+    assert run_records.read(tmp_path) == [{"index": 0, "reward": 0.5}]
