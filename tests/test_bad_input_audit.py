@@ -289,3 +289,12 @@ def test_a_damaged_line_in_the_search_log_is_an_error_not_the_end_of_the_log(tmp
     assert log.read_text() == good + "garbage\n" + good
     log.write_text(good + '{"index": 1, "rew')  # a torn last line (killed mid-write) is still skipped
     assert run_records.read(tmp_path) == [{"index": 0, "reward": 0.5}]
+
+
+def test_bench_latency_unknown_runtime_is_a_user_error():
+    """fdn.bench latency --runtimes=nosuch was a ValueError traceback."""
+    from fdn.bench import latency
+    from fdn.errors import UserError
+
+    with pytest.raises(UserError, match="--runtimes: unknown runtime 'nosuch'; choose from fdn, stablehlo, onnx"):
+        latency.runtimes_available(["fdn", "nosuch"])

@@ -30,6 +30,7 @@ from absl import flags
 
 from fdn import tasks
 from fdn.bench._timing import time_calls
+from fdn.errors import InputError
 from fdn.models import names as N
 
 FLAGS = flags.FlagValues()
@@ -97,7 +98,7 @@ def runtimes_available(requested) -> list[str]:
             print("onnx: skipped (pip install jax2onnx onnx onnxruntime)")
             continue
         if name not in ("fdn", "stablehlo", "onnx"):
-            raise ValueError(f"unknown runtime {name!r}: choose from fdn, stablehlo, onnx")
+            raise InputError(f"--runtimes: unknown runtime {name!r}; choose from fdn, stablehlo, onnx")
         out.append(name)
     return out
 
