@@ -34,7 +34,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from fdn.errors import UserError
+from fdn.errors import UserError, one_line
 
 # The metric a `StepManager` with ``keep_best`` ranks its steps by (higher is better).
 SCORE = "score"
@@ -65,10 +65,7 @@ def failures_as_checkpoint_error(what: str, hint: str):
     except CheckpointError:
         raise
     except Exception as err:  # Orbax and tensorstore raise many types for damaged or mismatching files
-        reason = " ".join(str(err).split())
-        if len(reason) > _MAX_REASON:
-            reason = reason[:_MAX_REASON] + " ..."
-        raise CheckpointError(f"{what}: {type(err).__name__}: {reason}; {hint}") from None
+        raise CheckpointError(f"{what}: {type(err).__name__}: {one_line(err, _MAX_REASON)}; {hint}") from None
 
 
 def _drop_late_callback_errors() -> None:

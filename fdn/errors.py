@@ -49,6 +49,13 @@ def report_user_errors(command: str):
     return wrap
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """Another library's error message as part of one of fdn's: whitespace (newlines too) collapsed, cut at
+    ``limit`` characters (Orbax's and torch's messages run to many lines of internals)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 # What to do about the operating system's path errors, which name the path but not the remedy.
 _PATH_HINTS = {
     FileExistsError: "something is already there (a file where a directory is wanted?): move it or give another path",

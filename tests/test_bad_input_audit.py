@@ -298,3 +298,16 @@ def test_bench_latency_unknown_runtime_is_a_user_error():
 
     with pytest.raises(UserError, match="--runtimes: unknown runtime 'nosuch'; choose from fdn, stablehlo, onnx"):
         latency.runtimes_available(["fdn", "nosuch"])
+
+
+def test_a_file_torch_cannot_load_says_what_to_give_instead(tmp_path):
+    """fdn.convert --from=a text file named .pth printed torch's reason only, on several lines."""
+    pytest.importorskip("torch")
+    from fdn.convert import cli
+    from fdn.convert.files import StateDictError
+
+    (tmp_path / "junk.pth").write_text("not a state dict\n")
+    with pytest.raises(StateDictError, match=r"; give an official PyTorch state dict \(.pth/.pth.tar\)") as info:
+        cli.run(str(tmp_path / "junk.pth"), tmp_path / "out", "arch0")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
