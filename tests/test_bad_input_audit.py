@@ -311,3 +311,36 @@ def test_a_file_torch_cannot_load_says_what_to_give_instead(tmp_path):
         cli.run(str(tmp_path / "junk.pth"), tmp_path / "out", "arch0")
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------ a training's record
+def test_a_training_rerun_that_cannot_restore_keeps_config_json(shapes_dir, tmp_path, monkeypatch):  # noqa: F811
+    """fdn.train rewrote WORKDIR/config.json with the new settings before the restore failed on them (e.g.
+    --config.model.agg_size=16 over agg-8 checkpoints), so the record of what trained the checkpoints was lost."""
+    from configs import demo_train
+    from fdn.checkpointing import CheckpointError
+    from fdn.train import loop as train_loop
+    from fdn.train import setup
+
+    def other_settings(*args, **kwargs):
+        raise CheckpointError("cannot restore step 6: other settings; use a new directory")
+
+    monkeypatch.setattr(setup, "initial_state", other_settings)
+    config = demo_train.get_config("tiny")
+    config.data.data_dir = str(shapes_dir)
+    (tmp_path / "config.json").write_text('{"the": "settings of the checkpoints"}')
+    with pytest.raises(CheckpointError):
+        train_loop.run(config, tmp_path, log=lambda *a: None)
+    assert (tmp_path / "config.json").read_text() == '{"the": "settings of the checkpoints"}'
+
+
+def test_scale_range_must_be_two_increasing_positive_numbers():
+    """--config.data.scale_range=abc or (2.0, 0.5) failed inside a grain worker, after data and teacher set-up."""
+    from fdn.data import augment
+    from fdn.errors import InputError
+
+    with pytest.raises(InputError, match=r"data.scale_range must be two numbers \(low, high\)"):
+        augment.TrainTransform(32, scale_range=("abc",))
+    with pytest.raises(InputError, match=r"data.scale_range \(2.0, 0.5\): need 0 < low <= high"):
+        augment.TrainTransform(32, scale_range=(2.0, 0.5))
+    assert augment.TrainTransform(32, scale_range=[0.5, 2]).scale_range == (0.5, 2.0)

@@ -140,12 +140,14 @@ def run(config, workdir, *, log=print) -> dict:
 def prepare(config, workdir: Path, log) -> Training:
     """Everything before the first step (`fdn.train.setup`), the state restored from the latest checkpoint."""
     main_process = jax.process_index() == 0
-    described = setup.describe(config, workdir, main_process)
+    described = setup.describe(config, workdir)
     mesh = setup.make_mesh(config)
     data = setup.build_data(config, workdir, described.task, log)
     learner = setup.build_learner(config, described, mesh, data.steps_per_epoch)
     checkpoints = ckpt.TrainCheckpoints(workdir / CHECKPOINTS)
     state, extra = setup.initial_state(learner, checkpoints, data.train_iter, mesh, log)
+    if main_process:
+        setup.record_config(config, workdir, described)
     start_step = int(state["step"])
     writer = MetricWriter(workdir, resume_step=start_step, enabled=main_process)
     repl = sharding.replicated(mesh)
