@@ -31,9 +31,10 @@ import threading
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
-from fdn.errors import UserError
+from fdn.errors import UserError, one_line
 
 # The metric a `StepManager` with ``keep_best`` ranks its steps by (higher is better).
 SCORE = "score"
@@ -64,10 +65,7 @@ def failures_as_checkpoint_error(what: str, hint: str):
     except CheckpointError:
         raise
     except Exception as err:  # Orbax and tensorstore raise many types for damaged or mismatching files
-        reason = " ".join(str(err).split())
-        if len(reason) > _MAX_REASON:
-            reason = reason[:_MAX_REASON] + " ..."
-        raise CheckpointError(f"{what}: {type(err).__name__}: {reason}; {hint}") from None
+        raise CheckpointError(f"{what}: {type(err).__name__}: {one_line(err, _MAX_REASON)}; {hint}") from None
 
 
 def _drop_late_callback_errors() -> None:
@@ -153,7 +151,25 @@ def restore_tree(
     path = Path(path).absolute()
     with failures_as_checkpoint_error(what or f"cannot restore {path}", hint):
         with ocp.StandardCheckpointer(**_this_process_only()) as checkpointer:
-            return checkpointer.restore(path, abstract_like(like))
+            return require_shapes(checkpointer.restore(path, abstract_like(like)), like)
+
+
+def require_shapes(restored, like):
+    """``restored``, after checking that each array has the shape of its counterpart in ``like``.
+
+    Orbax restores an array with the shape it was saved with, whatever the target says, so a checkpoint whose
+    description does not match its arrays (a json edited or copied from another model, a training state of
+    other settings) would otherwise fail later, inside the model, with a traceback instead of a
+    `CheckpointError`. Raises ``ValueError`` naming the first mismatching array (callers turn it into one).
+    """
+    paths = jax.tree_util.tree_flatten_with_path(abstract_like(like))[0]
+    got = jax.tree.leaves(restored)
+    for (key, want), array in zip(paths, got, strict=True):
+        if np.shape(array) != tuple(want.shape):
+            raise ValueError(
+                f"{jax.tree_util.keystr(key)} has shape {np.shape(array)} in the checkpoint, expected {want.shape}"
+            )
+    return restored
 
 
 def _only(processes: set[int]):
@@ -251,6 +267,9 @@ class StepManager:
             items.update({name: grain.checkpoint.CheckpointRestore(it) for name, it in iterators.items()})
         with failures_as_checkpoint_error(f"cannot restore step {step} of {self.directory}", hint):
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+            for name, like in (arrays or {}).items():
+                if like is not None:
+                    require_shapes(restored[name], like)
         return {name: restored[name] for name in items}
 
     def wait(self) -> None:

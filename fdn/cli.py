@@ -61,3 +61,12 @@ def describe_flag_error(err: BaseException, argv: list[str]) -> str:
         flag = lines[0].split(":")[0].removeprefix("flag ")
         return f"{flag}: {raised[-1].split(': ', 1)[1]}"
     return " ".join(lines) + " (see --helpshort)"
+
+
+def refuse_arguments(argv: list[str]) -> None:
+    """For commands that take flags only: a word left over after parsing is a flag typed without its ``--`` (or a
+    value after a space); ignoring it would run with a setting the user did not mean, so it is a usage error."""
+    if len(argv) > 1:
+        raise app.UsageError(
+            f"unexpected arguments {argv[1:]}: this command takes flags only, written --name=value (see --helpshort)"
+        )

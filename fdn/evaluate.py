@@ -11,23 +11,26 @@ flags give them; a checkpoint without them (``fdn.convert``) needs ``--dataset``
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from fdn.cli import run_command
-from fdn.errors import report_user_errors
+from fdn.cli import refuse_arguments, run_command
+from fdn.errors import InputError, report_user_errors
 
 flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory (fdn.train's best_model / final_model).")
 flags.DEFINE_string("split", None, "split to score (default: the checkpoint's eval split, else 'val').")
 flags.DEFINE_string("dataset", None, "tfds dataset name (default: from the checkpoint's metadata).")
 flags.DEFINE_string("data_dir", None, "tfds data dir (default: from the checkpoint's metadata).")
 flags.DEFINE_string("crop", None, "evaluation crop HxW (default: the checkpoint's; images are padded to it).")
-flags.DEFINE_integer("min_side", None, "scale the shorter side up to this first (default: the checkpoint's).")
-flags.DEFINE_integer("batch_size", None, "images per step (default: the checkpoint's eval batch).")
-flags.DEFINE_integer("num_examples", 0, "score only the first n images (0 = all).")
+flags.DEFINE_integer(
+    "min_side", None, "scale the shorter side up to this first (default: the checkpoint's).", lower_bound=0
+)
+flags.DEFINE_integer("batch_size", None, "images per step (default: the checkpoint's eval batch).", lower_bound=1)
+flags.DEFINE_integer("num_examples", 0, "score only the first n images (0 = all).", lower_bound=0)
 flags.DEFINE_list("omit_classes", None, "classes left out of the mIoU (default: the checkpoint's, else none).")
 flags.DEFINE_string("png_dir", None, "directory for input / ground truth / prediction PNGs.")
-flags.DEFINE_integer("num_png", 8, "pictures to write with --png_dir.")
+flags.DEFINE_integer("num_png", 8, "pictures to write with --png_dir.", lower_bound=0)
 flags.DEFINE_float("depth_max", 8.0, "depth (m) at the top of the colour map in the pictures.")
 flags.DEFINE_string("json", None, "also write the metrics to this JSON file.")
 flags.DEFINE_bool("flip_test", None, "pose: average with the mirror image's heatmaps (default: the checkpoint's).")
@@ -36,10 +39,13 @@ flags.mark_flags_as_required(["checkpoint"])
 
 @report_user_errors("fdn.evaluate")
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    refuse_arguments(argv)
     logging.set_verbosity(logging.WARNING)
     f = flags.FLAGS
+    if f.json and Path(f.json).is_dir():  # found before the evaluation, not after it (a traceback, exit 1)
+        raise InputError(
+            f"--json={f.json} is a directory; give a file name, e.g. --json={Path(f.json) / 'metrics.json'}"
+        )
     from fdn.serve.evaluation import evaluate_checkpoint
 
     scores, text = evaluate_checkpoint(
@@ -59,6 +65,7 @@ def main(argv):
     )
     print(text)
     if f.json:
+        Path(f.json).parent.mkdir(parents=True, exist_ok=True)
         with open(f.json, "w") as out:
             json.dump(scores, out, indent=2)
 

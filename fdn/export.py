@@ -18,13 +18,13 @@ import sys
 
 from absl import flags, logging
 
-from fdn.cli import run_command
+from fdn.cli import refuse_arguments, run_command
 from fdn.errors import report_user_errors
 
 flags.DEFINE_string("checkpoint", None, "fdn model checkpoint directory (from fdn.train or fdn.convert).")
 flags.DEFINE_enum("format", "stablehlo", ["stablehlo", "onnx"], "Artifact format.")
 flags.DEFINE_string("out", None, "Artifact file to write (a PATH.json description is written beside it).")
-flags.DEFINE_integer("batch", 1, "Batch size compiled in; 0 for a symbolic batch dimension.")
+flags.DEFINE_integer("batch", 1, "Batch size compiled in; 0 for a symbolic batch dimension.", lower_bound=0)
 flags.DEFINE_string("size", "512x512", "Input HxW compiled into the artifact.")
 flags.DEFINE_bool("fold_bn", True, "Fold eval-mode BatchNorm into the preceding convs.")
 flags.DEFINE_list("platforms", ["cpu", "cuda"], "StableHLO: platforms the one artifact can run on.")
@@ -32,26 +32,16 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing output.")
 flags.mark_flags_as_required(["checkpoint", "out"])
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    from fdn.errors import InputError
-
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--size must be HxW, e.g. 512x512, got {text!r}") from None
-    if h < 32 or w < 32:
-        raise InputError(f"--size must be at least 32x32 (the encoder's stride), got {text!r}")
-    return h, w
-
-
 @report_user_errors("fdn.export")
 def main(argv):
-    del argv
+    refuse_arguments(argv)
     logging.set_verbosity(logging.WARNING)
     from fdn.serve import export as export_lib
 
     f = flags.FLAGS
-    h, w = parse_size(f.size)
+    from fdn.serve.images import parse_hw
+
+    h, w = parse_hw(f.size, "--size")
     shape = export_lib.ExportSpec(f.batch or None, h, w)
     try:
         print(export_lib.export_checkpoint(f.checkpoint, f.format, f.out, shape, f.fold_bn, f.platforms, f.overwrite))

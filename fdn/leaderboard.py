@@ -9,10 +9,11 @@ from __future__ import annotations
 from absl import app, flags
 
 from fdn.cli import run_command
+from fdn.errors import report_user_errors
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("top_k", 10, "rows of the table")
-flags.DEFINE_integer("draw_k", 3, "genotypes to draw")
+flags.DEFINE_integer("top_k", 10, "rows of the table", lower_bound=1)
+flags.DEFINE_integer("draw_k", 3, "genotypes to draw", lower_bound=0)
 flags.DEFINE_bool(
     "html",
     False,
@@ -23,6 +24,7 @@ flags.DEFINE_multi_string(
 )
 
 
+@report_user_errors("fdn.leaderboard")
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError(

@@ -26,7 +26,7 @@ from fdn.serve import checkpoint, images, inference
 flags.DEFINE_string("checkpoint", None, "fdn checkpoint directory (from fdn.convert, fdn.train or fdn.search).")
 flags.DEFINE_string("out", None, "Output .npz file.")
 flags.DEFINE_string("png", None, "Optional directory for colour-mapped predictions at the input size.")
-flags.DEFINE_integer("batch_size", 8, "Images per forward pass.")
+flags.DEFINE_integer("batch_size", 8, "Images per forward pass.", lower_bound=1)
 flags.DEFINE_bool("aux", True, "Also store the auxiliary heads' outputs.")
 flags.DEFINE_float("depth_max", 8.0, "Depth (metres) mapped to the top of the colour map in --png output.")
 flags.DEFINE_enum("precision", "highest", ["highest", "default"], "Matmul precision (highest: exact f32).")

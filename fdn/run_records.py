@@ -11,11 +11,22 @@ import json
 import os
 from pathlib import Path
 
+from fdn.errors import UserError
+
 FILENAME = "candidates.jsonl"
 
 
+class RunLogError(UserError, ValueError):
+    """A ``candidates.jsonl`` with a complete line that is not a record: the file was edited or damaged."""
+
+
 def read(workdir_or_file: str | os.PathLike) -> list[dict]:
-    """All complete records; a torn last line (a run killed mid-write, not yet resumed) is skipped."""
+    """All complete records; a torn last line (a run killed mid-write, not yet resumed) is skipped.
+
+    A complete line (one that ends in a newline) that is not JSON is damage, not a torn write: stopping there
+    silently made ``fdn.leaderboard`` rank only the records before it and ``WORKDIR#rank`` pick another design,
+    so it is a `RunLogError`.
+    """
     path = Path(workdir_or_file)
     if path.is_dir():
         path = path / FILENAME
@@ -23,13 +34,16 @@ def read(workdir_or_file: str | os.PathLike) -> list[dict]:
     if not path.exists():
         return records
     with open(path, "rb") as f:
-        for raw in f:
+        for number, raw in enumerate(f, 1):
             if not raw.endswith(b"\n"):
                 break
             try:
                 records.append(json.loads(raw))
             except json.JSONDecodeError:
-                break
+                raise RunLogError(
+                    f"{path} line {number} is not a JSON record: the log was edited or damaged; restore it from a "
+                    "copy (nothing was changed)"
+                ) from None
     return records
 
 

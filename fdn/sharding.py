@@ -47,7 +47,11 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
 
 
 def check_batch(batch_size: int, mesh: Mesh, what: str) -> None:
-    if batch_size % mesh.size:
-        from fdn.errors import InputError
+    """A configured global batch must fill every device equally (and hold at least one image: zero or less
+    failed later, inside grain, with a traceback)."""
+    from fdn.errors import InputError
 
+    if batch_size < 1:
+        raise InputError(f"{what}={batch_size}: a batch needs at least one image; fix the config value")
+    if batch_size % mesh.size:
         raise InputError(f"{what} {batch_size} is not divisible by the {mesh.size} devices")

@@ -19,8 +19,13 @@ from fdn.agents.random_search import RandomSearch
 from fdn.agents.reinforce import Reinforce
 from fdn.agents.saving import restore_agent_state, save_agent_state
 from fdn.agents.state import AgentState, Buffer
+from fdn.errors import UserError
 
 AGENTS = {cls.name: cls for cls in (PPO, Reinforce, RandomSearch)}
+
+
+class AgentConfigError(UserError, ValueError):
+    """An agent name or setting of the search config that does not exist or cannot work (a user error)."""
 
 
 def make_agent(name: str, config: Mapping[str, Any] | None = None) -> Agent:
@@ -29,20 +34,21 @@ def make_agent(name: str, config: Mapping[str, Any] | None = None) -> Agent:
     Unknown names and unknown config keys are errors, so a typo cannot silently fall back to a default.
     """
     if name not in AGENTS:
-        raise ValueError(f"unknown agent {name!r}; choose one of: {', '.join(AGENTS)}")
+        raise AgentConfigError(f"unknown agent {name!r}; choose one of: {', '.join(AGENTS)} (config.agent)")
     cfg = default_config()
     overrides = dict(config.items()) if config is not None else {}
     unknown = sorted(set(overrides) - set(cfg.keys()))
     if unknown:
-        raise ValueError(f"unknown agent settings {unknown}; known: {sorted(cfg.keys())}")
+        raise AgentConfigError(f"unknown agent settings {unknown}; known: {sorted(cfg.keys())}")
     cfg.update(overrides)
     if cfg.minibatch_size < 1 or cfg.buffer_size < 1 or cfg.ppo_epochs < 1:
-        raise ValueError("buffer_size, minibatch_size and ppo_epochs must be positive")
+        raise AgentConfigError("agent settings buffer_size, minibatch_size and ppo_epochs must be at least 1")
     return AGENTS[name](ml_collections.FrozenConfigDict(cfg))
 
 
 __all__ = [
     "AGENTS",
+    "AgentConfigError",
     "Agent",
     "AgentState",
     "Buffer",

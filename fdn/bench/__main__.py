@@ -7,7 +7,7 @@ import sys
 from absl import flags
 
 import fdn.bench
-from fdn.errors import USER_ERROR_TYPES
+from fdn.errors import USER_ERROR_TYPES, describe
 
 
 def _available():
@@ -41,7 +41,7 @@ def main(argv):
     try:
         return module.main([f"fdn.bench {what}"] + argv[2:])
     except (flags.Error, *USER_ERROR_TYPES) as err:  # bad input: one line, exit 2 (fdn.errors)
-        print(f"fdn.bench {what}: error: {err}", file=sys.stderr)
+        print(f"fdn.bench {what}: error: {describe(err)}", file=sys.stderr)
         return 2
 
 

@@ -23,12 +23,12 @@ from fdn.models.segmenter import ModelSpec
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("genotype", "arch0", "genotype (a list or arch0/arch1/arch2)", flag_values=FLAGS)
-flags.DEFINE_integer("batch", 16, "batch size", flag_values=FLAGS)
-flags.DEFINE_integer("size", 256, "input side", flag_values=FLAGS)
+flags.DEFINE_integer("batch", 16, "batch size", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("size", 256, "input side", lower_bound=32, flag_values=FLAGS)
 flags.DEFINE_enum("settings", "search", ["search", "released"], "decoder settings", flag_values=FLAGS)
-flags.DEFINE_integer("num_classes", 21, "classes", flag_values=FLAGS)
+flags.DEFINE_integer("num_classes", 21, "classes", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_list("impls", ["shifted", "xla"], "depthwise implementations to compare", flag_values=FLAGS)
-flags.DEFINE_integer("repeats", 5, "timed calls", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 5, "timed calls", lower_bound=1, flag_values=FLAGS)
 
 
 def _time(fn, *args, repeats):

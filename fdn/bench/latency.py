@@ -30,6 +30,7 @@ from absl import flags
 
 from fdn import tasks
 from fdn.bench._timing import time_calls
+from fdn.errors import InputError
 from fdn.models import names as N
 
 FLAGS = flags.FlagValues()
@@ -37,7 +38,7 @@ flags.DEFINE_string(
     "checkpoint", None, "fdn model checkpoint directory; else --genotype with random weights", flag_values=FLAGS
 )
 flags.DEFINE_string("genotype", "arch0", "released name or literal, used without --checkpoint", flag_values=FLAGS)
-flags.DEFINE_integer("num_classes", 21, "output channels, used without --checkpoint", flag_values=FLAGS)
+flags.DEFINE_integer("num_classes", 21, "output channels, used without --checkpoint", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_enum(
     "task",
     tasks.AUTO,
@@ -46,12 +47,12 @@ flags.DEFINE_enum(
     flag_values=FLAGS,
 )
 flags.DEFINE_list("sizes", ["64", "128", "256", "384", "512"], "square input sizes", flag_values=FLAGS)
-flags.DEFINE_integer("batch", 1, "batch size", flag_values=FLAGS)
+flags.DEFINE_integer("batch", 1, "batch size", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_list(
     "runtimes", ["fdn", "stablehlo", "onnx"], "what to time (onnx skipped if not installed)", flag_values=FLAGS
 )
-flags.DEFINE_integer("warmup", 3, "untimed calls after compiling", flag_values=FLAGS)
-flags.DEFINE_integer("runs", 20, "timed calls per size and runtime", flag_values=FLAGS)
+flags.DEFINE_integer("warmup", 3, "untimed calls after compiling", lower_bound=0, flag_values=FLAGS)
+flags.DEFINE_integer("runs", 20, "timed calls per size and runtime", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_enum(
     "precision",
     "highest",
@@ -97,7 +98,7 @@ def runtimes_available(requested) -> list[str]:
             print("onnx: skipped (pip install jax2onnx onnx onnxruntime)")
             continue
         if name not in ("fdn", "stablehlo", "onnx"):
-            raise ValueError(f"unknown runtime {name!r}: choose from fdn, stablehlo, onnx")
+            raise InputError(f"--runtimes: unknown runtime {name!r}; choose from fdn, stablehlo, onnx")
         out.append(name)
     return out
 

@@ -28,13 +28,15 @@ from fdn.bench._rank import ranks, spearman  # noqa: F401  (ranks: this bench's 
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_enum("target", "device", ["device", "cpu"], "where latency is measured", flag_values=FLAGS)
-flags.DEFINE_integer("input_size", 256, "square input size of the deployed model", flag_values=FLAGS)
-flags.DEFINE_integer("batch", 1, "batch size", flag_values=FLAGS)
-flags.DEFINE_integer("num_classes", 21, "output channels", flag_values=FLAGS)
-flags.DEFINE_integer("genotypes", 20, "random genotypes to check the estimate on", flag_values=FLAGS)
+flags.DEFINE_integer("input_size", 256, "square input size of the deployed model", lower_bound=32, flag_values=FLAGS)
+flags.DEFINE_integer("batch", 1, "batch size", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("num_classes", 21, "output channels", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("genotypes", 20, "random genotypes to check the estimate on", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "seed of those genotypes", flag_values=FLAGS)
-flags.DEFINE_integer("calibration", 6, "whole models the correction is fitted on", flag_values=FLAGS)
-flags.DEFINE_integer("rounds", 5, "interleaved timing rounds (each keeps its fastest call)", flag_values=FLAGS)
+flags.DEFINE_integer("calibration", 6, "whole models the correction is fitted on", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer(
+    "rounds", 5, "interleaved timing rounds (each keeps its fastest call)", lower_bound=1, flag_values=FLAGS
+)
 
 
 def median_relative_error(estimate, measured) -> float:

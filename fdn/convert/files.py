@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fdn.errors import UserError
+from fdn.errors import UserError, one_line
 
 
 class StateDictError(UserError, ValueError):
@@ -35,7 +35,10 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for damaged or unsafe files
-        raise StateDictError(f"{path} could not be loaded by torch.load(weights_only=True): {err}") from None
+        raise StateDictError(
+            f"{path} could not be loaded by torch.load(weights_only=True) ({type(err).__name__}: {one_line(err)}); "
+            "give an official PyTorch state dict (.pth/.pth.tar) or an .npz with the same keys"
+        ) from None
     if not isinstance(obj, dict):
         raise StateDictError(f"{path} holds a {type(obj).__name__}, not a state dict")
     from fdn.convert.segmenter import unwrap_state_dict

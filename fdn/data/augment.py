@@ -131,13 +131,27 @@ def select(record, keys):
     return example
 
 
+def scale_range_of(value) -> tuple[float, float]:
+    """``(low, high)`` of the ``data.scale_range`` setting, 0 < low <= high; anything else failed later inside a
+    grain worker (a traceback, after the data and the teacher were ready)."""
+    from fdn.errors import InputError
+
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"data.scale_range must be two numbers (low, high), e.g. (0.5, 2.0), got {value!r}") from None
+    if not 0 < low <= high:
+        raise InputError(f"data.scale_range {value!r}: need 0 < low <= high, e.g. (0.5, 2.0)")
+    return low, high
+
+
 class TrainTransform:
     """Record -> augmented, normalised crop (a grain random-map callable: ``fn(record, rng)``)."""
 
     def __init__(self, crop_size, min_side=None, scale_range=(0.7, 1.4), task=tasks.SEGMENTATION):
         self.crop_size = _pair(crop_size)
         self.min_side = max(self.crop_size) if min_side is None else int(min_side)
-        self.scale_range = tuple(scale_range)
+        self.scale_range = scale_range_of(scale_range)
         self.keys = task_keys(task)
 
     def __call__(self, record, rng):

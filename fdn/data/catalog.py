@@ -15,12 +15,7 @@ heatmap head has one channel per joint, so their "classes" are the joints.
 
 from pathlib import Path
 
-from fdn.errors import UserError
-
-
-class UnknownDatasetError(UserError, FileNotFoundError):
-    """A dataset that is not prepared where the config says, or that declares no class count."""
-
+from fdn.data.lookup import UnknownDatasetError, builder  # noqa: F401  (UnknownDatasetError: public here)
 
 GENERATED = ("fdn_shapes",)  # datasets fdn makes itself (no downloads, no folders): the only ones auto_prepare makes
 
@@ -41,19 +36,11 @@ def resolve_data_dir(data, workdir) -> str | None:
     return None
 
 
-def _builder(name, data_dir):
-    import tensorflow_datasets as tfds
-
-    import fdn.data  # noqa: F401  (registers the builders)
-
-    return tfds.builder(name, data_dir=data_dir)
-
-
 def ensure_prepared(data, data_dir, log=print, who="fdn") -> None:
     """Prepares ``data.name`` in ``data_dir`` first when ``auto_prepared`` and it is missing."""
     if not auto_prepared(data):
         return  # data_source will raise with the prepare command
-    if _builder(data.name, data_dir).is_prepared():
+    if builder(data.name, data_dir).is_prepared():
         return
     from fdn.data import prepare
 
@@ -81,10 +68,10 @@ def dataset_classes(dataset: str, data_dir=None) -> tuple[int, list[str] | None]
         return len(names), list(names)
     if dataset == "nyu_depth_v2_labeled/seg40":
         return 40, None
-    builder = _builder(dataset, data_dir)
-    metadata = builder.info.metadata if builder.is_prepared() else None
+    found = builder(dataset, data_dir)
+    metadata = found.info.metadata if found.is_prepared() else None
     if not metadata or not metadata.get("num_classes"):
-        where = f" in {builder.data_dir}" if metadata is None else ""
+        where = f" in {found.data_dir}" if metadata is None else ""
         raise UnknownDatasetError(
             f"{dataset} declares no class count{where}"
             f"{' (not prepared there)' if metadata is None else ''}; prepare it, or set "

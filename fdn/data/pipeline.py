@@ -42,17 +42,21 @@ def data_source(name, split, data_dir=None):
     """``tfds.data_source(name, data_dir)[split]`` with the fdn builders registered; never prepares.
 
     Raises ``FileNotFoundError`` naming the prepare command when the dataset is not completely prepared
-    (tfds itself would return an empty dict for an unprepared dataset).
+    (tfds itself would return an empty dict for an unprepared dataset), `lookup.UnknownDatasetError` for an
+    unknown name or split.
     """
-    import tensorflow_datasets as tfds
+    from fdn.data import lookup
 
-    import fdn.data  # noqa: F401  (registers the builders)
-
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = lookup.builder(name, data_dir)
     if not builder.is_prepared():
         raise FileNotFoundError(
             f"{name} is not prepared in {builder.data_dir}; run "
             f"python -m fdn.data.prepare {name} --data_dir=... [--manual_dir=...]"
+        )
+    if split not in builder.info.splits:  # tfds' ValueError would be a traceback
+        raise lookup.UnknownDatasetError(
+            f"{name} has no split {split!r}; choose one of {', '.join(builder.info.splits)} (a split flag or "
+            "config setting, e.g. --split or config.data.eval_split)"
         )
     return builder.as_data_source(split=split)
 

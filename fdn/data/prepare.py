@@ -45,7 +45,7 @@ def prepare(name, data_dir=None, manual_dir=None, overwrite=False, **folder):
     import tensorflow_datasets as tfds
 
     import fdn.data  # noqa: F401  (registers the builders)
-    from fdn.data import image_folder
+    from fdn.data import image_folder, lookup
 
     if name.split("/")[0] == image_folder.ImageFolder.name:
         name = image_folder.configure(name, manual_dir, **folder)
@@ -59,7 +59,7 @@ def prepare(name, data_dir=None, manual_dir=None, overwrite=False, **folder):
     else:
 
         def make():
-            return tfds.builder(name, data_dir=data_dir, file_format="array_record")
+            return lookup.builder(name, data_dir, file_format="array_record")
 
     builder = make()
     if overwrite and builder.is_prepared():

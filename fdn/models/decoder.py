@@ -16,6 +16,7 @@ import dataclasses
 from flax import linen as nn
 
 from fdn import genotype as G
+from fdn.errors import InputError
 from fdn.models import names
 from fdn.models.cells import AggregateCell, ContextualCell, MergeCell
 from fdn.models.layers import Conv, ConvBN
@@ -29,6 +30,14 @@ class DecoderSettings:
     agg_size: int = 48
     repeats: int = 1
     aux_cell: bool = True
+
+    def __post_init__(self):
+        """A width or depth below 1 (a flag or config setting) otherwise fails deep inside Flax or XLA with a
+        traceback, or builds a model without outputs; refused here, where every model is described."""
+        for name in ("num_classes", "agg_size", "repeats"):
+            value = getattr(self, name)
+            if value < 1:
+                raise InputError(f"decoder setting {name}={value}: it must be at least 1; fix the flag or config value")
 
     @classmethod
     def search(cls, num_classes: int = 21) -> DecoderSettings:

@@ -20,6 +20,7 @@ from flax import traverse_util
 
 from fdn import genotype as G
 from fdn import tasks
+from fdn.errors import InputError
 from fdn.models.decoder import Decoder, DecoderSettings
 from fdn.models.encoder import MobileNetV2Encoder
 from fdn.models.resize import resize_bilinear
@@ -39,9 +40,10 @@ class ModelSpec:
     def __post_init__(self):
         channels = tasks.get(self.task).head_size(self.decoder.num_classes)
         if channels != self.decoder.num_classes:
-            raise ValueError(
+            raise InputError(
                 f"a {self.task} model has {channels} output channel{'s' if channels != 1 else ''}, "
-                f"got num_classes={self.decoder.num_classes}"
+                f"got num_classes={self.decoder.num_classes}; give num_classes={channels}, or the task the "
+                f"{self.decoder.num_classes} outputs are for"
             )
 
     def to_dict(self) -> dict:

@@ -11,10 +11,10 @@ the run within ``--heartbeat_timeout_s`` with one line naming it (exit 2); the s
 
 from __future__ import annotations
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from fdn.cli import run_command
+from fdn.cli import refuse_arguments, run_command
 from fdn.distributed import flags as distributed_flags
 from fdn.distributed import runtime
 from fdn.distributed.watchdog import ProcessLost
@@ -32,8 +32,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv, trainer_factory=None):
     """The command; ``trainer_factory`` (`fdn.candidate.protocol`) is for the search tests' stand-in trainer
     (``python -m tests.fake_candidate`` runs this command with it); ``None`` trains candidates for real."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    refuse_arguments(argv)
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; the progress line says enough
     options = distributed_flags.options()
     session = _start_session(options) if options else None  # before anything touches a device

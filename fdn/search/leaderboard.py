@@ -292,7 +292,11 @@ def report_command(
     """``python -m fdn.leaderboard``'s work: print the table (and a comparison), write the report; exit code."""
     for w in [workdir, *compare]:
         if not (Path(w) / run_log.FILENAME).exists():
-            print(f"fdn.leaderboard: error: no {run_log.FILENAME} in {w}", file=sys.stderr)
+            print(
+                f"fdn.leaderboard: error: no {run_log.FILENAME} in {w}; give the --workdir of a search "
+                "(python -m fdn.search --workdir=DIR writes it with the first finished candidate)",
+                file=sys.stderr,
+            )
             return 2
     path = write_report(workdir, top_k, draw_k, html=html)
     if path is None:

@@ -210,6 +210,8 @@ def resolve_programs(config, device, log=print) -> None:
 
 def check_settings(config, num_devices: int) -> None:
     """Settings the search cannot run with, refused before any work (one line each)."""
+    if config.num_candidates < 1:  # otherwise minutes of set-up (data, teacher) for a search that does nothing
+        raise SearchConfigError(f"num_candidates={config.num_candidates}: a search scores at least 1 candidate")
     task = search_task(config)
     if task not in SEARCH_TASKS:
         raise SearchConfigError(

@@ -55,7 +55,10 @@ def save_model(directory, variables, spec: ModelSpec, metadata: dict | None = No
 def read_spec(directory) -> tuple[ModelSpec, dict]:
     directory = Path(directory)
     if not directory.is_dir():
-        raise CheckpointError(f"no checkpoint directory at {directory}")
+        raise CheckpointError(
+            f"no checkpoint directory at {directory}; give an fdn checkpoint directory (fdn.train writes "
+            "WORKDIR/best_model and WORKDIR/final_model; python -m fdn.convert makes one from an official .pth)"
+        )
     spec_file = directory / SPEC_FILE
     if not spec_file.is_file():
         raise CheckpointError(
@@ -79,7 +82,10 @@ def load_model(directory) -> tuple[ModelSpec, dict, dict]:
     spec, info = read_spec(directory)
     var_dir = directory / VARIABLES_DIR
     if not var_dir.is_dir():
-        raise CheckpointError(f"{directory} is incomplete: the variables directory {var_dir} is missing")
+        raise CheckpointError(
+            f"{directory} is incomplete: the variables directory {var_dir} is missing; use another checkpoint, or "
+            "save, train or convert it again"
+        )
     variables = checkpointing.restore_tree(
         var_dir,
         abstract_variables(spec),

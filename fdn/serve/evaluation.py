@@ -96,16 +96,34 @@ def summarise(task, sums, omit=()):
 
 def crop_of(flag: str | None, saved: dict) -> tuple[int, int]:
     """The evaluation crop: ``--crop`` ('HxW' or 'S'), else the one the checkpoint saved, else 512x512."""
+    from fdn.serve.images import parse_hw
+
+    if flag:
+        return parse_hw(flag, "--crop", square=True)
+    crop = tuple(saved.get("crop_size") or (512, 512))
+    return crop * 2 if len(crop) == 1 else crop
+
+
+def omit_of(flag: list[str] | None, saved: dict, num_classes: int) -> list[int]:
+    """Classes left out of the mIoU: ``--omit_classes``, else the checkpoint's (`check_omit`)."""
+    if flag is None:
+        return check_omit(saved.get("omit_classes", []), num_classes, "the checkpoint's omit_classes")
+    return check_omit(flag, num_classes, "--omit_classes")
+
+
+def check_omit(given, num_classes: int, what: str) -> list[int]:
+    """``given`` as class indices of a ``num_classes`` model; a word or an index past the last class was a
+    traceback (fdn.evaluate), or silently changed nothing (fdn.train's ``config.eval.omit_classes``)."""
     from fdn.errors import InputError
 
-    crop = None
-    if flag:
-        try:
-            crop = tuple(int(v) for v in flag.lower().split("x"))
-        except ValueError:
-            raise InputError(f"--crop must be HxW, e.g. 512x512, got {flag!r}") from None
-    crop = tuple(crop or saved.get("crop_size") or (512, 512))
-    return crop * 2 if len(crop) == 1 else crop
+    try:
+        omit = [int(c) for c in given]
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be class indices, e.g. 0 or 0,3, got {given!r}") from None
+    bad = [c for c in omit if not 0 <= c < num_classes]
+    if bad:
+        raise InputError(f"{what} {bad}: the model's classes are 0..{num_classes - 1}")
+    return omit
 
 
 def evaluate_checkpoint(
@@ -140,11 +158,11 @@ def evaluate_checkpoint(
     task = spec.task
     crop = crop_of(crop, ev)
     min_side = ev.get("min_side", 0) if min_side is None else min_side
-    omit = [int(c) for c in (omit_classes if omit_classes is not None else ev.get("omit_classes", []))]
     mesh = sharding.make_mesh()
     batch_size = batch_size or ev.get("batch_size") or 8
     batch_size = -(-batch_size // mesh.size) * mesh.size
     num_classes = spec.decoder.num_classes
+    omit = omit_of(omit_classes, ev, num_classes)
 
     source = pipeline.data_source(dataset, split, data_dir)
     model = spec.build()

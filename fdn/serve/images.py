@@ -64,3 +64,25 @@ def load_inputs(paths) -> tuple[np.ndarray, list[str]]:
     if not np.isfinite(batch).all():
         raise InputError("inputs contain NaN or Inf values")
     return batch, names
+
+
+MIN_SIDE = 32  # the encoder's stride: a smaller side leaves no pixel at its deepest level
+
+
+def parse_hw(text: str, flag: str, square: bool = False) -> tuple[int, int]:
+    """``(H, W)`` of a size flag (``--size`` of fdn.export, ``--crop`` of fdn.evaluate): ``HxW``, or ``S`` for
+    ``SxS`` where ``square``; each side at least `MIN_SIDE` (smaller ones failed inside XLA with a traceback)."""
+    from fdn.errors import InputError
+
+    example = "512x512" + (" or 512" if square else "")
+    try:
+        sides = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"{flag} must be HxW, e.g. {example}, got {text!r}") from None
+    if square and len(sides) == 1:
+        sides *= 2
+    if len(sides) != 2:
+        raise InputError(f"{flag} must be HxW, e.g. {example}, got {text!r}")
+    if min(sides) < MIN_SIDE:
+        raise InputError(f"{flag} must be at least {MIN_SIDE}x{MIN_SIDE} (the encoder's stride), got {text!r}")
+    return sides

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from fdn.cli import run_command
+from fdn.cli import refuse_arguments, run_command
 from fdn.distributed import flags as distributed_flags
 from fdn.distributed import runtime
 from fdn.errors import report_user_errors
@@ -31,8 +31,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 @report_user_errors("fdn.train")
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    refuse_arguments(argv)
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     options = distributed_flags.options()
     if options:  # before any device is touched; with no explicit flags JAX detects Slurm / Cloud TPU / Open MPI
@@ -41,9 +40,6 @@ def main(argv):
 
     try:
         result = train_loop.run(FLAGS.config, FLAGS.workdir)
-    except train_loop.NonFiniteLossError as err:
-        print(f"fdn.train: error: {err}", file=sys.stderr)
-        return 3
     except train_loop.TrainingInterrupted as err:
         where = f"at step {err.step}" if err.step is not None else "before the first step"
         print(f"fdn.train: interrupted ({err}) {where}; run the same command again to resume", file=sys.stderr)

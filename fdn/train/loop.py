@@ -23,6 +23,7 @@ import numpy as np
 
 from fdn import sharding
 from fdn.data import catalog
+from fdn.errors import UserError
 from fdn.interrupts import Interrupted, StopSignals
 from fdn.models import names as N
 from fdn.serve import checkpoint as ckpt
@@ -34,8 +35,9 @@ from fdn.train.metric_writer import MetricWriter
 BEST_MODEL, FINAL_MODEL, CHECKPOINTS = "best_model", "final_model", "checkpoints"
 
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
+class NonFiniteLossError(UserError, RuntimeError):
+    """The training loss became NaN or infinite: the settings' or the data's fault (learning rates, a corrupt
+    image), so a user error (one line, exit 2) whose message names the last good checkpoint."""
 
 
 class TrainingInterrupted(Interrupted):
@@ -138,12 +140,14 @@ def run(config, workdir, *, log=print) -> dict:
 def prepare(config, workdir: Path, log) -> Training:
     """Everything before the first step (`fdn.train.setup`), the state restored from the latest checkpoint."""
     main_process = jax.process_index() == 0
-    described = setup.describe(config, workdir, main_process)
+    described = setup.describe(config, workdir)
     mesh = setup.make_mesh(config)
     data = setup.build_data(config, workdir, described.task, log)
     learner = setup.build_learner(config, described, mesh, data.steps_per_epoch)
     checkpoints = ckpt.TrainCheckpoints(workdir / CHECKPOINTS)
     state, extra = setup.initial_state(learner, checkpoints, data.train_iter, mesh, log)
+    if main_process:
+        setup.record_config(config, workdir, described)
     start_step = int(state["step"])
     writer = MetricWriter(workdir, resume_step=start_step, enabled=main_process)
     repl = sharding.replicated(mesh)

@@ -74,8 +74,8 @@ class Learner:
     teacher_vars: object = None
 
 
-def describe(config, workdir: Path, main_process: bool) -> Description:
-    """The task's rules and the two model specs; writes ``config.json`` (with the resolved genotype)."""
+def describe(config, workdir: Path) -> Description:
+    """The task's rules and the two model specs (`record_config` writes them down once the run can start)."""
     task = config.task
     if task not in tasks.NAMES:
         raise InputError(f"config.task must be {' or '.join(tasks.NAMES)}, got {task!r}")
@@ -85,13 +85,19 @@ def describe(config, workdir: Path, main_process: bool) -> Description:
         rules.fixed_channels or config.model.num_classes or catalog.num_classes_of(config.data, workdir)
     )
     settings = DecoderSettings(num_classes, config.model.agg_size, config.model.repeats, config.model.aux_cell)
+    evaluation.check_omit(config.eval.omit_classes, num_classes, "config.eval.omit_classes")  # before training
     train_spec = ModelSpec(genotype, settings, task, config.model.expand_first_block)
     export_spec = dataclasses.replace(train_spec, decoder=dataclasses.replace(settings, aux_cell=False))
-    if main_process:
-        (workdir / "config.json").write_text(
-            json.dumps({**config.to_dict(), "resolved_genotype": genotype.to_list()}, indent=2, default=str)
-        )
     return Description(task, rules, genotype, num_classes, train_spec, export_spec)
+
+
+def record_config(config, workdir: Path, described: Description) -> None:
+    """Writes ``config.json`` (the settings, with the resolved genotype) once the latest checkpoint has been
+    restored: a rerun with settings that do not fit the checkpoints fails in the restore, and must leave the
+    record of the settings that wrote them as it was."""
+    (workdir / "config.json").write_text(
+        json.dumps({**config.to_dict(), "resolved_genotype": described.genotype.to_list()}, indent=2, default=str)
+    )
 
 
 def make_mesh(config):

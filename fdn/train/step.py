@@ -20,6 +20,7 @@ import optax
 from fdn import genotype as G
 from fdn import losses, tasks
 from fdn import polyak as polyak_lib
+from fdn.errors import InputError
 from fdn.models import names as N
 from fdn.models import trainable
 from fdn.models.resize import resize_bilinear
@@ -47,12 +48,16 @@ def lr_schedules(optim, steps_per_epoch: int, batch_size: int):
         total += int(epochs) * steps_per_epoch
         bounds.append(total)
 
-    def schedule(lrs):
+    def schedule(name):
+        lrs = optim[name]
         if len(lrs) != len(optim.stage_epochs):
-            raise ValueError(f"{len(lrs)} learning rates for {len(optim.stage_epochs)} stages")
+            raise InputError(
+                f"config.optim.{name} has {len(lrs)} learning rates for {len(optim.stage_epochs)} stages "
+                "(config.optim.stage_epochs); give one per stage"
+            )
         return optax.join_schedules([optax.constant_schedule(float(lr) * scale) for lr in lrs], bounds)
 
-    return schedule(optim.enc_lrs), schedule(optim.dec_lrs)
+    return schedule("enc_lrs"), schedule("dec_lrs")
 
 
 def make_optimizer(optim, params, genotype: G.Genotype, steps_per_epoch: int, batch_size: int):
@@ -60,7 +65,7 @@ def make_optimizer(optim, params, genotype: G.Genotype, steps_per_epoch: int, ba
 
     kind = optim.get("optimizer", SGD)
     if kind not in (SGD, ADAM):
-        raise ValueError(f"config.optim.optimizer must be {SGD!r} or {ADAM!r}, got {kind!r}")
+        raise InputError(f"config.optim.optimizer must be {SGD!r} or {ADAM!r}, got {kind!r}")
 
     def make(lr):
         inner = optax.sgd(lr, momentum=optim.momentum) if kind == SGD else optax.adam(lr)
