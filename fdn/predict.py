@@ -24,7 +24,10 @@ from fdn.errors import report_user_errors
 from fdn.serve import checkpoint, images, inference
 
 flags.DEFINE_string("checkpoint", None, "fdn checkpoint directory (from fdn.convert, fdn.train or fdn.search).")
-flags.DEFINE_string("out", None, "Output .npz file.")
+flags.DEFINE_string("out", None, "Output .npz file (a pose model also writes OUT.json).")
+# fdn.data.prepare, fdn.export and fdn.convert have their own --overwrite (the same bool, default False): absl's flags
+# are global, so this one may meet one of them in a process that imports both (the tests).
+flags.DEFINE_bool("overwrite", False, "Replace an existing --out.", allow_override=True)
 flags.DEFINE_string("png", None, "Optional directory for colour-mapped predictions at the input size.")
 flags.DEFINE_integer("batch_size", 8, "Images per forward pass.", lower_bound=1)
 flags.DEFINE_bool("aux", True, "Also store the auxiliary heads' outputs.")
@@ -54,11 +57,37 @@ def write_pngs(directory, names, prediction, batch, task, depth_max, edges=()):
     return paths
 
 
-def run(checkpoint_dir, out, inputs, png=None, batch_size=8, aux=True, depth_max=8.0, precision="highest"):
+def check_outputs(out, png=None, overwrite=False) -> Path:
+    """``out`` as the path written, refused before any work where writing would lose or misplace something:
+    an existing file (without ``overwrite``; as fdn.export), a name NumPy would silently extend to ``OUT.npz``,
+    or a ``png`` directory that is a file (found after the predictions were written, before)."""
+    from fdn.errors import InputError
+
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise InputError(f"--out={out} must name a .npz file, e.g. --out={out.with_suffix('.npz')}")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or give another --out")
+    if png is not None and Path(png).exists() and not Path(png).is_dir():
+        raise InputError(f"--png={png} is a file; give a directory for the pictures")
+    return out
+
+
+def run(
+    checkpoint_dir,
+    out,
+    inputs,
+    png=None,
+    batch_size=8,
+    aux=True,
+    depth_max=8.0,
+    precision="highest",
+    overwrite=False,
+):
+    out = check_outputs(out, png, overwrite)
     spec, variables, info = checkpoint.load_model(checkpoint_dir)
     batch, names = images.load_inputs(inputs)
     outputs = inference.predict_batches(spec, variables, batch, batch_size, aux, precision)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **outputs)
     lines = [f"wrote {out}: " + ", ".join(f"{k} {v.shape}" for k, v in outputs.items())]
@@ -82,7 +111,7 @@ def main(argv):
     f = flags.FLAGS
     if len(argv) < 2:
         raise app.UsageError("give at least one INPUT (image file or .npy array)")
-    print(run(f.checkpoint, f.out, argv[1:], f.png, f.batch_size, f.aux, f.depth_max, f.precision))
+    print(run(f.checkpoint, f.out, argv[1:], f.png, f.batch_size, f.aux, f.depth_max, f.precision, f.overwrite))
 
 
 if __name__ == "__main__":

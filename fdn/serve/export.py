@@ -45,6 +45,7 @@ from fdn.models.segmenter import ModelSpec, eval_forward
 FORMATS = ("stablehlo", "onnx")
 MEAN, STD = MEAN_RGB, STD_RGB  # the sidecar's record of the normalisation
 DEFAULT_PLATFORMS = ("cpu", "cuda")
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # what jax.export lowers for
 # BN module name -> name of the conv it follows, in the same parent module.
 _BN_CONV = {N.BN: N.CONV, N.DW_BN: N.DW_CONV, N.PROJECT_BN: N.PROJECT_CONV}
 _SEP_BN = re.compile(f"^{N.PATTERNS['sep_bn']}$")  # a separable conv's BN follows its pointwise conv
@@ -312,6 +313,9 @@ def export_checkpoint(
 
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {FORMATS}, got {fmt!r}")
+    unknown = [p for p in platforms if p not in PLATFORMS]
+    if fmt == "stablehlo" and (unknown or not platforms):  # an unknown name was kept in the sidecar, exit 0
+        raise ExportError(f"--platforms {list(platforms)}: give one or more of {', '.join(PLATFORMS)}")
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
