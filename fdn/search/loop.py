@@ -121,10 +121,11 @@ class _Search:
         self.trainer_factory, self.refresh_report = trainer_factory, refresh_report
         self.setup = self.logfile = self.bar = self.workers = None
         self.lag = proposals.effective_lag(config)
+        self.devices = worker_devices(config)  # a bad parallel.workers fails before anything is written,
+        setup_lib.check_settings(config, len(self.devices))  # and so does any setting the search cannot run with
         workdir.mkdir(parents=True, exist_ok=True)
         if config.candidate.compilation_cache_dir:  # before the set-up: the encoder and teacher compile there too
             enable_compilation_cache(config.candidate.compilation_cache_dir)
-        self.devices = worker_devices(config)  # a bad parallel.workers fails before anything is written
         setup_lib.resolve_programs(config, self.devices[0], log)  # before the settings are recorded
         self.agent = make_agent(config.agent, config.agent_config)
         self.checkpointer = SearchCheckpointer(workdir, result_settings(config))
