@@ -41,7 +41,8 @@ def main(argv):
     try:
         return module.main([f"fdn.bench {what}"] + argv[2:])
     except (flags.Error, *USER_ERROR_TYPES) as err:  # bad input: one line, exit 2 (fdn.errors)
-        print(f"fdn.bench {what}: error: {describe(err)}", file=sys.stderr)
+        hint = f" (python -m fdn.bench {what} --help lists its flags)" if isinstance(err, flags.Error) else ""
+        print(f"fdn.bench {what}: error: {describe(err)}{hint}", file=sys.stderr)
         return 2
 
 

@@ -61,7 +61,11 @@ def variables_from_torch(state_dict: dict, spec: ModelSpec, strict: bool = True)
     extra = sorted(set(sd) - used - set(expected))
     problems += [f"unexpected key {k}" for k in extra]
     if problems and strict:
-        head = f"the state dict does not fit {spec.genotype} ({spec.decoder}): {len(problems)} problem(s)"
+        head = (
+            f"the state dict does not fit {spec.genotype} ({spec.decoder}): {len(problems)} problem(s), listed "
+            "below; give the --genotype, --num_classes, --agg_size, --repeats and --aux_cell of the model it was "
+            "saved from"
+        )
         raise ConversionError(head + "\n  " + "\n  ".join(problems))
     return traverse_util.unflatten_dict(flat)
 

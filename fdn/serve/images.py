@@ -30,7 +30,7 @@ def load_inputs(paths) -> tuple[np.ndarray, list[str]]:
     arrays, names = [], []
     for p in map(Path, paths):
         if not p.is_file():
-            raise InputError(f"input {p} does not exist")
+            raise InputError(f"input {p} does not exist; give image files (.jpg, .png) or .npy arrays that exist")
         if p.suffix.lower() == ".npy":
             try:
                 a = np.load(p, allow_pickle=False)

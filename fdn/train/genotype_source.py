@@ -17,13 +17,17 @@ def from_search(workdir, rank: int = 1) -> gt.Genotype:
     """The ``rank``-th best genotype of the search in ``workdir``."""
     workdir = Path(workdir).expanduser()
     if not (workdir / run_records.FILENAME).is_file():
-        raise gt.GenotypeError(f"{workdir} holds no search ({run_records.FILENAME} is missing)")
+        raise gt.GenotypeError(
+            f"{workdir} holds no search ({run_records.FILENAME} is missing); give WORKDIR#rank with the "
+            "--workdir of a python -m fdn.search run that has finished a candidate"
+        )
     if rank < 1:
         raise gt.GenotypeError(f"a leaderboard rank starts at 1, got {rank}")
     rows = run_records.ranked_genotypes(run_records.read(workdir))
     if len(rows) < rank:
         raise gt.GenotypeError(
-            f"the search in {workdir} has {len(rows)} distinct genotype(s); rank {rank} does not exist"
+            f"the search in {workdir} has {len(rows)} distinct genotype(s); rank {rank} does not exist (give a rank "
+            f"from 1 to {len(rows)}; python -m fdn.leaderboard {workdir} lists them)"
         )
     return gt.parse(rows[rank - 1])
 

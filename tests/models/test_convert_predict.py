@@ -69,6 +69,7 @@ def test_mismatched_state_dict_names_every_key(tiny_checkpoint):
     with pytest.raises(ConversionError) as err:
         variables_from_torch(sd, TINY)
     text = str(err.value)
+    assert "problem(s), listed below; give the --genotype, --num_classes" in text.splitlines()[0]  # what to do
     assert "missing key decoder.conv_clf.bias" in text
     assert "unexpected key decoder.bogus.weight" in text
     assert "wrong shape for decoder.pre_clf.0.weight: got (8, 5, 1, 1), expected (8, 24, 1, 1)" in text
