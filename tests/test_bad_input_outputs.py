@@ -88,3 +88,28 @@ def test_search_refuses_settings_before_writing_to_a_fresh_workdir(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("fdn.search: error: num_candidates=-5") and "Traceback" not in done.stderr
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize(
+    "what,arg",
+    [
+        ("stage1", "--batch=0"),
+        ("stage1", "--crop=16"),
+        ("stage2", "--steps=0"),
+        ("depthwise", "--channels=0"),
+        ("controller", "--repeats=0"),
+        ("data", "--batch_size=0"),
+        ("host_memory", "--rounds=0"),
+    ],
+)
+def test_bench_counts_out_of_range_are_one_line_before_any_work(what, arg, capsys):
+    """A zero batch or crop below the encoder's stride failed inside the bench (a traceback from NumPy or XLA)."""
+    import importlib
+
+    module = importlib.import_module(f"fdn.bench.{what}")
+    try:
+        assert bench_main.main(["fdn.bench", what, arg]) == 2
+    finally:
+        module.FLAGS.unparse_flags()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and arg.split("=")[0].lstrip("-") in err[0] and "--help lists its flags" in err[0]

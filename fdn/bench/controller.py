@@ -17,8 +17,8 @@ from fdn.agents import controller, make_agent
 from fdn.bench._timing import time_calls
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_integer("warmup", 2, "untimed calls before the timed ones", flag_values=FLAGS)
-flags.DEFINE_integer("repeats", 10, "timed calls per row", flag_values=FLAGS)
+flags.DEFINE_integer("warmup", 2, "untimed calls before the timed ones", lower_bound=0, flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 10, "timed calls per row", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_list("minibatch_sizes", ["1", "10", "100"], "PPO mini-batch sizes", flag_values=FLAGS)
 
 

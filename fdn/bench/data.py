@@ -39,9 +39,9 @@ flags.DEFINE_enum(
 flags.DEFINE_string("dataset", "fdn_shapes", "tfds dataset name", flag_values=FLAGS)
 flags.DEFINE_string("split", "train", "split", flag_values=FLAGS)
 flags.DEFINE_string("data_dir", None, "tfds data dir", flag_values=FLAGS)
-flags.DEFINE_integer("crop", 112, "crop size", flag_values=FLAGS)
-flags.DEFINE_integer("min_side", None, "minimum shorter side R (default: crop)", flag_values=FLAGS)
-flags.DEFINE_integer("batch_size", 32, "batch size", flag_values=FLAGS)
+flags.DEFINE_integer("crop", 112, "crop size", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("min_side", None, "minimum shorter side R (default: crop)", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 32, "batch size", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_enum("task", tasks.SEGMENTATION, list(augment.TASKS), "label keys", flag_values=FLAGS)
 flags.DEFINE_list("workers", ["0", "1", "2"], "worker process counts to measure", flag_values=FLAGS)
 flags.DEFINE_integer("read_threads", 2, "reader threads per process", flag_values=FLAGS)
@@ -53,7 +53,9 @@ flags.DEFINE_enum(
     "host: the grain pipeline only; device: also the on-device augmentation (fdn.data.device_source)",
     flag_values=FLAGS,
 )
-flags.DEFINE_integer("device_records", 256, "records decoded onto the device for --path=device", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "device_records", 256, "records decoded onto the device for --path=device", lower_bound=1, flag_values=FLAGS
+)
 
 
 class SyntheticJpegSource:

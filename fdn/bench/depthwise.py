@@ -20,11 +20,11 @@ from fdn.bench._timing import time_calls
 from fdn.models import depthwise
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_integer("batch", 16, "batch size", flag_values=FLAGS)
-flags.DEFINE_integer("size", 64, "feature map side", flag_values=FLAGS)
-flags.DEFINE_integer("channels", 48, "decoder channels", flag_values=FLAGS)
-flags.DEFINE_integer("enc_channels", 144, "encoder channels", flag_values=FLAGS)
-flags.DEFINE_integer("repeats", 8, "timed calls", flag_values=FLAGS)
+flags.DEFINE_integer("batch", 16, "batch size", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("size", 64, "feature map side", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("channels", 48, "decoder channels", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("enc_channels", 144, "encoder channels", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 8, "timed calls", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_list("impls", ["xla", "shifted", "autodiff", "stacked"], "implementations to time", flag_values=FLAGS)
 
 # (name, kernel, stride, dilation, padding, channel flag)

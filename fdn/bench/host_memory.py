@@ -17,7 +17,7 @@ from fdn import host_memory
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_float("gigabytes", 0.5, "size of the block", flag_values=FLAGS)
-flags.DEFINE_integer("rounds", 3, "malloc / touch / free rounds", flag_values=FLAGS)
+flags.DEFINE_integer("rounds", 3, "malloc / touch / free rounds", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_bool(
     "child", False, "measure this process only and print its JSON line (used for the comparison)", flag_values=FLAGS
 )

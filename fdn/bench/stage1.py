@@ -65,11 +65,11 @@ TAP_CHANNELS = (24, 32, 96, 320)
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("genotype", SEARCH_A, "genotype to time", flag_values=FLAGS)
-flags.DEFINE_integer("batch", 16, "batch size", flag_values=FLAGS)
-flags.DEFINE_integer("crop", 256, "crop side the cached features come from", flag_values=FLAGS)
-flags.DEFINE_integer("steps", 20, "timed steps", flag_values=FLAGS)
-flags.DEFINE_integer("warmup", 2, "untimed steps after compiling", flag_values=FLAGS)
-flags.DEFINE_integer("num_classes", 21, "classes", flag_values=FLAGS)
+flags.DEFINE_integer("batch", 16, "batch size", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("crop", 256, "crop side the cached features come from", lower_bound=32, flag_values=FLAGS)
+flags.DEFINE_integer("steps", 20, "timed steps", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("warmup", 2, "untimed steps after compiling", lower_bound=0, flag_values=FLAGS)
+flags.DEFINE_integer("num_classes", 21, "classes", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_bool("scan", False, "also time the lax.scan epoch program", flag_values=FLAGS)
 flags.DEFINE_enum(
     "programs",
@@ -89,7 +89,7 @@ flags.DEFINE_string(
     "and print where the time went (fdn.bench._profile)",
     flag_values=FLAGS,
 )
-flags.DEFINE_integer("profile_steps", 3, "steps traced with --profile_dir", flag_values=FLAGS)
+flags.DEFINE_integer("profile_steps", 3, "steps traced with --profile_dir", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_string(
     "official_repo", "", "checkout of DrSleep/nas-segm-pytorch: also time its step, in turns", flag_values=FLAGS
 )
@@ -105,6 +105,7 @@ flags.DEFINE_integer(
     "official_threads",
     2,
     "torch threads for the official step (2 as in official-baseline.md; on an oversubscribed CPU 1 ran 3-4x faster)",
+    lower_bound=1,
     flag_values=FLAGS,
 )
 

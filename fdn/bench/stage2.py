@@ -32,11 +32,11 @@ from fdn.models.segmenter import Segmenter, count_params
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("genotype", SEARCH_A, "genotype to time", flag_values=FLAGS)
-flags.DEFINE_integer("batch", 4, "batch size", flag_values=FLAGS)
-flags.DEFINE_integer("crop", 350, "square crop side", flag_values=FLAGS)
-flags.DEFINE_integer("steps", 10, "timed steps", flag_values=FLAGS)
-flags.DEFINE_integer("warmup", 2, "untimed steps after compiling", flag_values=FLAGS)
-flags.DEFINE_integer("num_classes", 21, "classes", flag_values=FLAGS)
+flags.DEFINE_integer("batch", 4, "batch size", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("crop", 350, "square crop side", lower_bound=32, flag_values=FLAGS)
+flags.DEFINE_integer("steps", 10, "timed steps", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("warmup", 2, "untimed steps after compiling", lower_bound=0, flag_values=FLAGS)
+flags.DEFINE_integer("num_classes", 21, "classes", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_enum(
     "programs",
     "universal",
