@@ -7,9 +7,6 @@ problem but not the remedy.
 """
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +16,7 @@ from fdn.bench import forward as bench_forward
 from fdn.errors import InputError, UserError
 from fdn.serve import export
 from fdn.train import genotype_source
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.test_bad_input_audit import one_line, run
 
 
 def test_predict_keeps_an_existing_out_and_checks_names_before_any_work(tmp_path):
@@ -61,7 +57,12 @@ def test_bench_flag_errors_point_to_the_bench_help(capsys):
 def test_train_from_a_search_says_what_to_give(tmp_path):
     with pytest.raises(UserError, match=r"holds no search .*; give WORKDIR#rank with the --workdir of"):
         genotype_source.from_search(tmp_path, 1)
-    record = {"hash": "h", "index": 0, "reward": 0.1, "genotype": [[0, [0, 0, 0, 0]] * 2, [[0, 0]] * 3]}
+    record = {
+        "hash": "h",
+        "index": 0,
+        "reward": 0.1,
+        "genotype": [[0, [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], [[0, 0]] * 3],
+    }
     (tmp_path / "candidates.jsonl").write_text(json.dumps(record) + "\n")
     with pytest.raises(UserError, match=r"rank 5 does not exist \(give a rank from 1 to 1; python -m fdn.leaderboard"):
         genotype_source.from_search(tmp_path, 5)
@@ -69,24 +70,8 @@ def test_train_from_a_search_says_what_to_give(tmp_path):
 
 def test_search_refuses_settings_before_writing_to_a_fresh_workdir(tmp_path):
     workdir = tmp_path / "new"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fdn.search",
-            "--config=configs/demo.py:tiny",
-            f"--workdir={workdir}",
-            "--config.num_candidates=-5",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 2, done.stderr[-2000:]
-    lines = done.stderr.strip().splitlines()
-    assert lines[-1].startswith("fdn.search: error: num_candidates=-5") and "Traceback" not in done.stderr
+    done = run("fdn.search", "--config=configs/demo.py:tiny", f"--workdir={workdir}", "--config.num_candidates=-5")
+    assert "num_candidates=-5: a search scores at least 1 candidate" in one_line(done, "fdn.search")
     assert not workdir.exists()
 
 
