@@ -20,7 +20,7 @@ from absl import app, flags, logging
 
 from fdn import tasks
 from fdn.cli import run_command
-from fdn.errors import report_user_errors
+from fdn.errors import InputError, report_user_errors
 from fdn.serve import checkpoint, images, inference
 
 flags.DEFINE_string("checkpoint", None, "fdn checkpoint directory (from fdn.convert, fdn.train or fdn.search).")
@@ -61,8 +61,6 @@ def check_outputs(out, png=None, overwrite=False) -> Path:
     """``out`` as the path written, refused before any work where writing would lose or misplace something:
     an existing file (without ``overwrite``; as fdn.export), a name NumPy would silently extend to ``OUT.npz``,
     or a ``png`` directory that is a file (found after the predictions were written, before)."""
-    from fdn.errors import InputError
-
     out = Path(out)
     if out.suffix != ".npz":
         raise InputError(f"--out={out} must name a .npz file, e.g. --out={out.with_suffix('.npz')}")

@@ -106,15 +106,6 @@ def test_out_of_range_flags_are_one_line_exit_2(module, args, flag):
     assert f"--{flag}=" in one_line(run(module, *args), module)
 
 
-def test_bench_flags_out_of_range_are_exit_2(capsys):
-    from fdn.bench import __main__ as bench_main
-
-    assert bench_main.main(["fdn.bench", "forward", "--size=0"]) == 2
-    assert "--size=0" in capsys.readouterr().err
-    assert bench_main.main(["fdn.bench", "latency_model", "--num_classes=-1"]) == 2
-    assert "--num_classes=-1" in capsys.readouterr().err
-
-
 def test_decoder_settings_and_task_mismatch_are_input_errors():
     """fdn.convert --agg_size=-1 (or --num_classes=0, config.model.num_classes=-3 in fdn.train) failed in Flax with
     a traceback; --task=depth with 21 classes raised a plain ValueError (a traceback)."""
